@@ -1,0 +1,232 @@
+"""The queuer: folders -> one job per photo on the images tube.
+
+It never writes, moves or renames the user's files. Its own state (which
+files it queued) lives in a small SQLite file, so a second run over the same
+folders queues only what is new or changed, unless --requeue is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import stat
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from . import envelope, imaging
+from .envelope import ImageJob
+from .errors import ImageUnreadable, UsageError
+from .log import HOST
+from .queue import Queue
+from .settings import Settings
+
+log = logging.getLogger("facegrid.queuer")
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+HEADROOM = 4096  # bytes kept free under max-job-size for the envelope header
+
+
+def display_path(path: str) -> str:
+    """A path as text; bytes that are not UTF-8 are shown as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def walk(roots: list[str], report: Callable[[str, str], None]) -> Iterator[str]:
+    """Every image file below roots, following folder links once (no loops)."""
+    seen: set[tuple[int, int]] = set()
+    stack = [os.path.abspath(r) for r in reversed(roots)]
+    while stack:
+        top = stack.pop()
+        try:
+            st = os.stat(top)
+        except OSError as exc:
+            report(top, f"cannot open ({exc.strerror}); skipped")
+            continue
+        if stat.S_ISREG(st.st_mode):
+            if Path(top).suffix.lower() in EXTENSIONS:
+                yield top
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            report(top, "folder already walked (a link loop?); skipped")
+            continue
+        seen.add(key)
+        try:
+            with os.scandir(top) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            report(top, f"cannot list folder ({exc.strerror}); skipped")
+            continue
+        subdirs = []
+        for entry in entries:
+            try:
+                if entry.is_dir():
+                    subdirs.append(entry.path)
+                elif entry.is_file():
+                    if os.path.splitext(entry.name)[1].lower() in EXTENSIONS:
+                        yield entry.path
+                elif entry.is_symlink() and os.path.splitext(entry.name)[1].lower() in EXTENSIONS:
+                    report(entry.path, "broken or looping link; skipped")
+            except OSError as exc:
+                report(entry.path, f"cannot stat ({exc.strerror}); skipped")
+        stack.extend(reversed(subdirs))
+
+
+class State:
+    """What this queuer has put on the tube, keyed by path and by sha256."""
+
+    def __init__(self, path: str):
+        self.conn = sqlite3.connect(path, timeout=30)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, size INTEGER, "
+                          "mtime_ns INTEGER, sha256 TEXT, queued_at REAL)")
+        self.conn.execute("CREATE INDEX IF NOT EXISTS files_sha256 ON files (sha256)")
+        self.pending = 0
+
+    def unchanged(self, path: str, st: os.stat_result) -> bool:
+        row = self.conn.execute("SELECT size, mtime_ns FROM files WHERE path = ?", (os.fsencode(path),)).fetchone()
+        return row is not None and row[0] == st.st_size and row[1] == st.st_mtime_ns
+
+    def has_id(self, sha: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM files WHERE sha256 = ? LIMIT 1", (sha,)).fetchone() is not None
+
+    def record(self, path: str, st: os.stat_result, sha: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
+                          (os.fsencode(path), st.st_size, st.st_mtime_ns, sha, time.time()))
+        self.pending += 1
+        if self.pending >= 200:
+            self.commit()
+
+    def commit(self) -> None:
+        self.conn.commit()
+        self.pending = 0
+
+
+class Backlog:
+    """Wait while the tube holds more than max_ready ready jobs."""
+
+    def __init__(self, queue: Queue, tube: str, max_ready: int, should_stop: Callable[[], bool]):
+        self.queue, self.tube, self.max_ready, self.should_stop = queue, tube, max_ready, should_stop
+        self.budget = 0  # puts allowed before asking the server again
+
+    def wait(self) -> None:
+        if not self.max_ready:
+            return
+        while self.budget <= 0 and not self.should_stop():
+            ready = self.queue.stats_tube(self.tube)["current-jobs-ready"]
+            self.budget = self.max_ready - ready
+            if self.budget <= 0:
+                time.sleep(0.2)
+        self.budget -= 1
+
+
+class Progress:
+    """tqdm on a terminal; plain lines every 10 s elsewhere."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.start, self.last = total, 0, time.monotonic(), 0.0
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="photo", desc="queued", file=sys.stderr, smoothing=0.1)
+
+    def update(self, n: int = 1, **counts: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            self.bar.set_postfix(counts, refresh=False)
+            return
+        now = time.monotonic()
+        if now - self.last >= 10 or self.done == self.total:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            eta = (self.total - self.done) / rate if rate else 0
+            log.info("%d/%d files handled (%.0f/s, ETA %ds) %s", self.done, self.total, rate, eta,
+                     " ".join(f"{k}={v}" for k, v in counts.items()))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def make_body(path: str, data: bytes, st: os.stat_result, sha: str, limit: int,
+              settings: Settings) -> tuple[bytes, bool]:
+    """The job body, re-encoded smaller when the photo would not fit max-job-size."""
+    job = ImageJob(id=sha, path=display_path(path), host=HOST, size=len(data), mtime=st.st_mtime,
+                   queued_at=time.time(), image=data)
+    body = envelope.encode_image_job(job)
+    if len(body) <= limit:
+        return body, False
+    try:
+        job.image, job.reencoded = imaging.reencode_to_fit(
+            data, limit - HEADROOM, settings.queuer.reencode_quality, settings.filter.max_pixels)
+        log.warning("%s: %d bytes is over max-job-size %d; queued re-encoded as %dx%d JPEG (%d bytes)",
+                    job.path, len(data), limit, job.reencoded["width"], job.reencoded["height"], len(job.image))
+    except ImageUnreadable as exc:
+        job.image = b""
+        job.error = (f"file is {len(data)} bytes, over beanstalkd max-job-size {limit}, and could not be "
+                     f"re-encoded smaller: {exc}; start beanstalkd with a larger -z")
+        log.error("%s: %s", job.path, job.error)
+    return envelope.encode_image_job(job), True
+
+
+def run_queuer(settings: Settings, roots: list[str], requeue: bool, state_path: str,
+               should_stop: Callable[[], bool] = lambda: False) -> dict[str, int]:
+    for r in roots:
+        if not os.path.isdir(r):
+            raise UsageError(f"{r}: not a folder; pass folders of photos, as in queuer.py /srv/photos")
+    b = settings.beanstalkd
+    queue = Queue(b, use=b.images_tube, should_stop=should_stop).connect()
+    limit = queue.max_job_size()
+    state = State(state_path)
+    counts = {"queued": 0, "unchanged": 0, "duplicate": 0, "reencoded": 0, "unreadable": 0}
+
+    def report(path: str, why: str) -> None:
+        counts["unreadable"] += 1
+        log.warning("%s: %s", display_path(path), why)
+
+    log.info("walking %s", ", ".join(roots))
+    files = list(walk(roots, report))
+    log.info("found %d image files; queuing on %s (%s), max-job-size %d bytes",
+             len(files), b.images_tube, queue.address, limit)
+    backlog = Backlog(queue, b.images_tube, b.max_ready, should_stop)
+    progress = Progress(len(files))
+    try:
+        for path in files:
+            if should_stop():
+                log.warning("stopping early: %d files not handled; run again to go on", len(files) - progress.done)
+                break
+            _queue_one(path, requeue, settings, queue, state, backlog, limit, counts, report)
+            progress.update(**counts)
+    finally:
+        state.commit()
+        progress.close()
+        queue.close()
+    return counts
+
+
+def _queue_one(path, requeue, settings, queue, state, backlog, limit, counts, report) -> None:
+    try:
+        st = os.stat(path)
+        if not requeue and state.unchanged(path, st):
+            counts["unchanged"] += 1
+            return
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        return report(path, f"cannot read ({exc.strerror or exc}); skipped")
+    sha = hashlib.sha256(data).hexdigest()
+    if not requeue and state.has_id(sha):
+        counts["duplicate"] += 1
+        state.record(path, st, sha)
+        return
+    body, shrunk = make_body(path, data, st, sha, limit, settings)
+    counts["reencoded"] += shrunk
+    backlog.wait()
+    queue.put(body, priority=1024)
+    state.record(path, st, sha)
+    counts["queued"] += 1

@@ -1,0 +1,190 @@
+"""settings.ini -> one frozen Settings object.
+
+Every value has a default here, so a missing file section still gives a working
+grid. Command-line flags override the file: each script turns its flags into a
+``{"section.key": value}`` dict and passes it to :func:`load`.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+CHOICES = {
+    "filter.model": ("hog", "cnn"),
+    "filter.clahe": ("auto", "on", "off"),
+    "search.mode": ("min", "mean"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Beanstalkd:
+    host: str = "127.0.0.1"
+    port: int = 11300
+    images_tube: str = "images"
+    people_tube: str = "people"
+    ttr: int = 120
+    max_ready: int = 500
+    max_attempts: int = 3
+    retry_delay: int = 2
+    retry_delay_max: int = 300
+    io_timeout: float = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Queuer:
+    state: str = "facegrid-queuer.sqlite"
+    reencode_quality: int = 90
+
+
+@dataclasses.dataclass(frozen=True)
+class Filter:
+    model: str = "hog"
+    upsample: int = 1
+    detect_max_side: int = 1024
+    clahe: str = "auto"
+    jitters: int = 1
+    annotate_max_side: int = 1024
+    annotate_quality: int = 85
+    crop_size: int = 112
+    max_pixels: int = 180_000_000
+    workers: str = "1"
+    log_every: int = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class Collector:
+    database: str = "facegrid.db"
+    batch: int = 64
+    log_every: int = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+    tolerance: float = 0.5
+    mode: str = "min"
+    out: str = "matches"
+    limit: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    beanstalkd: Beanstalkd = Beanstalkd()
+    queuer: Queuer = Queuer()
+    filter: Filter = Filter()
+    collector: Collector = Collector()
+    search: Search = Search()
+    source: str = "(defaults)"
+
+    def validate(self) -> "Settings":
+        b, f = self.beanstalkd, self.filter
+        _check(0 < b.port < 65536, "beanstalkd.port", b.port, "a port from 1 to 65535")
+        _check(b.ttr >= 2, "beanstalkd.ttr", b.ttr, "at least 2 seconds")
+        _check(b.max_ready >= 0, "beanstalkd.max_ready", b.max_ready, "0 (no bound) or more")
+        _check(b.max_attempts >= 1, "beanstalkd.max_attempts", b.max_attempts, "1 or more")
+        for name in ("images_tube", "people_tube"):
+            tube = getattr(b, name)
+            _check(0 < len(tube) <= 200 and " " not in tube, f"beanstalkd.{name}", tube,
+                   "a tube name of 1-200 characters without spaces")
+        for key, allowed in CHOICES.items():
+            section, field = key.split(".")
+            value = getattr(getattr(self, section), field)
+            _check(value in allowed, key, value, "one of " + ", ".join(allowed))
+        _check(0 <= f.upsample <= 3, "filter.upsample", f.upsample, "0, 1, 2 or 3")
+        _check(f.detect_max_side == 0 or f.detect_max_side >= 160, "filter.detect_max_side",
+               f.detect_max_side, "0 (full size) or at least 160 pixels")
+        _check(f.annotate_max_side >= 64, "filter.annotate_max_side", f.annotate_max_side,
+               "at least 64 pixels")
+        _check(1 <= f.jitters <= 100, "filter.jitters", f.jitters, "1 to 100")
+        _check(10 <= f.annotate_quality <= 95, "filter.annotate_quality", f.annotate_quality, "10 to 95")
+        _check(32 <= f.crop_size <= 512, "filter.crop_size", f.crop_size, "32 to 512 pixels")
+        _check(f.max_pixels >= 1_000_000, "filter.max_pixels", f.max_pixels, "at least 1000000")
+        _check(f.workers == "auto" or (f.workers.isdigit() and int(f.workers) >= 1),
+               "filter.workers", f.workers, "'auto' or a whole number from 1")
+        _check(self.collector.batch >= 1, "collector.batch", self.collector.batch, "1 or more")
+        _check(0.0 < self.search.tolerance < 2.0, "search.tolerance", self.search.tolerance,
+               "a distance between 0 and 2 (0.5 is the measured default)")
+        return self
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"setting {key} = {value!r} is not allowed: use {allowed}")
+
+
+def default_config_path() -> Path:
+    env = os.environ.get("FACEGRID_CONFIG")
+    return Path(env) if env else ROOT / "settings.ini"
+
+
+def _convert(key: str, raw: Any, kind: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    kind = {"int": int, "float": float, "str": str}.get(kind, kind)
+    try:
+        return kind(raw.strip())
+    except ValueError:
+        raise ConfigError(f"setting {key} = {raw!r} is not a valid {kind.__name__}") from None
+
+
+def load(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Read settings.ini (or the default path), apply overrides, validate."""
+    explicit = path is not None
+    path = Path(path) if explicit else default_config_path()
+    parser = configparser.ConfigParser(inline_comment_prefixes=("#", ";"))
+    if path.exists():
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot parse ({exc}); fix the line it names") from None
+    elif explicit:
+        raise ConfigError(f"config file {path} does not exist; pass --config with an existing settings.ini")
+    sections = {}
+    known = {f.name for f in dataclasses.fields(Settings)} - {"source"}
+    for section in parser.sections():
+        if section not in known:
+            raise ConfigError(f"{path}: unknown section [{section}]; known: {', '.join(sorted(known))}")
+    overrides = dict(overrides or {})
+    for section in known:
+        cls = type(getattr(Settings(), section))
+        names = {f.name: f.type for f in dataclasses.fields(cls)}
+        values = {}
+        if parser.has_section(section):
+            for key, raw in parser.items(section):
+                if key not in names:
+                    raise ConfigError(f"{path}: unknown setting {section}.{key}; "
+                                      f"known: {', '.join(names)}")
+                values[key] = _convert(f"{section}.{key}", raw, names[key])
+        for full, raw in list(overrides.items()):
+            sec, _, key = full.partition(".")
+            if sec == section and raw is not None:
+                if key not in names:
+                    raise ConfigError(f"unknown setting {full}; known in [{section}]: {', '.join(names)}")
+                values[key] = _convert(full, raw if isinstance(raw, str) else raw, names[key])
+                overrides.pop(full)
+        sections[section] = cls(**values)
+    leftover = [k for k, v in overrides.items() if v is not None]
+    if leftover:
+        raise ConfigError(f"unknown setting {leftover[0]}; use SECTION.KEY with a section from settings.ini")
+    return Settings(**sections, source=str(path) if path.exists() else "(defaults)").validate()
+
+
+def parse_address(text: str) -> dict[str, Any]:
+    """'HOST:PORT' (or ':PORT', or 'HOST') -> overrides for [beanstalkd]."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, ""
+    out: dict[str, Any] = {}
+    if host:
+        out["beanstalkd.host"] = host.strip("[]")
+    if port:
+        if not port.isdigit():
+            raise ConfigError(f"--beanstalkd {text!r}: the port must be a number, as in 127.0.0.1:11300")
+        out["beanstalkd.port"] = port
+    return out

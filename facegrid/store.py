@@ -1,0 +1,136 @@
+"""The SQLite database: schema, batched upserts keyed by sha256, reads.
+
+Tables (docs/protocol.md has every column):
+  images     one row per photo, keyed by the sha256 of its bytes
+  faces      one row per face: box, float32 encoding BLOB, small JPEG crop
+  annotated  the annotated JPEG of each photo, apart so encodings read fast
+  meta       schema_version, and generation (bumped by every stored batch)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Iterable
+
+import sqlite_utils
+
+from .envelope import VERSION as ENVELOPE_VERSION
+from .envelope import Result
+from .errors import StoreError
+
+SCHEMA_VERSION = 1
+
+IMAGE_COLUMNS = {
+    "id": str, "path": str, "host": str, "size": int, "mtime": float, "width": int, "height": int,
+    "status": str, "error": str, "face_count": int, "settings": str, "filter_host": str,
+    "filter_pid": int, "filter_version": str, "timings": str, "reencoded": str, "attempts": int,
+    "queued_at": float, "processed_at": float, "stored_at": float, "envelope_version": int,
+}
+FACE_COLUMNS = {"image_id": str, "idx": int, "top": int, "right": int, "bottom": int, "left": int,
+                "encoding": bytes, "crop": bytes, "model": str}
+
+
+def open_db(path: str | Path, create: bool = True) -> sqlite_utils.Database:
+    path = Path(path)
+    if not create and not path.exists():
+        raise StoreError(f"database {path} does not exist; run collector.py first or pass --db PATH")
+    try:
+        conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        db = sqlite_utils.Database(conn)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=30000")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot open database {path}: {exc}; pass --db with a facegrid database") from None
+    ensure_schema(db)
+    return db
+
+
+def ensure_schema(db: sqlite_utils.Database) -> None:
+    """Create the tables, or check that an existing database speaks our schema."""
+    if "meta" in db.table_names():
+        version = get_meta(db, "schema_version")
+        if version is not None and int(version) > SCHEMA_VERSION:
+            raise StoreError(f"database schema {version} is newer than this facegrid ({SCHEMA_VERSION}); upgrade facegrid")
+        return
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        if "meta" in db.table_names():  # another process won the race
+            return
+        db["images"].create(IMAGE_COLUMNS, pk="id", not_null={"status"})
+        db["images"].create_index(["status"])
+        db["faces"].create(FACE_COLUMNS, pk=("image_id", "idx"))
+        db["annotated"].create({"image_id": str, "jpeg": bytes}, pk="image_id")
+        db["meta"].create({"key": str, "value": str}, pk="key")
+        db["meta"].insert_all([{"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                               {"key": "generation", "value": "0"}])
+
+
+def get_meta(db: sqlite_utils.Database, key: str) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return row[0] if row else None
+
+
+def generation(db: sqlite_utils.Database) -> int:
+    return int(get_meta(db, "generation") or 0)
+
+
+def _image_row(r: Result, now: float) -> dict:
+    f = r.filter or {}
+    return {
+        "id": r.id, "path": r.path, "host": r.host, "size": r.size, "mtime": r.mtime,
+        "width": r.width, "height": r.height, "status": r.status, "error": r.error,
+        "face_count": len(r.faces), "settings": json.dumps(r.settings, sort_keys=True),
+        "filter_host": f.get("host"), "filter_pid": f.get("pid"), "filter_version": f.get("version"),
+        "timings": json.dumps(r.timings, sort_keys=True),
+        "reencoded": json.dumps(r.reencoded) if r.reencoded else None, "attempts": r.attempts,
+        "queued_at": r.queued_at, "processed_at": r.processed_at, "stored_at": now,
+        "envelope_version": ENVELOPE_VERSION,
+    }
+
+
+def _upsert_sql(table: str, columns: list[str], pk: tuple[str, ...]) -> str:
+    cols = ", ".join(f'"{c}"' for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c not in pk)
+    return (f'INSERT INTO "{table}" ({cols}) VALUES ({marks}) '
+            f'ON CONFLICT ({", ".join(pk)}) DO UPDATE SET {updates}')
+
+
+IMAGE_SQL = _upsert_sql("images", list(IMAGE_COLUMNS), ("id",))
+FACE_SQL = _upsert_sql("faces", list(FACE_COLUMNS), ("image_id", "idx"))
+ANNOTATED_SQL = _upsert_sql("annotated", ["image_id", "jpeg"], ("image_id",))
+
+
+def store_results(db: sqlite_utils.Database, results: Iterable[Result]) -> int:
+    """Upsert a batch in one transaction. A result stored twice changes nothing."""
+    results = list(results)
+    now = time.time()
+    conn = db.conn
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(IMAGE_SQL, [tuple(_image_row(r, now).values()) for r in results])
+        faces, annotated = [], []
+        for r in results:
+            model = (r.settings or {}).get("model", "hog")
+            for i, face in enumerate(r.faces):
+                faces.append((r.id, i, *face.box, face.encoding.astype("<f4").tobytes(), face.crop, model))
+            conn.execute("DELETE FROM faces WHERE image_id = ? AND idx >= ?", (r.id, len(r.faces)))
+            if r.annotated:
+                annotated.append((r.id, r.annotated))
+        conn.executemany(FACE_SQL, faces)
+        conn.executemany(ANNOTATED_SQL, annotated)
+        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+    return len(results)
+
+
+def counts(db: sqlite_utils.Database) -> dict[str, int]:
+    out = {"images": 0, "faces": 0, "ok": 0, "no_faces": 0, "error": 0}
+    for status, n in db.execute("SELECT status, count(*) FROM images GROUP BY status"):
+        out[status] = n
+        out["images"] += n
+    out["faces"] = db.execute("SELECT count(*) FROM faces").fetchone()[0]
+    return out

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""filter.py: detect and encode faces for jobs on the images tube (see --help)."""
+
+import sys
+
+from facegrid import cli
+
+EPILOG = """\
+examples:
+  filter.py                                   one worker, runs until stopped
+  filter.py --workers auto                    one worker per core, as memory allows
+  filter.py --beanstalkd 10.0.0.5:11300 --workers 2
+  filter.py --burst                           process until the images tube is empty, then exit 0
+  filter.py --model cnn --upsample 0          dlib's CNN detector instead of HOG
+
+Each worker is a process with its own beanstalkd connection; add filter hosts to
+go faster. SIGTERM or Ctrl-C: finish the current job, then exit 0; a second one
+exits at once and the job goes back to the tube.
+exit codes: 0 done, 2 usage or settings error, 3 beanstalkd unreachable
+"""
+
+
+def main(argv=None) -> int:
+    p = cli.parser("filter.py", "Reserve photos, find and encode faces, push results to the people tube.", EPILOG)
+    p.add_argument("--workers", metavar="N|auto", help="worker processes (auto: min(cores, memory / need))")
+    p.add_argument("--burst", action="store_true", help="exit 0 once the images tube is drained")
+    p.add_argument("--model", choices=("hog", "cnn"), help="face detector")
+    p.add_argument("--upsample", type=int, metavar="N", help="times dlib upsamples before detecting")
+    p.add_argument("--detect-max-side", type=int, metavar="PX", help="detect on a copy this large (0: full size)")
+    p.add_argument("--clahe", choices=("auto", "on", "off"), help="contrast boost for dark or flat photos")
+    p.add_argument("--jitters", type=int, metavar="N", help="re-samplings per encoding (slower, steadier)")
+    p.add_argument("--ttr", type=int, metavar="S", help="seconds a job may stay reserved without a touch")
+    args = p.parse_args(argv)
+    cli.setup_logging(args)
+    settings = cli.load_settings(args, {
+        "filter.workers": args.workers, "filter.model": args.model, "filter.upsample": args.upsample,
+        "filter.detect_max_side": args.detect_max_side, "filter.clahe": args.clahe,
+        "filter.jitters": args.jitters, "beanstalkd.ttr": args.ttr})
+    from facegrid import pool
+    from facegrid.queue import Queue
+
+    Queue(settings.beanstalkd).connect().close()  # fail fast, with exit code 3
+    return pool.run_pool(settings, pool.resolve_workers(settings.filter.workers), args.burst)
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""queuer.py: put one job per photo on the images tube (see --help)."""
+
+import sys
+
+from facegrid import cli
+from facegrid.worker import Stopper
+
+EPILOG = """\
+examples:
+  queuer.py /srv/photos                       queue every photo below /srv/photos
+  queuer.py --beanstalkd 10.0.0.5:11300 a/ b/ queue two folders on the arbiter's beanstalkd
+  queuer.py --requeue /srv/photos             queue again what an earlier run queued
+  queuer.py --max-ready 0 /srv/photos         no bound on the backlog in beanstalkd
+
+Photos: jpg jpeg png bmp webp tif tiff, any case, found recursively; folder links are
+followed once. The queuer never writes to, moves or renames your files. A photo
+larger than beanstalkd's max-job-size is re-encoded smaller, and the job says so.
+exit codes: 0 done, 2 usage or settings error, 3 beanstalkd unreachable
+"""
+
+
+def main(argv=None) -> int:
+    p = cli.parser("queuer.py", "Walk folders of photos and put one job per photo on the images tube.", EPILOG)
+    p.add_argument("folders", nargs="+", metavar="DIR", help="folders to walk recursively")
+    p.add_argument("--max-ready", type=int, metavar="N",
+                   help="wait while the tube holds more than N ready jobs (0: no bound; default from settings)")
+    p.add_argument("--requeue", action="store_true", help="queue files again even if an earlier run queued them")
+    p.add_argument("--state", metavar="PATH", help="the queuer's own record of queued files ([queuer] state)")
+    args = p.parse_args(argv)
+    cli.setup_logging(args)
+    settings = cli.load_settings(args, {"beanstalkd.max_ready": args.max_ready, "queuer.state": args.state})
+    from facegrid.queuing import run_queuer
+
+    counts = run_queuer(settings, args.folders, args.requeue, settings.queuer.state, Stopper().install())
+    print(" ".join(f"{k}={v}" for k, v in counts.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""search.py: find the person in TARGET_DIR across every stored photo (see --help)."""
+
+import sys
+from pathlib import Path
+
+from facegrid import cli
+from facegrid.errors import EXIT_NO_RESULT, EXIT_OK
+
+EPILOG = """\
+examples:
+  search.py target/                           photos of one person in target/; ranked matches
+  search.py target/ --json > matches.json     the same as JSON
+  search.py target/ --out found/ --tolerance 0.45
+  search.py target/ --db /srv/facegrid/faces.db
+
+Each target photo should show the person alone; photos with no face or several
+faces are named and left out. Matches are copied to --out (default
+matches/<target folder name>/) with report.csv and report.html.
+Tolerance 0.5 (not face_recognition's 0.6) was measured on labelled photos: see
+docs/search.md. Lower is stricter.
+exit codes: 0 matches found, 1 no match, 2 usage or settings error
+"""
+
+
+def main(argv=None) -> int:
+    p = cli.parser("search.py", "Find one person across every photo the grid has stored.", EPILOG)
+    p.add_argument("target", metavar="TARGET_DIR", help="folder with photos of the person")
+    p.add_argument("--db", metavar="PATH", help="SQLite database ([collector] database)")
+    p.add_argument("--out", metavar="DIR", help="where to copy matches (default: [search] out/<target name>)")
+    p.add_argument("--tolerance", type=float, metavar="D", help="largest face distance that counts as a match")
+    p.add_argument("--mode", choices=("min", "mean"), help="distance to the nearest target face, or to their mean")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N matches (0: all)")
+    p.add_argument("--json", action="store_true", help='print {"matches": [...]} to stdout')
+    args = p.parse_args(argv)
+    cli.setup_logging(args)
+    settings = cli.load_settings(args, {"collector.database": args.db, "search.tolerance": args.tolerance,
+                                        "search.mode": args.mode, "search.limit": args.limit})
+    from facegrid import searching
+    from facegrid.faces import FaceEngine
+
+    s = settings.search
+    files = searching.target_files(args.target)  # usage errors before loading models
+    db = searching.open_store(settings.collector.database)
+    targets = searching.encode_targets(FaceEngine(settings.filter), args.target)
+    matches = searching.find(db, settings.collector.database, targets, s.tolerance, s.mode, s.limit)
+    out = Path(args.out) if args.out else Path(s.out) / Path(args.target.rstrip("/")).resolve().name
+    searching.write_outputs(db, matches, targets, out, settings)
+    if args.json:
+        print(searching.as_json(matches, targets, settings, out))
+    else:
+        searching.print_table(matches)
+    print(f"{len(matches)} match(es) for {len(targets)} of {len(files)} target photo(s); "
+          f"copies and report in {out}/", file=sys.stderr)
+    return EXIT_OK if matches else EXIT_NO_RESULT
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))
