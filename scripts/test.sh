@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up (venv, packages, beanstalkd) and run the whole test suite with pytest.
+# Extra arguments go to pytest, as in: scripts/test.sh -k pipeline -x
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/setup.sh --dev
+if [ ! -f ../shared/faces/labels.csv ] && [ -z "${FACEGRID_FACES:-}" ]; then
+    echo "test.sh: ../shared/faces is absent: tests that need the labelled photos will skip" >&2
+fi
+exec .venv/bin/python -m pytest "$@"

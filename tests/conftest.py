@@ -1,0 +1,144 @@
+"""Shared fixtures: a real beanstalkd on a free port, the labelled photos, the scripts.
+
+Nothing here mocks the queue or the database: every test that needs beanstalkd
+gets its own server process with its own binlog folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FACES = Path(os.environ.get("FACEGRID_FACES", ROOT.parent / "shared" / "faces"))
+MAX_JOB_SIZE = 16 * 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Beanstalkd:
+    """A private beanstalkd: -l 127.0.0.1 -p <free port> -z 16 MiB -b <binlog dir>."""
+
+    def __init__(self, binlog: Path, max_job_size: int = MAX_JOB_SIZE, host: str = "127.0.0.1"):
+        self.binlog, self.max_job_size, self.host = binlog, max_job_size, host
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        binlog.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> "Beanstalkd":
+        exe = shutil.which("beanstalkd") or "/usr/bin/beanstalkd"
+        self.proc = subprocess.Popen([exe, "-l", self.host, "-p", str(self.port), "-z", str(self.max_job_size),
+                                      "-b", str(self.binlog)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"beanstalkd exited: {self.proc.stderr.read().decode()}")
+                time.sleep(0.05)
+        raise RuntimeError(f"beanstalkd did not answer on {self.address}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop(signal.SIGKILL)
+        self.start()
+
+    def client(self, **kw):
+        import greenstalk
+
+        return greenstalk.Client((self.host, self.port), encoding=None, **kw)
+
+    def tube(self, name: str) -> dict:
+        with self.client() as c:
+            try:
+                return c.stats_tube(name)
+            except Exception:
+                return {"current-jobs-ready": 0, "current-jobs-reserved": 0, "current-jobs-buried": 0,
+                        "current-jobs-delayed": 0, "total-jobs": 0}
+
+
+@pytest.fixture
+def beanstalkd(tmp_path):
+    if not (shutil.which("beanstalkd") or Path("/usr/bin/beanstalkd").exists()):
+        pytest.skip("beanstalkd is not installed; scripts/setup.sh installs it")
+    server = Beanstalkd(tmp_path / "binlog").start()
+    yield server
+    server.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    if not (FACES / "labels.csv").exists():
+        pytest.skip(f"labelled photos not found at {FACES}; put the shared/ folder beside the "
+                    "repository or set FACEGRID_FACES")
+    return FACES
+
+
+@pytest.fixture(scope="session")
+def labels(faces_dir) -> dict[str, dict]:
+    with open(faces_dir / "labels.csv", newline="") as f:
+        return {row["path"]: {"faces": int(row["faces"]), "identities": row["identities"].split(";")}
+                for row in csv.DictReader(f)}
+
+
+def script_cmd(name: str, *args: str) -> list[str]:
+    return [sys.executable, str(ROOT / name), *map(str, args)]
+
+
+def run_script(name: str, *args: str, timeout: float = 300, check: bool = False, **kw) -> subprocess.CompletedProcess:
+    """Run queuer.py / filter.py / collector.py / search.py to completion."""
+    proc = subprocess.run(script_cmd(name, *args), cwd=kw.pop("cwd", ROOT), capture_output=True, text=True,
+                          timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{name} {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def start_script(name: str, *args: str, **kw) -> subprocess.Popen:
+    """Start a script in the background; stderr goes to a file the test can read."""
+    return subprocess.Popen(script_cmd(name, *args), cwd=kw.pop("cwd", ROOT), stdout=kw.pop("stdout", subprocess.PIPE),
+                            stderr=kw.pop("stderr", subprocess.PIPE), text=True, **kw)
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def db_rows(db_path: Path, sql: str, params=()) -> list[tuple]:
+    import sqlite3
+
+    conn = sqlite3.connect(str(db_path))
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
