@@ -68,7 +68,7 @@ class Collector:
 @dataclasses.dataclass(frozen=True)
 class Search:
     tolerance: float = 0.5
-    mode: str = "min"
+    mode: str = "mean"
     out: str = "matches"
     limit: int = 0
 
