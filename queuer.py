@@ -13,7 +13,7 @@ examples:
   queuer.py --requeue /srv/photos             queue again what an earlier run queued
   queuer.py --max-ready 0 /srv/photos         no bound on the backlog in beanstalkd
 
-Photos: jpg jpeg png bmp webp tif tiff, any case, found recursively; folder links are
+Photos: jpg jpeg png bmp webp tif tiff gif, any case, found recursively; folder links are
 followed once. The queuer never writes to, moves or renames your files. A photo
 larger than beanstalkd's max-job-size is re-encoded smaller, and the job says so.
 exit codes: 0 done, 2 usage or settings error, 3 beanstalkd unreachable

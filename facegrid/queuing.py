@@ -25,7 +25,7 @@ from .queue import Queue
 from .settings import Settings
 
 log = logging.getLogger("facegrid.queuer")
-EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 HEADROOM = 4096  # bytes kept free under max-job-size for the envelope header
 
 
@@ -225,8 +225,18 @@ def _queue_one(path, requeue, settings, queue, state, backlog, limit, counts, re
         state.record(path, st, sha)
         return
     body, shrunk = make_body(path, data, st, sha, limit, settings)
+    if not _is_utf8(path):
+        log.warning("%s: file name is not UTF-8; stored with its odd bytes shown as \\xNN", display_path(path))
     counts["reencoded"] += shrunk
     backlog.wait()
     queue.put(body, priority=1024)
     state.record(path, st, sha)
     counts["queued"] += 1
+
+
+def _is_utf8(path: str) -> bool:
+    try:
+        os.fsencode(path).decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
