@@ -1,0 +1,180 @@
+"""search.py --people: who is in this collection.
+
+Every stored face is clustered into persons with dlib's Chinese whispers graph
+clustering: two faces are joined by an edge when their distance is at most the
+threshold (the search tolerance by default; docs/operators.md has the measured
+purity on the labelled photos). The output folder gets:
+
+  index.html         one row per person, largest first: face count, sample
+                     crops, the photos the person appears in (self-contained)
+  person-NNN/        that person's sample face crops, each verified to hold
+                     exactly one detectable face, so the folder can be handed
+                     straight back to search.py as TARGET_DIR;
+                     photos.csv lists every face of the person
+
+Chinese whispers builds every pair within the threshold: fine for tens of
+thousands of faces, not for millions (cluster a subset there).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from . import report
+from .envelope import ENCODING_DIM
+from .report import esc, img_tag
+
+log = logging.getLogger("facegrid.people")
+SAMPLES = 8  # face crops per person in the folder and on the page
+PHOTOS_SHOWN = 12  # photo thumbnails per person on the page
+PATHS_LISTED = 200  # photo paths per person on the page (photos.csv has them all)
+PHOTO_THUMB = 200
+
+
+@dataclasses.dataclass
+class FaceRow:
+    image_id: str
+    idx: int
+    path: str
+    host: str
+    crop: bytes
+    encoding: np.ndarray
+
+
+@dataclasses.dataclass
+class Person:
+    number: int
+    faces: list[FaceRow]  # nearest to the person's mean first
+    distances: list[float]
+
+    @property
+    def name(self) -> str:
+        return f"person-{self.number:03d}"
+
+    def photos(self) -> list[FaceRow]:
+        """One face per photo, in the order of self.faces."""
+        seen, out = set(), []
+        for f in self.faces:
+            if f.image_id not in seen:
+                seen.add(f.image_id)
+                out.append(f)
+        return out
+
+
+def load_faces(db) -> list[FaceRow]:
+    sql = ("SELECT f.image_id, f.idx, f.encoding, f.crop, i.path, i.host FROM faces f "
+           "JOIN images i ON i.id = f.image_id ORDER BY i.path, f.image_id, f.idx")
+    out = []
+    for image_id, idx, enc, crop, path, host in db.execute(sql):
+        if enc and len(enc) == ENCODING_DIM * 4:
+            out.append(FaceRow(image_id, idx, path, host or "", crop or b"", np.frombuffer(enc, "<f4")))
+    return out
+
+
+def cluster_labels(encodings: list[np.ndarray], threshold: float) -> list[int]:
+    """A cluster number per encoding (dlib.chinese_whispers_clustering)."""
+    import dlib
+
+    if not encodings:
+        return []
+    if len(encodings) == 1:
+        return [0]
+    return list(dlib.chinese_whispers_clustering([dlib.vector(e.astype(float).tolist()) for e in encodings],
+                                                 float(threshold)))
+
+
+def cluster(faces: list[FaceRow], threshold: float) -> list[Person]:
+    """Persons, largest first; within a person, faces nearest its mean first."""
+    labels = cluster_labels([f.encoding for f in faces], threshold)
+    groups: dict[int, list[FaceRow]] = {}
+    for face, label in zip(faces, labels):
+        groups.setdefault(label, []).append(face)
+    ordered = sorted(groups.values(), key=lambda g: (-len(g), g[0].path))
+    people = []
+    for n, group in enumerate(ordered, 1):
+        mat = np.stack([f.encoding for f in group])
+        dist = np.linalg.norm(mat - mat.mean(axis=0), axis=1)
+        order = np.argsort(dist, kind="stable")
+        people.append(Person(n, [group[i] for i in order], [float(dist[i]) for i in order]))
+    return people
+
+
+def write_folder(person: Person, out_dir: Path, engine=None) -> list[str]:
+    """person-NNN/ with sample crops that each show exactly one face; returns their names."""
+    folder = out_dir / person.name
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for face in person.faces:
+        if len(written) >= SAMPLES:
+            break
+        if not face.crop or (engine is not None and not _one_face(engine, face.crop)):
+            continue
+        name = f"face-{face.image_id[:16]}-{face.idx}.jpg"
+        (folder / name).write_bytes(face.crop)
+        written.append(name)
+    with open(folder / "photos.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["image_id", "face_index", "distance_to_mean", "path", "host"])
+        for face, d in zip(person.faces, person.distances):
+            w.writerow([face.image_id, face.idx, f"{d:.4f}", face.path, face.host])
+    return written
+
+
+def _one_face(engine, crop: bytes) -> bool:
+    from .errors import ImageUnreadable
+
+    try:
+        return len(engine.analyse(crop).boxes) == 1
+    except ImageUnreadable:
+        return False
+
+
+def _row(db, person: Person, samples: list[str]) -> str:
+    crops = "".join(img_tag(f.crop, f"{person.name} face") for f in person.faces[:SAMPLES])
+    photos = person.photos()
+    thumbs = []
+    for f in photos[:PHOTOS_SHOWN]:
+        row = db.execute("SELECT jpeg FROM annotated WHERE image_id = ?", [f.image_id]).fetchone()
+        thumbs.append(f'<span title="{esc(f.path)}">{img_tag(report.thumbnail(row[0] if row else None, PHOTO_THUMB), "photo")}</span>')
+    paths = "".join(f"<div>{esc(f.path)} <span>({esc(f.host)})</span></div>" for f in photos[:PATHS_LISTED])
+    more = f"<div>... and {len(photos) - PATHS_LISTED} more in photos.csv</div>" if len(photos) > PATHS_LISTED else ""
+    folder = (f'<a href="{esc(person.name)}/photos.csv">{esc(person.name)}/</a>'
+              f'<div class="path">{len(samples)} target crop(s)</div>')
+    return (f'<tr><td><div class="count">{len(person.faces)}</div><div class="path">face(s) in {len(photos)} '
+            f'photo(s)</div>{folder}</td><td><div class="crops">{crops}</div></td>'
+            f'<td><div class="photos">{"".join(thumbs)}</div>'
+            f'<details><summary class="path">photo paths</summary><div class="path">{paths}{more}</div></details>'
+            f"</td></tr>")
+
+
+def render_index(db, people: list[Person], samples: dict[str, list[str]], threshold: float) -> str:
+    faces = sum(len(p.faces) for p in people)
+    header = (f"<h1>{len(people)} {'person' if len(people) == 1 else 'people'} in {faces} face(s)</h1>"
+              f'<p class="sub">Chinese whispers clustering at distance {threshold:g}, largest first. '
+              f"Each person-NNN/ folder holds sample face crops: pass it to search.py as TARGET_DIR.</p>")
+    if not people:
+        return report.page("facegrid people", header, '<p class="empty">The database holds no faces yet.</p>')
+    rows = "".join(_row(db, p, samples[p.name]) for p in people)
+    table = (f'<table class="people"><thead><tr><th>person</th><th>faces</th><th>photos</th></tr></thead>'
+             f"<tbody>{rows}</tbody></table>")
+    return report.page("facegrid people", header, table)
+
+
+def write_people(db, out_dir: Path, threshold: float, engine=None) -> list[Person]:
+    """Cluster every stored face and write index.html and the person folders."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("person-[0-9][0-9][0-9]*"):
+        if old.is_dir():  # a previous run's folders: numbering may have changed
+            shutil.rmtree(old)
+    people = cluster(load_faces(db), threshold)
+    samples = {p.name: write_folder(p, out_dir, engine) for p in people}
+    (out_dir / "index.html").write_text(render_index(db, people, samples, threshold), encoding="utf-8")
+    log.info("%d person(s) from %d face(s) into %s", len(people), sum(len(p.faces) for p in people), out_dir)
+    return people
