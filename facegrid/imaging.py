@@ -12,7 +12,7 @@ import warnings
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import ImageUnreadable
 
@@ -35,6 +35,7 @@ def open_safely(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise ImageUnreadable("file is empty (0 bytes)")
     Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow refuses over twice this by itself
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # face_recognition turns it on at import: truncated files must fail
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
