@@ -78,7 +78,7 @@ class Beanstalkd:
                 return c.stats_tube(name)
             except Exception:
                 return {"current-jobs-ready": 0, "current-jobs-reserved": 0, "current-jobs-buried": 0,
-                        "current-jobs-delayed": 0, "total-jobs": 0}
+                        "current-jobs-delayed": 0, "current-watching": 0, "total-jobs": 0}
 
 
 @pytest.fixture
@@ -103,6 +103,69 @@ def labels(faces_dir) -> dict[str, dict]:
     with open(faces_dir / "labels.csv", newline="") as f:
         return {row["path"]: {"faces": int(row["faces"]), "identities": row["identities"].split(";")}
                 for row in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="session")
+def faces_db(faces_dir, tmp_path_factory) -> Path:
+    """A database of every labelled photo, made once by the real queuer, filter and collector.
+
+    Read-only for tests: copy it first if a test must write.
+    """
+    if not (shutil.which("beanstalkd") or Path("/usr/bin/beanstalkd").exists()):
+        pytest.skip("beanstalkd is not installed; scripts/setup.sh installs it")
+    work = tmp_path_factory.mktemp("faces_db")
+    server = Beanstalkd(work / "binlog").start()
+    db = work / "faces.db"
+    try:
+        run_script("queuer.py", "--beanstalkd", server.address, "--state", work / "queuer.sqlite", faces_dir, check=True)
+        run_script("filter.py", "--beanstalkd", server.address, "--burst", "--workers", "2", check=True, timeout=900)
+        run_script("collector.py", "--beanstalkd", server.address, "--burst", "--db", db, check=True)
+    finally:
+        server.stop(signal.SIGKILL)
+    return db
+
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars")
+IMAGE_PROBE = """<!DOCTYPE html><html><body><iframe id="f" src="%s" style="width:1200px;height:900px"></iframe>
+<pre id="result">pending</pre><script>
+document.getElementById("f").addEventListener("load", function () {
+  var imgs = Array.from(this.contentDocument.images);
+  function check() {
+    if (imgs.some(function (i) { return !i.complete; })) { return setTimeout(check, 50); }
+    document.getElementById("result").textContent = "RESULT" + JSON.stringify(imgs.map(function (i) {
+      return {width: i.naturalWidth, alt: i.alt}; })) + "END";
+  }
+  check();
+});
+</script></body></html>"""
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    """render(html_path) -> [{"width", "alt"}] for every <img> once loaded, in headless Chromium."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe:
+        pytest.skip("chromium is not installed (apt-get install chromium); cannot render the HTML")
+
+    def render(page: Path) -> list[dict]:
+        import json
+        import re
+
+        probe = Path(page).parent / "_image_probe.html"
+        probe.write_text(IMAGE_PROBE % Path(page).name)
+        try:
+            proc = subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}",
+                                   "--allow-file-access-from-files", "--virtual-time-budget=20000",
+                                   "--dump-dom", probe.resolve().as_uri()],
+                                  capture_output=True, text=True, timeout=180)
+        finally:
+            probe.unlink()
+        found = re.search(r"RESULT(.*)END", proc.stdout)
+        assert found, f"chromium gave no result (exit {proc.returncode}): {proc.stderr[-1500:]}"
+        return json.loads(found.group(1))
+
+    return render
 
 
 def script_cmd(name: str, *args: str) -> list[str]:
