@@ -17,7 +17,7 @@ from .envelope import Face, ImageJob, Result
 from .errors import BadJob, ImageUnreadable
 from .faces import FaceEngine
 from .log import HOST, RateLog
-from .queue import JobLost, Queue
+from .queue import Backlog, JobLost, Queue
 from .settings import Settings
 from .worker import KeepAlive, Stopper, attempts, bury, job_stats, release, tube_idle
 
@@ -123,8 +123,12 @@ def run_worker(settings: Settings, burst: bool, stopper: Stopper | None = None) 
     engine = FaceEngine(settings.filter)
     worker = FilterWorker(settings, queue, engine)
     rate = RateLog(log, "photos", settings.filter.log_every)
+    # results wait in beanstalkd's memory until the collector stores them: do not
+    # take new photos while it is far behind
+    results = Backlog(queue, b.people_tube, 2 * b.max_ready, stopper, recheck=20, waiting_for="the collector")
     log.info("filter worker ready: %s -> %s on %s", b.images_tube, b.people_tube, queue.address)
     while not stopper.stopping:
+        results.wait()
         job = queue.reserve()
         if job is None:
             if burst and tube_idle(queue, b.images_tube):

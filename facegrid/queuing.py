@@ -21,7 +21,7 @@ from . import envelope, imaging
 from .envelope import ImageJob
 from .errors import ImageUnreadable, UsageError
 from .log import HOST
-from .queue import Queue
+from .queue import Backlog, Queue
 from .settings import Settings
 
 log = logging.getLogger("facegrid.queuer")
@@ -105,24 +105,6 @@ class State:
         self.pending = 0
 
 
-class Backlog:
-    """Wait while the tube holds more than max_ready ready jobs."""
-
-    def __init__(self, queue: Queue, tube: str, max_ready: int, should_stop: Callable[[], bool]):
-        self.queue, self.tube, self.max_ready, self.should_stop = queue, tube, max_ready, should_stop
-        self.budget = 0  # puts allowed before asking the server again
-
-    def wait(self) -> None:
-        if not self.max_ready:
-            return
-        while self.budget <= 0 and not self.should_stop():
-            ready = self.queue.stats_tube(self.tube)["current-jobs-ready"]
-            self.budget = self.max_ready - ready
-            if self.budget <= 0:
-                time.sleep(0.2)
-        self.budget -= 1
-
-
 class Progress:
     """tqdm on a terminal; plain lines every 10 s elsewhere."""
 
@@ -193,7 +175,7 @@ def run_queuer(settings: Settings, roots: list[str], requeue: bool, state_path: 
     files = list(walk(roots, report))
     log.info("found %d image files; queuing on %s (%s), max-job-size %d bytes",
              len(files), b.images_tube, queue.address, limit)
-    backlog = Backlog(queue, b.images_tube, b.max_ready, should_stop)
+    backlog = Backlog(queue, b.images_tube, b.max_ready, should_stop, waiting_for="the filters")
     progress = Progress(len(files))
     try:
         for path in files:
