@@ -64,6 +64,14 @@ def one_child(pid: int) -> int:
     return wait_for(lambda: (lambda c: c[0] if len(c) == 1 else None)(children(pid)), 60, what="one filter worker")
 
 
+def stored(db: Path) -> int:
+    """Rows in images so far; 0 while the collector is still creating the database."""
+    try:
+        return db_rows(db, "SELECT count(*) FROM images")[0][0] if db.exists() else 0
+    except sqlite3.OperationalError:
+        return 0
+
+
 def reserved(server, tube: str = "images") -> int:
     return server.tube(tube)["current-jobs-reserved"]
 
@@ -205,11 +213,11 @@ def test_beanstalkd_kill_9_and_restart_mid_run(beanstalkd, faces_dir, tmp_path, 
     filt = start_script("filter.py", *addr, "--workers", "1", *SLOW)
     col = start_script("collector.py", *addr, "--db", str(db), "--batch", "2")
     try:
-        wait_for(lambda: db.exists() and db_rows(db, "SELECT count(*) FROM images")[0][0] >= 2, 300, 0.2,
+        wait_for(lambda: stored(db) >= 2, 300, 0.2,
                  "the first results")
         assert queuer.poll() is None, "the queuer finished before the restart; use more photos"
         beanstalkd.restart()
-        wait_for(lambda: db_rows(db, "SELECT count(*) FROM images")[0][0] >= len(expected), 600, 0.5,
+        wait_for(lambda: stored(db) >= len(expected), 600, 0.5,
                  "every photo to be stored after the restart")
         assert queuer.wait(60) == 0
     finally:
