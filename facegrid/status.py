@@ -1,0 +1,199 @@
+"""scripts/status: the grid at a glance.
+
+Per tube: ready, reserved, delayed, buried and the connections watching it (on
+the images tube these are filter workers, on the people tube collectors). Rates
+come from beanstalkd's cumulative counters, sampled twice or more:
+  in  = growth of the tube's total-jobs (puts)  per second
+  out = growth of the tube's cmd-delete (jobs finished) per second
+over the last minute of samples. ``--once`` therefore watches for --sample
+seconds (5 by default) before it prints; ``--watch`` keeps a minute of samples
+in memory. No state file: a counter that goes down means beanstalkd restarted,
+and the history starts again. The ETA is the time to drain what is queued now
+at the current out-rates; the queuer holds back photos beyond
+beanstalkd.max_ready, so its own progress bar has the ETA for a whole folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+from . import store
+from .errors import StoreError
+from .queue import Queue
+from .settings import Settings
+
+WINDOW = 60.0  # seconds of samples the rates are computed over
+FIELDS = ("ready", "reserved", "delayed", "buried", "watching")
+
+
+@dataclasses.dataclass
+class Sample:
+    at: float
+    tubes: dict[str, dict[str, int]]  # tube -> FIELDS + total (puts) + deleted
+
+
+def take_sample(queue: Queue, tubes: tuple[str, ...]) -> Sample:
+    out = {}
+    for tube in tubes:
+        s = queue.stats_tube(tube)
+        out[tube] = {"ready": s["current-jobs-ready"], "reserved": s["current-jobs-reserved"],
+                     "delayed": s["current-jobs-delayed"], "buried": s["current-jobs-buried"],
+                     "watching": s["current-watching"], "total": s["total-jobs"],
+                     "deleted": s.get("cmd-delete", 0)}
+    return Sample(time.monotonic(), out)
+
+
+class History:
+    """The samples of the last WINDOW seconds; cleared when a counter goes back."""
+
+    def __init__(self, window: float = WINDOW):
+        self.window, self.samples = window, deque()
+
+    def add(self, sample: Sample) -> None:
+        if self.samples and _went_back(self.samples[-1], sample):
+            self.samples.clear()  # beanstalkd restarted: old counters mean nothing now
+        self.samples.append(sample)
+        while len(self.samples) > 2 and sample.at - self.samples[0].at > self.window:
+            self.samples.popleft()
+
+    def rates(self, tube: str) -> tuple[float | None, float | None]:
+        """(in, out) jobs per second, or None before two samples exist."""
+        if len(self.samples) < 2:
+            return None, None
+        first, last = self.samples[0], self.samples[-1]
+        dt = max(last.at - first.at, 1e-6)
+        a, b = first.tubes[tube], last.tubes[tube]
+        return (b["total"] - a["total"]) / dt, (b["deleted"] - a["deleted"]) / dt
+
+
+def _went_back(old: Sample, new: Sample) -> bool:
+    return any(new.tubes[t]["total"] < old.tubes[t]["total"] or new.tubes[t]["deleted"] < old.tubes[t]["deleted"]
+               for t in new.tubes if t in old.tubes)
+
+
+def eta_seconds(snapshot: dict, images: str, people: str) -> float | None:
+    """Seconds until both tubes are drained at the current out-rates (0: nothing queued).
+
+    The filters are the slow stage: the photos left on the images tube at its
+    out-rate. The collector's backlog counts too, once it has a rate (it stores
+    in batches, so a short window may see none); None when a stage with work has
+    finished nothing in the window."""
+    t = snapshot["tubes"]
+    img_left = t[images]["ready"] + t[images]["reserved"] + t[images]["delayed"]
+    ppl_left = t[people]["ready"] + t[people]["reserved"] + t[people]["delayed"]
+    img_rate, ppl_rate = t[images]["out_per_s"], t[people]["out_per_s"]
+    if img_left and not img_rate:
+        return None
+    if ppl_left and not ppl_rate and not img_left:
+        return None
+    waits = [img_left / img_rate if img_left else 0.0]
+    if ppl_left and ppl_rate:
+        waits.append((ppl_left + img_left) / ppl_rate)
+    return max(waits)
+
+
+def db_counts(db_path: str) -> dict | None:
+    if not Path(db_path).exists():
+        return None
+    try:
+        db = store.open_db(db_path, create=False)
+    except StoreError:
+        return None
+    try:
+        return store.counts(db)
+    finally:
+        db.conn.close()
+
+
+def snapshot(settings: Settings, history: History, db_path: str) -> dict:
+    b = settings.beanstalkd
+    last = history.samples[-1]
+    tubes = {}
+    for tube in (b.images_tube, b.people_tube):
+        rin, rout = history.rates(tube)
+        tubes[tube] = {k: last.tubes[tube][k] for k in FIELDS}
+        tubes[tube].update(in_per_s=_round(rin), out_per_s=_round(rout))
+    span = history.samples[-1].at - history.samples[0].at
+    snap = {"beanstalkd": f"{b.host}:{b.port}", "time": time.time(), "rate_window_s": round(span, 1),
+            "tubes": tubes, "database": db_path, "db": db_counts(db_path)}
+    snap["eta_s"] = _round(eta_seconds(snap, b.images_tube, b.people_tube))
+    return snap
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 2)
+
+
+def fmt_duration(s: float | None) -> str:
+    if s is None:
+        return "unknown (nothing is being finished)"
+    s = int(round(s))
+    if s < 60:
+        return f"{s}s"
+    h, rem = divmod(s, 3600)
+    return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
+
+
+def fmt_rate(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def render(snap: dict) -> str:
+    lines = [f"facegrid status  beanstalkd {snap['beanstalkd']}  "
+             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(snap['time']))}",
+             "", f"{'tube':<12}{'ready':>8}{'reserved':>10}{'delayed':>9}{'buried':>8}{'watching':>10}"
+             f"{'in/s':>8}{'out/s':>8}"]
+    for name, t in snap["tubes"].items():
+        lines.append(f"{name:<12}{t['ready']:>8}{t['reserved']:>10}{t['delayed']:>9}{t['buried']:>8}"
+                     f"{t['watching']:>10}{fmt_rate(t['in_per_s']):>8}{fmt_rate(t['out_per_s']):>8}")
+    lines.append(f"rates over the last {snap['rate_window_s']:.0f}s; watching = filter workers (images), "
+                 "collectors (people)")
+    c = snap["db"]
+    if c is None:
+        lines.append(f"database {snap['database']}: not there yet (the collector creates it)")
+    else:
+        lines.append(f"database {snap['database']}: {c['images']} photos, {c['faces']} faces; "
+                     f"ok {c.get('ok', 0)}, no_faces {c.get('no_faces', 0)}, errors {c.get('error', 0)}")
+    lines.append(f"ETA to drain the queued photos: {fmt_duration(snap['eta_s'])}")
+    buried = sum(t["buried"] for t in snap["tubes"].values())
+    if buried:
+        lines.append(f"{buried} buried job(s): scripts/buried list")
+    return "\n".join(lines)
+
+
+def show(snap: dict, as_json: bool, clear: bool = False) -> None:
+    text = json.dumps(snap, indent=2) if as_json else render(snap)
+    if clear:
+        text = "\x1b[H\x1b[2J" + text
+    print(text, flush=True)
+
+
+def run(settings: Settings, db_path: str, mode: str, sample: float, interval: float, as_json: bool) -> int:
+    """mode 'once': sample for `sample` seconds, print, exit; 'watch': refresh every `interval`."""
+    b = settings.beanstalkd
+    queue = Queue(b).connect()
+    tubes = (b.images_tube, b.people_tube)
+    history = History()
+    history.add(take_sample(queue, tubes))
+    try:
+        if mode == "once":
+            if sample > 0:
+                time.sleep(sample)
+                history.add(take_sample(queue, tubes))
+            show(snapshot(settings, history, db_path), as_json)
+            return 0
+        clear = sys.stdout.isatty() and not as_json and os.environ.get("TERM") != "dumb"
+        while True:
+            show(snapshot(settings, history, db_path), as_json, clear)
+            time.sleep(interval)
+            history.add(take_sample(queue, tubes))
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        queue.close()

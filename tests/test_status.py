@@ -1,0 +1,137 @@
+"""scripts/status against a real beanstalkd and a real database."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+
+from conftest import ROOT, db_rows, run_script, start_script, wait_for
+
+from facegrid import status
+
+
+def status_json(address, *extra):
+    proc = run_script("scripts/status", "--beanstalkd", address, "--json", *extra, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_empty_grid(beanstalkd, tmp_path):
+    snap = status_json(beanstalkd.address, "--sample", "0", "--db", tmp_path / "none.db")
+    assert snap["tubes"]["images"] == {"ready": 0, "reserved": 0, "delayed": 0, "buried": 0, "watching": 0,
+                                       "in_per_s": None, "out_per_s": None}
+    assert snap["db"] is None and snap["eta_s"] == 0.0
+
+
+def test_counts_states_and_watchers(beanstalkd, tmp_path):
+    with beanstalkd.client(use="images", watch="images") as c:
+        for i in range(6):
+            c.put(b"job %d" % i)
+        c.put(b"later", delay=300)
+        c.bury(c.reserve(timeout=5))
+        held = c.reserve(timeout=5)
+        with beanstalkd.client(watch="people"):
+            snap = status_json(beanstalkd.address, "--sample", "0", "--db", tmp_path / "none.db")
+        c.release(held)
+    images = snap["tubes"]["images"]
+    assert (images["ready"], images["reserved"], images["delayed"], images["buried"]) == (4, 1, 1, 1)
+    assert images["watching"] == 1 and snap["tubes"]["people"]["watching"] == 1
+    assert snap["eta_s"] is None  # jobs are queued but nothing has been finished yet
+
+
+def test_rates_and_eta_while_jobs_flow(beanstalkd, tmp_path):
+    stop = threading.Event()
+
+    def traffic():  # a producer and a consumer, so jobs go in and out during the sampling
+        with beanstalkd.client(use="images", watch="images") as c:
+            for i in range(20):
+                c.put(b"backlog")
+            while not stop.is_set():
+                c.put(b"x")
+                c.delete(c.reserve(timeout=5))
+                time.sleep(0.02)
+
+    t = threading.Thread(target=traffic)
+    t.start()
+    try:
+        wait_for(lambda: beanstalkd.tube("images")["total-jobs"] > 20, 30, what="traffic")
+        snap = status_json(beanstalkd.address, "--sample", "2", "--db", tmp_path / "none.db")
+    finally:
+        stop.set()
+        t.join()
+    images = snap["tubes"]["images"]
+    assert images["in_per_s"] > 0 and images["out_per_s"] > 0
+    assert images["ready"] >= 19
+    assert snap["eta_s"] is not None and snap["eta_s"] > 0
+
+
+def test_database_counts(beanstalkd, faces_db):
+    snap = status_json(beanstalkd.address, "--sample", "0", "--db", faces_db)
+    (images,), (faces,) = db_rows(faces_db, "SELECT count(*) FROM images")[0], db_rows(faces_db, "SELECT count(*) FROM faces")[0]
+    assert snap["db"]["images"] == images and snap["db"]["faces"] == faces
+    assert snap["db"]["ok"] == db_rows(faces_db, "SELECT count(*) FROM images WHERE status = 'ok'")[0][0]
+    table = run_script("scripts/status", "--beanstalkd", beanstalkd.address, "--sample", "0", "--db", faces_db)
+    assert f"{images} photos, {faces} faces" in table.stdout
+
+
+def test_unreachable_beanstalkd_exits_3(beanstalkd):
+    address = beanstalkd.address
+    beanstalkd.stop()
+    proc = run_script("scripts/status", "--beanstalkd", address, "--sample", "0")
+    assert proc.returncode == 3
+    assert "cannot reach beanstalkd" in proc.stderr
+
+
+def test_watch_refreshes_until_interrupted(beanstalkd, tmp_path):
+    out = tmp_path / "watch.out"
+    with open(out, "w") as f:
+        proc = start_script("scripts/status", "--beanstalkd", beanstalkd.address, "--watch", "--interval", "0.3",
+                            "--db", tmp_path / "none.db", stdout=f)
+        try:
+            wait_for(lambda: out.read_text().count("facegrid status") >= 3, 60, what="three refreshes")
+            with beanstalkd.client(use="images") as c:
+                c.put(b"one")
+            wait_for(lambda: "images             1" in out.read_text(), 60, what="the new job shown")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(30) == 0
+
+
+def sample(at, total, deleted):
+    return status.Sample(at, {"images": {"total": total, "deleted": deleted}})
+
+
+def test_history_rates_and_restart():
+    h = status.History(window=60)
+    h.add(sample(0, 100, 50))
+    assert h.rates("images") == (None, None)
+    h.add(sample(10, 150, 70))
+    assert h.rates("images") == (5.0, 2.0)
+    h.add(sample(20, 3, 1))  # beanstalkd restarted: counters went back, history starts again
+    assert len(h.samples) == 1
+    for t in range(30, 200, 10):
+        h.add(sample(t, t, t))
+    assert h.samples[-1].at - h.samples[0].at <= 60
+
+
+def test_eta():
+    def snap(img_ready, img_out, ppl_ready, ppl_out):
+        tube = {"ready": 0, "reserved": 0, "delayed": 0}
+        return {"tubes": {"images": dict(tube, ready=img_ready, out_per_s=img_out),
+                          "people": dict(tube, ready=ppl_ready, out_per_s=ppl_out)}}
+
+    assert status.eta_seconds(snap(0, None, 0, None), "images", "people") == 0.0
+    assert status.eta_seconds(snap(100, 10.0, 0, 20.0), "images", "people") == 10.0
+    assert status.eta_seconds(snap(100, 10.0, 100, 5.0), "images", "people") == 40.0
+    assert status.eta_seconds(snap(100, 0.0, 0, 5.0), "images", "people") is None
+    assert status.eta_seconds(snap(100, 10.0, 5, 0.0), "images", "people") == 10.0  # collector between batches
+    assert status.eta_seconds(snap(0, 0.0, 5, 0.0), "images", "people") is None
+    assert status.fmt_duration(3725) == "1h02m" and status.fmt_duration(75) == "1m15s"
+
+
+def test_help():
+    proc = run_script("scripts/status", "--help")
+    assert proc.returncode == 0 and "--watch" in proc.stdout
+    assert (ROOT / "scripts/status").stat().st_mode & 0o111
