@@ -135,3 +135,67 @@ def test_help():
     proc = run_script("scripts/status", "--help")
     assert proc.returncode == 0 and "--watch" in proc.stdout
     assert (ROOT / "scripts/status").stat().st_mode & 0o111
+
+
+# scripts/buried ------------------------------------------------------------
+
+def buried_json(address, *extra):
+    proc = run_script("scripts/buried", "list", "--beanstalkd", address, "--json", *extra)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_buried_list_kick_and_requeue(beanstalkd, faces_dir, tmp_path):
+    import shutil
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(faces_dir / "people/biden/biden2.jpg", photos / "biden2.jpg")
+    with beanstalkd.client(use="images") as c:
+        for i in range(30):  # finished jobs: gaps in the ids the scan walks over
+            c.delete(c.put(b"done"))
+        garbage = c.put(b"not a facegrid job")
+    run_script("queuer.py", "--beanstalkd", beanstalkd.address, "--state", tmp_path / "q.sqlite", photos, check=True)
+    with beanstalkd.client(watch="images") as c:  # one delivery that "crashed a worker"
+        job = c.reserve(timeout=5)
+        if job.id == garbage:
+            c.release(job)
+            job = c.reserve(timeout=5)
+        c.release(job)
+    photo_job = job.id
+    db = tmp_path / "faces.db"
+    args = ("--beanstalkd", beanstalkd.address)
+    run_script("filter.py", *args, "--burst", "--set", "beanstalkd.max_attempts=1", check=True)
+    run_script("collector.py", *args, "--burst", "--db", db, check=True)
+    assert beanstalkd.tube("images")["current-jobs-buried"] == 2
+
+    listed = buried_json(beanstalkd.address, "--db", db)
+    jobs = {j["id"]: j for j in listed["buried"]}
+    assert set(jobs) == {garbage, photo_job} and listed["counted"] == {"images": 2, "people": 0}
+    assert jobs[garbage]["reason"].startswith("bad job body: wrong magic")
+    assert jobs[photo_job]["path"].endswith("biden2.jpg")
+    assert "gave up after" in jobs[photo_job]["reason"]
+    # listing changed nothing
+    with beanstalkd.client() as c:
+        assert c.stats_job(garbage)["state"] == "buried" and c.stats_job(garbage)["kicks"] == 0
+    table = run_script("scripts/buried", "list", *args, "--db", db).stdout
+    assert "biden2.jpg" in table and "2 buried job(s)" in table
+
+    kicked = run_script("scripts/buried", "kick", "--id", str(garbage), *args)
+    assert kicked.returncode == 0 and "kicked 1 of 1" in kicked.stdout
+    assert beanstalkd.tube("images")["current-jobs-ready"] == 1
+
+    requeued = run_script("scripts/buried", "requeue", "--all", "--tube", "images", *args)
+    assert requeued.returncode == 0 and "requeued 1 job(s)" in requeued.stdout
+    run_script("filter.py", *args, "--burst", check=True)
+    run_script("collector.py", *args, "--burst", "--db", db, check=True)
+    assert db_rows(db, "SELECT status, face_count FROM images WHERE path LIKE '%biden2.jpg'") == [("ok", 1)]
+    left = buried_json(beanstalkd.address, "--db", db)["buried"]
+    assert [j["id"] for j in left] == [garbage]  # bad bodies stay buried, with their reason
+
+
+def test_buried_usage(beanstalkd):
+    assert run_script("scripts/buried", "kick", "--beanstalkd", beanstalkd.address).returncode == 2
+    assert run_script("scripts/buried", "list", "3", "--beanstalkd", beanstalkd.address).returncode == 2
+    proc = run_script("scripts/buried", "kick", "--all", "--beanstalkd", beanstalkd.address)
+    assert proc.returncode == 0 and "kicked 0 job(s)" in proc.stdout

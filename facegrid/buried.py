@@ -1,0 +1,247 @@
+"""scripts/buried: list buried jobs with their reasons, kick or requeue them.
+
+Listing must not change anything, and peek-buried shows only the first buried
+job of a tube. beanstalkd 1.12 answers ``stats-job <id>`` and ``peek <id>`` for
+any job in any state, and job ids are handed out in increasing order, so the
+list is made by scanning ids with stats-job (pipelined, read-only) until every
+job that stats-tube counts as buried has been found. The bodies are then
+peeked, never reserved.
+
+Reasons: beanstalkd keeps none, so they are reconstructed honestly:
+  - a body that envelope.decode refuses was buried for exactly that fault;
+  - a photo the filter gave up on has an error result in the database, whose
+    error column holds the reason (pass --db);
+  - otherwise the worker's log has it: grep for "burying job <id>".
+
+kick moves buried jobs back to ready. A job the filter buried after
+beanstalkd.max_attempts keeps its reserve count, so the filter would bury it
+again at once: requeue puts a fresh copy of the body (same tube, priority and
+TTR) and only then deletes the buried job, so nothing is lost even if the
+requeue stops half way (at worst a photo is done twice; the upserts make that
+harmless).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import sqlite3
+from pathlib import Path
+
+import greenstalk
+
+from . import envelope
+from .envelope import ImageJob, Result
+from .errors import BadJob, QueueUnavailable
+from .settings import Beanstalkd
+
+SCAN_CHUNK = 1000  # stats-job commands in flight at once
+SCAN_TAIL = 100_000  # ids scanned past the last known id before giving up
+
+
+@dataclasses.dataclass
+class BuriedJob:
+    id: int
+    tube: str
+    pri: int
+    ttr: int
+    age: int
+    reserves: int
+    releases: int
+    timeouts: int
+    kicks: int
+    path: str = ""
+    image_id: str = ""
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class Scanner:
+    """stats-job for a range of ids over one raw socket, pipelined."""
+
+    def __init__(self, conf: Beanstalkd):
+        try:
+            self.sock = socket.create_connection((conf.host, conf.port), timeout=max(conf.io_timeout, 10))
+        except OSError as exc:
+            raise QueueUnavailable(f"cannot reach beanstalkd at {conf.host}:{conf.port} ({exc}); "
+                                   "pass --beanstalkd HOST:PORT") from None
+        self.reader = self.sock.makefile("rb")
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+    def stats(self, first: int, last: int) -> dict[int, dict]:
+        """{id: stats} for the jobs that exist among first..last."""
+        self.sock.sendall(b"".join(b"stats-job %d\r\n" % i for i in range(first, last + 1)))
+        out = {}
+        for job_id in range(first, last + 1):
+            line = self.reader.readline()
+            if line.startswith(b"OK "):
+                body = self.reader.read(int(line.split()[1]) + 2)
+                out[job_id] = _parse_yaml(body.decode("utf-8", "replace"))
+            elif not line.startswith(b"NOT_FOUND"):
+                raise QueueUnavailable(f"beanstalkd answered {line[:60]!r} to stats-job {job_id}")
+        return out
+
+
+def _parse_yaml(text: str) -> dict:
+    """beanstalkd's flat YAML dictionaries: 'key: value' lines."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep:
+            value = value.strip()
+            out[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
+    return out
+
+
+def buried_counts(client: greenstalk.Client, tubes: list[str]) -> dict[str, int]:
+    out = {}
+    for tube in tubes:
+        try:
+            out[tube] = int(client.stats_tube(tube)["current-jobs-buried"])
+        except greenstalk.NotFoundError:
+            out[tube] = 0
+    return out
+
+
+def _known_ids(client: greenstalk.Client, tubes: list[str]) -> list[int]:
+    """Ids that certainly exist (the first ready/delayed/buried of each tube)."""
+    ids = []
+    for tube in tubes:
+        try:
+            client.use(tube)
+        except greenstalk.Error:
+            continue
+        for peek in (client.peek_ready, client.peek_delayed, client.peek_buried):
+            try:
+                ids.append(peek().id)
+            except greenstalk.NotFoundError:
+                pass
+    return ids
+
+
+def scan(conf: Beanstalkd, client: greenstalk.Client, tubes: list[str]) -> tuple[list[BuriedJob], dict[str, int]]:
+    """Every buried job on these tubes (read-only), and the counts stats-tube reported."""
+    want = buried_counts(client, tubes)
+    if not any(want.values()):
+        return [], want
+    horizon = max([int(client.stats().get("total-jobs", 0))] + _known_ids(client, tubes))
+    found: list[BuriedJob] = []
+    scanner = Scanner(conf)
+    try:
+        job_id = 1
+        while len(found) < sum(want.values()) and job_id <= horizon + SCAN_TAIL:
+            last = job_id + SCAN_CHUNK - 1
+            for jid, st in scanner.stats(job_id, last).items():
+                horizon = max(horizon, jid)
+                if st.get("state") == "buried" and st.get("tube") in want:
+                    found.append(_job(jid, st))
+            job_id = last + 1
+    finally:
+        scanner.close()
+    return found, want
+
+
+def _job(jid: int, st: dict) -> BuriedJob:
+    return BuriedJob(jid, str(st.get("tube")), int(st.get("pri", 0)), int(st.get("ttr", 0)), int(st.get("age", 0)),
+                     int(st.get("reserves", 0)), int(st.get("releases", 0)), int(st.get("timeouts", 0)),
+                     int(st.get("kicks", 0)))
+
+
+def explain(client: greenstalk.Client, job: BuriedJob, db_path: str | None) -> None:
+    """Fill in path, image id and reason from the body (peeked) and the database."""
+    try:
+        body = client.peek(job.id).body
+    except greenstalk.NotFoundError:
+        job.reason = "gone since the scan (kicked or deleted)"
+        return
+    try:
+        decoded = envelope.decode(body)
+    except BadJob as exc:
+        job.reason = f"bad job body: {exc}"
+        return
+    job.path, job.image_id = decoded.path, decoded.id
+    stored = _stored_error(db_path, decoded.id)
+    if isinstance(decoded, ImageJob) and stored:
+        job.reason = stored
+    elif isinstance(decoded, Result):
+        job.reason = ("collector could not store this result (its log has the SQLite error); "
+                      f"database has it: {'yes' if stored is not None else 'no'}")
+    else:
+        job.reason = f"not in the database; see the filter's log: grep 'burying job {job.id}'"
+
+
+def _stored_error(db_path: str | None, image_id: str) -> str | None:
+    """The stored error for this photo, '' if stored without one, None if not stored."""
+    if not db_path or not Path(db_path).exists():
+        return None
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    try:
+        row = conn.execute("SELECT status, error FROM images WHERE id = ?", [image_id]).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    return None if row is None else (row[1] or "")
+
+
+def kick(client: greenstalk.Client, tubes: list[str], bound: int | None) -> dict[str, int]:
+    """Kick up to bound buried jobs per tube (None: all of them)."""
+    done = {}
+    for tube, count in buried_counts(client, tubes).items():
+        if count:
+            client.use(tube)
+            done[tube] = client.kick(count if bound is None else bound)
+    return done
+
+
+def kick_ids(client: greenstalk.Client, ids: list[int]) -> int:
+    n = 0
+    for jid in ids:
+        try:
+            client.kick_job(jid)
+            n += 1
+        except greenstalk.NotFoundError:
+            pass
+    return n
+
+
+def requeue(client: greenstalk.Client, jobs: list[BuriedJob]) -> int:
+    """A fresh copy of each body on its tube, then delete the buried job."""
+    n = 0
+    for job in jobs:
+        try:
+            body = client.peek(job.id).body
+        except greenstalk.NotFoundError:
+            continue
+        client.use(job.tube)
+        client.put(body, priority=job.pri, ttr=max(job.ttr, 1))
+        try:
+            client.delete(job.id)
+        except greenstalk.NotFoundError:
+            pass
+        n += 1
+    return n
+
+
+def render(jobs: list[BuriedJob], want: dict[str, int]) -> str:
+    lines = [f"{'id':>8}  {'tube':<8}  {'age':>7}  {'tries':>5}  path / reason"]
+    for j in sorted(jobs, key=lambda j: j.id):
+        lines.append(f"{j.id:>8}  {j.tube:<8}  {_age(j.age):>7}  {j.reserves:>5}  {j.path or '(no path)'}")
+        lines.append(f"{'':>37}{j.reason}")
+    total, found = sum(want.values()), len(jobs)
+    lines.append(f"{found} buried job(s) on {', '.join(f'{t} ({n})' for t, n in want.items())}")
+    if found < total:
+        lines.append(f"{total - found} counted by beanstalkd were not found by the id scan (buried meanwhile?); "
+                     "run it again")
+    return "\n".join(lines)
+
+
+def _age(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds}s"
+    return f"{seconds // 60}m" if seconds < 7200 else f"{seconds // 3600}h"
