@@ -80,6 +80,7 @@ def build(db, db_path: str | Path, gen: int) -> FaceIndex:
     n = db.execute("SELECT count(*) FROM faces").fetchone()[0]
     vectors = np.lib.format.open_memmap(tmp / "vectors.npy", mode="w+", dtype=np.float32, shape=(n, ENCODING_DIM))
     rowids = np.lib.format.open_memmap(tmp / "rowids.npy", mode="w+", dtype=np.int64, shape=(n,))
+    sqnorms = np.zeros(n, dtype=np.float32)  # filled chunk by chunk: no second copy of the matrix
     i = 0
     cursor = db.execute("SELECT rowid, encoding FROM faces ORDER BY rowid")
     while i < n:
@@ -88,11 +89,12 @@ def build(db, db_path: str | Path, gen: int) -> FaceIndex:
             break
         k = min(len(rows), n - i)
         rowids[i:i + k] = [r[0] for r in rows[:k]]
-        vectors[i:i + k] = np.frombuffer(b"".join(r[1] for r in rows[:k]), dtype="<f4").reshape(k, ENCODING_DIM)
+        block = np.frombuffer(b"".join(r[1] for r in rows[:k]), dtype="<f4").reshape(k, ENCODING_DIM)
+        vectors[i:i + k] = block
+        sqnorms[i:i + k] = np.einsum("ij,ij->i", block, block)
         i += k
     db.execute("COMMIT")
-    sqnorms = (vectors[:i].astype(np.float32) ** 2).sum(axis=1) if i else np.zeros(0, np.float32)
-    np.save(tmp / "sqnorms.npy", sqnorms.astype(np.float32))
+    np.save(tmp / "sqnorms.npy", sqnorms[:i])
     vectors.flush(), rowids.flush()
     del vectors, rowids
     (tmp / "meta.json").write_text(json.dumps({"generation": gen, "format": INDEX_FORMAT, "count": i}))

@@ -19,9 +19,10 @@ from .settings import Settings
 
 log = logging.getLogger("facegrid.pool")
 
-# Peak RSS of one filter worker, measured by scripts/bench.py ("memory per
-# worker": a 24-megapixel JPEG with the default settings) plus headroom.
-WORKER_PEAK_BYTES = 600 * 1024 * 1024
+# Peak RSS of one filter worker, measured by scripts/bench.py ("memory": about
+# 215 MB on a 24-megapixel JPEG with the default settings, as JPEGs decode at
+# the working size) plus headroom for photos decoded at full size (PNG, WebP).
+WORKER_PEAK_BYTES = 512 * 1024 * 1024
 FATAL_CODES = (EXIT_USAGE, EXIT_QUEUE)  # a restart cannot fix these
 
 

@@ -1,0 +1,956 @@
+#!/usr/bin/env python3
+"""scripts/bench.py: throughput and scale of the grid, measured against the limit.
+
+Every figure printed is a median over repeats; every comparison is a ratio of
+two figures measured side by side in this run. Sections (--only NAME,NAME):
+
+  defaults   default settings vs face_recognition's own (full size, upsample 1):
+             same faces on the labelled photos, and how much faster; JPEG decoding
+  overhead   the grid (queuer, 1 filter worker, collector, private beanstalkd) vs a
+             bare detect+encode loop in one process on the same photos
+  scaling    2 filter processes vs 1 (and in separate network namespaces over veth)
+  collector  beanstalkd + one collector fed with realistic stand-in results
+  memory     peak RSS of one filter worker on a 24-megapixel JPEG
+  search     1,000,000 stored faces: index build, warm query, search.py end to end
+  cli        face_recognition's command-line tool vs search.py on the same folders
+
+Everything runs in a temporary folder with a private beanstalkd (-z, -b); the
+user's files and any running grid are never touched. Results go to stdout;
+docs/benchmarks.md is rewritten only with --write-docs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from PIL import Image, ImageOps  # noqa: E402
+
+from facegrid import envelope, imaging, settings as settings_mod, store  # noqa: E402
+
+PY = sys.executable
+FACES = Path(os.environ.get("FACEGRID_FACES", ROOT.parent / "shared" / "faces"))
+DOCS = ROOT / "docs" / "benchmarks.md"
+SECTIONS = ("defaults", "overhead", "scaling", "collector", "memory", "search", "cli")
+MAX_JOB_SIZE = 16 * 1024 * 1024
+MB = 1024 * 1024
+RSS_WRAPPER = ("import resource, subprocess, sys\n"
+               "rc = subprocess.call(sys.argv[2:])\n"
+               "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024))\n"
+               "sys.exit(rc)\n")
+
+
+@dataclasses.dataclass
+class Sizes:
+    photos: int  # jobs in the replicated workload
+    repeats: int
+    faces: int  # stored faces for the search section
+    labelled_step: int  # every n-th labelled photo for the defaults and cli sections
+    results: int  # stand-in results for the collector section
+
+
+FULL = Sizes(photos=160, repeats=3, faces=1_000_000, labelled_step=1, results=4000)
+QUICK = Sizes(photos=16, repeats=2, faces=100_000, labelled_step=3, results=600)
+
+
+# -- the table ---------------------------------------------------------------
+@dataclasses.dataclass
+class Row:
+    section: str
+    measure: str
+    value: str
+    target: str = ""
+    verdict: str = "INFO"
+
+
+class Report:
+    def __init__(self, argv: list[str]):
+        self.rows: list[Row] = []
+        self.command = "scripts/bench.py " + " ".join(argv)
+
+    def add(self, section: str, measure: str, value: str, target: str = "", ok: bool | None = None) -> None:
+        verdict = "INFO" if ok is None else ("PASS" if ok else "FAIL")
+        row = Row(section, measure, value, target, verdict)
+        self.rows.append(row)
+        print(f"  {row.measure:<58} {row.value:>14}  {row.target:<10} {row.verdict}", flush=True)
+
+    def skip(self, section: str, measure: str, why: str) -> None:
+        self.rows.append(Row(section, measure, why, "", "SKIP"))
+        print(f"  {measure:<58} SKIP: {why}", flush=True)
+
+    def table(self) -> str:
+        head = f"{'section':<10} {'measure':<58} {'value':>14}  {'target':<10} result"
+        lines = [head, "-" * len(head)]
+        lines += [f"{r.section:<10} {r.measure:<58} {r.value:>14}  {r.target:<10} {r.verdict}" for r in self.rows]
+        return "\n".join(lines)
+
+    def markdown(self, conditions: str) -> str:
+        out = [f"Command: `{self.command}`", "", conditions, "",
+               "| section | measure | value | target | result |", "|---|---|---|---|---|"]
+        out += [f"| {r.section} | {r.measure} | {r.value} | {r.target} | {r.verdict} |" for r in self.rows]
+        return "\n".join(out)
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- processes -----------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A private beanstalkd: -l HOST -p PORT -z 16 MiB -b BINLOG, optionally inside a namespace."""
+
+    def __init__(self, folder: Path, netns: str | None = None, listen: str = "127.0.0.1", port: int = 0):
+        self.folder, self.netns, self.listen = folder, netns, listen
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "Server":
+        binlog = self.folder / f"binlog-{self.port}"
+        binlog.mkdir(parents=True, exist_ok=True)
+        exe = shutil.which("beanstalkd") or "/usr/bin/beanstalkd"
+        cmd = [exe, "-l", self.listen, "-p", str(self.port), "-z", str(MAX_JOB_SIZE), "-b", str(binlog)]
+        self.proc = subprocess.Popen(in_netns(self.netns, cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        probe = in_netns(self.netns, [PY, "-c", f"import socket; socket.create_connection(('127.0.0.1', {self.port}), 1)"])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"beanstalkd exited: {self.proc.stderr.read().decode()[:300]}")
+            if subprocess.run(probe, capture_output=True).returncode == 0:
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"beanstalkd did not answer on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(10)
+        self.proc = None
+
+
+def in_netns(netns: str | None, cmd: list[str]) -> list[str]:
+    return ["ip", "netns", "exec", netns, *cmd] if netns else cmd
+
+
+def script(name: str, *args) -> list[str]:
+    return [PY, str(ROOT / name), *map(str, args)]
+
+
+def run(cmd: list[str], logfile: Path, timeout: float = 3600) -> float:
+    """Run to completion; returns wall seconds. Raises with the log's tail on failure."""
+    t0 = time.perf_counter()
+    with open(logfile, "ab") as err:
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err, timeout=timeout, cwd=ROOT)
+    took = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... exited {proc.returncode}; see {logfile}:\n"
+                           + logfile.read_text(errors="replace")[-1500:])
+    return took
+
+
+def peak_rss(cmd: list[str], folder: Path, logfile: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of cmd and every descendant it waited for."""
+    out = folder / f"rss-{time.monotonic_ns()}.txt"
+    took = run([PY, "-c", RSS_WRAPPER, str(out), *cmd], logfile)
+    return took, int(out.read_text())
+
+
+# -- workloads -------------------------------------------------------------------
+def labelled(step: int = 1) -> list[dict]:
+    with open(FACES / "labels.csv", newline="") as f:
+        rows = [dict(r, faces=int(r["faces"])) for r in csv.DictReader(f)]
+    return rows[::step]
+
+
+def make_workload(folder: Path, n: int, seed: int = 7) -> list[Path]:
+    """n slightly altered JPEG copies of the labelled photos, every sha256 different."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    sources = [FACES / r["path"] for r in labelled()]
+    out, seen = [], set()
+    for i in range(n):
+        src = sources[i % len(sources)]
+        img = ImageOps.exif_transpose(Image.open(src)).convert("RGB")
+        w, h = img.size
+        dx, dy = rng.randint(0, max(1, w // 50)), rng.randint(0, max(1, h // 50))
+        img = img.crop((dx, dy, w - rng.randint(0, max(1, w // 50)), h - rng.randint(0, max(1, h // 50))))
+        if (i // len(sources)) % 2:
+            img = ImageOps.mirror(img)
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=rng.randint(86, 95))
+        data = buf.getvalue()
+        sha = hashlib.sha256(data).hexdigest()
+        if sha in seen:
+            continue
+        seen.add(sha)
+        path = folder / f"{i:05d}-{src.stem}.jpg"
+        path.write_bytes(data)
+        out.append(path)
+    return out
+
+
+def make_big_jpeg(path: Path) -> Path:
+    """A 24-megapixel (4000x6000) JPEG upscaled from a labelled photo."""
+    if not path.exists():
+        img = ImageOps.exif_transpose(Image.open(FACES / "people/obama/obama3.jpg")).convert("RGB")
+        img = ImageOps.fit(img, (4000, 6000), Image.Resampling.BICUBIC)
+        img.save(path, "JPEG", quality=90)
+    return path
+
+
+# -- the grid, run as the scripts ------------------------------------------------------
+@dataclasses.dataclass
+class GridRun:
+    starts: list[float]  # processing start of each photo (processed_at - total_ms)
+    ends: list[float]  # processed_at
+    stored: list[float]  # stored_at
+    pids: list[int]
+    faces: int
+
+    @property
+    def n(self) -> int:
+        return len(self.ends)
+
+    def per_photo_stored(self) -> float:
+        """First photo started -> last result stored, per photo."""
+        return (max(self.stored) - min(self.starts)) / self.n
+
+    def filter_rate(self) -> float:
+        """Photos per second through the filters: first start -> last processed."""
+        return self.n / (max(self.ends) - min(self.starts))
+
+    def rate_per_process(self) -> list[float]:
+        out = []
+        for pid in sorted(set(self.pids)):
+            idx = [i for i, p in enumerate(self.pids) if p == pid]
+            span = max(self.ends[i] for i in idx) - min(self.starts[i] for i in idx)
+            out.append(len(idx) / span)
+        return out
+
+
+def read_grid(db: Path) -> GridRun:
+    conn = sqlite3.connect(str(db))
+    try:
+        rows = conn.execute("SELECT processed_at, timings, stored_at, filter_pid, face_count FROM images "
+                            "WHERE status != 'error'").fetchall()
+        errors = conn.execute("SELECT count(*) FROM images WHERE status = 'error'").fetchone()[0]
+    finally:
+        conn.close()
+    if errors:
+        raise RuntimeError(f"{db}: {errors} photo(s) stored with status error")
+    starts = [p - json.loads(t)["total_ms"] / 1e3 for p, t, *_ in rows]
+    return GridRun(starts, [r[0] for r in rows], [r[2] for r in rows], [r[3] for r in rows], sum(r[4] for r in rows))
+
+
+class Grid:
+    """Queue a folder on a private beanstalkd, run filters and the collector, read the database."""
+
+    def __init__(self, ctx: "Context", server: Server, name: str):
+        self.ctx, self.server, self.name = ctx, server, name
+        self.folder = ctx.tmp / name
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.runs = 0
+
+    def queue(self, photos: Path) -> None:
+        self.runs += 1
+        run(in_netns(self.server.netns, script("queuer.py", photos, "--beanstalkd", self.server.address,
+                                               "--state", self.folder / f"state{self.runs}.sqlite",
+                                               "--max-ready", "0", "-q")), self.folder / "queuer.log")
+
+    def collector(self, db: Path) -> list[str]:
+        return in_netns(self.server.netns, script("collector.py", "--db", db, "--beanstalkd", self.server.address,
+                                                  "--burst", "-q"))
+
+    def filters(self, workers: int, address: str | None = None, netns: str | None = None) -> list[str]:
+        return in_netns(netns or self.server.netns, script(
+            "filter.py", "--workers", workers, "--burst", "--beanstalkd", address or self.server.address, "-q"))
+
+    def together(self, photos: Path, workers: int) -> GridRun:
+        """queuer first, then filter and collector at the same time (the overhead run)."""
+        self.queue(photos)
+        db = self.folder / f"run{self.runs}.db"
+        logf = self.folder / "grid.log"
+        with open(logf, "ab") as err:
+            procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+                     for cmd in (self.collector(db), self.filters(workers))]
+            codes = [p.wait(3600) for p in procs]
+        if any(codes):
+            raise RuntimeError(f"grid run exited {codes}; see {logf}:\n{logf.read_text(errors='replace')[-1500:]}")
+        return read_grid(db)
+
+    def filters_then_collector(self, photos: Path, filter_cmds: list[list[str]]) -> GridRun:
+        """Filters alone on a full tube, then the collector stores what they made (the scaling run)."""
+        self.queue(photos)
+        db = self.folder / f"run{self.runs}.db"
+        logf = self.folder / "grid.log"
+        with open(logf, "ab") as err:
+            procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT) for cmd in filter_cmds]
+            codes = [p.wait(3600) for p in procs]
+        if any(codes):
+            raise RuntimeError(f"filters exited {codes}; see {logf}:\n{logf.read_text(errors='replace')[-1500:]}")
+        run(self.collector(db), logf)
+        return read_grid(db)
+
+
+# -- the context shared by sections -----------------------------------------------------
+class Context:
+    def __init__(self, args: argparse.Namespace, sizes: Sizes, report: Report):
+        self.args, self.sizes, self.report = args, sizes, report
+        self.tmp = Path(tempfile.mkdtemp(prefix="facegrid-bench-", dir=args.tmp))
+        self.settings = settings_mod.load()
+        self.cores = len(os.sched_getaffinity(0))
+        self.host_rate: tuple[float, str] | None = None  # photos/s of one filter host, and where from
+        self._engine = None
+        self._workload: Path | None = None
+        self.server: Server | None = None
+
+    def engine(self):
+        if self._engine is None:
+            from facegrid.faces import FaceEngine
+
+            self._engine = FaceEngine(self.settings.filter)
+        return self._engine
+
+    def workload(self) -> Path:
+        if self._workload is None:
+            self._workload = self.tmp / "workload"
+            log(f"making {self.sizes.photos} altered copies of the labelled photos in {self._workload}")
+            make_workload(self._workload, self.sizes.photos)
+        return self._workload
+
+    def beanstalkd(self) -> Server:
+        if self.server is None:
+            self.server = Server(self.tmp).start()
+        return self.server
+
+    def close(self) -> None:
+        if self.server:
+            self.server.stop()
+        if not self.args.keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            log(f"kept {self.tmp}")
+
+
+# -- 2. defaults ---------------------------------------------------------------------
+def fr_defaults(fr, path: Path) -> int:
+    """face_recognition's own way: full-size decode, upsample 1, encodings at full size."""
+    rgb = fr.load_image_file(str(path))
+    boxes = fr.face_locations(rgb)
+    fr.face_encodings(rgb, boxes)
+    return len(boxes)
+
+
+def timed_set(fn, items) -> tuple[float, list]:
+    t0 = time.perf_counter()
+    out = [fn(x) for x in items]
+    return time.perf_counter() - t0, out
+
+
+def sec_defaults(ctx: Context) -> None:
+    rep, engine = ctx.report, ctx.engine()
+    rows = labelled(ctx.sizes.labelled_step)
+    paths = [FACES / r["path"] for r in rows]
+    datas = [p.read_bytes() for p in paths]
+    ours, theirs, stages = [], [], []
+    for _ in range(ctx.sizes.repeats):
+        t, analyses = timed_set(engine.analyse, datas)
+        ours_counts = [len(a.boxes) for a in analyses]
+        stages.append({k: sum(a.timings[k] for a in analyses) / len(datas) for k in analyses[0].timings})
+        ours.append(t)
+        t, their_counts = timed_set(lambda p: fr_defaults(engine.fr, p), paths)
+        theirs.append(t)
+    n = len(rows)
+    want = [r["faces"] for r in rows]
+    same = sum(a == b for a, b in zip(ours_counts, want))
+    same_fr = sum(a == b for a, b in zip(their_counts, want))
+    f = ctx.settings.filter
+    rep.add("defaults", f"face_recognition defaults, per photo ({n} labelled)", f"{med(theirs) / n * 1e3:.0f} ms")
+    rep.add("defaults", f"facegrid defaults (max side {f.detect_max_side}, upsample {f.upsample}), per photo",
+            f"{med(ours) / n * 1e3:.0f} ms")
+    rep.add("defaults", "photos with the labelled face count: face_recognition", f"{same_fr}/{n}")
+    rep.add("defaults", "photos with the labelled face count: facegrid defaults", f"{same}/{n}", f"{n}/{n}", same == n)
+    for r, got in zip(rows, ours_counts):
+        if got != r["faces"]:
+            log(f"defaults: {r['path']}: found {got} face(s), labels.csv says {r['faces']}")
+    ratio = med(theirs) / med(ours)
+    rep.add("defaults", "speed-up of the defaults (face_recognition / facegrid)", f"{ratio:.2f}x", ">= 2.5x", ratio >= 2.5)
+    split = " / ".join(f"{med([s[k] for s in stages]):.0f}" for k in ("decode_ms", "detect_ms", "encode_ms"))
+    rep.add("defaults", "facegrid defaults: decode / detect / encode ms per photo", split)
+    for side in ctx.args.sweep:
+        smaller = smaller_side(ctx, side, rows, datas)
+        rep.add("defaults", f"detect_max_side {side}: labelled counts, speed-up vs face_recognition",
+                f"{smaller[0]}/{n} {med(theirs) / smaller[1]:.2f}x")
+    decode_rows(ctx, [d for p, d in zip(paths, datas) if p.suffix.lower() in (".jpg", ".jpeg")], "labelled JPEGs")
+    decode_rows(ctx, [make_big_jpeg(ctx.tmp / "24mp.jpg").read_bytes()], "24 MP JPEG")
+
+
+def smaller_side(ctx: Context, side: int, rows: list[dict], datas: list[bytes]) -> tuple[int, float]:
+    """Labelled counts matched and median seconds for the set, detecting on a smaller copy."""
+    from facegrid.faces import FaceEngine
+
+    engine = FaceEngine(dataclasses.replace(ctx.settings.filter, detect_max_side=side))
+    times = []
+    for _ in range(ctx.sizes.repeats):
+        t, counts = timed_set(lambda d: len(engine.analyse(d).boxes), datas)
+        times.append(t)
+    return sum(c == r["faces"] for c, r in zip(counts, rows)), med(times)
+
+
+def full_decode(data: bytes, side: int) -> np.ndarray:
+    img = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    if side:
+        img.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(img)
+
+
+def decode_rows(ctx: Context, datas: list[bytes], what: str) -> None:
+    side, maxpx = ctx.engine().work_side(), ctx.settings.filter.max_pixels
+    plain, resized, draft = [], [], []
+    for _ in range(max(3, ctx.sizes.repeats)):
+        plain.append(timed_set(lambda d: full_decode(d, 0), datas)[0])
+        resized.append(timed_set(lambda d: full_decode(d, side), datas)[0])
+        draft.append(timed_set(lambda d: imaging.decode(d, side, maxpx), datas)[0])
+    n = len(datas)
+    rep = ctx.report
+    rep.add("defaults", f"decode {what}: full size, per photo", f"{med(plain) / n * 1e3:.1f} ms")
+    rep.add("defaults", f"decode {what}: full size + resize to {side}", f"{med(resized) / n * 1e3:.1f} ms")
+    rep.add("defaults", f"decode {what}: once at {side} with JPEG draft()", f"{med(draft) / n * 1e3:.1f} ms")
+    rep.add("defaults", f"decode {what}: (full + resize) / draft", f"{med(resized) / med(draft):.2f}x")
+
+
+# -- 1. overhead ----------------------------------------------------------------------
+def bare_loop(ctx: Context, paths: list[Path]) -> float:
+    """decode at the working size, detect, encode: the limit one process can reach."""
+    fr, f = ctx.engine().fr, ctx.settings.filter
+    side = ctx.engine().work_side()
+    t0 = time.perf_counter()
+    for p in paths:
+        img = Image.open(p)
+        w, h = img.size
+        if side and max(w, h) > side:
+            img.draft("RGB", (math.ceil(w * side / max(w, h)), math.ceil(h * side / max(w, h))))
+        img = img.convert("RGB")
+        if side:
+            img.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        rgb = np.asarray(img)
+        boxes = fr.face_locations(rgb, number_of_times_to_upsample=f.upsample, model=f.model)
+        fr.face_encodings(rgb, known_face_locations=boxes, num_jitters=f.jitters)
+    return (time.perf_counter() - t0) / len(paths)
+
+
+def sec_overhead(ctx: Context) -> None:
+    photos = ctx.workload()
+    paths = sorted(photos.glob("*.jpg"))
+    grid = Grid(ctx, ctx.beanstalkd(), "overhead")
+    bare, full = [], []
+    for i in range(ctx.sizes.repeats):
+        bare.append(bare_loop(ctx, paths))
+        g = grid.together(photos, 1)
+        full.append(g.per_photo_stored())
+        log(f"overhead repeat {i + 1}: bare {bare[-1] * 1e3:.0f} ms, grid {full[-1] * 1e3:.0f} ms per photo")
+    rep, n = ctx.report, len(paths)
+    rep.add("overhead", f"bare loop, one process, per photo ({n} photos)", f"{med(bare) * 1e3:.0f} ms")
+    rep.add("overhead", "grid, 1 filter worker, first start -> last stored, per photo", f"{med(full) * 1e3:.0f} ms")
+    extra = med(full) / med(bare) - 1
+    rep.add("overhead", "grid time over the bare loop", f"{extra * 100:+.1f} %", "<= +5 %", extra <= 0.05)
+    if ctx.host_rate is None:
+        ctx.host_rate = (ctx.cores / med(full), f"{ctx.cores} cores x 1 worker's rate (overhead)")
+
+
+# -- 3. scaling -----------------------------------------------------------------------
+def sec_scaling(ctx: Context) -> None:
+    photos = ctx.workload()
+    grid = Grid(ctx, ctx.beanstalkd(), "scaling")
+    workers = ctx.args.scale_workers
+    one, many, per = [], [], []
+    for i in range(ctx.sizes.repeats):
+        one.append(grid.filters_then_collector(photos, [grid.filters(1)]).filter_rate())
+        g = grid.filters_then_collector(photos, [grid.filters(workers)])
+        many.append(g.filter_rate())
+        per += g.rate_per_process()
+        log(f"scaling repeat {i + 1}: 1 worker {one[-1]:.2f}/s, {workers} workers {many[-1]:.2f}/s")
+    rep = ctx.report
+    rep.add("scaling", "1 filter process: photos/s", f"{med(one):.2f}")
+    rep.add("scaling", f"{workers} filter processes: photos/s", f"{med(many):.2f}")
+    rep.add("scaling", f"{workers} filter processes: photos/s per process", f"{med(per):.2f}")
+    ratio = med(many) / med(one)
+    rep.add("scaling", f"{workers} processes / 1 process", f"{ratio:.2f}x", ">= 1.85x", ratio >= 1.85)
+    ceiling = med([cpu_ceiling(workers) for _ in range(ctx.sizes.repeats)])
+    rep.add("scaling", f"this machine's ceiling: {workers} busy-loop processes / 1", f"{ceiling:.2f}x")
+    ctx.host_rate = (med(many), f"{workers} filter processes on this host (scaling)")
+    scaling_netns(ctx, photos, med(one))
+
+
+def spin(n: int) -> float:
+    t0 = time.perf_counter()
+    x = 0
+    for i in range(n):
+        x += i * i
+    return time.perf_counter() - t0
+
+
+def cpu_ceiling(workers: int, n: int = 20_000_000) -> float:
+    """Throughput of N pure-Python busy loops in N processes over one: what the cores allow."""
+    import multiprocessing as mp
+
+    one = spin(n)
+    with mp.get_context("fork").Pool(workers) as pool:
+        t0 = time.perf_counter()
+        pool.map(spin, [n] * workers)
+        many = time.perf_counter() - t0
+    return workers * one / many
+
+
+class Netns:
+    """An arbiter namespace and two filter namespaces, joined by veth pairs.
+
+    Every address used lives inside these namespaces (10.250.N.1 arbiter side,
+    10.250.N.2 filter side); the host's own network is not touched.
+    """
+
+    def __init__(self):
+        tag = f"fgb{os.getpid() % 100000}"
+        self.arb, self.filters = f"{tag}a", [f"{tag}f0", f"{tag}f1"]
+        self.tag = tag
+
+    def __enter__(self) -> "Netns":
+        try:
+            for ns in (self.arb, *self.filters):
+                ip("netns", "add", ns)
+                ip("-n", ns, "link", "set", "lo", "up")
+            for i, ns in enumerate(self.filters):
+                a, b = f"{self.tag}v{i}a", f"{self.tag}v{i}b"
+                ip("link", "add", a, "netns", self.arb, "type", "veth", "peer", "name", b, "netns", ns)
+                ip("-n", self.arb, "addr", "add", f"10.250.{i}.1/30", "dev", a)
+                ip("-n", ns, "addr", "add", f"10.250.{i}.2/30", "dev", b)
+                ip("-n", self.arb, "link", "set", a, "up")
+                ip("-n", ns, "link", "set", b, "up")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for ns in (self.arb, *self.filters):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def ip(*args: str) -> None:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if proc.returncode:
+        raise PermissionError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+
+
+def netns_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (ip netns add)"
+    if not shutil.which("ip"):
+        return "the ip tool (iproute2) is not installed"
+    return None
+
+
+def scaling_netns(ctx: Context, photos: Path, one_rate: float) -> None:
+    rep = ctx.report
+    why = netns_unavailable()
+    if why:
+        return rep.skip("scaling", "2 filters in separate network namespaces over veth", why)
+    try:
+        with Netns() as ns:
+            server = Server(ctx.tmp / "netns", netns=ns.arb, listen="0.0.0.0", port=11300).start()
+            try:
+                grid = Grid(ctx, server, "scaling-netns")
+                rates = []
+                for _ in range(ctx.sizes.repeats):
+                    cmds = [grid.filters(1, f"10.250.{i}.1:11300", f) for i, f in enumerate(ns.filters)]
+                    rates.append(grid.filters_then_collector(photos, cmds).filter_rate())
+            finally:
+                server.stop()
+    except (PermissionError, RuntimeError) as exc:
+        return rep.skip("scaling", "2 filters in separate network namespaces over veth", str(exc)[:200])
+    rep.add("scaling", "2 filters, each in its own netns over veth: photos/s", f"{med(rates):.2f}")
+    rep.add("scaling", "2 netns filters / 1 process", f"{med(rates) / one_rate:.2f}x")
+
+
+# -- 4. collector -----------------------------------------------------------------------
+def standin_template() -> dict:
+    """A realistic result: ~150 KB annotated JPEG and 3 faces with crops."""
+    img = ImageOps.exif_transpose(Image.open(FACES / "groups/obama_and_biden.jpg")).convert("RGB")
+    img.thumbnail((1024, 1024))
+    rgb = np.asarray(img)
+    noise = np.random.default_rng(1).integers(-6, 7, rgb.shape)
+    rgb = np.clip(rgb.astype(np.int16) + noise, 0, 255).astype(np.uint8)  # grain, as in real photos
+    quality = 95
+    annotated = imaging.jpeg(rgb, quality)
+    while len(annotated) > 160_000 and quality > 40:
+        quality -= 5
+        annotated = imaging.jpeg(rgb, quality)
+    crops = [imaging.jpeg(imaging.crop(rgb, (40 + 60 * i, 140 + 200 * i, 160 + 60 * i, 40 + 200 * i), 112), 85)
+             for i in range(3)]
+    return {"annotated": annotated, "crops": crops, "size": rgb.shape}
+
+
+def standin_bodies(n: int, tpl: dict, seed: int = 3):
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        sha = hashlib.sha256(f"standin-{seed}-{i}".encode()).hexdigest()
+        faces = [envelope.Face(box=(10, 60, 60, 10), encoding=rng.normal(0, 0.12, 128).astype(np.float32), crop=c)
+                 for c in tpl["crops"]]
+        now = time.time()
+        yield envelope.encode_result(envelope.Result(
+            id=sha, path=f"/photos/standin/{i:07d}.jpg", host="standin", size=3_000_000, mtime=now,
+            queued_at=now, status="ok", width=4000, height=3000, faces=faces, annotated=tpl["annotated"],
+            filter={"host": "standin", "pid": 1, "version": "bench"},
+            settings={"model": "hog", "upsample": 1, "detect_max_side": 1024},
+            timings={"total_ms": 300.0}, processed_at=now))
+
+
+def store_rate(db: Path) -> float:
+    conn = sqlite3.connect(str(db))
+    try:
+        stamps = sorted(r[0] for r in conn.execute("SELECT stored_at FROM images"))
+    finally:
+        conn.close()
+    first = stamps.count(stamps[0])  # the first batch ends the clock's start
+    return (len(stamps) - first) / (stamps[-1] - stamps[0])
+
+
+def sec_collector(ctx: Context) -> None:
+    import greenstalk
+
+    server = ctx.beanstalkd()
+    folder = ctx.tmp / "collector"
+    folder.mkdir(exist_ok=True)
+    tpl = standin_template()
+    n = ctx.sizes.results
+    rates, small, size = [], [], 0
+    bare_tpl = dict(tpl, annotated=b"")
+    for r in range(ctx.sizes.repeats):
+        for which, template, out in (("full", tpl, rates), ("small", bare_tpl, small)):
+            with greenstalk.Client(("127.0.0.1", server.port), encoding=None, use="people") as c:
+                for body in standin_bodies(n, template, seed=r):
+                    size = len(body) if which == "full" else size
+                    c.put(body)
+            db = folder / f"run{r}-{which}.db"
+            run(script("collector.py", "--db", db, "--beanstalkd", server.address, "--burst", "-q"), folder / "log")
+            out.append(store_rate(db))
+        log(f"collector repeat {r + 1}: {rates[-1]:.0f} results/s, {small[-1]:.0f} without annotated copies")
+    rep = ctx.report
+    rep.add("collector", f"stand-in result size (3 faces, annotated {len(tpl['annotated']) // 1024} KB)",
+            f"{size / 1024:.0f} KB")
+    rep.add("collector", f"results stored per second ({n} per repeat, prefilled tube)", f"{med(rates):.0f}",
+            ">= 1000", med(rates) >= 1000)
+    rep.add("collector", "results stored per second, same results without the annotated copy", f"{med(small):.0f}")
+    if ctx.host_rate is None:
+        ctx.host_rate = (ctx.cores / bare_loop(ctx, sorted(ctx.workload().glob("*.jpg"))[:12]),
+                         f"{ctx.cores} cores x the bare loop's rate")
+    rate, where = ctx.host_rate
+    rep.add("collector", f"one filter host: photos/s ({where})", f"{rate:.2f}")
+    rep.add("collector", "filter hosts one collector can serve", f"{med(rates) / rate:.0f}")
+
+
+# -- 6. memory ---------------------------------------------------------------------------
+def sec_memory(ctx: Context) -> None:
+    server = ctx.beanstalkd()
+    folder = ctx.tmp / "memory"
+    for sub, src in (("big", make_big_jpeg(ctx.tmp / "24mp.jpg")), ("small", FACES / "people/obama/obama_480p.jpg")):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, folder / sub / src.name)
+    peaks = {"big": [], "small": []}
+    for r in range(ctx.sizes.repeats):
+        for sub in peaks:
+            state = folder / f"state-{sub}-{r}.sqlite"
+            run(script("queuer.py", folder / sub, "--beanstalkd", server.address, "--state", state, "-q"), folder / "log")
+            _, rss = peak_rss(script("filter.py", "--workers", "1", "--burst", "--beanstalkd", server.address, "-q"),
+                              folder, folder / "log")
+            peaks[sub].append(rss)
+            drain(server, "people")
+    rep = ctx.report
+    rep.add("memory", "filter process peak RSS, a 480p photo", f"{med(peaks['small']) / MB:.0f} MB")
+    big = med(peaks["big"])
+    rep.add("memory", "filter worker peak RSS, a 24 MP JPEG (4000x6000)", f"{big / MB:.0f} MB", "<= 1200 MB",
+            big <= 1200 * MB)
+    from facegrid import pool
+
+    rep.add("memory", "pool.WORKER_PEAK_BYTES (what --workers auto divides by)", f"{pool.WORKER_PEAK_BYTES / MB:.0f} MB",
+            ">= measured", pool.WORKER_PEAK_BYTES >= big)
+
+
+def drain(server: Server, tube: str) -> None:
+    import greenstalk
+
+    with greenstalk.Client(("127.0.0.1", server.port), encoding=None, watch=tube) as c:
+        while True:
+            try:
+                c.delete(c.reserve(timeout=0))
+            except greenstalk.TimedOutError:
+                return
+
+
+# -- 5. search --------------------------------------------------------------------------
+def real_encodings(ctx: Context) -> dict[str, np.ndarray]:
+    engine = ctx.engine()
+    out = {}
+    for r in labelled():
+        a = engine.analyse((FACES / r["path"]).read_bytes())
+        for i, e in enumerate(a.encodings):
+            out[f"{r['path']}#{i}"] = e
+    return out
+
+
+def build_store(db_path: Path, n: int, real: dict[str, np.ndarray], planted: list[str]) -> None:
+    """n faces, 2 per photo: random encodings spread like real ones, plus planted real ones."""
+    allreal = np.stack(list(real.values()))
+    mean, std = allreal.mean(axis=0), allreal.std(axis=0) * 1.25
+    db = store.open_db(db_path)
+    conn = db.conn
+    conn.execute("PRAGMA synchronous=OFF")
+    rng = np.random.default_rng(11)
+    step = 100_000
+    with conn:
+        conn.execute("BEGIN")
+        for start in range(0, n, step):
+            k = min(step, n - start)
+            enc = (mean + rng.standard_normal((k, 128), dtype=np.float32) * std).astype("<f4")
+            images, faces = [], []
+            for j in range(k):
+                i = start + j
+                img = hashlib.sha256(f"synthetic-{i // 2}".encode()).hexdigest()
+                if i % 2 == 0:
+                    images.append((img, f"/photos/synthetic/{i // 2:07d}.jpg", "synthetic", "ok", 2, 4000, 3000))
+                faces.append((img, i % 2, 100, 200, 200, 100, enc[j].tobytes(), b"", "hog"))
+            insert(conn, images, faces)
+        images, faces = [], []
+        for key in planted:
+            img = hashlib.sha256(f"planted-{key}".encode()).hexdigest()
+            images.append((img, f"/photos/planted/{key}", "planted", "ok", 1, 1000, 1000))
+            faces.append((img, 0, 100, 200, 200, 100, real[key].astype("<f4").tobytes(), b"", "hog"))
+        insert(conn, images, faces)
+        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+    conn.close()
+
+
+def insert(conn, images, faces) -> None:
+    conn.executemany("INSERT INTO images (id, path, host, status, face_count, width, height) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)", images)
+    conn.executemany('INSERT INTO faces (image_id, idx, "top", "right", "bottom", "left", encoding, crop, model) '
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", faces)
+
+
+def sec_search(ctx: Context) -> None:
+    from facegrid import index, searching
+
+    folder = ctx.tmp / "search"
+    (folder / "target").mkdir(parents=True, exist_ok=True)
+    target = FACES / "people/obama/obama.jpg"
+    shutil.copy(target, folder / "target" / target.name)
+    real = real_encodings(ctx)
+    planted = [k for k in real if k.startswith("people/obama/") and not k.startswith("people/obama/obama.jpg")]
+    n = ctx.sizes.faces
+    db_path = folder / "faces.db"
+    log(f"writing a store of {n} synthetic faces + {len(planted)} planted real ones to {db_path}")
+    t0 = time.perf_counter()
+    build_store(db_path, n, real, planted)
+    log(f"store written in {time.perf_counter() - t0:.0f}s ({db_path.stat().st_size / MB:.0f} MB)")
+    db = store.open_db(db_path, create=False)
+    builds = []
+    for _ in range(ctx.sizes.repeats):
+        t0 = time.perf_counter()
+        index.build(db, db_path, store.generation(db))
+        builds.append(time.perf_counter() - t0)
+    rep = ctx.report
+    total = n + len(planted)
+    rep.add("search", f"index build, {total:,} faces", f"{med(builds):.1f} s")
+    targets = searching.encode_targets(ctx.engine(), str(folder / "target"))
+    tol, mode = ctx.settings.search.tolerance, ctx.settings.search.mode
+    searching.find(db, str(db_path), targets, tol, mode)  # warm the page cache
+    warm, dist = [], []
+    for _ in range(max(7, ctx.sizes.repeats)):
+        t0 = time.perf_counter()
+        matches = searching.find(db, str(db_path), targets, tol, mode)
+        warm.append(time.perf_counter() - t0)
+        idx = index.load(db, db_path)
+        t0 = time.perf_counter()
+        idx.distances(np.stack([t.encoding for t in targets]), mode)
+        dist.append(time.perf_counter() - t0)
+    found = sum(m.host == "planted" for m in matches)
+    rep.add("search", "distances only (1 target)", f"{med(dist) * 1e3:.0f} ms")
+    rep.add("search", "warm query: index load + distances + top matches", f"{med(warm) * 1e3:.0f} ms",
+            "<= 100 ms", med(warm) <= 0.1)
+    rep.add("search", "planted true matches found / planted", f"{found}/{len(planted)}", f"{len(planted)}/{len(planted)}",
+            found == len(planted))
+    walls, peaks = [], []
+    for r in range(ctx.sizes.repeats):
+        wall, rss = peak_rss(script("search.py", folder / "target", "--db", db_path, "--out", folder / f"out{r}", "-q"),
+                             folder, folder / "log")
+        walls.append(wall)
+        peaks.append(rss)
+    rep.add("search", "search.py target/ from the shell, index built", f"{med(walls):.2f} s", "<= 3 s", med(walls) <= 3)
+    rep.add("search", "search.py peak RSS", f"{med(peaks) / MB:.0f} MB", "<= 1024 MB", med(peaks) <= 1024 * MB)
+
+
+# -- 7. against face_recognition's command-line tool -------------------------------------
+def sec_cli(ctx: Context) -> None:
+    folder = ctx.tmp / "cli"
+    known, unknown = folder / "known", folder / "unknown"
+    known.mkdir(parents=True, exist_ok=True)
+    unknown.mkdir(parents=True, exist_ok=True)
+    shutil.copy(FACES / "people/obama/obama.jpg", known / "obama.jpg")
+    rows = [r for r in labelled(ctx.sizes.labelled_step) if r["path"] != "people/obama/obama.jpg"]
+    for r in rows:
+        shutil.copy(FACES / r["path"], unknown / r["path"].replace("/", "__"))
+    grid = Grid(ctx, ctx.beanstalkd(), "cli")
+    db = grid.folder / "cli.db"
+    grid.queue(unknown)
+    run(script("filter.py", "--workers", str(ctx.cores), "--burst", "--beanstalkd", grid.server.address, "-q"),
+        folder / "log")
+    run(script("collector.py", "--db", db, "--beanstalkd", grid.server.address, "--burst", "-q"), folder / "log")
+    tool = Path(PY).with_name("face_recognition")
+    cli_times, out = [], ""
+    for _ in range(ctx.sizes.repeats):
+        t0 = time.perf_counter()
+        proc = subprocess.run([str(tool), str(known), str(unknown)], capture_output=True, text=True, cwd=folder)
+        cli_times.append(time.perf_counter() - t0)
+        out = proc.stdout
+    cli_hits = sum(1 for line in out.splitlines() if line.endswith(",obama"))
+    search = script("search.py", known, "--db", db, "--out", folder / "out", "--json", "-q")
+    t0 = time.perf_counter()
+    first = subprocess.run(search, capture_output=True, text=True, cwd=ROOT)
+    first_t = time.perf_counter() - t0
+    again = []
+    for _ in range(ctx.sizes.repeats):
+        t0 = time.perf_counter()
+        subprocess.run(search, capture_output=True, text=True, cwd=ROOT)
+        again.append(time.perf_counter() - t0)
+    ours = len(json.loads(first.stdout)["matches"]) if first.stdout.strip() else 0
+    rep = ctx.report
+    rep.add("cli", f"face_recognition known/ unknown/ ({len(rows)} photos)", f"{med(cli_times):.1f} s")
+    rep.add("cli", "search.py known/, first search (builds the index)", f"{first_t:.2f} s")
+    rep.add("cli", "search.py known/, repeated", f"{med(again):.2f} s")
+    rep.add("cli", "face_recognition / search.py first", f"{med(cli_times) / first_t:.1f}x")
+    rep.add("cli", "face_recognition / search.py repeated", f"{med(cli_times) / med(again):.1f}x")
+    rep.add("cli", "photos matched: face_recognition (0.6) / search.py (0.5)", f"{cli_hits} / {ours}")
+
+
+# -- main ------------------------------------------------------------------------------
+RUNNERS = {"defaults": sec_defaults, "overhead": sec_overhead, "scaling": sec_scaling, "collector": sec_collector,
+           "memory": sec_memory, "search": sec_search, "cli": sec_cli}
+
+
+def conditions(ctx: Context, started: float, load_before: tuple) -> str:
+    cpu = "unknown CPU"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load_after = os.getloadavg()
+    return (f"Conditions: {ctx.cores} cores ({cpu}), {platform.system()} {platform.release()}, Python "
+            f"{platform.python_version()}; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; "
+            f"{(time.time() - started) / 60:.0f} min; sizes {dataclasses.asdict(ctx.sizes)}; "
+            f"{time.strftime('%Y-%m-%d %H:%M')}.")
+
+
+def write_docs(markdown: str) -> None:
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    text = DOCS.read_text() if DOCS.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
+    if begin not in text or end not in text:
+        text += f"\n{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    DOCS.write_text(f"{head}{begin}\n{markdown}\n{end}{tail}")
+    log(f"wrote the results between the bench markers in {DOCS}")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n\n")[0],
+                                epilog="sections: " + ", ".join(SECTIONS),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run in about two minutes")
+    p.add_argument("--only", metavar="NAME[,NAME]", help="run only these sections")
+    p.add_argument("--repeats", type=int, metavar="N", help="repeats per measurement (median is printed)")
+    p.add_argument("--photos", type=int, metavar="N", help="jobs in the replicated workload")
+    p.add_argument("--faces", type=int, metavar="N", help="synthetic faces in the search store")
+    p.add_argument("--sweep", type=lambda v: [int(x) for x in v.split(",") if x], default=[800, 640],
+                   metavar="PX[,PX]", help="smaller detect_max_side values to time in 'defaults' (default 800,640)")
+    p.add_argument("--scale-workers", type=int, default=2, metavar="N", help="filter processes to compare with 1")
+    p.add_argument("--tmp", metavar="DIR", help="where to make the temporary folder (default: the system's)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, databases)")
+    p.add_argument("--write-docs", action="store_true", help=f"write the table into {DOCS.relative_to(ROOT)}")
+    args = p.parse_args(argv)
+    args.sections = SECTIONS if not args.only else tuple(s.strip() for s in args.only.split(","))
+    bad = [s for s in args.sections if s not in SECTIONS]
+    if bad:
+        p.error(f"--only {bad[0]!r}: not a section; use one or more of {', '.join(SECTIONS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
+    if not (FACES / "labels.csv").exists():
+        print(f"bench.py: labelled photos not found at {FACES}; put shared/faces beside the repository "
+              "or set FACEGRID_FACES", file=sys.stderr)
+        return 2
+    sizes = dataclasses.replace(QUICK if args.quick else FULL, **{k: v for k, v in (
+        ("repeats", args.repeats), ("photos", args.photos), ("faces", args.faces)) if v})
+    report = Report(argv)
+    ctx = Context(args, sizes, report)
+    started, load_before = time.time(), os.getloadavg()
+    failed = []
+    try:
+        for name in args.sections:
+            log(f"section {name}")
+            print(f"[{name}]", flush=True)
+            try:
+                RUNNERS[name](ctx)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                failed.append(name)
+                report.skip(name, "section failed", f"{type(exc).__name__}: {str(exc)[:300]}")
+    finally:
+        ctx.close()
+    cond = conditions(ctx, started, load_before)
+    print()
+    print(report.table())
+    print(cond)
+    if args.write_docs:
+        write_docs(report.markdown(cond))
+    return 1 if failed or any(r.verdict == "FAIL" for r in report.rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
