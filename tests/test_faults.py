@@ -35,6 +35,35 @@ SLOW = ["--upsample", "2"]  # about 4x slower per photo: a job stays reserved lo
 
 
 # helpers ---------------------------------------------------------------------------
+STARTED: list[subprocess.Popen] = []
+
+
+def launch(name: str, *args: str) -> subprocess.Popen:
+    """start_script, remembered so that a failing test leaves no process behind."""
+    proc = start_script(name, *args)
+    STARTED.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes():
+    yield
+    while STARTED:
+        kill_tree(STARTED.pop())
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a script and its worker processes (children first, so none is orphaned)."""
+    if proc.poll() is None:
+        for child in children(proc.pid):
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.kill()
+        proc.communicate(timeout=30)
+
+
 def make_photos(folder: Path, faces_dir: Path, n: int, start: int = 0) -> dict[str, str]:
     """n distinct photos (a pixel changed in each); returns sha256 -> file name."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -52,7 +81,11 @@ def queue_photos(server, folder: Path, tmp_path: Path, *extra: str) -> None:
 
 def children(pid: int) -> list[int]:
     out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # the process has gone
+        return []
+    for task in tasks:
         try:
             out += [int(c) for c in (task / "children").read_text().split()]
         except OSError:
@@ -137,7 +170,7 @@ def assert_tubes_empty(server) -> None:
 def test_kill_9_filter_worker_mid_job(beanstalkd, faces_dir, tmp_path, request):
     expected = make_photos(tmp_path / "photos", faces_dir, 6)
     queue_photos(beanstalkd, tmp_path / "photos", tmp_path)
-    filt = start_script("filter.py", "--beanstalkd", beanstalkd.address, "--burst", "--workers", "1", *SLOW)
+    filt = launch("filter.py", "--beanstalkd", beanstalkd.address, "--burst", "--workers", "1", *SLOW)
     victim = one_child(filt.pid)
     wait_for(lambda: reserved(beanstalkd) == 1, 120, 0.05, "the worker to reserve a photo")
     os.kill(victim, signal.SIGKILL)
@@ -163,7 +196,7 @@ def test_kill_9_collector_mid_batch(beanstalkd, faces_dir, tmp_path, request):
     store.open_db(db).conn.close()
     lock = sqlite3.connect(str(db), isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")  # the collector's commit waits here, batch in hand
-    col = start_script("collector.py", "--beanstalkd", beanstalkd.address, "--db", str(db), "--batch", "100")
+    col = launch("collector.py", "--beanstalkd", beanstalkd.address, "--db", str(db), "--batch", "100")
     try:
         wait_for(lambda: reserved(beanstalkd, "people") == len(expected), 60, 0.05, "the collector to hold the batch")
         time.sleep(0.5)
@@ -208,10 +241,10 @@ def test_beanstalkd_kill_9_and_restart_mid_run(beanstalkd, faces_dir, tmp_path, 
     expected = make_photos(tmp_path / "photos", faces_dir, 10)
     db = tmp_path / "f.db"
     addr = ("--beanstalkd", beanstalkd.address)
-    queuer = start_script("queuer.py", *addr, "--state", str(tmp_path / "q.sqlite"), "--max-ready", "2",
+    queuer = launch("queuer.py", *addr, "--state", str(tmp_path / "q.sqlite"), "--max-ready", "2",
                           str(tmp_path / "photos"))
-    filt = start_script("filter.py", *addr, "--workers", "1", *SLOW)
-    col = start_script("collector.py", *addr, "--db", str(db), "--batch", "2")
+    filt = launch("filter.py", *addr, "--workers", "1", *SLOW)
+    col = launch("collector.py", *addr, "--db", str(db), "--batch", "2")
     try:
         wait_for(lambda: stored(db) >= 2, 300, 0.2,
                  "the first results")
@@ -233,7 +266,7 @@ def test_beanstalkd_kill_9_and_restart_mid_run(beanstalkd, faces_dir, tmp_path, 
 def test_sigterm_finishes_the_current_job_then_exits_0(beanstalkd, faces_dir, tmp_path, request):
     expected = make_photos(tmp_path / "photos", faces_dir, 5)
     queue_photos(beanstalkd, tmp_path / "photos", tmp_path)
-    filt = start_script("filter.py", "--beanstalkd", beanstalkd.address, "--workers", "1", *SLOW)
+    filt = launch("filter.py", "--beanstalkd", beanstalkd.address, "--workers", "1", *SLOW)
     one_child(filt.pid)
     wait_for(lambda: reserved(beanstalkd) == 1, 120, 0.05, "the worker to reserve a photo")
     before = beanstalkd.tube("people")["total-jobs"]
@@ -253,7 +286,7 @@ def test_sigterm_finishes_the_current_job_then_exits_0(beanstalkd, faces_dir, tm
 def test_second_sigterm_exits_at_once_and_the_job_comes_back(beanstalkd, faces_dir, tmp_path, request):
     expected = make_photos(tmp_path / "photos", faces_dir, 4)
     queue_photos(beanstalkd, tmp_path / "photos", tmp_path)
-    filt = start_script("filter.py", "--beanstalkd", beanstalkd.address, "--workers", "1", *SLOW)
+    filt = launch("filter.py", "--beanstalkd", beanstalkd.address, "--workers", "1", *SLOW)
     one_child(filt.pid)
     wait_for(lambda: reserved(beanstalkd) == 1, 120, 0.05, "the worker to reserve a photo")
     before = beanstalkd.tube("people")["total-jobs"]
@@ -285,7 +318,7 @@ def test_poison_photo_becomes_an_error_row_and_is_buried(beanstalkd, faces_dir, 
             id=poison_id, path=str(poison_path), host="test", size=len(data), mtime=0.0, queued_at=time.time(),
             image=data)), priority=0)  # before every other photo
     queue_photos(beanstalkd, tmp_path / "photos", tmp_path)
-    filt = start_script("filter.py", "--beanstalkd", beanstalkd.address, "--workers", "1", "--burst",
+    filt = launch("filter.py", "--beanstalkd", beanstalkd.address, "--workers", "1", "--burst",
                         "--set", f"beanstalkd.max_attempts={max_attempts}", *SLOW)
 
     def job_state() -> dict:
@@ -381,9 +414,9 @@ def test_filter_cut_off_mid_job(netns, faces_dir, tmp_path, request):
         wait_for(lambda: reserved(server) == 1, 120, 0.05, "the far filter to reserve a photo")
         netns.cut()
         cut_at = time.monotonic()
-        near = start_script("filter.py", *addr, *ttr, "--burst", "--workers", "1")
+        near = launch("filter.py", *addr, *ttr, "--burst", "--workers", "1")
         procs.append(near)
-        col = start_script("collector.py", *addr, "--burst", "--db", str(tmp_path / "f.db"))
+        col = launch("collector.py", *addr, "--burst", "--db", str(tmp_path / "f.db"))
         procs.append(col)
         assert near.wait(600) == 0
         assert col.wait(300) == 0
@@ -403,7 +436,5 @@ def test_filter_cut_off_mid_job(netns, faces_dir, tmp_path, request):
         assert_tubes_empty(server)
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait(30)
+            kill_tree(p)
         server.stop(signal.SIGKILL)
