@@ -199,3 +199,8 @@ def test_buried_usage(beanstalkd):
     assert run_script("scripts/buried", "list", "3", "--beanstalkd", beanstalkd.address).returncode == 2
     proc = run_script("scripts/buried", "kick", "--all", "--beanstalkd", beanstalkd.address)
     assert proc.returncode == 0 and "kicked 0 job(s)" in proc.stdout
+
+
+def test_buried_help():
+    proc = run_script("scripts/buried", "--help")
+    assert proc.returncode == 0 and "requeue" in proc.stdout
