@@ -45,9 +45,11 @@ class FaceIndex:
         tnorm = (targets ** 2).sum(axis=1)
         out = np.empty(len(self), dtype=np.float32)
         for start in range(0, len(self), CHUNK):
-            v = self.vectors[start:start + CHUNK]
-            d2 = self.sqnorms[start:start + CHUNK, None] + tnorm[None, :] - 2.0 * (v @ targets.T)
-            out[start:start + CHUNK] = d2.min(axis=1)
+            d2 = self.vectors[start:start + CHUNK] @ targets.T  # in place from here: no temporaries
+            d2 *= -2.0
+            d2 += self.sqnorms[start:start + CHUNK, None]
+            d2 += tnorm[None, :]
+            d2.min(axis=1, out=out[start:start + CHUNK])
         np.maximum(out, 0, out=out)
         return np.sqrt(out, out=out)
 

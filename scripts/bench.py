@@ -72,7 +72,7 @@ class Sizes:
 
 
 FULL = Sizes(photos=160, repeats=3, faces=1_000_000, labelled_step=1, results=4000)
-QUICK = Sizes(photos=16, repeats=2, faces=100_000, labelled_step=3, results=600)
+QUICK = Sizes(photos=10, repeats=2, faces=50_000, labelled_step=4, results=300)
 
 
 # -- the table ---------------------------------------------------------------
@@ -905,13 +905,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, metavar="N", help="repeats per measurement (median is printed)")
     p.add_argument("--photos", type=int, metavar="N", help="jobs in the replicated workload")
     p.add_argument("--faces", type=int, metavar="N", help="synthetic faces in the search store")
-    p.add_argument("--sweep", type=lambda v: [int(x) for x in v.split(",") if x], default=[800, 640],
-                   metavar="PX[,PX]", help="smaller detect_max_side values to time in 'defaults' (default 800,640)")
+    p.add_argument("--sweep", type=lambda v: [int(x) for x in v.split(",") if x], metavar="PX[,PX]",
+                   help="smaller detect_max_side values to time in 'defaults' (default 800,640; --quick: 640)")
     p.add_argument("--scale-workers", type=int, default=2, metavar="N", help="filter processes to compare with 1")
     p.add_argument("--tmp", metavar="DIR", help="where to make the temporary folder (default: the system's)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, databases)")
     p.add_argument("--write-docs", action="store_true", help=f"write the table into {DOCS.relative_to(ROOT)}")
     args = p.parse_args(argv)
+    if args.sweep is None:
+        args.sweep = [640] if args.quick else [800, 640]
     args.sections = SECTIONS if not args.only else tuple(s.strip() for s in args.only.split(","))
     bad = [s for s in args.sections if s not in SECTIONS]
     if bad:
