@@ -424,6 +424,10 @@ def test_filter_cut_off_mid_job(netns, faces_dir, tmp_path, request):
         assert server.tube("images")["total-jobs"] == len(expected)
         with server.client() as c:
             assert c.stats()["job-timeouts"] >= 1, "the cut-off filter's job did not time out"
+        # keep the link down until the far filter has noticed (its io_timeout is 5 s):
+        # mended any sooner, TCP would carry its late result through the same connection
+        wait_for(lambda: "connection lost" in far_log.read_text(), 180, 0.5,
+                 "the far filter to notice the cut")
         # the far filter comes back: whatever it still sends is a harmless repeat
         netns.mend()
         wait_for(lambda: "reconnected" in far_log.read_text(), 120, 0.5, "the far filter to reconnect")
