@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import greenstalk
 
@@ -19,15 +20,23 @@ from .errors import BadJob
 from .log import RateLog
 from .queue import JobLost, Queue
 from .settings import Settings
-from .worker import Stopper, bury, job_stats, tube_idle
+from .worker import Stopper, bury, job_stats, release, tube_idle
 
 log = logging.getLogger("facegrid.collector")
 
 
 class Collector:
+    """Batches results; a writer thread commits one batch while the next is reserved.
+
+    Jobs are deleted only by the main thread (the one that owns the beanstalkd
+    connection), and only after the writer thread reports their commit.
+    """
+
     def __init__(self, settings: Settings, queue: Queue, db):
         self.settings, self.queue, self.db = settings, queue, db
         self.batch: list[tuple[greenstalk.Job, Result]] = []
+        self.pending: Future | None = None
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self.stored = 0
 
     def take(self, job: greenstalk.Job) -> None:
@@ -39,41 +48,67 @@ class Collector:
             return bury(self.queue, job, job_stats(self.queue, job), f"bad result job: {exc}")
         self.batch.append((job, result))
 
-    def flush(self) -> int:
-        """Commit the batch, then delete its jobs. Returns how many were stored."""
-        if not self.batch:
+    def flush(self, wait: bool = False) -> int:
+        """Hand the batch to the writer; settle the one before it (or both, with wait).
+
+        Returns how many results were stored and deleted from the tube.
+        """
+        done = self.settle()
+        if self.batch:
+            batch, self.batch = self.batch, []
+            self.pending = self.writer.submit(self._write, batch)
+        return done + self.settle() if wait else done
+
+    def settle(self) -> int:
+        """Wait for the commit in flight, then delete, release or bury its jobs."""
+        if self.pending is None:
             return 0
-        batch, self.batch = self.batch, []
+        outcomes, self.pending = self.pending.result(), None
+        stored = 0
+        for job, problem in outcomes:
+            if problem is None:
+                stored += 1
+                try:
+                    self.queue.delete(job)
+                except JobLost as exc:  # stored already; the redelivery will be a no-op upsert
+                    log.warning("%s", exc)
+            elif problem[0] == "release":
+                release(self.queue, self.settings.beanstalkd, job, job_stats(self.queue, job), problem[1])
+            else:
+                bury(self.queue, job, job_stats(self.queue, job), problem[1])
+        self.stored += stored
+        return stored
+
+    def close(self) -> None:
+        self.flush(wait=True)
+        self.writer.shutdown()
+
+    def _write(self, batch) -> list[tuple[greenstalk.Job, tuple[str, str] | None]]:
+        """In the writer thread: one transaction; on a bad row, one by one."""
         try:
             store.store_results(self.db, [r for _, r in batch])
-            done = batch
+            return [(job, None) for job, _ in batch]
+        except sqlite3.OperationalError as exc:  # locked, busy, disk full: the database's state
+            return [(job, ("release", f"cannot store now: {exc}")) for job, _ in batch]
         except sqlite3.Error as exc:
             log.warning("batch of %d failed (%s); storing one by one", len(batch), exc)
-            done = self._one_by_one(batch)
-        for job, _ in done:
-            try:
-                self.queue.delete(job)
-            except JobLost as exc:  # stored already; the redelivery will be a no-op upsert
-                log.warning("%s", exc)
-        self.stored += len(done)
-        return len(done)
-
-    def _one_by_one(self, batch):
-        done = []
+        out = []
         for job, result in batch:
             try:
                 store.store_results(self.db, [result])
-                done.append((job, result))
+                out.append((job, None))
+            except sqlite3.OperationalError as exc:
+                out.append((job, ("release", f"cannot store now: {exc}")))
             except sqlite3.Error as exc:
-                bury(self.queue, job, job_stats(self.queue, job), f"{result.path}: cannot store: {exc}")
-        return done
+                out.append((job, ("bury", f"{result.path}: cannot store: {exc}")))
+        return out
 
 
 def run_collector(settings: Settings, db_path: str, burst: bool, stopper: Stopper | None = None) -> int:
     stopper = stopper or Stopper().install()
     b, c = settings.beanstalkd, settings.collector
     queue = Queue(b, watch=(b.people_tube,), should_stop=stopper).connect()
-    db = store.open_db(db_path)
+    db = store.open_db(db_path, threads=True)
     col = Collector(settings, queue, db)
     rate = RateLog(log, "results stored", c.log_every)
     log.info("collector ready: %s -> %s on %s", b.people_tube, db_path, queue.address)
@@ -83,12 +118,12 @@ def run_collector(settings: Settings, db_path: str, burst: bool, stopper: Stoppe
             col.take(job)
             if len(col.batch) < c.batch:
                 continue
-        n = col.flush()
+        n = col.flush(wait=job is None)  # under load, commit while reserving the next batch
         if n:
             rate.add(n)
         elif job is None and burst and tube_idle(queue, b.images_tube, b.people_tube):
             break
-    col.flush()
+    col.close()
     rate.emit(f"into {db_path} (exiting)")
     queue.close()
     return 0

@@ -61,7 +61,7 @@ class Filter:
 @dataclasses.dataclass(frozen=True)
 class Collector:
     database: str = "facegrid.db"
-    batch: int = 64
+    batch: int = 256
     log_every: int = 500
 
 

@@ -33,12 +33,13 @@ FACE_COLUMNS = {"image_id": str, "idx": int, "top": int, "right": int, "bottom":
                 "encoding": bytes, "crop": bytes, "model": str}
 
 
-def open_db(path: str | Path, create: bool = True) -> sqlite_utils.Database:
+def open_db(path: str | Path, create: bool = True, threads: bool = False) -> sqlite_utils.Database:
+    """threads=True: the connection may be used from another thread, one at a time."""
     path = Path(path)
     if not create and not path.exists():
         raise StoreError(f"database {path} does not exist; run collector.py first or pass --db PATH")
     try:
-        conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=not threads)
         db = sqlite_utils.Database(conn)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
