@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import re
 import warnings
 
 import cv2
@@ -52,7 +53,7 @@ def open_safely(data: bytes, max_pixels: int) -> Image.Image:
 
 def _short(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:160]
+    return re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the file", text)[:160]
 
 
 def orientation_of(img: Image.Image) -> int:
