@@ -13,6 +13,10 @@ examples:
   search.py target/ --json > matches.json     the same as JSON
   search.py target/ --out found/ --tolerance 0.45
   search.py target/ --db /srv/facegrid/faces.db
+  search.py --people                          who is in the collection: matches/people/index.html
+  search.py --people --out who/ && search.py who/person-003/
+                                              cluster, then search for one of the persons found
+  search.py --export photos/ --id 0d4b9c1e    write one stored annotated photo (or all, without --id)
 
 Each target photo should show the person alone; photos with no face or several
 faces are named and left out. Matches are copied to --out (default
