@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import imaging, store
 from . import index as index_mod
-from . import store
-from .errors import UsageError
+from .errors import ImageUnreadable, UsageError
 from .faces import FaceEngine
 from .queuing import EXTENSIONS, display_path
 from .settings import Settings
@@ -71,9 +71,6 @@ def target_files(folder: str) -> list[str]:
 
 def encode_targets(engine: FaceEngine, folder: str) -> list[Target]:
     """One encoding per target photo; photos with no face or several are named and left out."""
-    from . import imaging
-    from .errors import ImageUnreadable
-
     targets = []
     for path in target_files(folder):
         data = Path(path).read_bytes()

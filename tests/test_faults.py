@@ -428,7 +428,11 @@ def test_filter_cut_off_mid_job(netns, faces_dir, tmp_path, request):
         # the far filter's closed connection reaches the server. Both paths must end
         # with every photo stored exactly once.
         try:
-            wait_for(lambda: server.client().stats()["job-timeouts"] >= 1, 30, 0.5, "the TTR to run out")
+            def timed_out() -> bool:
+                with server.client() as c:
+                    return c.stats()["job-timeouts"] >= 1
+
+            wait_for(timed_out, 30, 0.5, "the TTR to run out")
             path = "TTR"
         except AssertionError:
             path = "partition healed"
