@@ -55,12 +55,13 @@ def main(argv=None) -> int:
         return _collection_modes(args, settings)
     files = searching.target_files(args.target)  # usage errors before loading models
     db = searching.open_store(settings.collector.database)
-    targets = searching.encode_targets(FaceEngine(settings.filter), args.target)
-    matches = searching.find(db, settings.collector.database, targets, s.tolerance, s.mode, s.limit)
+    targets = searching.encode_targets(FaceEngine(settings.filter), args.target, s.mixed_distance)
+    found = searching.find(db, settings.collector.database, targets, s.params(), s.mode, s.limit)
+    matches = found.matches
     out = Path(args.out) if args.out else Path(s.out) / Path(args.target.rstrip("/")).resolve().name
     searching.write_outputs(db, matches, targets, out, settings)
     if args.json:
-        print(searching.as_json(matches, targets, settings, out))
+        print(searching.as_json(found, targets, settings, out))
     else:
         searching.print_table(matches)
     print(f"{len(matches)} match(es) for {len(targets)} of {len(files)} target photo(s); "
@@ -83,7 +84,7 @@ def _collection_modes(args, settings) -> int:
     from facegrid.faces import FaceEngine
 
     out = Path(args.out) if args.out else Path(settings.search.out) / "people"
-    found = people.write_people(db, out, settings.search.tolerance, FaceEngine(settings.filter))
+    found = people.write_people(db, out, settings.search.params(), FaceEngine(settings.filter))
     print(f"{len(found)} person(s) in {sum(len(x.faces) for x in found)} face(s); see {out}/index.html",
           file=sys.stderr)
     return EXIT_OK if found else EXIT_NO_RESULT

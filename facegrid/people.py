@@ -1,9 +1,10 @@
 """search.py --people: who is in this collection.
 
 Every stored face is clustered into persons with dlib's Chinese whispers graph
-clustering: two faces are joined by an edge when their distance is at most the
-threshold (the search tolerance by default; docs/operators.md has the measured
-purity on the labelled photos). The output folder gets:
+clustering over a graph that joins two faces when each would find the other
+with search.py's own rule (the tolerance, tightened among look-alikes; see
+facegrid/scoring.py) and they come from different photos. docs/search.md has
+the measured BCubed quality on lfw-dev. The output folder gets:
 
   index.html         one row per person, largest first: face count, sample
                      crops, the photos the person appears in (self-contained)
@@ -12,8 +13,8 @@ purity on the labelled photos). The output folder gets:
                      straight back to search.py as TARGET_DIR;
                      photos.csv lists every face of the person
 
-Chinese whispers builds every pair within the threshold: fine for tens of
-thousands of faces, not for millions (cluster a subset there).
+The graph is exact: time grows with the square of the face count, fine for
+tens of thousands of faces, not for millions (cluster a subset there).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import report
+from . import report, scoring
 from .envelope import ENCODING_DIM
 from .report import esc, img_tag
 
@@ -77,21 +78,47 @@ def load_faces(db) -> list[FaceRow]:
     return out
 
 
-def cluster_labels(encodings: list[np.ndarray], threshold: float) -> list[int]:
-    """A cluster number per encoding (dlib.chinese_whispers_clustering)."""
+def cluster_labels(encodings: list[np.ndarray], photos: list[str], params: scoring.Params) -> list[int]:
+    """A cluster number per encoding: Chinese whispers over the look-alike graph.
+
+    Faces of one photo are never joined; should the clustering still put two
+    of them together, the one further from the person's mean starts its own.
+    """
     import dlib
 
-    if not encodings:
-        return []
-    if len(encodings) == 1:
-        return [0]
-    return list(dlib.chinese_whispers_clustering([dlib.vector(e.astype(float).tolist()) for e in encodings],
-                                                 float(threshold)))
+    n = len(encodings)
+    if n <= 1:
+        return [0] * n
+    x = np.stack(encodings).astype(np.float32)
+    photo_ids = np.unique(np.asarray(photos), return_inverse=True)[1]
+    edges = scoring.neighbour_graph(x, photo_ids, params)
+    pairs = [(i, j, 1.0) for i, j in edges] + [(n - 1, n - 1, 1.0)]  # the last pair makes n labels
+    labels = list(dlib.chinese_whispers(pairs))
+    return _split_same_photo(labels, x, photo_ids)
 
 
-def cluster(faces: list[FaceRow], threshold: float) -> list[Person]:
+def _split_same_photo(labels: list[int], x: np.ndarray, photo_ids: np.ndarray) -> list[int]:
+    next_label = max(labels) + 1
+    members: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        members.setdefault(label, []).append(i)
+    for label, idx in members.items():
+        if len({int(photo_ids[i]) for i in idx}) == len(idx):
+            continue
+        dist = np.linalg.norm(x[idx] - x[idx].mean(axis=0), axis=1)
+        kept: set[int] = set()
+        for pos in np.argsort(dist, kind="stable"):
+            i = idx[pos]
+            if int(photo_ids[i]) in kept:
+                labels[i], next_label = next_label, next_label + 1
+            else:
+                kept.add(int(photo_ids[i]))
+    return labels
+
+
+def cluster(faces: list[FaceRow], params: scoring.Params) -> list[Person]:
     """Persons, largest first; within a person, faces nearest its mean first."""
-    labels = cluster_labels([f.encoding for f in faces], threshold)
+    labels = cluster_labels([f.encoding for f in faces], [f.image_id for f in faces], params)
     groups: dict[int, list[FaceRow]] = {}
     for face, label in zip(faces, labels):
         groups.setdefault(label, []).append(face)
@@ -153,10 +180,10 @@ def _row(db, person: Person, samples: list[str]) -> str:
             f"</td></tr>")
 
 
-def render_index(db, people: list[Person], samples: dict[str, list[str]], threshold: float) -> str:
+def render_index(db, people: list[Person], samples: dict[str, list[str]], params: scoring.Params) -> str:
     faces = sum(len(p.faces) for p in people)
     header = (f"<h1>{len(people)} {'person' if len(people) == 1 else 'people'} in {faces} face(s)</h1>"
-              f'<p class="sub">Chinese whispers clustering at distance {threshold:g}, largest first. '
+              f'<p class="sub">Chinese whispers clustering (tolerance {params.tolerance:g}, tightened among look-alikes), largest first. '
               f"Each person-NNN/ folder holds sample face crops: pass it to search.py as TARGET_DIR.</p>")
     if not people:
         return report.page("facegrid people", header, '<p class="empty">The database holds no faces yet.</p>')
@@ -166,15 +193,15 @@ def render_index(db, people: list[Person], samples: dict[str, list[str]], thresh
     return report.page("facegrid people", header, table)
 
 
-def write_people(db, out_dir: Path, threshold: float, engine=None) -> list[Person]:
+def write_people(db, out_dir: Path, params: scoring.Params, engine=None) -> list[Person]:
     """Cluster every stored face and write index.html and the person folders."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("person-[0-9][0-9][0-9]*"):
         if old.is_dir():  # a previous run's folders: numbering may have changed
             shutil.rmtree(old)
-    people = cluster(load_faces(db), threshold)
+    people = cluster(load_faces(db), params)
     samples = {p.name: write_folder(p, out_dir, engine) for p in people}
-    (out_dir / "index.html").write_text(render_index(db, people, samples, threshold), encoding="utf-8")
+    (out_dir / "index.html").write_text(render_index(db, people, samples, params), encoding="utf-8")
     log.info("%d person(s) from %d face(s) into %s", len(people), sum(len(p.faces) for p in people), out_dir)
     return people

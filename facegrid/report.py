@@ -121,10 +121,15 @@ def _match_card(m, crop: bytes, thumb: bytes) -> str:
         picture = f'<div class="thumb">{picture}</div>'
     return (f'<article class="card">{picture}<div class="body">{img_tag(crop, f"face {m.rank}", "face")}'
             f'<div><div><span class="rank">#{m.rank}</span> '
-            f'<span class="dist">distance {m.distance:.3f}</span> '
+            f'<span class="dist">distance {m.distance:.3f}{_precision(m)}</span> '
             f'<span class="badge {esc(m.confidence)}">{esc(m.confidence)}</span></div>'
             f'<div class="path">{esc(m.path)}</div><div class="path">host {esc(m.host)}</div></div>'
             f"</div></article>")
+
+
+def _precision(m) -> str:
+    p = getattr(m, "precision", None)
+    return f", {100 * p:.0f}% right at this score" if p is not None else ""
 
 
 def _header(targets, matches, settings) -> str:
@@ -132,8 +137,9 @@ def _header(targets, matches, settings) -> str:
     chips = "".join(f'<div class="target">{img_tag(t.crop, "target face")}<span class="path">{esc(t.path)}</span></div>'
                     for t in targets)
     return (f"<h1>{len(matches)} match{'es' if len(matches) != 1 else ''}</h1>"
-            f'<p class="sub">best first; tolerance {s.tolerance:g}, profile mode {esc(s.mode)}; '
-            f"strong &le; {0.8 * s.tolerance:.2f} &lt; likely &le; {0.92 * s.tolerance:.2f} &lt; weak. "
+            f'<p class="sub">best first; tolerance {s.tolerance:g} (tightened among look-alikes), profile mode '
+            f"{esc(s.mode)}. Confidence is the share of right matches measured at each score on a labelled "
+            f"set: strong 99% or more, likely 90% or more, weak below. "
             f"Target photos used ({len(targets)}):</p><div class=\"targets\">{chips}</div>")
 
 

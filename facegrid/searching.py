@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import imaging, store
+from . import imaging, scoring, store
 from . import index as index_mod
 from .errors import ImageUnreadable, UsageError
 from .faces import FaceEngine
@@ -43,20 +43,26 @@ class Match:
     path: str
     host: str
     box: tuple[int, int, int, int]
+    score: float  # distance / this search's tolerance: a match has 1 or less
     confidence: str
+    precision: float | None  # measured on lfw-dev at this score (docs/search.md)
     file: str = ""  # the annotated copy written to --out, relative to it
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["box"] = {"top": self.box[0], "right": self.box[1], "bottom": self.box[2], "left": self.box[3]}
+        d["face_px"] = max(0, self.box[1] - self.box[3])
         d["distance"] = round(self.distance, 4)
+        d["score"] = round(self.score, 4)
         return d
 
 
-def confidence(distance: float, tolerance: float) -> str:
-    if distance <= tolerance * 0.8:
-        return "strong"
-    return "likely" if distance <= tolerance * 0.92 else "weak"
+@dataclasses.dataclass
+class Found:
+    """What one search returns: the matches and the tolerance this search used."""
+
+    matches: list[Match]
+    tolerance: float
 
 
 def target_files(folder: str) -> list[str]:
@@ -69,8 +75,12 @@ def target_files(folder: str) -> list[str]:
     return files
 
 
-def encode_targets(engine: FaceEngine, folder: str) -> list[Target]:
-    """One encoding per target photo; photos with no face or several are named and left out."""
+def encode_targets(engine: FaceEngine, folder: str, mixed_distance: float = 0.0) -> list[Target]:
+    """One encoding per target photo; photos with no face or several are named and left out.
+
+    Target photos that fall into more than one group at mixed_distance (0: no
+    check) show different people: the search is refused, naming the groups.
+    """
     targets = []
     for path in target_files(folder):
         data = Path(path).read_bytes()
@@ -88,16 +98,33 @@ def encode_targets(engine: FaceEngine, folder: str) -> list[Target]:
         targets.append(Target(display_path(path), hashlib.sha256(data).hexdigest(), a.encodings[0], crop))
     if not targets:
         raise UsageError(f"{folder}: no photo with exactly one face; add a clear photo of the person")
+    if mixed_distance > 0:
+        check_one_person(folder, targets, mixed_distance)
     return targets
 
 
-def find(db, db_path: str, targets: list[Target], tolerance: float, mode: str, limit: int = 0) -> list[Match]:
-    """Stored faces within tolerance of the profile, best face per photo, ranked."""
+def check_one_person(folder: str, targets: list[Target], distance: float) -> None:
+    found = scoring.groups(np.stack([t.encoding for t in targets]), distance)
+    if len(found) > 1:
+        listed = " | ".join(", ".join(Path(targets[i].path).name for i in g) for g in found)
+        raise UsageError(f"{folder}: the target photos show {len(found)} different people ({listed}); "
+                         "put each person's photos in a folder of their own and search for each "
+                         f"(or raise --set search.mixed_distance={distance:g} if they are one person)")
+
+
+def find(db, db_path: str, targets: list[Target], params: scoring.Params, mode: str,
+         limit: int = 0, reach: float = 1.0) -> Found:
+    """Stored faces within this search's tolerance of the profile, best face per photo, ranked.
+
+    reach > 1 also returns faces up to reach x the tolerance (the evaluation's curves).
+    """
     idx = index_mod.load(db, db_path)
     if not len(idx):
-        return []
-    dist = idx.distances(np.stack([t.encoding for t in targets]), mode)
-    hits = np.flatnonzero(dist <= tolerance)
+        return Found([], params.tolerance)
+    encodings = np.stack([t.encoding for t in targets])
+    dist = idx.distances(encodings, mode)
+    tol = scoring.search_tolerance(dist, idx.vectors, encodings, params)
+    hits = np.flatnonzero(dist <= tol * reach)
     hits = hits[np.argsort(dist[hits], kind="stable")]
     target_ids = {t.id for t in targets}
     matches: list[Match] = []
@@ -109,11 +136,12 @@ def find(db, db_path: str, targets: list[Target], tolerance: float, mode: str, l
             continue
         seen.add(row["image_id"])
         d = float(dist[i])
+        word, precision = scoring.confidence(d / tol)
         matches.append(Match(len(matches) + 1, d, row["image_id"], row["idx"], row["path"], row["host"],
-                             (row["top"], row["right"], row["bottom"], row["left"]), confidence(d, tolerance)))
+                             (row["top"], row["right"], row["bottom"], row["left"]), d / tol, word, precision))
         if limit and len(matches) >= limit:
             break
-    return matches
+    return Found(matches, tol)
 
 
 def _face_rows(db, rowids: list[int]) -> dict[int, dict]:
@@ -149,11 +177,12 @@ def write_outputs(db, matches: list[Match], targets: list[Target], out_dir: Path
     report.write_match_report(db, matches, targets, out_dir, settings)
 
 
-def as_json(matches: list[Match], targets: list[Target], settings: Settings, out_dir: Path) -> str:
+def as_json(found: Found, targets: list[Target], settings: Settings, out_dir: Path) -> str:
     return json.dumps({
-        "matches": [m.as_dict() for m in matches],
+        "matches": [m.as_dict() for m in found.matches],
         "targets": [t.path for t in targets],
-        "tolerance": settings.search.tolerance, "mode": settings.search.mode, "out": str(out_dir),
+        "tolerance": settings.search.tolerance, "search_tolerance": round(found.tolerance, 4),
+        "mode": settings.search.mode, "out": str(out_dir),
     }, indent=2)
 
 

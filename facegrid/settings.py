@@ -68,9 +68,19 @@ class Collector:
 @dataclasses.dataclass(frozen=True)
 class Search:
     tolerance: float = 0.5
+    lookalike_count: int = 15
+    lookalike_spread: float = 0.45
+    lookalike_ratio: float = 0.8
+    mixed_distance: float = 0.65
     mode: str = "mean"
     out: str = "matches"
     limit: int = 0
+
+    def params(self):
+        """The scoring parameters (facegrid.scoring.Params) these settings give."""
+        from .scoring import Params
+
+        return Params(self.tolerance, self.lookalike_count, self.lookalike_spread, self.lookalike_ratio)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +120,15 @@ class Settings:
         _check(self.collector.batch >= 1, "collector.batch", self.collector.batch, "1 or more")
         _check(0.0 < self.search.tolerance < 2.0, "search.tolerance", self.search.tolerance,
                "a distance between 0 and 2 (0.5 is the measured default)")
+        se = self.search
+        _check(0 <= se.lookalike_count <= 1000, "search.lookalike_count", se.lookalike_count,
+               "0 (off) to 1000 (15 is the measured default)")
+        _check(0.0 < se.lookalike_spread < 2.0, "search.lookalike_spread", se.lookalike_spread,
+               "a distance between 0 and 2 (0.45 is the measured default)")
+        _check(0.0 < se.lookalike_ratio <= 2.0, "search.lookalike_ratio", se.lookalike_ratio,
+               "more than 0, at most 2 (0.8 is the measured default)")
+        _check(0.0 <= se.mixed_distance < 2.0, "search.mixed_distance", se.mixed_distance,
+               "0 (no check) or a distance below 2 (0.65 is the measured default)")
         return self
 
 

@@ -1,0 +1,175 @@
+"""How a stored face is judged against a target profile (docs/search.md).
+
+A single global tolerance fails among look-alikes: a few people's faces sit
+close together in the 128-d space, and a tolerance that finds everyone else's
+photos lets dozens of strangers through for them. So each search gets its own
+tolerance:
+
+    tolerance(q) = min(tolerance, lookalike_ratio x d_k(q))
+
+d_k(q) is the distance from the profile to its k-th nearest *distinct*
+look-alike: walking the stored faces nearest first, a face counts only when it
+is at least lookalike_spread away from the target faces and from every face
+counted before it, so the person's own photos (however many) and repeated
+photos of one stranger count once. Where the collection holds many faces
+like the target's, d_k is small and the tolerance tightens; where it holds
+few, the plain tolerance applies. A collection that grows tightens it as
+needed, which keeps precision steady as it grows.
+
+Everything here is pure NumPy over arrays: no database, no models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+# Precision measured at each normalised score d / tolerance(q) on lfw-dev (6,403
+# photos, 443 searches) with the default settings: `scripts/evaluate.py
+# --calibrate` prints this table. Upper edges of the score bins and the share of
+# right matches in each bin, pooled so that it never rises with the score.
+CALIBRATION: tuple[tuple[float, float], ...] = (
+    (0.5, 1.0), (0.85, 0.996), (0.9, 0.994), (0.95, 0.963), (1.0, 0.891), (1.05, 0.644), (1.1, 0.305),
+    (1.15, 0.074), (1.2, 0.02), (1.25, 0.004), (1.3, 0.001), (1.35, 0.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    tolerance: float = 0.5
+    lookalike_count: int = 15  # k; 0 turns the adaptive tolerance off
+    lookalike_spread: float = 0.45
+    lookalike_ratio: float = 0.8
+
+
+def profile(targets: np.ndarray, mode: str) -> np.ndarray:
+    """The vectors distances are taken to: their mean (mode mean) or each target (mode min)."""
+    targets = np.atleast_2d(np.asarray(targets, dtype=np.float32))
+    return targets.mean(axis=0, keepdims=True) if mode == "mean" else targets
+
+
+def _sqdist(rows: np.ndarray, v: np.ndarray) -> np.ndarray:
+    diff = rows - v
+    return np.einsum("ij,ij->i", diff, diff)
+
+
+def kth_distinct(dist: np.ndarray, vectors: np.ndarray, seeds: np.ndarray, k: int, spread: float,
+                 first: int = 512) -> float:
+    """Distance to the k-th nearest face that is at least `spread` from the seeds and each earlier one.
+
+    dist: distance of every stored face to the profile; vectors: the stored faces
+    (row i belongs to dist[i]); seeds: the target encodings. Returns inf when the
+    collection has fewer than k such faces.
+    """
+    n = len(dist)
+    if k <= 0 or n == 0:
+        return float("inf")
+    s2 = spread * spread
+    m = first
+    while True:
+        m = min(m, n)
+        near = np.argpartition(dist, m - 1)[:m] if m < n else np.arange(n)
+        near = near[np.argsort(dist[near], kind="stable")]
+        x = np.asarray(vectors[np.sort(near)], dtype=np.float32)[np.argsort(np.argsort(near))]
+        covered = np.zeros(m, dtype=bool)
+        for seed in np.atleast_2d(seeds):
+            covered |= _sqdist(x, np.asarray(seed, dtype=np.float32)) < s2
+        counted, pos = 0, 0
+        while True:
+            free = np.flatnonzero(~covered[pos:])
+            if not len(free):
+                break
+            j = pos + int(free[0])
+            counted += 1
+            if counted == k:
+                return float(dist[near[j]])
+            covered[j:] |= _sqdist(x[j:], x[j]) < s2
+            pos = j + 1
+        if m == n:
+            return float("inf")
+        m *= 4
+
+
+def search_tolerance(dist: np.ndarray, vectors: np.ndarray, targets: np.ndarray, p: Params) -> float:
+    """This search's tolerance: the plain one, tightened where look-alikes crowd the target."""
+    if p.lookalike_count <= 0:
+        return p.tolerance
+    dk = kth_distinct(dist, vectors, targets, p.lookalike_count, p.lookalike_spread)
+    return min(p.tolerance, p.lookalike_ratio * dk)
+
+
+def precision_at(score: float) -> float | None:
+    """Measured precision of a match with this normalised score (None before calibration)."""
+    for edge, precision in CALIBRATION:
+        if score <= edge:
+            return precision
+    return CALIBRATION[-1][1] if CALIBRATION else None
+
+
+def confidence(score: float) -> tuple[str, float | None]:
+    """A word and the measured precision behind it: strong >= 0.99, likely >= 0.9, else weak."""
+    p = precision_at(score)
+    if p is None:  # uncalibrated: by score alone
+        return ("strong" if score <= 0.8 else "likely" if score <= 0.92 else "weak"), None
+    return ("strong" if p >= 0.99 else "likely" if p >= 0.9 else "weak"), p
+
+
+def groups(encodings: np.ndarray, distance: float) -> list[list[int]]:
+    """Single-linkage groups: two encodings share a group when a chain of steps <= distance joins them."""
+    x = np.atleast_2d(np.asarray(encodings, dtype=np.float32))
+    label = list(range(len(x)))
+
+    def root(i: int) -> int:
+        while label[i] != i:
+            label[i] = label[label[i]]
+            i = label[i]
+        return i
+
+    for i in range(len(x)):
+        near = np.flatnonzero(np.sqrt(_sqdist(x[i + 1:], x[i])) <= distance) + i + 1
+        for j in near:
+            label[root(int(j))] = root(i)
+    out: dict[int, list[int]] = {}
+    for i in range(len(x)):
+        out.setdefault(root(i), []).append(i)
+    return sorted(out.values(), key=lambda g: (-len(g), g[0]))
+
+
+def neighbour_graph(vectors: np.ndarray, photos: np.ndarray, p: Params, neighbours: int = 30,
+                    block: int = 1024) -> list[tuple[int, int]]:
+    """Edges between faces that match each other under the search's own rule.
+
+    Face i and j are joined when j is among i's `neighbours` nearest faces (or i
+    among j's), they come from different photos (two faces in one photo are
+    never the same person), and their distance is within both faces' own
+    search tolerance (the look-alike rule with the face itself as the target).
+    Exact, block by block: time grows with the square of the face count.
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    n = len(x)
+    sq = np.einsum("ij,ij->i", x, x)
+    tol = np.empty(n, dtype=np.float32)
+    near: list[np.ndarray] = []
+    near_d: list[np.ndarray] = []
+    k = min(neighbours, n - 1)
+    for start in range(0, n, block):
+        d = x[start:start + block] @ x.T
+        d *= -2.0
+        d += sq[start:start + block, None]
+        d += sq[None, :]
+        np.maximum(d, 0, out=d)
+        np.sqrt(d, out=d)
+        for r, row in enumerate(d):
+            i = start + r
+            tol[i] = search_tolerance(row, x, x[i], p)
+            row[photos == photos[i]] = np.inf  # itself and its photo's other faces
+            if k > 0:
+                j = np.argpartition(row, k - 1)[:k]
+                near.append(j)
+                near_d.append(row[j])
+    edges = set()
+    for i in range(n if k > 0 else 0):
+        for j, dist in zip(near[i], near_d[i]):
+            if dist <= tol[i] and dist <= tol[j]:
+                edges.add((min(i, int(j)), max(i, int(j))))
+    return sorted(edges)

@@ -1,0 +1,358 @@
+#!/usr/bin/env python3
+"""Measure search and --people on a labelled folder, through the real grid.
+
+    .venv/bin/python scripts/evaluate.py                      # ../shared/lfw-dev, sizes 500, 2000, all
+    .venv/bin/python scripts/evaluate.py --limit 400          # a quick slice (what the tests run)
+    .venv/bin/python scripts/evaluate.py ../shared/faces --sizes all
+    .venv/bin/python scripts/evaluate.py --reuse --curve docs/search-pr.png --calibrate
+
+The folder holds the photos and labels.csv: `path,identity` (one person a photo)
+or `path,faces,identities` (identities `;`-separated). The photos go through
+queuer.py, filter.py and collector.py on a private beanstalkd into one
+database (kept in --work; --reuse skips this when it is there already). Smaller
+galleries are copies of that database holding a subset of the people.
+
+Search protocol: for every person with 3+ photos in the gallery, the first two
+photos (by path) are the target; every other photo of the person is relevant;
+anything else returned is a false match. Targets are the stored encodings of
+those photos (the filter's pipeline on the same bytes, exactly what search.py
+computes for them); a target photo with no face or several is left out, as
+search.py does (and if it is returned, it counts neither way). Precision and
+recall are summed over all searches.
+
+--people quality is BCubed precision, recall and F over the faces of labelled
+photos in which exactly one face was found, clustering the whole gallery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from facegrid import localgrid, people, scoring, searching, store  # noqa: E402
+from facegrid import settings as settings_mod  # noqa: E402
+from facegrid.errors import FacegridError, UsageError  # noqa: E402
+
+DEFAULT_PHOTOS = ROOT.parent / "shared" / "lfw-dev"
+REACH = 1.6  # curves follow the score up to 1.6 x each search's tolerance
+
+
+@dataclasses.dataclass
+class Labelled:
+    folder: Path
+    identities: dict[str, frozenset[str]]  # relative path -> people in it
+
+    def person_photos(self, paths: set[str]) -> dict[str, list[str]]:
+        """Photos showing exactly one labelled person, by person, in path order."""
+        out: dict[str, list[str]] = {}
+        for path in sorted(paths):
+            ids = self.identities[path]
+            if len(ids) == 1:
+                out.setdefault(next(iter(ids)), []).append(path)
+        return out
+
+
+def read_labels(folder: Path) -> Labelled:
+    labels = folder / "labels.csv"
+    if not labels.exists():
+        raise UsageError(f"{labels} not found; pass a labelled folder (path,identity per photo)")
+    ids = {}
+    with open(labels, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            raw = row.get("identity") or row.get("identities") or ""
+            ids[row["path"]] = frozenset(x for x in raw.split(";") if x and x != "unknown")
+    return Labelled(folder, ids)
+
+
+def pick_people(lab: Labelled, limit: int) -> set[str]:
+    """Whole people, in a fixed pseudo-random order, until `limit` photos (0: all)."""
+    if not limit or limit >= len(lab.identities):
+        return set(lab.identities)
+    by_person: dict[str, list[str]] = {}
+    for path, ids in lab.identities.items():
+        by_person.setdefault(min(ids) if ids else path, []).append(path)
+    chosen: list[str] = []
+    for person in sorted(by_person, key=lambda p: zlib.crc32(p.encode())):
+        if len(chosen) >= limit:
+            break
+        chosen += by_person[person]
+    return set(chosen)
+
+
+def build_gallery(lab: Labelled, paths: set[str], work: Path, workers: int, extra: list[str], reuse: bool) -> Path:
+    """Run the real grid over the photos; returns the database."""
+    db = work / "gallery.db"
+    stamp = work / "gallery.json"
+    want = {"photos": zlib.crc32("\n".join(sorted(paths)).encode()), "extra": extra}
+    if reuse and db.exists() and stamp.exists() and json.loads(stamp.read_text()) == want:
+        log(f"reusing {db}")
+        return db
+    for old in work.glob("gallery*"):
+        if old.is_file():
+            old.unlink()
+    if len(paths) == len(lab.identities):
+        folders = [lab.folder]
+    else:  # a slice: copy it, so the queuer walks exactly these photos
+        folders = [work / "slice"]
+        for rel in sorted(paths):
+            dest = folders[0] / rel
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes((lab.folder / rel).read_bytes())
+    t0 = time.monotonic()
+    log(f"queuing {len(paths)} photos through the grid ({workers} filter workers)")
+    localgrid.run_grid(folders, db, work / "grid", workers, tuple(extra))
+    log(f"grid done in {time.monotonic() - t0:.0f}s")
+    stamp.write_text(json.dumps(want))
+    return db
+
+
+def relpath(stored: str, lab: Labelled) -> str | None:
+    """The labels.csv path of a stored photo path (stored paths are as queued)."""
+    parts = Path(stored).parts
+    for i in range(len(parts)):
+        rel = "/".join(parts[i:])
+        if rel in lab.identities:
+            return rel
+    return None
+
+
+def gallery_rows(db) -> dict[str, str]:
+    """image id -> stored path."""
+    return {r[0]: r[1] for r in db.execute("SELECT id, path FROM images")}
+
+
+def subset_db(full: Path, ids: list[str], dest: Path) -> Path:
+    """A database with only these photos (rows copied, schema made by store.open_db)."""
+    for p in (dest, Path(f"{dest}-wal"), Path(f"{dest}-shm")):
+        p.unlink(missing_ok=True)
+    db = store.open_db(dest)
+    db.execute("ATTACH DATABASE ? AS src", [str(full)])
+    db.execute("CREATE TEMP TABLE keep (id TEXT PRIMARY KEY)")
+    db.conn.executemany("INSERT INTO keep VALUES (?)", [(i,) for i in ids])
+    with db.conn:
+        db.execute("BEGIN")
+        db.execute("INSERT INTO images SELECT * FROM src.images WHERE id IN (SELECT id FROM keep)")
+        db.execute("INSERT INTO faces SELECT * FROM src.faces WHERE image_id IN (SELECT id FROM keep)")
+        db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+    db.execute("DETACH DATABASE src")
+    return dest
+
+
+@dataclasses.dataclass
+class Outcome:
+    """Per search: the scores of what came back, and which were right."""
+
+    scores: list[np.ndarray] = dataclasses.field(default_factory=list)
+    right: list[np.ndarray] = dataclasses.field(default_factory=list)
+    relevant: int = 0
+    searches: int = 0
+
+    def at(self, reach: float) -> tuple[int, int, int]:
+        tp = sum(int(np.sum(r & (s <= reach))) for s, r in zip(self.scores, self.right))
+        fp = sum(int(np.sum(~r & (s <= reach))) for s, r in zip(self.scores, self.right))
+        return tp, fp, self.relevant - tp
+
+
+def pr(tp: int, fp: int, fn: int) -> tuple[float, float]:
+    return (tp / (tp + fp) if tp + fp else 1.0), (tp / (tp + fn) if tp + fn else 1.0)
+
+
+def run_searches(db_path: Path, lab: Labelled, params: scoring.Params, mode: str) -> Outcome:
+    db = store.open_db(db_path, create=False)
+    stored = gallery_rows(db)
+    rel_of = {i: relpath(p, lab) for i, p in stored.items()}
+    id_of = {r: i for i, r in rel_of.items() if r}
+    faces: dict[str, list[bytes]] = {}
+    for image_id, enc in db.execute("SELECT image_id, encoding FROM faces ORDER BY image_id, idx"):
+        faces.setdefault(image_id, []).append(enc)
+    out = Outcome()
+    for person, photos in sorted(lab.person_photos(set(id_of)).items()):
+        if len(photos) < 3:
+            continue
+        relevant = {id_of[p] for p in photos[2:]}
+        out.relevant += len(relevant)
+        out.searches += 1
+        targets = [searching.Target(p, id_of[p], np.frombuffer(faces[id_of[p]][0], "<f4"), b"")
+                   for p in photos[:2] if len(faces.get(id_of[p], [])) == 1]
+        if not targets:
+            continue
+        found = searching.find(db, str(db_path), targets, params, mode, reach=REACH)
+        shown = [m for m in found.matches if m.image_id not in {id_of[p] for p in photos[:2]}]
+        out.scores.append(np.array([m.score for m in shown]))
+        out.right.append(np.array([m.image_id in relevant for m in shown], dtype=bool))
+    return out
+
+
+def bcubed(db_path: Path, lab: Labelled, params: scoring.Params) -> tuple[float, float, float, int]:
+    db = store.open_db(db_path, create=False)
+    rel_of = {i: relpath(p, lab) for i, p in gallery_rows(db).items()}
+    faces = people.load_faces(db)
+    per_photo: dict[str, int] = {}
+    for f in faces:
+        per_photo[f.image_id] = per_photo.get(f.image_id, 0) + 1
+    labels = {}
+    for person in people.cluster(faces, params):
+        for f in person.faces:
+            rel = rel_of.get(f.image_id)
+            if per_photo[f.image_id] == 1 and rel and len(lab.identities[rel]) == 1:
+                labels[(f.image_id, f.idx)] = (person.number, next(iter(lab.identities[rel])))
+    from collections import Counter
+
+    cl = Counter(c for c, _ in labels.values())
+    gt = Counter(g for _, g in labels.values())
+    both = Counter(labels.values())
+    precision = float(np.mean([both[x] / cl[x[0]] for x in labels.values()])) if labels else 1.0
+    recall = float(np.mean([both[x] / gt[x[1]] for x in labels.values()])) if labels else 1.0
+    f = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f, len(labels)
+
+
+def calibration(outcome: Outcome, edges: np.ndarray) -> list[tuple[float, float]]:
+    """Precision per score bin, pooled until it never rises with the score."""
+    scores = np.concatenate(outcome.scores) if outcome.scores else np.zeros(0)
+    right = np.concatenate(outcome.right) if outcome.right else np.zeros(0, bool)
+    blocks = []  # [upper edge, right, total]
+    lo = -np.inf
+    for hi in edges:
+        sel = (scores > lo) & (scores <= hi)
+        lo = hi
+        if sel.any():
+            blocks.append([float(hi), int(right[sel].sum()), int(sel.sum())])
+    pooled: list[list] = []
+    for b in blocks:
+        pooled.append(b)
+        while len(pooled) > 1 and pooled[-1][1] / pooled[-1][2] > pooled[-2][1] / pooled[-2][2]:
+            last = pooled.pop()
+            pooled[-1] = [last[0], pooled[-1][1] + last[1], pooled[-1][2] + last[2]]
+    return [(round(e, 3), round(r / n, 3)) for e, r, n in pooled]
+
+
+def plot(curves: dict[str, Outcome], marks: dict[str, tuple[float, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    reaches = np.linspace(0.3, REACH, 131)
+    for name, o in curves.items():
+        pts = [pr(*o.at(r)) for r in reaches]
+        ax.plot([r for _, r in pts], [p for p, _ in pts], label=name)
+    for name, (p, r) in marks.items():
+        ax.plot([r], [p], "o", color="black")
+        ax.annotate(name, (r, p), textcoords="offset points", xytext=(6, -12), fontsize=8)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0.4, 1.0)
+    ax.set_ylim(0.4, 1.005)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title("search on lfw-dev: precision against recall")
+    fig.tight_layout()
+    fig.savefig(path)
+    log(f"wrote {path}")
+
+
+def log(msg: str) -> None:
+    print(f"[evaluate {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("photos", nargs="?", default=str(DEFAULT_PHOTOS), help="labelled folder (default ../shared/lfw-dev)")
+    p.add_argument("--sizes", default="500,2000,all", help="gallery sizes in photos, comma-separated (all: every photo)")
+    p.add_argument("--limit", type=int, default=0, help="use only about N photos (whole people); 0: all")
+    p.add_argument("--work", default=str(ROOT / "eval-run"), help="folder for the databases (default ./eval-run)")
+    p.add_argument("--reuse", action="store_true", help="reuse the gallery database in --work if it matches")
+    p.add_argument("--workers", type=int, default=2, help="filter worker processes")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="settings override")
+    p.add_argument("--curve", metavar="PNG", help="write the precision-recall curve")
+    p.add_argument("--calibrate", action="store_true", help="print the score -> precision table for scoring.py")
+    p.add_argument("--json", action="store_true", help="end with one JSON object of every figure")
+    args = p.parse_args(argv)
+    folder = Path(args.photos)
+    if not (folder / "labels.csv").exists():
+        print(f"evaluate.py: {folder}/labels.csv not found: the labelled photos are absent; "
+              "pass a labelled folder (see --help)", file=sys.stderr)
+        return 2
+    try:
+        overrides = dict(s.split("=", 1) for s in args.set)
+        settings = settings_mod.load(None, overrides)
+        return evaluate(args, folder, settings)
+    except (FacegridError, ValueError) as exc:
+        print(f"evaluate.py: {exc}", file=sys.stderr)
+        return 2
+
+
+def evaluate(args, folder: Path, settings) -> int:
+    lab = read_labels(folder)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    paths = pick_people(lab, args.limit)
+    filter_flags = [f"--set={s}" for s in args.set if s.startswith("filter.")]
+    full = build_gallery(lab, paths, work, args.workers, filter_flags, args.reuse)
+    db = store.open_db(full, create=False)
+    stored = {i: relpath(p, lab) for i, p in gallery_rows(db).items()}
+    n_all = len(stored)
+    sizes = sorted({n_all if s.strip() == "all" else min(int(s), n_all) for s in args.sizes.split(",")})
+    s = settings.search
+    params = s.params()
+    plain = dataclasses.replace(params, lookalike_count=0)
+    figures: dict = {"photos": n_all, "faces": store.counts(db)["faces"], "tolerance": s.tolerance,
+                     "lookalike_count": s.lookalike_count, "lookalike_spread": s.lookalike_spread,
+                     "lookalike_ratio": s.lookalike_ratio, "mode": s.mode, "sizes": {}}
+    print(f"{'gallery':>8} {'people':>7} {'searches':>8} {'precision':>9} {'recall':>7} {'tp':>6} {'fp':>5} {'fn':>5}"
+          f"   plain tolerance {s.tolerance:g}: {'precision':>9} {'recall':>7}")
+    curves, marks, outcome_full = {}, {}, None
+    for n in sizes:
+        if n == n_all:
+            db_n = full
+        else:
+            keep = pick_people(Labelled(lab.folder, {r: lab.identities[r] for r in stored.values() if r}), n)
+            db_n = subset_db(full, [i for i, r in stored.items() if r in keep], work / f"gallery-{n}.db")
+        o = run_searches(db_n, lab, params, s.mode)
+        o_plain = run_searches(db_n, lab, plain, s.mode)
+        tp, fp, fn = o.at(1.0)
+        prec, rec = pr(tp, fp, fn)
+        pp, rp = pr(*o_plain.at(1.0))
+        people_n = len({x for r in stored.values() if r for x in lab.identities[r]}) if n == n_all else None
+        print(f"{n:>8} {people_n or '':>7} {o.searches:>8} {prec:>9.3f} {rec:>7.3f} {tp:>6} {fp:>5} {fn:>5}"
+              f"   {'':>20}{pp:>9.3f} {rp:>7.3f}", flush=True)
+        figures["sizes"][str(n)] = {"searches": o.searches, "precision": round(prec, 4), "recall": round(rec, 4),
+                                    "tp": tp, "fp": fp, "fn": fn, "plain_precision": round(pp, 4),
+                                    "plain_recall": round(rp, 4)}
+        curves[f"{n} photos"] = o
+        marks[f"default, {n}"] = (prec, rec)
+        if n == n_all:
+            outcome_full = o
+            curves[f"{n} photos, plain tolerance"] = o_plain
+    t0 = time.monotonic()
+    bp, br, bf, nf = bcubed(full, lab, params)
+    print(f"--people ({time.monotonic() - t0:.0f}s): BCubed precision {bp:.3f} recall {br:.3f} F {bf:.3f} over {nf} faces")
+    figures["people"] = {"bcubed_precision": round(bp, 4), "bcubed_recall": round(br, 4), "bcubed_f": round(bf, 4),
+                         "faces": nf}
+    if args.curve:
+        plot(curves, marks, Path(args.curve))
+    if args.calibrate and outcome_full is not None:
+        table = calibration(outcome_full, np.round(np.arange(0.5, REACH + 1e-9, 0.05), 3))
+        print("CALIBRATION = (" + ", ".join(f"({e}, {p})" for e, p in table) + ")")
+        figures["calibration"] = table
+    if args.json:
+        print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
