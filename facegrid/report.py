@@ -121,7 +121,7 @@ def _match_card(m, crop: bytes, thumb: bytes) -> str:
         picture = f'<div class="thumb">{picture}</div>'
     return (f'<article class="card">{picture}<div class="body">{img_tag(crop, f"face {m.rank}", "face")}'
             f'<div><div><span class="rank">#{m.rank}</span> '
-            f'<span class="dist">distance {m.distance:.3f}{_precision(m)}</span> '
+            f'<span class="dist">distance {m.distance:.3f}</span>{_precision(m)} '
             f'<span class="badge {esc(m.confidence)}">{esc(m.confidence)}</span></div>'
             f'<div class="path">{esc(m.path)}</div><div class="path">host {esc(m.host)}</div></div>'
             f"</div></article>")
@@ -129,7 +129,7 @@ def _match_card(m, crop: bytes, thumb: bytes) -> str:
 
 def _precision(m) -> str:
     p = getattr(m, "precision", None)
-    return f", {100 * p:.0f}% right at this score" if p is not None else ""
+    return f' <span class="dist">({100 * p:.0f}% right at this score)</span>' if p is not None else ""
 
 
 def _header(targets, matches, settings) -> str:

@@ -9,9 +9,9 @@ tolerance:
 
 d_k(q) is the distance from the profile to its k-th nearest *distinct*
 look-alike: walking the stored faces nearest first, a face counts only when it
-is at least lookalike_spread away from the target faces and from every face
-counted before it, so the person's own photos (however many) and repeated
-photos of one stranger count once. Where the collection holds many faces
+is at least lookalike_spread away from every target face and from every face
+counted before it. So the person's own photos (however many) never count, and
+repeated photos of one stranger count once. Where the collection holds many faces
 like the target's, d_k is small and the tolerance tightens; where it holds
 few, the plain tolerance applies. A collection that grows tightens it as
 needed, which keeps precision steady as it grows.
