@@ -124,6 +124,10 @@ def find(db, db_path: str, targets: list[Target], params: scoring.Params, mode: 
     encodings = np.stack([t.encoding for t in targets])
     dist = idx.distances(encodings, mode)
     tol = scoring.search_tolerance(dist, idx.vectors, encodings, params)
+    wider = scoring.expanded(encodings, dist, idx.vectors, tol, params)
+    if len(wider) > len(encodings):
+        dist = idx.distances(wider, mode)
+        tol = scoring.search_tolerance(dist, idx.vectors, wider, params)
     hits = np.flatnonzero(dist <= tol * reach)
     hits = hits[np.argsort(dist[hits], kind="stable")]
     target_ids = {t.id for t in targets}

@@ -72,6 +72,8 @@ class Search:
     lookalike_spread: float = 0.45
     lookalike_ratio: float = 0.8
     mixed_distance: float = 0.65
+    expand_count: int = 20
+    expand_score: float = 0.85
     mode: str = "mean"
     out: str = "matches"
     limit: int = 0
@@ -80,7 +82,8 @@ class Search:
         """The scoring parameters (facegrid.scoring.Params) these settings give."""
         from .scoring import Params
 
-        return Params(self.tolerance, self.lookalike_count, self.lookalike_spread, self.lookalike_ratio)
+        return Params(self.tolerance, self.lookalike_count, self.lookalike_spread, self.lookalike_ratio,
+                      self.expand_count, self.expand_score)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +130,10 @@ class Settings:
                "a distance between 0 and 2 (0.45 is the measured default)")
         _check(0.0 < se.lookalike_ratio <= 2.0, "search.lookalike_ratio", se.lookalike_ratio,
                "more than 0, at most 2 (0.8 is the measured default)")
+        _check(0 <= se.expand_count <= 1000, "search.expand_count", se.expand_count,
+               "0 (no second pass) to 1000 (20 is the measured default)")
+        _check(0.0 < se.expand_score <= 1.0, "search.expand_score", se.expand_score,
+               "more than 0, at most 1 (0.85 is the measured default)")
         _check(0.0 <= se.mixed_distance < 2.0, "search.mixed_distance", se.mixed_distance,
                "0 (no check) or a distance below 2 (0.65 is the measured default)")
         return self

@@ -309,7 +309,7 @@ def evaluate(args, folder: Path, settings) -> int:
     sizes = sorted({n_all if s.strip() == "all" else min(int(s), n_all) for s in args.sizes.split(",")})
     s = settings.search
     params = s.params()
-    plain = dataclasses.replace(params, lookalike_count=0)
+    plain = dataclasses.replace(params, lookalike_count=0, expand_count=0)
     figures: dict = {"photos": n_all, "faces": store.counts(db)["faces"], "tolerance": s.tolerance,
                      "lookalike_count": s.lookalike_count, "lookalike_spread": s.lookalike_spread,
                      "lookalike_ratio": s.lookalike_ratio, "mode": s.mode, "sizes": {}}
