@@ -185,3 +185,16 @@ def _loaded(data: bytes, max_pixels: int) -> Image.Image:
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageUnreadable(f"cannot decode the pixels ({_short(exc)})") from None
     return img
+
+
+def sharpness(jpeg_bytes: bytes) -> float | None:
+    """Variance of the Laplacian of a stored face crop (higher: sharper); None if it does not decode.
+
+    Crops are stored at one size, so a small face blown up to it scores low too.
+    """
+    if not jpeg_bytes:
+        return None
+    gray = cv2.imdecode(np.frombuffer(jpeg_bytes, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    if gray is None:
+        return None
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())

@@ -129,7 +129,10 @@ def _match_card(m, crop: bytes, thumb: bytes) -> str:
 
 def _precision(m) -> str:
     p = getattr(m, "precision", None)
-    return f' <span class="dist">({100 * p:.0f}% right at this score)</span>' if p is not None else ""
+    sharp = getattr(m, "sharpness", None)
+    face = f"face {getattr(m, 'face_px', 0)} px" + (f", sharpness {sharp:.0f}" if sharp is not None else "")
+    right = f"{100 * p:.0f}% right at this score; " if p is not None else ""
+    return f' <span class="dist">({right}{face})</span>'
 
 
 def _header(targets, matches, settings) -> str:

@@ -46,12 +46,14 @@ class Match:
     score: float  # distance / this search's tolerance: a match has 1 or less
     confidence: str
     precision: float | None  # measured on lfw-dev at this score (docs/search.md)
+    face_px: int = 0  # width of the face in its photo
+    sharpness: float | None = None  # of the stored face crop (imaging.sharpness)
     file: str = ""  # the annotated copy written to --out, relative to it
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["box"] = {"top": self.box[0], "right": self.box[1], "bottom": self.box[2], "left": self.box[3]}
-        d["face_px"] = max(0, self.box[1] - self.box[3])
+        d["sharpness"] = None if self.sharpness is None else round(self.sharpness, 1)
         d["distance"] = round(self.distance, 4)
         d["score"] = round(self.score, 4)
         return d
@@ -140,9 +142,11 @@ def find(db, db_path: str, targets: list[Target], params: scoring.Params, mode: 
             continue
         seen.add(row["image_id"])
         d = float(dist[i])
-        word, precision = scoring.confidence(d / tol)
+        box = (row["top"], row["right"], row["bottom"], row["left"])
+        face_px, sharp = max(0, box[1] - box[3]), imaging.sharpness(row["crop"])
+        word, precision = scoring.confidence(d / tol, face_px, sharp)
         matches.append(Match(len(matches) + 1, d, row["image_id"], row["idx"], row["path"], row["host"],
-                             (row["top"], row["right"], row["bottom"], row["left"]), d / tol, word, precision))
+                             box, d / tol, word, precision, face_px, sharp))
         if limit and len(matches) >= limit:
             break
     return Found(matches, tol)
@@ -152,7 +156,7 @@ def _face_rows(db, rowids: list[int]) -> dict[int, dict]:
     out = {}
     for start in range(0, len(rowids), 500):
         part = rowids[start:start + 500]
-        sql = ("SELECT f.rowid AS rowid, f.image_id, f.idx, f.top, f.right, f.bottom, f.left, i.path, i.host "
+        sql = ("SELECT f.rowid AS rowid, f.image_id, f.idx, f.top, f.right, f.bottom, f.left, f.crop, i.path, i.host "
                f"FROM faces f JOIN images i ON i.id = f.image_id WHERE f.rowid IN ({','.join('?' * len(part))})")
         for row in db.query(sql, part):
             out[row["rowid"]] = row
@@ -193,10 +197,11 @@ def as_json(found: Found, targets: list[Target], settings: Settings, out_dir: Pa
 def print_table(matches: list[Match]) -> None:
     if not matches:
         return
-    print(f"{'rank':>4}  {'distance':>8}  {'confidence':<10}  {'host':<12}  {'box (t,r,b,l)':<22}  path")
+    print(f"{'rank':>4}  {'distance':>8}  {'confidence':<16}  {'face':>6}  {'host':<12}  {'box (t,r,b,l)':<22}  path")
     for m in matches:
         box = ",".join(map(str, m.box))
-        print(f"{m.rank:>4}  {m.distance:8.4f}  {m.confidence:<10}  {m.host[:12]:<12}  {box:<22}  {m.path}")
+        sure = f"{m.confidence} {100 * m.precision:.0f}%" if m.precision is not None else m.confidence
+        print(f"{m.rank:>4}  {m.distance:8.4f}  {sure:<16}  {m.face_px:>4}px  {m.host[:12]:<12}  {box:<22}  {m.path}")
 
 
 def open_store(db_path: str):

@@ -85,6 +85,10 @@ def test_confidence_follows_the_measured_precision():
         assert word == ("strong" if p >= 0.99 else "likely" if p >= 0.9 else "weak")
     assert scoring.confidence(0.3)[0] == "strong"
     assert scoring.confidence(1.0)[0] == "weak"
+    # tiny or blurred faces are never strong, whatever their score
+    assert scoring.confidence(0.3, face_px=scoring.STRONG_MIN_FACE_PX - 1)[0] == "likely"
+    assert scoring.confidence(0.3, face_px=80, sharp=scoring.STRONG_MIN_SHARPNESS / 2)[0] == "likely"
+    assert scoring.confidence(0.3, face_px=80, sharp=500.0)[0] == "strong"
 
 
 def test_groups_split_two_people_and_keep_a_chain_together():
