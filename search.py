@@ -21,8 +21,11 @@ examples:
 Each target photo should show the person alone; photos with no face or several
 faces are named and left out. Matches are copied to --out (default
 matches/<target folder name>/) with report.csv and report.html.
-Tolerance 0.5 (not face_recognition's 0.6) was measured on labelled photos: see
-docs/search.md. Lower is stricter.
+Each search tightens the tolerance (at most 0.5) where the collection holds many
+look-alikes of the person, then searches again from its surest matches; the
+confidence word comes with the share of right matches measured at that score
+(docs/search.md). Lower --tolerance is stricter. A target folder whose photos
+show different people is refused, naming the groups.
 exit codes: 0 matches found, 1 no match, 2 usage or settings error
 """
 
@@ -32,7 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("target", metavar="TARGET_DIR", nargs="?", help="folder with photos of the person")
     p.add_argument("--db", metavar="PATH", help="SQLite database ([collector] database)")
     p.add_argument("--out", metavar="DIR", help="where to copy matches (default: [search] out/<target name>)")
-    p.add_argument("--tolerance", type=float, metavar="D", help="largest face distance that counts as a match")
+    p.add_argument("--tolerance", type=float, metavar="D", help="largest face distance that can count as a match (tightened among look-alikes)")
     p.add_argument("--mode", choices=("min", "mean"), help="distance to the nearest target face, or to their mean")
     p.add_argument("--limit", type=int, metavar="N", help="at most N matches (0: all)")
     p.add_argument("--json", action="store_true", help='print {"matches": [...]} to stdout')
