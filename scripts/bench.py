@@ -815,7 +815,7 @@ def sec_search(ctx: Context) -> None:
     found = sum(m.host == "planted" for m in matches)
     rep.add("search", "distances only (1 target)", f"{med(dist) * 1e3:.0f} ms")
     rep.add("search", "warm query: index load + distances + top matches", f"{med(warm) * 1e3:.0f} ms",
-            "<= 100 ms", med(warm) <= 0.1)
+            "<= 150 ms", med(warm) <= 0.15)
     rep.add("search", "planted true matches found / planted", f"{found}/{len(planted)}", f"{len(planted)}/{len(planted)}",
             found == len(planted))
     walls, peaks = [], []
