@@ -48,7 +48,11 @@ class Segment:
         self.folder = folder
         self.vectors, self.sqnorms, self.rowids = (np.load(folder / f"{n}.npy", mmap_mode="r") for n in NAMES)
         self.dead = dead
-        self.live = None if not len(dead) else ~np.isin(self.rowids, dead, assume_unique=True)
+        self.live = None
+        if len(dead) and len(self.rowids):  # rowids ascend: find each dead one by bisection
+            at = np.minimum(np.searchsorted(self.rowids, dead), len(self.rowids) - 1)
+            self.live = np.ones(len(self.rowids), dtype=bool)
+            self.live[at[self.rowids[at] == dead]] = False
 
     def __len__(self) -> int:
         return len(self.rowids)
