@@ -4,12 +4,17 @@ Tables (docs/protocol.md has every column):
   images     one row per photo, keyed by the sha256 of its bytes
   faces      one row per face: box, float32 encoding BLOB, small JPEG crop
   annotated  the annotated JPEG of each photo, apart so encodings read fast
-  meta       schema_version, and generation (bumped by every stored batch)
+  meta       schema_version, generation (bumped by every stored batch), db_id
+  deleted_faces  rowids of faces removed by a later result, with the generation
+
+Every face row carries `gen`, the generation of the batch that last wrote it, so
+the search index reads only what changed since it was made (index.py).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import time
 from pathlib import Path
@@ -21,7 +26,7 @@ from .envelope import VERSION as ENVELOPE_VERSION
 from .envelope import Result
 from .errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: faces.gen, deleted_faces, meta db_id
 
 IMAGE_COLUMNS = {
     "id": str, "path": str, "host": str, "size": int, "mtime": float, "width": int, "height": int,
@@ -30,7 +35,7 @@ IMAGE_COLUMNS = {
     "queued_at": float, "processed_at": float, "stored_at": float, "envelope_version": int,
 }
 FACE_COLUMNS = {"image_id": str, "idx": int, "top": int, "right": int, "bottom": int, "left": int,
-                "encoding": bytes, "crop": bytes, "model": str}
+                "encoding": bytes, "crop": bytes, "model": str, "gen": int}
 
 
 def open_db(path: str | Path, create: bool = True, threads: bool = False) -> sqlite_utils.Database:
@@ -56,6 +61,8 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         version = get_meta(db, "schema_version")
         if version is not None and int(version) > SCHEMA_VERSION:
             raise StoreError(f"database schema {version} is newer than this facegrid ({SCHEMA_VERSION}); upgrade facegrid")
+        if version is not None and int(version) < SCHEMA_VERSION:
+            _migrate(db)
         return
     with db.conn:
         db.execute("BEGIN IMMEDIATE")
@@ -63,11 +70,33 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
             return
         db["images"].create(IMAGE_COLUMNS, pk="id", not_null={"status"})
         db["images"].create_index(["status"])
-        db["faces"].create(FACE_COLUMNS, pk=("image_id", "idx"))
+        db["faces"].create(FACE_COLUMNS, pk=("image_id", "idx"), not_null={"gen"}, defaults={"gen": 0})
+        _change_log(db)
         db["annotated"].create({"image_id": str, "jpeg": bytes}, pk="image_id")
         db["meta"].create({"key": str, "value": str}, pk="key")
         db["meta"].insert_all([{"key": "schema_version", "value": str(SCHEMA_VERSION)},
-                               {"key": "generation", "value": "0"}])
+                               {"key": "generation", "value": "0"},
+                               {"key": "db_id", "value": secrets.token_hex(16)}])
+
+
+def _change_log(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE INDEX IF NOT EXISTS faces_gen ON faces (gen)")
+    db.execute("CREATE TABLE IF NOT EXISTS deleted_faces (face_rowid INTEGER NOT NULL, gen INTEGER NOT NULL)")
+    db.execute("CREATE INDEX IF NOT EXISTS deleted_faces_gen ON deleted_faces (gen)")
+
+
+def _migrate(db: sqlite_utils.Database) -> None:
+    """Schema 1 -> 2, in one transaction: faces.gen (0 for every old row), deleted_faces, db_id."""
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        if int(get_meta(db, "schema_version") or 0) >= SCHEMA_VERSION:  # another process did it
+            return
+        if "gen" not in db["faces"].columns_dict:
+            db.execute("ALTER TABLE faces ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")
+        _change_log(db)
+        if get_meta(db, "db_id") is None:
+            db.execute("INSERT INTO meta (key, value) VALUES ('db_id', ?)", [secrets.token_hex(16)])
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
 
 
 def get_meta(db: sqlite_utils.Database, key: str) -> str | None:
@@ -77,6 +106,16 @@ def get_meta(db: sqlite_utils.Database, key: str) -> str | None:
 
 def generation(db: sqlite_utils.Database) -> int:
     return int(get_meta(db, "generation") or 0)
+
+
+def db_id(db: sqlite_utils.Database) -> str | None:
+    """A random id made with the database: an index made from another database is never taken for it."""
+    return get_meta(db, "db_id")
+
+
+def has_change_log(db: sqlite_utils.Database) -> bool:
+    """Whether faces carry their generation (schema 2), so the index can follow in steps."""
+    return "deleted_faces" in db.table_names()
 
 
 def _image_row(r: Result, now: float) -> dict:
@@ -113,18 +152,22 @@ def store_results(db: sqlite_utils.Database, results: Iterable[Result]) -> int:
     conn = db.conn
     with conn:
         conn.execute("BEGIN IMMEDIATE")
+        gen = generation(db) + 1
         conn.executemany(IMAGE_SQL, [tuple(_image_row(r, now).values()) for r in results])
         faces, annotated = [], []
         for r in results:
             model = (r.settings or {}).get("model", "hog")
             for i, face in enumerate(r.faces):
-                faces.append((r.id, i, *face.box, face.encoding.astype("<f4").tobytes(), face.crop, model))
-            conn.execute("DELETE FROM faces WHERE image_id = ? AND idx >= ?", (r.id, len(r.faces)))
+                faces.append((r.id, i, *face.box, face.encoding.astype("<f4").tobytes(), face.crop, model, gen))
+            gone = (r.id, len(r.faces))
+            conn.execute("INSERT INTO deleted_faces SELECT rowid, ? FROM faces WHERE image_id = ? AND idx >= ?",
+                         (gen, *gone))
+            conn.execute("DELETE FROM faces WHERE image_id = ? AND idx >= ?", gone)
             if r.annotated:
                 annotated.append((r.id, r.annotated))
         conn.executemany(FACE_SQL, faces)
         conn.executemany(ANNOTATED_SQL, annotated)
-        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(gen),))
     return len(results)
 
 

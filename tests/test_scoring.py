@@ -120,7 +120,7 @@ def test_index_distances_equal_face_recognitions():
     fr = pytest.importorskip("face_recognition")
     rng = np.random.default_rng(6)
     vectors = rng.normal(0, 0.1, (300, DIM)).astype(np.float32)
-    idx = FaceIndex(vectors, np.einsum("ij,ij->i", vectors, vectors), np.arange(300), 0)
+    idx = FaceIndex.from_arrays(vectors, np.einsum("ij,ij->i", vectors, vectors), np.arange(300))
     targets = rng.normal(0, 0.1, (2, DIM)).astype(np.float32)
     want_mean = fr.face_distance(vectors.astype(np.float64), targets.mean(axis=0).astype(np.float64))
     want_min = np.min([fr.face_distance(vectors.astype(np.float64), t.astype(np.float64)) for t in targets], axis=0)

@@ -1,0 +1,177 @@
+"""The search index follows the database in steps: append, update, delete, merge, race.
+
+Real SQLite databases written through store.store_results, as the collector does;
+every check compares the index with the faces read straight from the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+import threading
+import time
+
+import numpy as np
+
+from facegrid import index, store
+from facegrid.envelope import Face, Result
+
+DIM = 128
+
+
+def result(key: str, encodings: list[np.ndarray]) -> Result:
+    return Result(id=hashlib.sha256(key.encode()).hexdigest(), path=f"/photos/{key}.jpg", host="h", size=1,
+                  mtime=0.0, queued_at=0.0, status="ok" if encodings else "no_faces", width=100, height=100,
+                  faces=[Face((10, 20, 30, 0), e.astype(np.float32), b"") for e in encodings])
+
+
+def faces_of(rng, n: int) -> list[np.ndarray]:
+    return [rng.normal(0, 0.1, DIM).astype(np.float32) for _ in range(n)]
+
+
+def truth(db_path, target: np.ndarray) -> dict[int, float]:
+    """rowid -> distance, read straight from the database."""
+    con = sqlite3.connect(db_path)
+    out = {r: float(np.linalg.norm(np.frombuffer(e, "<f4") - target)) for r, e in
+           con.execute("SELECT rowid, encoding FROM faces")}
+    con.close()
+    return out
+
+
+def indexed(idx: index.FaceIndex, target: np.ndarray) -> dict[int, float]:
+    d = idx.distances(target, "mean")
+    return {int(r): float(x) for r, x in zip(idx.rowids, d) if np.isfinite(x)}
+
+
+def same(a: dict[int, float], b: dict[int, float]) -> bool:
+    return a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-4 for k in a)
+
+
+def test_new_faces_are_appended_without_a_rebuild(tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "f.db"
+    db = store.open_db(path)
+    store.store_results(db, [result(f"a{i}", faces_of(rng, 2)) for i in range(100)])
+    first = index.load(db, path)
+    assert len(first) == 200 and len(first.segments) == 1
+    base = first.segments[0].folder
+    store.store_results(db, [result(f"b{i}", faces_of(rng, 1)) for i in range(30)])
+    idx = index.load(db, path)
+    assert [s.folder for s in idx.segments][0] == base, "the first segment was kept, not rebuilt"
+    assert len(idx.segments) == 2 and len(idx.segments[1]) == 30
+    target = rng.normal(0, 0.1, DIM).astype(np.float32)
+    assert same(indexed(idx, target), truth(path, target))
+    assert index.load(db, path).generation == store.generation(db)  # up to date: opened as it is
+
+
+def test_a_reprocessed_photo_replaces_and_removes_its_faces(tmp_path):
+    rng = np.random.default_rng(2)
+    path = tmp_path / "f.db"
+    db = store.open_db(path)
+    old = faces_of(rng, 3)
+    store.store_results(db, [result("p", old)] + [result(f"x{i}", faces_of(rng, 1)) for i in range(20)])
+    index.load(db, path)
+    new = faces_of(rng, 1)  # the photo again, now with one (different) face
+    store.store_results(db, [result("p", new)])
+    idx = index.load(db, path)
+    assert idx.live_count() == 21
+    for gone in old:
+        assert min(indexed(idx, gone).values()) > 1e-3, "an old encoding is still found"
+    assert min(indexed(idx, new[0]).values()) < 1e-5
+    target = rng.normal(0, 0.1, DIM).astype(np.float32)
+    assert same(indexed(idx, target), truth(path, target))
+
+
+def test_many_updates_merge_and_a_mostly_dead_index_is_rebuilt(tmp_path):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "f.db"
+    db = store.open_db(path)
+    store.store_results(db, [result(f"a{i}", faces_of(rng, 1)) for i in range(200)])
+    index.load(db, path)
+    for step in range(index.MAX_SEGMENTS + 3):
+        store.store_results(db, [result(f"s{step}-{i}", faces_of(rng, 1)) for i in range(5)])
+        idx = index.load(db, path)
+        assert len(idx.segments) <= index.MAX_SEGMENTS
+    target = rng.normal(0, 0.1, DIM).astype(np.float32)
+    assert same(indexed(idx, target), truth(path, target))
+    # replace most faces: past MAX_DEAD_SHARE dead rows, the index is built again as one segment
+    store.store_results(db, [result(f"a{i}", faces_of(rng, 1)) for i in range(150)])
+    idx = index.load(db, path)
+    assert len(idx.segments) == 1 and len(idx) == idx.live_count() == 255
+    assert same(indexed(idx, target), truth(path, target))
+
+
+def test_another_database_at_the_same_path_gets_its_own_index(tmp_path):
+    rng = np.random.default_rng(4)
+    one, two = tmp_path / "one.db", tmp_path / "two.db"
+    for p in (one, two):
+        store.store_results(store.open_db(p), [result(f"{p.name}{i}", faces_of(rng, 1)) for i in range(10)])
+    db = store.open_db(one)
+    index.load(db, one)
+    db.conn.close()
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"one.db{suffix}").unlink(missing_ok=True)
+    shutil.copy(two, one)  # same generation, same path, other faces
+    db = store.open_db(one)
+    target = rng.normal(0, 0.1, DIM).astype(np.float32)
+    assert same(indexed(index.load(db, one), target), truth(one, target))
+
+
+def test_a_search_racing_the_collector_sees_whole_batches(tmp_path):
+    rng = np.random.default_rng(5)
+    path = tmp_path / "f.db"
+    writer = store.open_db(path, threads=True)
+    store.store_results(writer, [result(f"a{i}", faces_of(rng, 1)) for i in range(50)])
+    batches = [[result(f"b{k}-{i}", faces_of(rng, 1)) for i in range(7)] for k in range(40)]
+    done = threading.Event()
+
+    def collector():
+        for batch in batches:
+            store.store_results(writer, batch)
+        done.set()
+
+    thread = threading.Thread(target=collector)
+    thread.start()
+    reader = store.open_db(path)
+    seen = []
+    target = rng.normal(0, 0.1, DIM).astype(np.float32)
+    deadline = time.monotonic() + 120
+    while not done.is_set() or not seen or seen[-1][0] < store.generation(reader):
+        assert time.monotonic() < deadline, f"the index never caught up with the collector: {seen[-5:]}"
+        idx = index.load(reader, path)
+        # generation 1 stored 50 faces, and every later one 7: a snapshot holds whole batches
+        assert idx.live_count() == 50 + 7 * (idx.generation - 1), (idx.generation, idx.live_count())
+        seen.append((idx.generation, idx.live_count()))
+    thread.join()
+    assert seen[-1] == (41, 50 + 7 * 40)
+    assert len({g for g, _ in seen}) > 2, f"the search never ran while the collector wrote: {seen}"
+    assert same(indexed(index.load(reader, path), target), truth(path, target))
+
+
+def test_a_schema_1_database_is_migrated_in_place(tmp_path):
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)
+    con.executescript("""
+        CREATE TABLE images (id TEXT PRIMARY KEY, path TEXT, host TEXT, size INTEGER, mtime FLOAT, width INTEGER,
+          height INTEGER, status TEXT NOT NULL, error TEXT, face_count INTEGER, settings TEXT, filter_host TEXT,
+          filter_pid INTEGER, filter_version TEXT, timings TEXT, reencoded TEXT, attempts INTEGER, queued_at FLOAT,
+          processed_at FLOAT, stored_at FLOAT, envelope_version INTEGER);
+        CREATE TABLE faces (image_id TEXT, idx INTEGER, top INTEGER, right INTEGER, bottom INTEGER, left INTEGER,
+          encoding BLOB, crop BLOB, model TEXT, PRIMARY KEY (image_id, idx));
+        CREATE TABLE annotated (image_id TEXT PRIMARY KEY, jpeg BLOB);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+        INSERT INTO meta VALUES ('schema_version', '1'), ('generation', '3');
+    """)
+    con.execute("INSERT INTO faces VALUES ('x', 0, 1, 2, 3, 0, ?, x'', 'hog')", [np.ones(DIM, "<f4").tobytes()])
+    con.commit()
+    con.close()
+    db = store.open_db(path)
+    assert store.get_meta(db, "schema_version") == str(store.SCHEMA_VERSION)
+    assert store.db_id(db) and store.has_change_log(db)
+    assert db.execute("SELECT gen FROM faces").fetchall() == [(0,)]
+    rng = np.random.default_rng(6)
+    index.load(db, path)
+    store.store_results(db, [result("n", faces_of(rng, 2))])
+    idx = index.load(db, path)
+    assert len(idx.segments) == 2 and idx.live_count() == 3
