@@ -171,40 +171,39 @@ def groups(encodings: np.ndarray, distance: float) -> list[list[int]]:
 
 
 def neighbour_graph(vectors: np.ndarray, photos: np.ndarray, p: Params, neighbours: int = 30,
-                    block: int = 1024) -> list[tuple[int, int]]:
+                    listed: int = 256, exact_limit: int | None = None) -> list[tuple[int, int]]:
     """Edges between faces that match each other under the search's own rule.
 
-    Face i and j are joined when j is among i's `neighbours` nearest faces (or i
-    among j's), they come from different photos (two faces in one photo are
-    never the same person), and their distance is within both faces' own
-    search tolerance (the look-alike rule with the face itself as the target).
-    Exact, block by block: time grows with the square of the face count.
+    Face i and j are joined when j is among i's `neighbours` nearest faces from
+    other photos (or i among j's: two faces in one photo are never the same
+    person), and their distance is within both faces' own search tolerance: the
+    look-alike rule with the face itself as the target, its look-alikes counted
+    among its `listed` nearest faces (facegrid/neighbours.py; exact up to 50,000
+    faces, approximate beyond).
     """
+    from . import neighbours as nn
+
     x = np.asarray(vectors, dtype=np.float32)
     n = len(x)
-    sq = np.einsum("ij,ij->i", x, x)
+    if n < 2:
+        return []
+    kw = {} if exact_limit is None else {"exact_limit": exact_limit}
+    dist, pos = nn.nearest(x, min(listed, n), **kw)
+    full = dist.shape[1] == n  # the lists hold every face: nothing lies beyond them
     tol = np.empty(n, dtype=np.float32)
-    near: list[np.ndarray] = []
-    near_d: list[np.ndarray] = []
-    k = min(neighbours, n - 1)
-    for start in range(0, n, block):
-        d = x[start:start + block] @ x.T
-        d *= -2.0
-        d += sq[start:start + block, None]
-        d += sq[None, :]
-        np.maximum(d, 0, out=d)
-        np.sqrt(d, out=d)
-        for r, row in enumerate(d):
-            i = start + r
-            tol[i] = search_tolerance(row, x, x[i], p)
-            row[photos == photos[i]] = np.inf  # itself and its photo's other faces
-            if k > 0:
-                j = np.argpartition(row, k - 1)[:k]
-                near.append(j)
-                near_d.append(row[j])
+    for i in range(n):
+        ok = pos[i] >= 0
+        d, j = dist[i][ok], pos[i][ok]
+        dk = float("inf")
+        if p.lookalike_count > 0:
+            dk = kth_distinct(d, x[j], x[i], p.lookalike_count, p.lookalike_spread, first=len(d))
+            if dk == float("inf") and not full:  # not within the list: its end is a lower bound
+                dk = float(d[-1])
+        tol[i] = min(p.tolerance, p.lookalike_ratio * dk)
     edges = set()
-    for i in range(n if k > 0 else 0):
-        for j, dist in zip(near[i], near_d[i]):
-            if dist <= tol[i] and dist <= tol[j]:
+    for i in range(n):
+        ok = (pos[i] >= 0) & (photos[np.maximum(pos[i], 0)] != photos[i])
+        for j, d in zip(pos[i][ok][:neighbours], dist[i][ok][:neighbours]):
+            if d <= tol[i] and d <= tol[j]:
                 edges.add((min(i, int(j)), max(i, int(j))))
     return sorted(edges)
