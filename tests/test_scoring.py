@@ -126,3 +126,17 @@ def test_index_distances_equal_face_recognitions():
     want_min = np.min([fr.face_distance(vectors.astype(np.float64), t.astype(np.float64)) for t in targets], axis=0)
     assert np.allclose(idx.distances(targets, "mean"), want_mean, atol=1e-5)
     assert np.allclose(idx.distances(targets, "min"), want_min, atol=1e-5)
+
+
+def test_approximate_neighbours_give_the_exact_graph_on_separate_people():
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(7)
+    centres = rng.normal(0, 0.3, (60, DIM)).astype(np.float32)  # 60 people, far apart
+    faces = np.concatenate([c + rng.normal(0, 0.01, (8, DIM)).astype(np.float32) for c in centres])
+    photos = np.arange(len(faces))
+    p = scoring.Params()
+    exact = scoring.neighbour_graph(faces, photos, p, neighbours=10)
+    approx = scoring.neighbour_graph(faces, photos, p, neighbours=10, exact_limit=0)
+    assert exact and approx == exact
+    person = np.repeat(np.arange(60), 8)
+    assert all(person[i] == person[j] for i, j in exact)
