@@ -31,6 +31,22 @@ class Decoded:
     orientation: int
 
 
+SIGNATURES = (  # the first bytes of every format the queuer sends
+    (b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"), (b"GIF89a", "gif"),
+    (b"BM", "bmp"), (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"),
+)
+
+
+def sniff(data: bytes) -> str | None:
+    """The image format these bytes start with, or None: they are not a photo."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    for magic, kind in SIGNATURES:
+        if data.startswith(magic):
+            return kind
+    return None
+
+
 def open_safely(data: bytes, max_pixels: int) -> Image.Image:
     """Image.open with the size checked before any pixel is decoded."""
     if not data:
@@ -173,7 +189,8 @@ def reencode_to_fit(data: bytes, limit: int, quality: int, max_pixels: int) -> t
         copy.save(buf, "JPEG", quality=quality)
         if buf.tell() <= limit:
             return buf.getvalue(), {"original_bytes": len(data), "width": copy.width,
-                                    "height": copy.height, "quality": quality}
+                                    "height": copy.height, "quality": quality,
+                                    "original_width": img.width, "original_height": img.height}
         side = int(side * 0.8)
     raise ImageUnreadable(f"cannot shrink the photo under {limit} bytes")
 

@@ -10,10 +10,12 @@ search. Distances are Euclidean, as face_recognition's face_distance:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,7 +57,30 @@ class FaceIndex:
 
 
 def index_dir(db_path: str | Path) -> Path:
-    return Path(str(db_path) + ".index")
+    """<db>.index beside the database, or a per-user cache folder when that folder is read-only."""
+    beside = Path(str(db_path) + ".index")
+    if _writable(beside.parent):
+        return beside
+    real = str(Path(db_path).resolve())
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facegrid" / "index"
+    name = f"{Path(real).name}-{hashlib.sha256(real.encode()).hexdigest()[:16]}.index"
+    for base in (cache, Path(tempfile.gettempdir()) / f"facegrid-index-{os.getuid()}"):
+        try:
+            base.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if _writable(base):
+                return base / name
+        except OSError:
+            continue
+    return beside  # nowhere to write: build() names the folder in its error
+
+
+def _writable(folder: Path) -> bool:
+    """Can this process make files in folder? (os.access says yes to root on a read-only mount.)"""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def load(db, db_path: str | Path) -> FaceIndex:
@@ -64,7 +89,9 @@ def load(db, db_path: str | Path) -> FaceIndex:
     gen = store.generation(db)
     try:
         meta = json.loads((folder / "meta.json").read_text())
-        if meta.get("generation") == gen and meta.get("format") == INDEX_FORMAT:
+        ident = store.db_id(db)  # the generation alone would take another database's index for this one's
+        if (meta.get("generation") == gen and meta.get("format") == INDEX_FORMAT
+                and ident is not None and meta.get("db_id") == ident):
             return FaceIndex(*(np.load(folder / f"{n}.npy", mmap_mode="r") for n in ("vectors", "sqnorms", "rowids")), gen)
     except (OSError, ValueError):
         pass
@@ -99,7 +126,8 @@ def build(db, db_path: str | Path, gen: int) -> FaceIndex:
     np.save(tmp / "sqnorms.npy", sqnorms[:i])
     vectors.flush(), rowids.flush()
     del vectors, rowids
-    (tmp / "meta.json").write_text(json.dumps({"generation": gen, "format": INDEX_FORMAT, "count": i}))
+    (tmp / "meta.json").write_text(json.dumps({"generation": gen, "format": INDEX_FORMAT, "count": i,
+                                               "db_id": store.db_id(db)}))
     old = folder.with_name(folder.name + f".old{os.getpid()}")
     if folder.exists():
         folder.rename(old)
