@@ -96,6 +96,9 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
+SHRINK_FIRST = ("RGB", "RGBA", "RGBX", "L", "LA", "I", "F", "I;16")
+
+
 def decode(data: bytes, max_side: int, max_pixels: int) -> Decoded:
     """Bytes -> upright RGB no larger than max_side (0: full size).
 
@@ -112,6 +115,10 @@ def decode(data: bytes, max_side: int, max_pixels: int) -> Decoded:
             f = max_side / max(w, h)
             img.draft(None, (math.ceil(w * f), math.ceil(h * f)))
         img.load()
+        if max_side and max(img.size) > max_side and img.mode in SHRINK_FIRST:
+            # a large PNG, WebP or TIFF: shrink in its own mode before any full-size copy is made
+            # (turning, or laying alpha on white, at full size took several times the pixels' memory)
+            img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
         img = ImageOps.exif_transpose(img) if orientation != 1 else img
         img = to_rgb(img)
         if max_side and max(img.size) > max_side:

@@ -11,7 +11,7 @@ import pytest
 from facegrid import envelope
 from facegrid.envelope import Result
 
-from conftest import Beanstalkd, db_rows, run_script, start_script, wait_for
+from conftest import Beanstalkd, db_rows, run_script, start_script, tiny_jpeg, wait_for
 
 
 def copy_people(faces_dir, dest, names):
@@ -130,8 +130,8 @@ def test_filter_workers_are_separate_processes_and_auto_is_sized(beanstalkd, tmp
 def make_result(image_id: str, faces: int, path: str = "/photos/x.jpg") -> Result:
     rng = np.random.default_rng(len(path) + faces)
     return Result(id=image_id, path=path, host="h1", size=10, mtime=1.0, queued_at=2.0, status="ok" if faces else "no_faces",
-                  width=100, height=80, annotated=b"\xff\xd8fake-jpeg",
-                  faces=[envelope.Face(box=(1, 20, 30, 2), encoding=rng.normal(0, 0.1, 128).astype(np.float32), crop=b"c")
+                  width=100, height=80, annotated=tiny_jpeg(1, 32),
+                  faces=[envelope.Face(box=(1, 20, 30, 2), encoding=rng.normal(0, 0.1, 128).astype(np.float32), crop=tiny_jpeg(2))
                          for _ in range(faces)])
 
 
