@@ -32,13 +32,13 @@ class Collector:
     connection), and only after the writer thread reports their commit.
     """
 
-    def __init__(self, settings: Settings, queue: Queue, db):
+    def __init__(self, settings: Settings, queue: Queue, db, keys: envelope.Keyring | None = None):
         self.settings, self.queue, self.db = settings, queue, db
         self.batch: list[tuple[greenstalk.Job, Result]] = []
         self.pending: Future | None = None
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self.stored = 0
-        self.keys = envelope.load_keys(settings.grid.key_file)
+        self.keys = keys
 
     def take(self, job: greenstalk.Job) -> None:
         try:
@@ -112,11 +112,12 @@ class Collector:
 def run_collector(settings: Settings, db_path: str, burst: bool, stopper: Stopper | None = None) -> int:
     stopper = stopper or Stopper().install()
     b, c = settings.beanstalkd, settings.collector
+    keys = envelope.load_keys(settings.grid.key_file)  # a bad key file stops us before anything is made
+    if keys is None:
+        log.warning("%s", envelope.UNSIGNED_WARNING)
     queue = Queue(b, watch=(b.people_tube,), should_stop=stopper).connect()
     db = store.open_db(db_path, threads=True)
-    col = Collector(settings, queue, db)
-    if col.keys is None:
-        log.warning("%s", envelope.UNSIGNED_WARNING)
+    col = Collector(settings, queue, db, keys)
     rate = RateLog(log, "results stored", c.log_every)
     log.info("collector ready: %s -> %s on %s", b.people_tube, db_path, queue.address)
     while not stopper.stopping:

@@ -188,13 +188,13 @@ def run_queuer(settings: Settings, roots: list[str], requeue: bool, state_path: 
     for r in roots:
         if not os.path.isdir(r):
             raise UsageError(f"{r}: not a folder; pass folders of photos, as in queuer.py /srv/photos")
+    keys = envelope.load_keys(settings.grid.key_file)  # a bad key file stops us before anything is made
+    if keys is None:
+        log.warning("%s", envelope.UNSIGNED_WARNING)
     b = settings.beanstalkd
     queue = Queue(b, use=b.images_tube, should_stop=should_stop).connect()
     limit = queue.max_job_size()
     state = State(state_path)
-    keys = envelope.load_keys(settings.grid.key_file)
-    if keys is None:
-        log.warning("%s", envelope.UNSIGNED_WARNING)
     counts = {"queued": 0, "unchanged": 0, "duplicate": 0, "reencoded": 0, "unreadable": 0, "not_image": 0}
 
     def report(path: str, why: str, count: str = "unreadable") -> None:
