@@ -74,8 +74,8 @@ def open_readonly(path: str | Path) -> sqlite_utils.Database:
             conn.execute("PRAGMA query_only=1")
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             break
-        except sqlite3.OperationalError as exc:
-            if "unable to open" not in str(exc) or "immutable" in extra:
+        except sqlite3.OperationalError as exc:  # no -shm can be made beside it: read it as immutable
+            if "immutable" in extra:
                 raise StoreError(f"cannot open database {path} for reading: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"{path}: not a facegrid database ({exc}); pass --db with the database "
