@@ -191,10 +191,10 @@ def run_queuer(settings: Settings, roots: list[str], requeue: bool, state_path: 
     keys = envelope.load_keys(settings.grid.key_file)  # a bad key file stops us before anything is made
     if keys is None:
         log.warning("%s", envelope.UNSIGNED_WARNING)
+    state = State(state_path)  # a read-only folder or a busy state file: one line before connecting
     b = settings.beanstalkd
     queue = Queue(b, use=b.images_tube, should_stop=should_stop).connect()
     limit = queue.max_job_size()
-    state = State(state_path)
     counts = {"queued": 0, "unchanged": 0, "duplicate": 0, "reencoded": 0, "unreadable": 0, "not_image": 0}
 
     def report(path: str, why: str, count: str = "unreadable") -> None:
