@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 
 import numpy as np
@@ -22,7 +23,9 @@ from facegrid import envelope, store
 from facegrid.envelope import MAGIC, PREFIX, VERSION, Face, ImageJob, Result
 from facegrid.errors import BadJob
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# FACEGRID_FUZZ_EXAMPLES=5000 scripts/test.sh -k fuzz: a longer hunt than the default run
+FUZZ = settings(max_examples=int(os.environ.get("FACEGRID_FUZZ_EXAMPLES", 300)), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow], database=None)
 PHOTO = tiny_jpeg(3, 48)
 KEYS = envelope.Keyring([b"0123456789abcdef0123456789abcdef"])
 
