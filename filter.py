@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """filter.py: detect and encode faces for jobs on the images tube (see --help)."""
 
+import logging
 import sys
 
 from facegrid import cli
@@ -39,8 +40,12 @@ def main(argv=None) -> int:
     from facegrid import pool
     from facegrid.queue import Queue
 
+    from facegrid import envelope
+
+    if envelope.load_keys(settings.grid.key_file) is None:  # a bad key file: exit 2 here, not in each worker
+        logging.getLogger("facegrid.filter").warning("%s", envelope.UNSIGNED_WARNING)
     Queue(settings.beanstalkd).connect().close()  # fail fast, with exit code 3
-    return pool.run_pool(settings, pool.resolve_workers(settings.filter.workers), args.burst)
+    return pool.run_pool(settings, pool.resolve_workers(settings.filter.workers, settings.filter.max_pixels), args.burst)
 
 
 if __name__ == "__main__":

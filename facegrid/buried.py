@@ -34,6 +34,7 @@ from . import envelope
 from .envelope import ImageJob, Result
 from .errors import BadJob, QueueUnavailable
 from .settings import Beanstalkd
+from .textsafe import printable
 
 SCAN_CHUNK = 1000  # stats-job commands in flight at once
 SCAN_TAIL = 100_000  # ids scanned past the last known id before giving up
@@ -152,7 +153,8 @@ def _job(jid: int, st: dict) -> BuriedJob:
                      int(st.get("kicks", 0)))
 
 
-def explain(client: greenstalk.Client, job: BuriedJob, db_path: str | None) -> None:
+def explain(client: greenstalk.Client, job: BuriedJob, db_path: str | None,
+            keys: envelope.Keyring | None = None) -> None:
     """Fill in path, image id and reason from the body (peeked) and the database."""
     try:
         body = client.peek(job.id).body
@@ -160,7 +162,7 @@ def explain(client: greenstalk.Client, job: BuriedJob, db_path: str | None) -> N
         job.reason = "gone since the scan (kicked or deleted)"
         return
     try:
-        decoded = envelope.decode(body)
+        decoded = envelope.decode(body, keys)
     except BadJob as exc:
         job.reason = f"bad job body: {exc}"
         return
@@ -231,8 +233,8 @@ def requeue(client: greenstalk.Client, jobs: list[BuriedJob]) -> int:
 def render(jobs: list[BuriedJob], want: dict[str, int]) -> str:
     lines = [f"{'id':>8}  {'tube':<8}  {'age':>7}  {'tries':>5}  path / reason"]
     for j in sorted(jobs, key=lambda j: j.id):
-        lines.append(f"{j.id:>8}  {j.tube:<8}  {_age(j.age):>7}  {j.reserves:>5}  {j.path or '(no path)'}")
-        lines.append(f"{'':>37}{j.reason}")
+        lines.append(f"{j.id:>8}  {j.tube:<8}  {_age(j.age):>7}  {j.reserves:>5}  {printable(j.path or '(no path)')}")
+        lines.append(f"{'':>37}{printable(j.reason)}")
     total, found = sum(want.values()), len(jobs)
     lines.append(f"{found} buried job(s) on {', '.join(f'{t} ({n})' for t, n in want.items())}")
     if found < total:

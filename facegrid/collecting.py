@@ -32,20 +32,25 @@ class Collector:
     connection), and only after the writer thread reports their commit.
     """
 
-    def __init__(self, settings: Settings, queue: Queue, db):
+    def __init__(self, settings: Settings, queue: Queue, db, keys: envelope.Keyring | None = None):
         self.settings, self.queue, self.db = settings, queue, db
         self.batch: list[tuple[greenstalk.Job, Result]] = []
         self.pending: Future | None = None
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self.stored = 0
+        self.keys = keys
 
     def take(self, job: greenstalk.Job) -> None:
         try:
-            result = envelope.decode(job.body)
+            result = envelope.decode(job.body, self.keys)
             if not isinstance(result, Result):
                 raise BadJob("an image job sits on the people tube")
         except BadJob as exc:
             return bury(self.queue, job, job_stats(self.queue, job), f"bad result job: {exc}")
+        except Exception as exc:  # the door must hold whatever the bytes: bury, never crash
+            log.exception("job %s: decode failed unexpectedly", job.id)
+            return bury(self.queue, job, job_stats(self.queue, job),
+                        f"bad result job: {type(exc).__name__}: {exc}"[:300])
         self.batch.append((job, result))
 
     def flush(self, wait: bool = False) -> int:
@@ -90,8 +95,8 @@ class Collector:
             return [(job, None) for job, _ in batch]
         except sqlite3.OperationalError as exc:  # locked, busy, disk full: the database's state
             return [(job, ("release", f"cannot store now: {exc}")) for job, _ in batch]
-        except sqlite3.Error as exc:
-            log.warning("batch of %d failed (%s); storing one by one", len(batch), exc)
+        except Exception as exc:  # a result the database refuses: find it, store the rest
+            log.warning("batch of %d failed (%s: %s); storing one by one", len(batch), type(exc).__name__, exc)
         out = []
         for job, result in batch:
             try:
@@ -99,17 +104,20 @@ class Collector:
                 out.append((job, None))
             except sqlite3.OperationalError as exc:
                 out.append((job, ("release", f"cannot store now: {exc}")))
-            except sqlite3.Error as exc:
-                out.append((job, ("bury", f"{result.path}: cannot store: {exc}")))
+            except Exception as exc:  # buried alone; the collector goes on
+                out.append((job, ("bury", f"{result.path}: cannot store: {type(exc).__name__}: {exc}"[:500])))
         return out
 
 
 def run_collector(settings: Settings, db_path: str, burst: bool, stopper: Stopper | None = None) -> int:
     stopper = stopper or Stopper().install()
     b, c = settings.beanstalkd, settings.collector
+    keys = envelope.load_keys(settings.grid.key_file)  # a bad key file stops us before anything is made
+    if keys is None:
+        log.warning("%s", envelope.UNSIGNED_WARNING)
+    db = store.open_db(db_path, threads=True)  # a database that is not ours: exit 2 before connecting
     queue = Queue(b, watch=(b.people_tube,), should_stop=stopper).connect()
-    db = store.open_db(db_path, threads=True)
-    col = Collector(settings, queue, db)
+    col = Collector(settings, queue, db, keys)
     rate = RateLog(log, "results stored", c.log_every)
     log.info("collector ready: %s -> %s on %s", b.people_tube, db_path, queue.address)
     while not stopper.stopping:

@@ -6,20 +6,32 @@ The header is a UTF-8 JSON object. Its "blobs" list names the binary parts that
 follow it, in order, with their lengths; the lengths must add up to exactly the
 rest of the body. Nothing here can run code: no pickle, ever.
 
+On a signed grid ([grid] key_file) the last blob is "hmac": HMAC-SHA256, with the
+first key of the key file, over every byte of the body before it. ``decode()``
+checks it against every key before it parses anything else.
+
 ``decode()`` returns an ImageJob or a Result, or raises BadJob naming the fault.
+Every header field is checked for type and range, and every blob for being what
+it claims to be; nothing but BadJob escapes it, whatever the bytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
+import io
 import json
+import math
+import os
 import re
 import struct
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import BadJob
+from .errors import BadJob, ConfigError
 
 MAGIC = b"FGRD"
 VERSION = 1
@@ -29,6 +41,22 @@ ENCODING_DIM = 128
 ENCODING_BYTES = ENCODING_DIM * 4  # float32, little-endian
 STATUSES = ("ok", "no_faces", "error")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SIG_BLOB, SIG_BYTES = "hmac", 32  # the signature: the last blob, HMAC-SHA256
+MIN_KEY = 16  # characters in one line of the key file
+# Bounds of the header fields (docs/protocol.md, "Checked at the door").
+MAX_PATH = 4096  # characters
+MAX_HOST = 255
+MAX_TEXT = 2000  # an error message, a version string
+MAX_SIZE = 1 << 42  # bytes of one photo: 4 TiB
+MAX_SIDE = 1 << 20  # pixels on one side of a photo
+MAX_TIME = 1e11  # seconds from the epoch, either way
+MAX_FACES = 1000  # faces in one photo
+MAX_ATTEMPTS = 1_000_000
+MAX_DICT = 64  # entries in filter / settings / timings
+MAX_ENCODING_VALUE = 10.0  # real encodings stay well inside [-1, 1]
+MAX_THUMB_SIDE = 1 << 14  # pixels on a side of an annotated copy or crop
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+JPEG_SOI, JPEG_EOI = b"\xff\xd8\xff", b"\xff\xd9"
 
 
 @dataclasses.dataclass
@@ -80,18 +108,64 @@ class Result:
     attempts: int = 1
 
 
-def _pack(header: dict, blobs: list[tuple[str, bytes]]) -> bytes:
-    header = dict(header, blobs=[{"name": n, "length": len(b)} for n, b in blobs])
-    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-    return b"".join([PREFIX.pack(MAGIC, VERSION, len(raw)), raw] + [b for _, b in blobs])
+class Keyring:
+    """The grid's shared secrets: the first key signs, every key verifies (rotation)."""
+
+    def __init__(self, keys: list[bytes], source: str = ""):
+        if not keys:
+            raise ValueError("a keyring needs at least one key")
+        self.keys, self.source = keys, source
+
+    def sign(self, data: bytes) -> bytes:
+        return hmac.new(self.keys[0], data, hashlib.sha256).digest()
+
+    def verify(self, data: bytes, mac: bytes) -> bool:
+        ok = False
+        for key in self.keys:  # every key, always: the time taken does not tell which one matched
+            ok |= hmac.compare_digest(hmac.new(key, data, hashlib.sha256).digest(), mac)
+        return ok
 
 
-def encode_image_job(job: ImageJob) -> bytes:
+def load_keys(path: str | os.PathLike | None) -> Keyring | None:
+    """The keyring in a key file (one key a line, # comments), or None: an unsigned grid."""
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"grid.key_file {path}: cannot read it ({why}); make one with "
+                          "'openssl rand -hex 32 > FILE; chmod 600 FILE' and copy it to every host") from None
+    keys = [k for k in (line.strip() for line in text.splitlines()) if k and not k.startswith("#")]
+    if not keys:
+        raise ConfigError(f"grid.key_file {path}: holds no key; add a line made by 'openssl rand -hex 32'")
+    for n, key in enumerate(keys, 1):
+        if len(key) < MIN_KEY:
+            raise ConfigError(f"grid.key_file {path}: key {n} has {len(key)} characters, fewer than {MIN_KEY}; "
+                              "make keys with 'openssl rand -hex 32'")
+    return Keyring([k.encode("utf-8") for k in keys], str(path))
+
+
+UNSIGNED_WARNING = ("jobs are not signed ([grid] key_file is not set): anyone who reaches beanstalkd can forge "
+                    "them; see docs/protocol.md, 'Signed jobs'")
+
+
+def _pack(header: dict, blobs: list[tuple[str, bytes]], keys: Keyring | None = None) -> bytes:
+    specs = [{"name": n, "length": len(b)} for n, b in blobs]
+    if keys is not None:
+        specs.append({"name": SIG_BLOB, "length": SIG_BYTES})
+    raw = json.dumps(dict(header, blobs=specs), separators=(",", ":"), ensure_ascii=True,
+                     allow_nan=False).encode("ascii")
+    body = b"".join([PREFIX.pack(MAGIC, VERSION, len(raw)), raw] + [b for _, b in blobs])
+    return body + keys.sign(body) if keys is not None else body
+
+
+def encode_image_job(job: ImageJob, keys: Keyring | None = None) -> bytes:
     header = dict(job.meta(), kind="image", error=job.error)
-    return _pack(header, [("image", job.image)] if job.image else [])
+    return _pack(header, [("image", job.image)] if job.image else [], keys)
 
 
-def encode_result(res: Result) -> bytes:
+def encode_result(res: Result, keys: Keyring | None = None) -> bytes:
     faces = [{"box": list(map(int, f.box))} for f in res.faces]
     header = {
         "kind": "result", "id": res.id, "path": res.path, "host": res.host, "size": res.size,
@@ -107,12 +181,21 @@ def encode_result(res: Result) -> bytes:
         enc = np.stack([np.asarray(f.encoding, dtype="<f4") for f in res.faces])
         blobs.append(("encodings", enc.tobytes()))
     blobs += [(f"crop:{i}", f.crop) for i, f in enumerate(res.faces) if f.crop]
-    return _pack(header, blobs)
+    return _pack(header, blobs, keys)
 
 
-def _unpack(body: bytes) -> tuple[dict, dict[str, bytes]]:
+def _no_constant(name: str):
+    raise BadJob(f"header holds {name}, which is not a number JSON allows")
+
+
+def _unpack(body: bytes, keys: Keyring | None) -> tuple[dict, dict[str, bytes]]:
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise BadJob("body is not bytes (the client must use encoding=None)")
+    body = bytes(body)
+    if keys is not None:  # before anything else: an unsigned or altered body is not even parsed
+        if len(body) < PREFIX.size + SIG_BYTES or not keys.verify(body[:-SIG_BYTES], body[-SIG_BYTES:]):
+            raise BadJob("missing or wrong signature: not signed with a key of [grid] key_file "
+                         "(a forged or altered job, or a host with another key file)")
     if len(body) < PREFIX.size:
         raise BadJob(f"body is {len(body)} bytes, shorter than the {PREFIX.size}-byte prefix")
     magic, version, hlen = PREFIX.unpack_from(body)
@@ -127,9 +210,9 @@ def _unpack(body: bytes) -> tuple[dict, dict[str, bytes]]:
     if end > len(body):
         raise BadJob(f"header declares {hlen} bytes but the body has only {len(body) - PREFIX.size}")
     try:
-        header = json.loads(bytes(body[PREFIX.size:end]).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BadJob(f"header is not UTF-8 JSON: {exc}") from None
+        header = json.loads(body[PREFIX.size:end].decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BadJob(f"header is not UTF-8 JSON: {str(exc)[:120]}") from None
     if not isinstance(header, dict):
         raise BadJob("header is not a JSON object")
     specs = header.get("blobs")
@@ -140,19 +223,77 @@ def _unpack(body: bytes) -> tuple[dict, dict[str, bytes]]:
         if not (isinstance(spec, dict) and isinstance(spec.get("name"), str)
                 and type(spec.get("length")) is int and spec["length"] >= 0):
             raise BadJob(f"bad blob entry {str(spec)[:80]!r}: needs a name and a length >= 0")
-        blobs[spec["name"]] = bytes(body[pos:pos + spec["length"]])
+        if spec["name"] in blobs:
+            raise BadJob(f"blob {spec['name'][:40]!r} is listed twice")
+        blobs[spec["name"]] = body[pos:pos + spec["length"]]
         pos += spec["length"]
     if pos != len(body):
         raise BadJob(f"blob lengths add up to {pos - end} bytes but {len(body) - end} follow the header")
+    if SIG_BLOB in blobs:
+        if specs[-1]["name"] != SIG_BLOB or len(blobs[SIG_BLOB]) != SIG_BYTES:
+            raise BadJob(f"the {SIG_BLOB!r} blob must come last and hold {SIG_BYTES} bytes")
+        del blobs[SIG_BLOB]  # checked above when this host has keys; ignored otherwise
+    elif keys is not None:
+        raise BadJob("missing or wrong signature: the body has no 'hmac' blob")
     return header, blobs
 
 
+# field checks ---------------------------------------------------------------------
 def _field(header: dict, name: str, kinds: tuple, optional: bool = False) -> Any:
     value = header.get(name)
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, kinds):
-        raise BadJob(f"field {name!r} is {value!r:.60}, expected {' or '.join(k.__name__ for k in kinds)}")
+        raise BadJob(f"field {name!r} is {str(value)[:60]!r}, expected {' or '.join(k.__name__ for k in kinds)}")
+    return value
+
+
+def _int(where: dict, name: str, lo: int, hi: int, optional: bool = False) -> int | None:
+    value = _field(where, name, (int,), optional)
+    if value is not None and not lo <= value <= hi:
+        raise BadJob(f"field {name!r} is {str(value)[:40]}, outside {lo}..{hi}")
+    return value
+
+
+def _number(where: dict, name: str, optional: bool = False, lo: float = -MAX_TIME, hi: float = MAX_TIME) -> float | None:
+    value = _field(where, name, (int, float), optional)
+    if value is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadJob(f"field {name!r} is {value}, not a finite number")
+    if not lo <= value <= hi:
+        raise BadJob(f"field {name!r} is {str(value)[:40]}, outside {lo:g}..{hi:g}")
+    return float(value)
+
+
+def _text(where: dict, name: str, limit: int, optional: bool = False, control: bool = True) -> str | None:
+    value = _field(where, name, (str,), optional)
+    if value is None:
+        return None
+    if len(value) > limit:
+        raise BadJob(f"field {name!r} has {len(value)} characters, over the {limit} allowed")
+    if not control and CONTROL_RE.search(value):
+        raise BadJob(f"field {name!r} holds control characters: {value[:60].encode('unicode_escape')[:80]!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadJob(f"field {name!r} holds a lone surrogate (\\ud800-\\udfff)") from None
+    return value
+
+
+def _flat_dict(header: dict, name: str) -> dict:
+    """filter / settings / timings: a small object of short scalar values."""
+    value = _field(header, name, (dict,), optional=True) or {}
+    if len(value) > MAX_DICT:
+        raise BadJob(f"field {name!r} has {len(value)} entries, over the {MAX_DICT} allowed")
+    for key, item in value.items():
+        _text({"key": key}, "key", 64, control=False)
+        if isinstance(item, str):
+            _text({f"{name}.{key}": item}, f"{name}.{key}", 200, control=False)
+        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+            _number({f"{name}.{key}": item}, f"{name}.{key}", lo=-MAX_SIZE, hi=MAX_SIZE)
+        elif item is not None and not isinstance(item, bool):
+            raise BadJob(f"field {name}.{key[:40]} is a {type(item).__name__}, expected text, a number or null")
     return value
 
 
@@ -162,55 +303,133 @@ def _common(header: dict) -> dict:
         raise BadJob(f"id {image_id[:80]!r} is not a lowercase hex sha256")
     return {
         "id": image_id,
-        "path": _field(header, "path", (str,)),
-        "host": _field(header, "host", (str,)),
-        "size": _field(header, "size", (int,)),
-        "mtime": float(_field(header, "mtime", (int, float))),
-        "queued_at": float(_field(header, "queued_at", (int, float))),
-        "reencoded": _field(header, "reencoded", (dict,), optional=True),
+        "path": _text(header, "path", MAX_PATH),
+        "host": _text(header, "host", MAX_HOST, control=False),
+        "size": _int(header, "size", 0, MAX_SIZE),
+        "mtime": _number(header, "mtime"),
+        "queued_at": _number(header, "queued_at"),
+        "reencoded": _reencoded(header),
     }
 
 
-def decode(body: bytes) -> ImageJob | Result:
-    """Parse a job body. Raises BadJob with the reason for anything malformed."""
-    header, blobs = _unpack(body)
+def _reencoded(header: dict) -> dict | None:
+    value = _field(header, "reencoded", (dict,), optional=True)
+    if value is None:
+        return None
+    out = {"original_bytes": _int(value, "original_bytes", 1, MAX_SIZE),
+           "width": _int(value, "width", 1, MAX_SIDE), "height": _int(value, "height", 1, MAX_SIDE),
+           "quality": _int(value, "quality", 1, 100)}
+    for side in ("original_width", "original_height"):  # absent from bodies of facegrid 0.x
+        if value.get(side) is not None:
+            out[side] = _int(value, side, 1, MAX_SIDE)
+    return out
+
+
+def _jpeg(data: bytes, what: str) -> bytes:
+    """A blob that claims to be a JPEG: its markers, and a header Pillow accepts with sane sides."""
+    if not (data.startswith(JPEG_SOI) and data.rstrip(b"\0").endswith(JPEG_EOI)):
+        raise BadJob(f"{what} is not a JPEG (starts {data[:8]!r}, or has no end marker)")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data), formats=("JPEG",)) as img:
+            w, h = img.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error,
+            Image.DecompressionBombError) as exc:
+        raise BadJob(f"{what} is not a readable JPEG ({str(exc)[:80]})") from None
+    if not (0 < w <= MAX_THUMB_SIDE and 0 < h <= MAX_THUMB_SIDE):
+        raise BadJob(f"{what} declares {w}x{h} pixels, over {MAX_THUMB_SIDE} on a side")
+    return data
+
+
+def decode(body: bytes, keys: Keyring | None = None) -> ImageJob | Result:
+    """Parse and check a job body. Raises BadJob with the reason for anything else.
+
+    keys: the grid's keyring; when given, a body without a valid signature is refused.
+    """
+    header, blobs = _unpack(body, keys)
     kind = header.get("kind")
     if kind == "image":
-        return ImageJob(**_common(header), image=blobs.get("image", b""),
-                        error=_field(header, "error", (str,), optional=True))
+        return _decode_image(header, blobs)
     if kind == "result":
         return _decode_result(header, blobs)
     raise BadJob(f"unknown kind {str(kind)[:40]!r}, expected 'image' or 'result'")
+
+
+def _decode_image(header: dict, blobs: dict[str, bytes]) -> ImageJob:
+    job = ImageJob(**_common(header), image=blobs.pop("image", b""), error=_text(header, "error", MAX_TEXT, True))
+    if blobs:
+        raise BadJob(f"an image job holds unknown blobs: {', '.join(sorted(blobs))[:80]}")
+    if job.error is not None:
+        if job.image:
+            raise BadJob("an image job with an error carries no image blob")
+        return job
+    if not job.image:
+        raise BadJob("an image job without an error needs an image blob")
+    if job.reencoded is None:
+        if len(job.image) != job.size:
+            raise BadJob(f"image blob is {len(job.image)} bytes but the job says size {job.size}")
+        if hashlib.sha256(job.image).hexdigest() != job.id:
+            raise BadJob("image blob's sha256 is not the job's id: the bytes are not the photo the job names")
+    else:
+        if job.reencoded["original_bytes"] != job.size:
+            raise BadJob(f"reencoded.original_bytes {job.reencoded['original_bytes']} is not the size {job.size}")
+        _jpeg(job.image, "re-encoded image blob")
+    return job
 
 
 def _decode_result(header: dict, blobs: dict[str, bytes]) -> Result:
     status = _field(header, "status", (str,))
     if status not in STATUSES:
         raise BadJob(f"status {status[:40]!r} is not one of {', '.join(STATUSES)}")
+    common = _common(header)
+    error = _text(header, "error", MAX_TEXT, optional=True)
+    width = _int(header, "width", 1, MAX_SIDE, optional=True)
+    height = _int(header, "height", 1, MAX_SIDE, optional=True)
     faces_in = _field(header, "faces", (list,))
-    raw = blobs.get("encodings", b"")
+    if len(faces_in) > MAX_FACES:
+        raise BadJob(f"{len(faces_in)} faces, over the {MAX_FACES} one photo may hold")
+    if status == "error":
+        if error is None or faces_in:
+            raise BadJob("an error result needs an error message and no faces")
+    else:
+        if width is None or height is None:
+            raise BadJob(f"a {status!r} result needs its width and height")
+        if (status == "ok") != bool(faces_in):
+            raise BadJob(f"status {status!r} does not agree with {len(faces_in)} face(s)")
+    raw = blobs.pop("encodings", b"")
     if len(raw) != len(faces_in) * ENCODING_BYTES:
         raise BadJob(f"{len(faces_in)} faces need {len(faces_in) * ENCODING_BYTES} encoding bytes, got {len(raw)}")
     encodings = np.frombuffer(raw, dtype="<f4").reshape(-1, ENCODING_DIM)
     if not np.all(np.isfinite(encodings)):
         raise BadJob("encodings hold NaN or infinity")
+    if encodings.size and float(np.abs(encodings).max()) > MAX_ENCODING_VALUE:
+        raise BadJob(f"encodings hold values beyond +-{MAX_ENCODING_VALUE:g}: not face encodings")
     faces = []
     for i, item in enumerate(faces_in):
         box = item.get("box") if isinstance(item, dict) else None
         if not (isinstance(box, list) and len(box) == 4 and all(type(v) is int for v in box)):
             raise BadJob(f"face {i} has no box of 4 integers (top, right, bottom, left)")
-        faces.append(Face(box=tuple(box), encoding=encodings[i].astype(np.float32), crop=blobs.get(f"crop:{i}", b"")))
+        top, right, bottom, left = box
+        if not (0 <= left <= right <= width and 0 <= top <= bottom <= height):
+            raise BadJob(f"face {i} box {box} is not inside the {width}x{height} photo")
+        crop = blobs.pop(f"crop:{i}", b"")
+        faces.append(Face(box=(top, right, bottom, left), encoding=encodings[i].astype(np.float32),
+                          crop=_jpeg(crop, f"crop {i}") if crop else b""))
+    annotated = blobs.pop("annotated", b"")
+    if annotated:
+        _jpeg(annotated, "annotated blob")
+    if blobs:
+        raise BadJob(f"a result holds unknown blobs: {', '.join(sorted(blobs))[:80]}")
+    filt = _flat_dict(header, "filter")
+    if "host" in filt and not isinstance(filt["host"], str):
+        raise BadJob("field filter.host is not text")
+    timings = _flat_dict(header, "timings")
     return Result(
-        **_common(header), status=status,
-        error=_field(header, "error", (str,), optional=True),
-        width=_field(header, "width", (int,), optional=True),
-        height=_field(header, "height", (int,), optional=True),
-        faces=faces, annotated=blobs.get("annotated", b""),
-        filter=_field(header, "filter", (dict,), optional=True) or {},
-        settings=_field(header, "settings", (dict,), optional=True) or {},
-        timings=_field(header, "timings", (dict,), optional=True) or {},
-        processed_at=float(_field(header, "processed_at", (int, float), optional=True) or 0.0),
-        attempts=_field(header, "attempts", (int,), optional=True) or 1,
+        **common, status=status, error=error, width=width, height=height,
+        faces=faces, annotated=annotated, filter=filt, settings=_flat_dict(header, "settings"), timings=timings,
+        processed_at=_number(header, "processed_at", optional=True) or 0.0,
+        attempts=_int(header, "attempts", 1, MAX_ATTEMPTS, optional=True) or 1,
     )
 
 

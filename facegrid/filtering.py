@@ -29,18 +29,23 @@ class FilterWorker:
         self.settings, self.queue, self.engine = settings, queue, engine
         self.conf = settings.filter
         self.max_job_size = queue.max_job_size()
+        self.keys = envelope.load_keys(settings.grid.key_file)
         self.stats = {"ok": 0, "no_faces": 0, "error": 0, "buried": 0, "faces": 0}
 
     # one job ---------------------------------------------------------------
     def handle(self, job: greenstalk.Job) -> None:
         stats = job_stats(self.queue, job)
         try:
-            image_job = envelope.decode(job.body)
+            image_job = envelope.decode(job.body, self.keys)
             if not isinstance(image_job, ImageJob):
                 raise BadJob("a result job sits on the images tube")
         except BadJob as exc:
             self.stats["buried"] += 1
             return bury(self.queue, job, stats, f"bad image job: {exc}")
+        except Exception as exc:  # the door must hold whatever the bytes: bury, never crash
+            log.exception("job %s: decode failed unexpectedly", job.id)
+            self.stats["buried"] += 1
+            return bury(self.queue, job, stats, f"bad image job: {type(exc).__name__}: {exc}"[:300])
         n = attempts(stats)
         limit = self.settings.beanstalkd.max_attempts
         if n > limit:
@@ -88,18 +93,23 @@ class FilterWorker:
                           processed_at=time.time())
         base["settings"]["clahe_applied"] = a.clahe_applied
         timings["total_ms"] = round((time.perf_counter() - started) * 1e3, 1)
-        return Result(**base, status="ok" if faces else "no_faces", width=a.decoded.width,
-                      height=a.decoded.height, faces=faces, annotated=annotated, timings=timings,
+        width, height = a.decoded.width, a.decoded.height
+        original = (job.reencoded or {})
+        if original.get("original_width") and original.get("original_height"):
+            # the queuer shrank the photo to fit max-job-size: report the original's pixels
+            faces, width, height = _to_original(faces, width, height, original)
+        return Result(**base, status="ok" if faces else "no_faces", width=width,
+                      height=height, faces=faces, annotated=annotated, timings=timings,
                       processed_at=time.time())
 
     def _put(self, result: Result) -> None:
-        body = envelope.encode_result(result)
+        body = envelope.encode_result(result, self.keys)
         quality = self.conf.annotate_quality
         while len(body) > self.max_job_size and result.annotated:
             quality -= 20  # a huge annotated copy: shrink it until the result fits
             result.annotated = b"" if quality < 20 else imaging.jpeg(
                 imaging.shrink(_decode_jpeg(result.annotated), 640)[0], quality)
-            body = envelope.encode_result(result)
+            body = envelope.encode_result(result, self.keys)
         self.queue.put(body)
 
     def _who(self) -> dict:
@@ -109,6 +119,17 @@ class FilterWorker:
         c = self.conf
         return {"model": c.model, "upsample": c.upsample, "detect_max_side": c.detect_max_side,
                 "clahe": c.clahe, "jitters": c.jitters, "annotate_max_side": c.annotate_max_side}
+
+
+def _to_original(faces: list[Face], width: int, height: int, reencoded: dict) -> tuple[list[Face], int, int]:
+    """Boxes and sides of a re-encoded copy, in the pixels of the original photo."""
+    ow, oh = reencoded["original_width"], reencoded["original_height"]
+    sx, sy = ow / width, oh / height
+    for f in faces:
+        top, right, bottom, left = f.box
+        f.box = (min(oh, round(top * sy)), min(ow, round(right * sx)), min(oh, round(bottom * sy)),
+                 min(ow, round(left * sx)))
+    return faces, ow, oh
 
 
 def _decode_jpeg(data: bytes):

@@ -31,6 +31,22 @@ class Decoded:
     orientation: int
 
 
+SIGNATURES = (  # the first bytes of every format the queuer sends
+    (b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"), (b"GIF89a", "gif"),
+    (b"BM", "bmp"), (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"),
+)
+
+
+def sniff(data: bytes) -> str | None:
+    """The image format these bytes start with, or None: they are not a photo."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    for magic, kind in SIGNATURES:
+        if data.startswith(magic):
+            return kind
+    return None
+
+
 def open_safely(data: bytes, max_pixels: int) -> Image.Image:
     """Image.open with the size checked before any pixel is decoded."""
     if not data:
@@ -80,6 +96,9 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
+SHRINK_FIRST = ("RGB", "RGBA", "RGBX", "L", "LA", "I", "F", "I;16")
+
+
 def decode(data: bytes, max_side: int, max_pixels: int) -> Decoded:
     """Bytes -> upright RGB no larger than max_side (0: full size).
 
@@ -96,6 +115,10 @@ def decode(data: bytes, max_side: int, max_pixels: int) -> Decoded:
             f = max_side / max(w, h)
             img.draft(None, (math.ceil(w * f), math.ceil(h * f)))
         img.load()
+        if max_side and max(img.size) > max_side and img.mode in SHRINK_FIRST:
+            # a large PNG, WebP or TIFF: shrink in its own mode before any full-size copy is made
+            # (turning, or laying alpha on white, at full size took several times the pixels' memory)
+            img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
         img = ImageOps.exif_transpose(img) if orientation != 1 else img
         img = to_rgb(img)
         if max_side and max(img.size) > max_side:
@@ -173,7 +196,8 @@ def reencode_to_fit(data: bytes, limit: int, quality: int, max_pixels: int) -> t
         copy.save(buf, "JPEG", quality=quality)
         if buf.tell() <= limit:
             return buf.getvalue(), {"original_bytes": len(data), "width": copy.width,
-                                    "height": copy.height, "quality": quality}
+                                    "height": copy.height, "quality": quality,
+                                    "original_width": img.width, "original_height": img.height}
         side = int(side * 0.8)
     raise ImageUnreadable(f"cannot shrink the photo under {limit} bytes")
 

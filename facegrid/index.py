@@ -21,10 +21,12 @@ Distances are Euclidean, as face_recognition's face_distance:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -128,7 +130,30 @@ class FaceIndex:
 
 
 def index_dir(db_path: str | Path) -> Path:
-    return Path(str(db_path) + ".index")
+    """<db>.index beside the database, or a per-user cache folder when that folder is read-only."""
+    beside = Path(str(db_path) + ".index")
+    if _writable(beside.parent):
+        return beside
+    real = str(Path(db_path).resolve())
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facegrid" / "index"
+    name = f"{Path(real).name}-{hashlib.sha256(real.encode()).hexdigest()[:16]}.index"
+    for base in (cache, Path(tempfile.gettempdir()) / f"facegrid-index-{os.getuid()}"):
+        try:
+            base.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if _writable(base):
+                return base / name
+        except OSError:
+            continue
+    return beside  # nowhere to write: build() names the folder in its error
+
+
+def _writable(folder: Path) -> bool:
+    """Can this process make files in folder? (os.access says yes to root on a read-only mount.)"""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def _manifest(folder: Path) -> dict | None:
@@ -152,7 +177,8 @@ def load(db, db_path: str | Path) -> FaceIndex:
     folder = index_dir(db_path)
     gen = store.generation(db)
     meta = _manifest(folder)
-    if meta and meta.get("db_id") == store.db_id(db):
+    ident = store.db_id(db)  # the generation alone would take another database's index for this one's
+    if meta and ident is not None and meta.get("db_id") == ident:
         try:
             if meta["generation"] == gen:
                 return _open(folder, meta)

@@ -7,8 +7,18 @@ import socket
 import sys
 import time
 
+from .textsafe import printable
+
 HOST = socket.gethostname()
 FORMAT = "%(asctime)s %(hostname)s[%(process)d] %(levelname)s %(name)s: %(message)s"
+
+
+class SafeFormatter(logging.Formatter):
+    """Control characters in a message (a hostile path, host or reason) are escaped, never sent raw."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
 
 
 class _HostFilter(logging.Filter):
@@ -21,7 +31,7 @@ def setup(verbose: int = 0, quiet: int = 0) -> None:
     level = logging.INFO - 10 * verbose + 10 * quiet
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_HostFilter())
-    handler.setFormatter(logging.Formatter(FORMAT, "%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(SafeFormatter(FORMAT, "%Y-%m-%d %H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(logging.DEBUG, min(logging.CRITICAL, level)))

@@ -22,14 +22,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from . import report, scoring
+from . import outfiles, report, scoring
 from .envelope import ENCODING_DIM
 from .report import esc, img_tag
+from .textsafe import csv_cell
 
 log = logging.getLogger("facegrid.people")
 SAMPLES = 8  # face crops per person in the folder and on the page
@@ -132,10 +132,14 @@ def cluster(faces: list[FaceRow], params: scoring.Params) -> list[Person]:
     return people
 
 
-def write_folder(person: Person, out_dir: Path, engine=None) -> list[str]:
-    """person-NNN/ with sample crops that each show exactly one face; returns their names."""
+def write_folder(person: Person, out_dir: Path, engine=None, record=None) -> list[str]:
+    """person-NNN/ with sample crops that each show exactly one face; returns their names.
+
+    record: an outfiles.Written that is told every file made here.
+    """
     folder = out_dir / person.name
     folder.mkdir(parents=True, exist_ok=True)
+    note = record.add if record is not None else (lambda name: name)
     written = []
     for face in person.faces:
         if len(written) >= SAMPLES:
@@ -143,13 +147,15 @@ def write_folder(person: Person, out_dir: Path, engine=None) -> list[str]:
         if not face.crop or (engine is not None and not _one_face(engine, face.crop)):
             continue
         name = f"face-{face.image_id[:16]}-{face.idx}.jpg"
+        note(f"{person.name}/{name}")
         (folder / name).write_bytes(face.crop)
         written.append(name)
+    note(f"{person.name}/photos.csv")
     with open(folder / "photos.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["image_id", "face_index", "distance_to_mean", "path", "host"])
         for face, d in zip(person.faces, person.distances):
-            w.writerow([face.image_id, face.idx, f"{d:.4f}", face.path, face.host])
+            w.writerow([csv_cell(v) for v in (face.image_id, face.idx, f"{d:.4f}", face.path, face.host)])
     return written
 
 
@@ -168,7 +174,7 @@ def _row(db, person: Person, samples: list[str]) -> str:
     thumbs = []
     for f in photos[:PHOTOS_SHOWN]:
         row = db.execute("SELECT jpeg FROM annotated WHERE image_id = ?", [f.image_id]).fetchone()
-        thumbs.append(f'<span title="{esc(f.path)}">{img_tag(report.thumbnail(row[0] if row else None, PHOTO_THUMB), "photo")}</span>')
+        thumbs.append(f'<span title="{esc(f.path)}">{img_tag(report.thumbnail(row[0] if row else None, PHOTO_THUMB, f"{f.path} (photo {f.image_id})"), "photo")}</span>')
     paths = "".join(f"<div>{esc(f.path)} <span>({esc(f.host)})</span></div>" for f in photos[:PATHS_LISTED])
     more = f"<div>... and {len(photos) - PATHS_LISTED} more in photos.csv</div>" if len(photos) > PATHS_LISTED else ""
     folder = (f'<a href="{esc(person.name)}/photos.csv">{esc(person.name)}/</a>'
@@ -196,12 +202,12 @@ def render_index(db, people: list[Person], samples: dict[str, list[str]], params
 def write_people(db, out_dir: Path, params: scoring.Params, engine=None) -> list[Person]:
     """Cluster every stored face and write index.html and the person folders."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("person-[0-9][0-9][0-9]*"):
-        if old.is_dir():  # a previous run's folders: numbering may have changed
-            shutil.rmtree(old)
+    record = outfiles.Written(out_dir)
+    record.clear_previous()  # the previous run's files only: numbering may have changed
     people = cluster(load_faces(db), params)
-    samples = {p.name: write_folder(p, out_dir, engine) for p in people}
-    (out_dir / "index.html").write_text(render_index(db, people, samples, params), encoding="utf-8")
+    record.refuse_foreign_person_dirs([p.name for p in people])
+    samples = {p.name: write_folder(p, out_dir, engine, record) for p in people}
+    (out_dir / record.add("index.html")).write_text(render_index(db, people, samples, params), encoding="utf-8")
+    record.save()
     log.info("%d person(s) from %d face(s) into %s", len(people), sum(len(p.faces) for p in people), out_dir)
     return people

@@ -19,10 +19,15 @@ from .settings import Settings
 
 log = logging.getLogger("facegrid.pool")
 
-# Peak RSS of one filter worker, measured by scripts/bench.py ("memory": about
-# 215 MB on a 24-megapixel JPEG with the default settings, as JPEGs decode at
-# the working size) plus headroom for photos decoded at full size (PNG, WebP).
-WORKER_PEAK_BYTES = 512 * 1024 * 1024
+# Peak RSS of one filter worker, measured by scripts/bench.py ("memory"): about
+# 215 MB on a 24-megapixel JPEG (JPEGs decode at the working size), plus what a
+# photo that must be decoded at full size costs (PNG, WebP, TIFF). An RGBA PNG
+# of 144 megapixels peaked at 7.9 bytes per pixel above the base: its pixels, and
+# Pillow's premultiplied copy while it shrinks them. A worker may be handed a
+# photo of up to filter.max_pixels, so that is what --workers auto budgets for.
+WORKER_BASE_BYTES = 256 * 1024 * 1024
+WORKER_BYTES_PER_PIXEL = 8
+WORKER_PEAK_BYTES = 512 * 1024 * 1024  # the base with JPEG headroom: the least any worker is given
 FATAL_CODES = (EXIT_USAGE, EXIT_QUEUE)  # a restart cannot fix these
 
 
@@ -43,8 +48,13 @@ def auto_workers(need: int = WORKER_PEAK_BYTES) -> int:
     return max(1, min(cores, available_memory() // need))
 
 
-def resolve_workers(value: str) -> int:
-    return auto_workers() if value == "auto" else int(value)
+def worker_need(max_pixels: int) -> int:
+    """Memory one worker may need: the base plus the largest photo it accepts, decoded."""
+    return max(WORKER_PEAK_BYTES, WORKER_BASE_BYTES + WORKER_BYTES_PER_PIXEL * max_pixels)
+
+
+def resolve_workers(value: str, max_pixels: int = 180_000_000) -> int:
+    return auto_workers(worker_need(max_pixels)) if value == "auto" else int(value)
 
 
 def _child(settings: Settings, burst: bool, index: int) -> None:

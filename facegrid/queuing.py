@@ -7,6 +7,7 @@ folders queues only what is new or changed, unless --requeue is given.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import Callable, Iterator
 
 from . import envelope, imaging
 from .envelope import ImageJob
-from .errors import ImageUnreadable, UsageError
+from .errors import FacegridError, ImageUnreadable, UsageError
 from .log import HOST
 from .queue import Backlog, Queue
 from .settings import Settings
@@ -34,8 +35,15 @@ def display_path(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def inside(path: str, roots: list[str]) -> bool:
+    """Does path, with every link resolved, lie in one of roots (already resolved)?"""
+    real = os.path.realpath(path)
+    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
 def walk(roots: list[str], report: Callable[[str, str], None]) -> Iterator[str]:
-    """Every image file below roots, following folder links once (no loops)."""
+    """Every image file below roots, following links once (no loops) and only within roots."""
+    real_roots = [os.path.realpath(r) for r in roots]
     seen: set[tuple[int, int]] = set()
     stack = [os.path.abspath(r) for r in reversed(roots)]
     while stack:
@@ -63,6 +71,10 @@ def walk(roots: list[str], report: Callable[[str, str], None]) -> Iterator[str]:
         subdirs = []
         for entry in entries:
             try:
+                if entry.is_symlink() and not inside(entry.path, real_roots) and os.path.exists(entry.path):
+                    report(entry.path, f"link points outside the queued folders (to "
+                                       f"{display_path(os.path.realpath(entry.path))}); skipped")
+                    continue
                 if entry.is_dir():
                     subdirs.append(entry.path)
                 elif entry.is_file():
@@ -79,11 +91,26 @@ class State:
     """What this queuer has put on the tube, keyed by path and by sha256."""
 
     def __init__(self, path: str):
-        self.conn = sqlite3.connect(path, timeout=30)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, size INTEGER, "
-                          "mtime_ns INTEGER, sha256 TEXT, queued_at REAL)")
-        self.conn.execute("CREATE INDEX IF NOT EXISTS files_sha256 ON files (sha256)")
+        fix = "run the queuer from a folder it may write to, or pass --state PATH"
+        try:  # one queuer per state file: a second one stops at once instead of waiting on SQLite's lock
+            self.lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise UsageError(f"{display_path(path)}.lock: cannot write the queuer's state ({exc.strerror}); "
+                             f"{fix}") from None
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.lock)
+            raise FacegridError(f"{display_path(path)}: another queuer is using this state file; wait for it "
+                                "to finish, or give this one its own with --state PATH") from None
+        try:
+            self.conn = sqlite3.connect(path, timeout=30)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, size INTEGER, "
+                              "mtime_ns INTEGER, sha256 TEXT, queued_at REAL)")
+            self.conn.execute("CREATE INDEX IF NOT EXISTS files_sha256 ON files (sha256)")
+        except sqlite3.Error as exc:
+            raise UsageError(f"{display_path(path)}: cannot use the queuer's state file ({exc}); {fix}") from None
         self.pending = 0
 
     def unchanged(self, path: str, st: os.stat_result) -> bool:
@@ -136,11 +163,11 @@ class Progress:
 
 
 def make_body(path: str, data: bytes, st: os.stat_result, sha: str, limit: int,
-              settings: Settings) -> tuple[bytes, bool]:
+              settings: Settings, keys: envelope.Keyring | None = None) -> tuple[bytes, bool]:
     """The job body, re-encoded smaller when the photo would not fit max-job-size."""
     job = ImageJob(id=sha, path=display_path(path), host=HOST, size=len(data), mtime=st.st_mtime,
                    queued_at=time.time(), image=data)
-    body = envelope.encode_image_job(job)
+    body = envelope.encode_image_job(job, keys)
     if len(body) <= limit:
         return body, False
     try:
@@ -153,7 +180,7 @@ def make_body(path: str, data: bytes, st: os.stat_result, sha: str, limit: int,
         job.error = (f"file is {len(data)} bytes, over beanstalkd max-job-size {limit}, and could not be "
                      f"re-encoded smaller: {exc}; start beanstalkd with a larger -z")
         log.error("%s: %s", job.path, job.error)
-    return envelope.encode_image_job(job), True
+    return envelope.encode_image_job(job, keys), True
 
 
 def run_queuer(settings: Settings, roots: list[str], requeue: bool, state_path: str,
@@ -161,15 +188,20 @@ def run_queuer(settings: Settings, roots: list[str], requeue: bool, state_path: 
     for r in roots:
         if not os.path.isdir(r):
             raise UsageError(f"{r}: not a folder; pass folders of photos, as in queuer.py /srv/photos")
+    keys = envelope.load_keys(settings.grid.key_file)  # a bad key file stops us before anything is made
+    if keys is None:
+        log.warning("%s", envelope.UNSIGNED_WARNING)
+    state = State(state_path)  # a read-only folder or a busy state file: one line before connecting
     b = settings.beanstalkd
     queue = Queue(b, use=b.images_tube, should_stop=should_stop).connect()
     limit = queue.max_job_size()
-    state = State(state_path)
-    counts = {"queued": 0, "unchanged": 0, "duplicate": 0, "reencoded": 0, "unreadable": 0}
+    counts = {"queued": 0, "unchanged": 0, "duplicate": 0, "reencoded": 0, "unreadable": 0, "not_image": 0}
 
-    def report(path: str, why: str) -> None:
-        counts["unreadable"] += 1
+    def report(path: str, why: str, count: str = "unreadable") -> None:
+        counts[count] += 1
         log.warning("%s: %s", display_path(path), why)
+
+    real_roots = [os.path.realpath(r) for r in roots]
 
     log.info("walking %s", ", ".join(roots))
     files = list(walk(roots, report))
@@ -182,7 +214,7 @@ def run_queuer(settings: Settings, roots: list[str], requeue: bool, state_path: 
             if should_stop():
                 log.warning("stopping early: %d files not handled; run again to go on", len(files) - progress.done)
                 break
-            _queue_one(path, requeue, settings, queue, state, backlog, limit, counts, report)
+            _queue_one(path, requeue, settings, queue, state, backlog, limit, counts, report, keys, real_roots)
             progress.update(**counts)
     finally:
         state.commit()
@@ -191,8 +223,11 @@ def run_queuer(settings: Settings, roots: list[str], requeue: bool, state_path: 
     return counts
 
 
-def _queue_one(path, requeue, settings, queue, state, backlog, limit, counts, report) -> None:
+def _queue_one(path, requeue, settings, queue, state, backlog, limit, counts, report, keys=None,
+               real_roots=None) -> None:
     try:
+        if real_roots is not None and not inside(path, real_roots):  # a link changed since the walk
+            return report(path, "now points outside the queued folders; skipped")
         st = os.stat(path)
         if not requeue and state.unchanged(path, st):
             counts["unchanged"] += 1
@@ -201,12 +236,16 @@ def _queue_one(path, requeue, settings, queue, state, backlog, limit, counts, re
             data = f.read()
     except OSError as exc:
         return report(path, f"cannot read ({exc.strerror or exc}); skipped")
+    kind = imaging.sniff(data)
+    if kind is None:  # only photos leave this host: not a link to /etc/passwd named .jpg
+        what = "file is empty (0 bytes)" if not data else f"not an image (it starts with {data[:8]!r})"
+        return report(path, f"{what}; skipped", "not_image")
     sha = hashlib.sha256(data).hexdigest()
     if not requeue and state.has_id(sha):
         counts["duplicate"] += 1
         state.record(path, st, sha)
         return
-    body, shrunk = make_body(path, data, st, sha, limit, settings)
+    body, shrunk = make_body(path, data, st, sha, limit, settings, keys)
     if not _is_utf8(path):
         log.warning("%s: file name is not UTF-8; stored with its odd bytes shown as \\xNN", display_path(path))
     counts["reencoded"] += shrunk

@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 import time
 from pathlib import Path
 
 from PIL import Image
 
+log = logging.getLogger("facegrid.report")
 THUMB_SIDE = 360  # longest side of an inline thumbnail, in pixels
 THUMB_QUALITY = 72
 
@@ -73,13 +75,30 @@ def data_uri(jpeg: bytes | None) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
-def thumbnail(jpeg: bytes | None, side: int = THUMB_SIDE) -> bytes:
-    """A small JPEG copy, so the inline page stays light."""
+def readable_jpeg(data: bytes | None) -> bool:
+    """Do these bytes decode as a JPEG? (at 1/8 scale: cheap)"""
+    if not data:
+        return False
+    try:
+        with Image.open(io.BytesIO(data), formats=("JPEG",)) as img:
+            img.draft("RGB", (64, 64))
+            img.load()
+        return True
+    except Exception:  # Pillow raises many kinds for a hostile blob
+        return False
+
+
+def thumbnail(jpeg: bytes | None, side: int = THUMB_SIDE, what: str = "a photo") -> bytes:
+    """A small JPEG copy, so the inline page stays light; b'' for a blob that does not decode."""
     if not jpeg:
         return b""
-    img = Image.open(io.BytesIO(jpeg))
-    img.draft("RGB", (side, side))
-    img = img.convert("RGB")
+    try:
+        img = Image.open(io.BytesIO(jpeg), formats=("JPEG",))
+        img.draft("RGB", (side, side))
+        img = img.convert("RGB")
+    except Exception:  # a stored blob that is not a JPEG: shown as "(no picture)", never fatal
+        log.warning("%s: its stored annotated copy is not a readable JPEG; shown without a picture", what)
+        return b""
     img.thumbnail((side, side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=THUMB_QUALITY, optimize=True)
@@ -151,7 +170,8 @@ def render_match_report(db, matches, targets, settings) -> str:
     cards = []
     for m in matches:
         row = db.execute("SELECT jpeg FROM annotated WHERE image_id = ?", [m.image_id]).fetchone()
-        cards.append(_match_card(m, crops[(m.image_id, m.face_index)], thumbnail(row[0] if row else None)))
+        cards.append(_match_card(m, crops[(m.image_id, m.face_index)],
+                                 thumbnail(row[0] if row else None, what=f"{m.path} (photo {m.image_id})")))
     body = f'<div class="grid">{"".join(cards)}</div>' if cards else '<p class="empty">No stored face is within the tolerance.</p>'
     return page("facegrid matches", _header(targets, matches, settings), body)
 

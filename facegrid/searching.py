@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import imaging, scoring, store
+from . import imaging, outfiles, scoring, store
 from . import index as index_mod
 from .errors import ImageUnreadable, UsageError
 from .faces import FaceEngine
 from .queuing import EXTENSIONS, display_path
 from .settings import Settings
+from .textsafe import csv_cell, printable
 
 log = logging.getLogger("facegrid.search")
 
@@ -164,25 +165,33 @@ def _face_rows(db, rowids: list[int]) -> dict[int, dict]:
 
 
 def write_outputs(db, matches: list[Match], targets: list[Target], out_dir: Path, settings: Settings) -> None:
-    """Annotated copies named only from rank and id, report.csv and report.html."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Annotated copies named only from rank and id, report.csv and report.html.
+
+    The previous run's files in out_dir go first, and only those (outfiles.py).
+    """
+    from . import report
+
+    written = outfiles.Written(out_dir)
+    written.clear_previous()
     for m in matches:
         row = db.execute("SELECT jpeg FROM annotated WHERE image_id = ?", [m.image_id]).fetchone()
         if row and row[0]:
-            m.file = f"{m.rank:04d}-{m.image_id[:16]}.jpg"
+            if not report.readable_jpeg(row[0]):
+                log.warning("%s (photo %s): its stored annotated copy is not a readable JPEG; no copy made",
+                            m.path, m.image_id)
+                continue
+            m.file = written.add(f"{m.rank:04d}-{m.image_id[:16]}.jpg")
             (out_dir / m.file).write_bytes(row[0])
-    with open(out_dir / "report.csv", "w", newline="", encoding="utf-8") as f:
+    with open(out_dir / written.add("report.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["rank", "distance", "confidence", "path", "host", "top", "right", "bottom", "left",
                     "image_id", "face_index", "file"])
         for m in matches:
-            w.writerow([m.rank, f"{m.distance:.4f}", m.confidence, m.path, m.host, *m.box, m.image_id,
-                        m.face_index, m.file])
-    try:
-        from . import report
-    except ImportError:
-        return
+            w.writerow([csv_cell(v) for v in (m.rank, f"{m.distance:.4f}", m.confidence, m.path, m.host, *m.box,
+                                              m.image_id, m.face_index, m.file)])
     report.write_match_report(db, matches, targets, out_dir, settings)
+    written.add("report.html")
+    written.save()
 
 
 def as_json(found: Found, targets: list[Target], settings: Settings, out_dir: Path) -> str:
@@ -201,8 +210,10 @@ def print_table(matches: list[Match]) -> None:
     for m in matches:
         box = ",".join(map(str, m.box))
         sure = f"{m.confidence} {100 * m.precision:.0f}%" if m.precision is not None else m.confidence
-        print(f"{m.rank:>4}  {m.distance:8.4f}  {sure:<16}  {m.face_px:>4}px  {m.host[:12]:<12}  {box:<22}  {m.path}")
+        print(f"{m.rank:>4}  {m.distance:8.4f}  {sure:<16}  {m.face_px:>4}px  {printable(m.host)[:12]:<12}  {box:<22}  "
+              f"{printable(m.path)}")
 
 
 def open_store(db_path: str):
-    return store.open_db(db_path, create=False)
+    """Read-only: search never changes the database, and refuses one that is not facegrid's."""
+    return store.open_readonly(db_path)

@@ -87,7 +87,13 @@ class Search:
 
 
 @dataclasses.dataclass(frozen=True)
+class Grid:
+    key_file: str = ""  # $FACEGRID_KEY_FILE when not set by --set
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
+    grid: Grid = Grid()
     beanstalkd: Beanstalkd = Beanstalkd()
     queuer: Queuer = Queuer()
     filter: Filter = Filter()
@@ -177,6 +183,8 @@ def load(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | N
         if section not in known:
             raise ConfigError(f"{path}: unknown section [{section}]; known: {', '.join(sorted(known))}")
     overrides = dict(overrides or {})
+    if os.environ.get("FACEGRID_KEY_FILE") and overrides.get("grid.key_file") is None:
+        overrides["grid.key_file"] = os.environ["FACEGRID_KEY_FILE"]  # over the file, under --set
     for section in known:
         cls = type(getattr(Settings(), section))
         names = {f.name: f.type for f in dataclasses.fields(cls)}

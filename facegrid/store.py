@@ -4,7 +4,8 @@ Tables (docs/protocol.md has every column):
   images     one row per photo, keyed by the sha256 of its bytes
   faces      one row per face: box, float32 encoding BLOB, small JPEG crop
   annotated  the annotated JPEG of each photo, apart so encodings read fast
-  meta       schema_version, generation (bumped by every stored batch), db_id
+  meta       schema_version, generation (bumped by every stored batch), and
+             db_id (random, made once: the search index is bound to it)
   deleted_faces  rowids of faces removed by a later result, with the generation
 
 Every face row carries `gen`, the generation of the batch that last wrote it, so
@@ -18,13 +19,14 @@ import secrets
 import sqlite3
 import time
 from pathlib import Path
+from urllib.parse import quote
 from typing import Iterable
 
 import sqlite_utils
 
 from .envelope import VERSION as ENVELOPE_VERSION
 from .envelope import Result
-from .errors import StoreError
+from .errors import StoreError, UsageError
 
 SCHEMA_VERSION = 2  # 2: faces.gen, deleted_faces, meta db_id
 
@@ -46,6 +48,11 @@ def open_db(path: str | Path, create: bool = True, threads: bool = False) -> sql
     try:
         conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=not threads)
         db = sqlite_utils.Database(conn)
+        tables = set(db.table_names())
+        if tables and "meta" not in tables:  # another program's database: change nothing in it
+            conn.close()
+            raise UsageError(f"{path}: not a facegrid database (it has tables {', '.join(sorted(tables))[:80]} "
+                             "and no facegrid meta table); pass --db with a new or a facegrid database")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=30000")
@@ -53,6 +60,47 @@ def open_db(path: str | Path, create: bool = True, threads: bool = False) -> sql
         raise StoreError(f"cannot open database {path}: {exc}; pass --db with a facegrid database") from None
     ensure_schema(db)
     return db
+
+
+def open_readonly(path: str | Path) -> sqlite_utils.Database:
+    """A facegrid database opened for reading only: nothing in it or beside it changes.
+
+    A copy in a folder this user may not write (no -shm can be made) is opened
+    as immutable. A file that is not facegrid's is refused with a UsageError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"database {path} does not exist; run collector.py first or pass --db PATH")
+    uri = "file:" + quote(str(path.resolve()))
+    for extra in ("?mode=ro", "?mode=ro&immutable=1"):
+        try:
+            conn = sqlite3.connect(uri + extra, uri=True, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA query_only=1")
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            break
+        except sqlite3.OperationalError as exc:  # no -shm can be made beside it: read it as immutable
+            if "immutable" in extra:
+                raise StoreError(f"cannot open database {path} for reading: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(f"{path}: not a facegrid database ({exc}); pass --db with the database "
+                             "collector.py wrote") from None
+    if not {"meta", "images", "faces", "annotated"} <= tables:
+        conn.close()
+        raise UsageError(f"{path}: not a facegrid database (it has no facegrid tables); pass --db with the "
+                         "database collector.py wrote")
+    db = sqlite_utils.Database(conn)
+    version = get_meta(db, "schema_version")
+    if version is None or not str(version).isdigit():
+        raise UsageError(f"{path}: not a facegrid database (no schema_version); pass --db with the database "
+                         "collector.py wrote")
+    if int(version) > SCHEMA_VERSION:
+        raise StoreError(f"database schema {version} is newer than this facegrid ({SCHEMA_VERSION}); upgrade facegrid")
+    return db
+
+
+def db_id(db: sqlite_utils.Database) -> str | None:
+    """The database's identity, made once at creation (None for a database no collector opened since)."""
+    return get_meta(db, "db_id")
 
 
 def ensure_schema(db: sqlite_utils.Database) -> None:

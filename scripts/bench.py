@@ -711,8 +711,38 @@ def sec_memory(ctx: Context) -> None:
             big <= 1200 * MB)
     from facegrid import pool
 
-    rep.add("memory", "pool.WORKER_PEAK_BYTES (what --workers auto divides by)", f"{pool.WORKER_PEAK_BYTES / MB:.0f} MB",
+    rep.add("memory", "pool.WORKER_PEAK_BYTES (the least --workers auto budgets)", f"{pool.WORKER_PEAK_BYTES / MB:.0f} MB",
             ">= measured", pool.WORKER_PEAK_BYTES >= big)
+    png_peak, pixels = png_decode_peak(ctx.tmp / "big-rgba.png", 12000)
+    need = pool.worker_need(pixels)
+    rep.add("memory", "decode of a 12000x12000 RGBA PNG, peak RSS", f"{png_peak / MB:.0f} MB",
+            f"<= worker_need({pixels}) = {need / MB:.0f} MB", png_peak <= need)
+    from facegrid.settings import Filter
+
+    rep.add("memory", "pool.worker_need(filter.max_pixels) (what --workers auto divides by)",
+            f"{pool.worker_need(Filter().max_pixels) / MB:.0f} MB")
+
+
+PNG_PEAK = """
+import resource, sys
+from facegrid import imaging
+data = open(sys.argv[1], "rb").read()
+imaging.decode(data, 1024, 180_000_000)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def png_decode_peak(path: Path, side: int) -> tuple[int, int]:
+    """Peak RSS of imaging.decode on an RGBA PNG of side x side, in a fresh process."""
+    if not path.exists():
+        from PIL import Image
+
+        arr = np.zeros((side, side, 4), np.uint8)
+        arr[::7, ::5] = 200
+        Image.fromarray(arr, "RGBA").save(path, compress_level=1)
+    out = subprocess.run([sys.executable, "-c", PNG_PEAK, str(path)], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    return int(out.stdout.split()[-1]), side * side
 
 
 def drain(server: Server, tube: str) -> None:

@@ -53,6 +53,11 @@ start() {  # start NAME COMMAND...: in the background, log and pid file under $d
     echo "started $name (pid $!), log $dir/logs/$name.log"
 }
 
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+if port_open; then  # someone else's server: our filter and collector must not join it
+    echo "start-grid.sh: port $port on 127.0.0.1 is already in use by another program; pass --port with a free one" >&2
+    exit 2
+fi
 start beanstalkd "$beanstalkd_bin" -l 127.0.0.1 -p "$port" -z "$max_job_size" -b "$dir/binlog"
 for _ in $(seq 1 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
@@ -64,6 +69,13 @@ for _ in $(seq 1 100); do
     fi
     sleep 0.1
 done
+sleep 0.3  # a beanstalkd that lost the port to another program exits at once: be sure ours lives
+if ! running beanstalkd; then
+    echo "start-grid.sh: beanstalkd exited; see $dir/logs/beanstalkd.log (port $port taken?)" >&2
+    tail -n 3 "$dir/logs/beanstalkd.log" >&2
+    rm -f "$dir/beanstalkd.pid"
+    exit 3
+fi
 start filter "$python" "$root/filter.py" --beanstalkd "$address" --workers "$workers"
 start collector "$python" "$root/collector.py" --beanstalkd "$address" --db "$db"
 echo "grid up on $address, database $db"

@@ -197,6 +197,17 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.1, what: str = 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def tiny_jpeg(shade: int = 0, side: int = 16) -> bytes:
+    """A real JPEG of one colour, for results made by hand (decode checks every blob)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), (shade % 256, 90, 160)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
 def db_rows(db_path: Path, sql: str, params=()) -> list[tuple]:
     import sqlite3
 

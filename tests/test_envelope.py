@@ -7,6 +7,7 @@ decode() starts accepting that fault (or rejects the valid body it came from).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import struct
@@ -18,21 +19,33 @@ from facegrid import envelope
 from facegrid.envelope import MAGIC, PREFIX, VERSION, Face, ImageJob, Result
 from facegrid.errors import BadJob
 
-SHA = hashlib.sha256(b"a photo").hexdigest()
+def tiny_jpeg(shade: int = 0, side: int = 16) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), (shade, 100, 200)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+PHOTO = tiny_jpeg(1, 64)
+SHA = hashlib.sha256(PHOTO).hexdigest()
+CROPS = [tiny_jpeg(10 + i) for i in range(4)]
+ANNOTATED = tiny_jpeg(50, 32)
 
 
 def image_job(**kw) -> ImageJob:
-    base = dict(id=SHA, path="/photos/été/a.jpg", host="h1", size=5, mtime=1.5e9, queued_at=1.7e9,
-                image=b"\xff\xd8\xff\xe0JFIF")
+    base = dict(id=SHA, path="/photos/été/a.jpg", host="h1", size=len(PHOTO), mtime=1.5e9, queued_at=1.7e9,
+                image=PHOTO)
     return ImageJob(**{**base, **kw})
 
 
 def result(n_faces: int = 2, **kw) -> Result:
     rng = np.random.default_rng(7)
     faces = [Face(box=(10 + i, 80 + i, 90 + i, 5 + i), encoding=rng.normal(0, 0.1, 128).astype(np.float32),
-                  crop=b"crop%d" % i) for i in range(n_faces)]
-    base = dict(id=SHA, path="/photos/b.png", host="h1", size=9, mtime=1.0, queued_at=2.0, status="ok",
-                width=640, height=480, faces=faces, annotated=b"annotated-jpeg", filter={"pid": 3},
+                  crop=CROPS[i]) for i in range(n_faces)]
+    base = dict(id=SHA, path="/photos/b.png", host="h1", size=9, mtime=1.0, queued_at=2.0,
+                status="ok" if n_faces else "no_faces",
+                width=640, height=480, faces=faces, annotated=ANNOTATED, filter={"pid": 3},
                 settings={"model": "hog"}, timings={"decode_ms": 1.0}, processed_at=3.0, attempts=2)
     return Result(**{**base, **kw})
 
@@ -56,9 +69,10 @@ def test_image_job_round_trip():
 
 
 def test_image_job_with_error_and_no_image_round_trip():
-    job = image_job(image=b"", error="file is too large", reencoded={"quality": 90})
+    shrunk = {"original_bytes": len(PHOTO), "width": 32, "height": 32, "quality": 90}
+    job = image_job(image=b"", error="file is too large", reencoded=shrunk)
     back = envelope.decode(envelope.encode_image_job(job))
-    assert back.image == b"" and back.error == "file is too large" and back.reencoded == {"quality": 90}
+    assert back.image == b"" and back.error == "file is too large" and back.reencoded == shrunk
 
 
 def test_result_round_trip_keeps_faces_bit_exact():
@@ -67,9 +81,9 @@ def test_result_round_trip_keeps_faces_bit_exact():
     assert isinstance(back, Result)
     assert (back.id, back.path, back.status, back.width, back.height, back.attempts) == \
         (res.id, res.path, "ok", 640, 480, 2)
-    assert back.annotated == b"annotated-jpeg"
+    assert back.annotated == ANNOTATED
     assert [f.box for f in back.faces] == [f.box for f in res.faces]
-    assert [f.crop for f in back.faces] == [b"crop0", b"crop1"]
+    assert [f.crop for f in back.faces] == CROPS[:2]
     for a, b in zip(back.faces, res.faces):
         assert a.encoding.dtype == np.float32
         assert np.array_equal(a.encoding, b.encoding)

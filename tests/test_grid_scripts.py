@@ -154,3 +154,15 @@ def test_systemd_units():
     if verify:
         proc = subprocess.run([verify, "verify", *[str(UNITS / n) for n in names]], capture_output=True, text=True)
         assert "Unknown key" not in proc.stderr and "Invalid" not in proc.stderr, proc.stderr
+
+
+def test_start_grid_on_a_busy_port_starts_nothing(beanstalkd, tmp_path):
+    """Another program's server on the port: exit 2 and one line; no filter or collector joins that server."""
+    folder = tmp_path / "grid"
+    proc = sh("start-grid.sh", "--dir", folder, "--port", beanstalkd.port)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "already in use" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "grid up" not in proc.stdout
+    assert not any((folder / f"{name}.pid").exists() for name in NAMES)
+    assert beanstalkd.tube("images")["current-watching"] == 0
+    assert beanstalkd.tube("people")["current-watching"] == 0

@@ -33,12 +33,15 @@ FACE = "people/obama/obama.jpg"
 CONTROL = "people/biden/biden.jpg"
 NON_UTF8 = b"caf\xe9-\xff.jpg"
 BAD_FILES = {  # file name -> what its one-line error must say
-    "empty.jpg": r"empty \(0 bytes\)",
     "truncated.jpg": r"truncated",
-    "notes.jpg": r"not a readable image",
     "bomb.png": r"decompression bomb",
     "bomb15k.png": r"decompression bomb",
 }
+NOT_IMAGES = {  # files the queuer never sends -> what its one line says
+    "empty.jpg": "file is empty (0 bytes); skipped",
+    "notes.jpg": "not an image (it starts with",
+}
+OUTSIDE_LINKS = ("passwd.jpg", "elsewhere.jpg")  # links to files outside the queued folder
 ODD_FORMS = ["cmyk.jpg", "deep16.png", "gray16.png", "gray.jpg", "palette.png", "animated.gif"]
 ORIENTATIONS = range(1, 9)
 
@@ -86,6 +89,10 @@ def build_odd_folder(folder: Path, faces_dir: Path) -> dict[str, Path]:
     (folder / "ping.jpg").symlink_to("pong.jpg")
     (folder / "pong.jpg").symlink_to("ping.jpg")
     (folder / "self.jpg").symlink_to("self.jpg")
+    (folder / "passwd.jpg").symlink_to("/etc/passwd")
+    outside = oddphotos.unique_copy(face, folder.parent / "outside.jpg", 4)
+    outside.chmod(0o644)
+    (folder / "elsewhere.jpg").symlink_to(outside)
     for p in folder.rglob("*"):
         if not p.is_symlink() and p.name != "locked.jpg":
             p.chmod(0o777 if p.is_dir() else 0o644)
@@ -143,8 +150,8 @@ def test_every_script_went_on_and_exited_0(odd_run):
 
 
 def test_each_queued_photo_is_stored_exactly_once(odd_run):
-    expected = set(odd_run["made"]) | {os.fsdecode(NON_UTF8).encode("utf-8", "surrogateescape")
-                                       .decode("utf-8", "backslashreplace")}
+    expected = set(odd_run["made"]) - set(NOT_IMAGES) | {os.fsdecode(NON_UTF8).encode("utf-8", "surrogateescape")
+                                                         .decode("utf-8", "backslashreplace")}
     assert set(odd_run["rows"]) == expected
     assert all(len(v) == 1 for v in odd_run["rows"].values())
     counts = dict(kv.split("=") for kv in odd_run["queuer"].stdout.decode().split())
@@ -248,8 +255,27 @@ def test_non_utf8_name_is_stored_with_escapes(odd_run):
 
 def test_queuer_counts_the_skipped_files(odd_run):
     counts = dict(kv.split("=") for kv in odd_run["queuer"].stdout.decode().split())
-    # locked.jpg, the folder loop, ping.jpg, pong.jpg, self.jpg
-    assert int(counts["unreadable"]) == 5, counts
+    # locked.jpg, the folder loop, ping.jpg, pong.jpg, self.jpg, passwd.jpg, elsewhere.jpg
+    assert int(counts["unreadable"]) == 7, counts
+    assert int(counts["not_image"]) == len(NOT_IMAGES), counts
+
+
+@pytest.mark.parametrize("name", sorted(NOT_IMAGES))
+def test_a_file_that_is_not_an_image_never_leaves_the_host(odd_run, name):
+    lines = _queuer_lines(odd_run, f"/{name}:")
+    assert len(lines) == 1 and NOT_IMAGES[name] in lines[0], lines
+    assert name not in odd_run["rows"]
+
+
+@pytest.mark.parametrize("name", OUTSIDE_LINKS)
+def test_a_link_out_of_the_queued_folders_is_reported_and_skipped(odd_run, name):
+    lines = _queuer_lines(odd_run, f"/{name}:")
+    assert len(lines) == 1 and "points outside the queued folders" in lines[0], lines
+    assert name not in odd_run["rows"]
+    assert not any(r[0].endswith("/outside.jpg") for r in db_rows(odd_run["db"], "SELECT path FROM images"))
+    # nothing with /etc/passwd's bytes or size reached the grid
+    size = os.path.getsize("/etc/passwd")
+    assert db_rows(odd_run["db"], "SELECT count(*) FROM images WHERE size = ?", (size,)) == [(0,)]
 
 
 def test_file_deleted_between_walk_and_read(beanstalkd, faces_dir, tmp_path, monkeypatch, caplog):
@@ -283,6 +309,49 @@ def test_file_deleted_between_walk_and_read(beanstalkd, faces_dir, tmp_path, mon
             paths.append(os.path.basename(envelope.decode(job.body).path))
             c.delete(job)
     assert sorted(paths) == ["p0.jpg", "p2.jpg"]
+
+
+def test_queuer_in_a_read_only_folder_says_so_in_one_line(faces_dir, tmp_path):
+    prefix = _as_nobody()
+    base = _shared_tmp("facegrid-rowork-")
+    try:
+        photos = base / "photos"
+        photos.mkdir()
+        oddphotos.unique_copy(faces_dir / FACE, photos / "a.jpg", 40).chmod(0o644)
+        photos.chmod(0o755)
+        work = base / "work"
+        work.mkdir()
+        work.chmod(0o555)  # root-owned: the queuer (nobody) may not write its state file here
+        if not prefix:
+            pytest.skip("not root: cannot make a folder this user may not write")
+        proc = subprocess.run(prefix + script_cmd("queuer.py", "--beanstalkd", "127.0.0.1:1", str(photos)),
+                              cwd=work, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        lines = [ln for ln in proc.stderr.strip().splitlines() if "ERROR" in ln]
+        assert len(lines) == 1 and "facegrid-queuer.sqlite" in lines[0] and "--state" in lines[0], proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert list(work.iterdir()) == []
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_two_queuers_on_one_state_file_the_second_stops_at_once(beanstalkd, faces_dir, tmp_path):
+    import fcntl
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    oddphotos.unique_copy(faces_dir / FACE, photos / "a.jpg", 41)
+    state = tmp_path / "state.sqlite"
+    with open(str(state) + ".lock", "w") as held:  # what a running queuer holds
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = run_script("queuer.py", "--beanstalkd", beanstalkd.address, "--state", state, photos, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if "ERROR" in ln]
+    assert len(lines) == 1 and "another queuer is using this state file" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert beanstalkd.tube("images")["total-jobs"] == 0
+    again = run_script("queuer.py", "--beanstalkd", beanstalkd.address, "--state", state, photos, check=True)
+    assert "queued=1" in again.stdout
 
 
 # malformed job bodies ---------------------------------------------------------------
@@ -331,8 +400,8 @@ def test_malformed_bodies_in_both_tubes_are_buried_and_good_jobs_stored(beanstal
         c.use("people")
         for body in bad.values():
             c.put(body)
-        c.put(envelope.encode_image_job(ImageJob(id=_sha("i"), path="/p/i.jpg", host="h", size=1,
-                                                 mtime=0.0, queued_at=0.0, image=b"x")))
+        c.put(envelope.encode_image_job(ImageJob(id=hashlib.sha256(b"x").hexdigest(), path="/p/i.jpg", host="h",
+                                                 size=1, mtime=0.0, queued_at=0.0, image=b"x")))
     oddphotos.unique_copy(faces_dir / FACE, folder / "good2.jpg", 22)
     run_script("queuer.py", *addr, "--state", str(tmp_path / "s.sqlite"), str(folder), check=True)
     db = tmp_path / "faces.db"
@@ -391,7 +460,7 @@ def test_job_provided_paths_are_only_text(beanstalkd, faces_dir, tmp_path):
         [("../../etc/x", "../../tmp/h")]
     new = _snapshot(tmp_path) - before
     allowed = re.compile(r"^(a/b/work/faces\.db(-wal|-shm|\.index(/.*)?)?|out(/(\d{4}-[0-9a-f]{16}\.jpg"
-                         r"|report\.csv|report\.html))?)$")
+                         r"|report\.csv|report\.html|\.facegrid-written))?)$")
     assert [p for p in new if not allowed.match(p)] == []
     assert not (tmp_path / "a" / "etc").exists() and not (tmp_path / "etc").exists()
     assert list(scratch.iterdir()) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -11,7 +12,7 @@ import pytest
 from facegrid import envelope
 from facegrid.envelope import Result
 
-from conftest import Beanstalkd, db_rows, run_script, start_script, wait_for
+from conftest import Beanstalkd, db_rows, run_script, start_script, tiny_jpeg, wait_for
 
 
 def copy_people(faces_dir, dest, names):
@@ -86,11 +87,32 @@ def test_queuer_reencodes_a_photo_over_max_job_size(tmp_path, faces_dir):
         db = tmp_path / "f.db"
         run_script("filter.py", *addr, "--burst", check=True)
         run_script("collector.py", *addr, "--db", db, "--burst", check=True)
-        status, faces, reencoded, size = db_rows(db, "SELECT status, face_count, reencoded, size FROM images")[0]
+        status, faces, reencoded, size, width, height = db_rows(
+            db, "SELECT status, face_count, reencoded, size, width, height FROM images")[0]
         assert status == "ok" and faces == 1 and '"original_bytes"' in reencoded
         assert size == (src / "people_obama_obama3.jpg").stat().st_size
+        # width, height and boxes are the original photo's, as for a photo sent whole
+        from PIL import Image, ImageOps
+
+        with Image.open(src / "people_obama_obama3.jpg") as img:
+            upright = ImageOps.exif_transpose(img).size
+        shrunk = json.loads(reencoded)
+        assert (width, height) == upright and shrunk["width"] < upright[0], (width, height, shrunk)
+        box = db_rows(db, "SELECT top, right, bottom, left FROM faces")[0]
     finally:
         server.stop()
+    whole = Beanstalkd(tmp_path / "binlog2").start()  # the same photo, sent whole
+    try:
+        addr = ["--beanstalkd", whole.address]
+        run_script("queuer.py", *addr, "--state", tmp_path / "q2.sqlite", src, check=True)
+        run_script("filter.py", *addr, "--burst", check=True)
+        run_script("collector.py", *addr, "--db", tmp_path / "g.db", "--burst", check=True)
+        assert db_rows(tmp_path / "g.db", "SELECT width, height FROM images") == [(width, height)]
+        ref = db_rows(tmp_path / "g.db", "SELECT top, right, bottom, left FROM faces")[0]
+    finally:
+        whole.stop()
+    # HOG on the smaller copy draws its box a little differently; in shrunk pixels it would be off by half
+    assert max(abs(a - b) for a, b in zip(box, ref)) <= 0.15 * (ref[1] - ref[3]), (box, ref)
 
 
 # filter ----------------------------------------------------------------------
@@ -130,8 +152,8 @@ def test_filter_workers_are_separate_processes_and_auto_is_sized(beanstalkd, tmp
 def make_result(image_id: str, faces: int, path: str = "/photos/x.jpg") -> Result:
     rng = np.random.default_rng(len(path) + faces)
     return Result(id=image_id, path=path, host="h1", size=10, mtime=1.0, queued_at=2.0, status="ok" if faces else "no_faces",
-                  width=100, height=80, annotated=b"\xff\xd8fake-jpeg",
-                  faces=[envelope.Face(box=(1, 20, 30, 2), encoding=rng.normal(0, 0.1, 128).astype(np.float32), crop=b"c")
+                  width=100, height=80, annotated=tiny_jpeg(1, 32),
+                  faces=[envelope.Face(box=(1, 20, 30, 2), encoding=rng.normal(0, 0.1, 128).astype(np.float32), crop=tiny_jpeg(2))
                          for _ in range(faces)])
 
 
@@ -180,3 +202,15 @@ def test_sigterm_when_idle_exits_0(beanstalkd, tmp_path, role):
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
     assert proc.returncode == 0
+
+
+def test_workers_auto_budgets_for_the_largest_photo_a_worker_accepts(beanstalkd, tmp_path):
+    """--workers auto divides memory by what a photo of filter.max_pixels needs, not by a JPEG's need."""
+    from facegrid import pool
+
+    assert pool.worker_need(180_000_000) >= 180_000_000 * 8  # an RGBA PNG: its pixels and one premultiplied copy
+    huge = pool.available_memory() // 4  # pixels whose decode alone would need twice the memory there is
+    proc = run_script("filter.py", "--beanstalkd", beanstalkd.address, "--workers", "auto", "--burst",
+                      "--set", f"filter.max_pixels={huge}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "filter pool: 1 worker(s)" in proc.stderr, proc.stderr[-2000:]
