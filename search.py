@@ -13,6 +13,7 @@ examples:
   search.py target/ --json > matches.json     the same as JSON
   search.py target/ --out found/ --tolerance 0.45
   search.py target/ --db /srv/facegrid/faces.db
+  search.py target/ --db 2023.db --db 2024.db  several databases searched as one collection
   search.py --people                          who is in the collection: matches/people/index.html
   search.py --people --out who/ && search.py who/person-003/
                                               cluster, then search for one of the persons found
@@ -33,7 +34,8 @@ exit codes: 0 matches found, 1 no match, 2 usage or settings error
 def main(argv=None) -> int:
     p = cli.parser("search.py", "Find one person across every photo the grid has stored.", EPILOG)
     p.add_argument("target", metavar="TARGET_DIR", nargs="?", help="folder with photos of the person")
-    p.add_argument("--db", metavar="PATH", help="SQLite database ([collector] database)")
+    p.add_argument("--db", metavar="PATH", action="append", default=[],
+                   help="SQLite database ([collector] database); repeat to search several as one")
     p.add_argument("--out", metavar="DIR", help="where to copy matches (default: [search] out/<target name>)")
     p.add_argument("--tolerance", type=float, metavar="D", help="largest face distance that can count as a match (tightened among look-alikes)")
     p.add_argument("--mode", choices=("min", "mean"), help="distance to the nearest target face, or to their mean")
@@ -48,7 +50,8 @@ def main(argv=None) -> int:
     if sum(map(bool, (args.target, args.people, args.export))) != 1:
         p.error("give exactly one of TARGET_DIR, --people or --export DIR")
     cli.setup_logging(args)
-    settings = cli.load_settings(args, {"collector.database": args.db, "search.tolerance": args.tolerance,
+    settings = cli.load_settings(args, {"collector.database": (args.db or [None])[0],
+                                        "search.tolerance": args.tolerance,
                                         "search.mode": args.mode, "search.limit": args.limit})
     from facegrid import searching
     from facegrid.faces import FaceEngine
@@ -57,9 +60,9 @@ def main(argv=None) -> int:
     if args.people or args.export:
         return _collection_modes(args, settings)
     files = searching.target_files(args.target)  # usage errors before loading models
-    db = searching.open_store(settings.collector.database)
+    db = searching.open_store(args.db or [settings.collector.database])
     targets = searching.encode_targets(FaceEngine(settings.filter), args.target, s.mixed_distance)
-    found = searching.find(db, settings.collector.database, targets, s.params(), s.mode, s.limit)
+    found = searching.find(db, targets, s.params(), s.mode, s.limit)
     matches = found.matches
     out = Path(args.out) if args.out else Path(s.out) / Path(args.target.rstrip("/")).resolve().name
     searching.write_outputs(db, matches, targets, out, settings)
@@ -76,7 +79,7 @@ def _collection_modes(args, settings) -> int:
     """--people and --export: they read the whole database, no target."""
     from facegrid import searching
 
-    db = searching.open_store(settings.collector.database)
+    db = searching.open_store(args.db or [settings.collector.database])
     if args.export:
         from facegrid import export
 

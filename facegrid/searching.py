@@ -18,6 +18,7 @@ import numpy as np
 
 from . import imaging, outfiles, scoring, store
 from . import index as index_mod
+from .collection import Collection
 from .errors import ImageUnreadable, UsageError
 from .faces import FaceEngine
 from .queuing import EXTENSIONS, display_path
@@ -49,6 +50,7 @@ class Match:
     precision: float | None  # measured on lfw-dev at this score (docs/search.md)
     face_px: int = 0  # width of the face in its photo
     sharpness: float | None = None  # of the stored face crop (imaging.sharpness)
+    database: str = ""  # the database it came from, when several are searched
     file: str = ""  # the annotated copy written to --out, relative to it
 
     def as_dict(self) -> dict:
@@ -115,13 +117,17 @@ def check_one_person(folder: str, targets: list[Target], distance: float) -> Non
                          f"(or raise --set search.mixed_distance={distance:g} if they are one person)")
 
 
-def find(db, db_path: str, targets: list[Target], params: scoring.Params, mode: str,
+def find(coll: Collection, targets: list[Target], params: scoring.Params, mode: str,
          limit: int = 0, reach: float = 1.0) -> Found:
     """Stored faces within this search's tolerance of the profile, best face per photo, ranked.
 
-    reach > 1 also returns faces up to reach x the tolerance (the evaluation's curves).
+    Several databases are searched as one collection: the look-alike rule and
+    the second pass see all of their faces. reach > 1 also returns faces up to
+    reach x the tolerance (the evaluation's curves).
     """
-    idx = index_mod.load(db, db_path)
+    parts = [index_mod.load(db, path) for path, db in coll]
+    idx = index_mod.FaceIndex([seg for part in parts for seg in part.segments], 0)
+    owner = np.repeat(np.arange(len(parts)), [len(part) for part in parts])
     if not len(idx):
         return Found([], params.tolerance)
     encodings = np.stack([t.encoding for t in targets])
@@ -136,9 +142,12 @@ def find(db, db_path: str, targets: list[Target], params: scoring.Params, mode: 
     target_ids = {t.id for t in targets}
     matches: list[Match] = []
     seen: set[str] = set()
-    rows = _face_rows(db, [int(idx.rowids[i]) for i in hits])
+    rows: dict[tuple[int, int], dict] = {}
+    for k, db in enumerate(coll.dbs):
+        mine = hits[owner[hits] == k]
+        rows.update({(k, r): row for r, row in _face_rows(db, [int(idx.rowids[i]) for i in mine]).items()})
     for i in hits:
-        row = rows.get(int(idx.rowids[i]))
+        row = rows.get((int(owner[i]), int(idx.rowids[i])))
         if row is None or row["image_id"] in seen or row["image_id"] in target_ids:
             continue
         seen.add(row["image_id"])
@@ -147,7 +156,8 @@ def find(db, db_path: str, targets: list[Target], params: scoring.Params, mode: 
         face_px, sharp = max(0, box[1] - box[3]), imaging.sharpness(row["crop"])
         word, precision = scoring.confidence(d / tol, face_px, sharp)
         matches.append(Match(len(matches) + 1, d, row["image_id"], row["idx"], row["path"], row["host"],
-                             box, d / tol, word, precision, face_px, sharp))
+                             box, d / tol, word, precision, face_px, sharp,
+                             coll.paths[owner[i]] if len(coll) > 1 else ""))
         if limit and len(matches) >= limit:
             break
     return Found(matches, tol)
@@ -214,6 +224,6 @@ def print_table(matches: list[Match]) -> None:
               f"{printable(m.path)}")
 
 
-def open_store(db_path: str):
-    """Read-only: search never changes the database, and refuses one that is not facegrid's."""
-    return store.open_readonly(db_path)
+def open_store(db_paths: list[str]) -> Collection:
+    """Read-only: search never changes a database, and refuses one that is not facegrid's."""
+    return Collection(db_paths)

@@ -832,11 +832,12 @@ def sec_search(ctx: Context) -> None:
     rep.add("search", f"index build, {total:,} faces", f"{med(builds):.1f} s")
     targets = searching.encode_targets(ctx.engine(), str(folder / "target"))
     params, mode = ctx.settings.search.params(), ctx.settings.search.mode
-    searching.find(db, str(db_path), targets, params, mode)  # warm the page cache
+    coll = searching.open_store([str(db_path)])
+    searching.find(coll, targets, params, mode)  # warm the page cache
     warm, dist = [], []
     for _ in range(max(7, ctx.sizes.repeats)):
         t0 = time.perf_counter()
-        matches = searching.find(db, str(db_path), targets, params, mode).matches
+        matches = searching.find(coll, targets, params, mode).matches
         warm.append(time.perf_counter() - t0)
         idx = index.load(db, db_path)
         t0 = time.perf_counter()

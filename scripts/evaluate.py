@@ -172,6 +172,7 @@ def pr(tp: int, fp: int, fn: int) -> tuple[float, float]:
 
 def run_searches(db_path: Path, lab: Labelled, params: scoring.Params, mode: str) -> Outcome:
     db = store.open_db(db_path, create=False)
+    coll = searching.open_store([str(db_path)])
     stored = gallery_rows(db)
     rel_of = {i: relpath(p, lab) for i, p in stored.items()}
     id_of = {r: i for i, r in rel_of.items() if r}
@@ -189,7 +190,7 @@ def run_searches(db_path: Path, lab: Labelled, params: scoring.Params, mode: str
                    for p in photos[:2] if len(faces.get(id_of[p], [])) == 1]
         if not targets:
             continue
-        found = searching.find(db, str(db_path), targets, params, mode, reach=REACH)
+        found = searching.find(coll, targets, params, mode, reach=REACH)
         shown = [m for m in found.matches if m.image_id not in {id_of[p] for p in photos[:2]}]
         out.scores.append(np.array([m.score for m in shown]))
         out.right.append(np.array([m.image_id in relevant for m in shown], dtype=bool))
