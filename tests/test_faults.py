@@ -32,6 +32,7 @@ SOURCES = ["people/obama/obama.jpg", "people/biden/biden2.jpg", "people/kit_hari
            "people/rose_leslie/img1.jpg", "people/alex_lacamoire/img1.jpg", "people/obama/obama_720p.jpg",
            "people/kit_harington/john1.jpeg", "people/obama/obama2.jpg"]
 SLOW = ["--upsample", "2"]  # about 4x slower per photo: a job stays reserved long enough to hit it
+SLOWER = ["--upsample", "3"]  # 16x: a photo outlasts the 0.3 s between two signals even on the fast encoder
 
 
 # helpers ---------------------------------------------------------------------------
@@ -286,7 +287,7 @@ def test_sigterm_finishes_the_current_job_then_exits_0(beanstalkd, faces_dir, tm
 def test_second_sigterm_exits_at_once_and_the_job_comes_back(beanstalkd, faces_dir, tmp_path, request):
     expected = make_photos(tmp_path / "photos", faces_dir, 4)
     queue_photos(beanstalkd, tmp_path / "photos", tmp_path)
-    filt = launch("filter.py", "--beanstalkd", beanstalkd.address, "--workers", "1", *SLOW)
+    filt = launch("filter.py", "--beanstalkd", beanstalkd.address, "--workers", "1", *SLOWER)
     one_child(filt.pid)
     wait_for(lambda: reserved(beanstalkd) == 1, 120, 0.05, "the worker to reserve a photo")
     before = beanstalkd.tube("people")["total-jobs"]
