@@ -150,7 +150,7 @@ def _precision(m) -> str:
     p = getattr(m, "precision", None)
     sharp = getattr(m, "sharpness", None)
     face = f"face {getattr(m, 'face_px', 0)} px" + (f", sharpness {sharp:.0f}" if sharp is not None else "")
-    right = f"{100 * p:.0f}% right at this score; " if p is not None else ""
+    right = f"{100 * p:.1f}% right at this score; " if p is not None else ""
     return f' <span class="dist">({right}{face})</span>'
 
 

@@ -219,7 +219,7 @@ def print_table(matches: list[Match]) -> None:
     print(f"{'rank':>4}  {'distance':>8}  {'confidence':<16}  {'face':>6}  {'host':<12}  {'box (t,r,b,l)':<22}  path")
     for m in matches:
         box = ",".join(map(str, m.box))
-        sure = f"{m.confidence} {100 * m.precision:.0f}%" if m.precision is not None else m.confidence
+        sure = f"{m.confidence} {100 * m.precision:.1f}%" if m.precision is not None else m.confidence
         print(f"{m.rank:>4}  {m.distance:8.4f}  {sure:<16}  {m.face_px:>4}px  {printable(m.host)[:12]:<12}  {box:<22}  "
               f"{printable(m.path)}")
 

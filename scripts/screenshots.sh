@@ -2,7 +2,7 @@
 # Make docs/report.png and docs/people.png: run the labelled photos
 # (../shared/faces, or $FACEGRID_FACES) through a private local grid, search for
 # one person, cluster everyone, and render both pages with headless Chromium.
-#   scripts/screenshots.sh [WORK_DIR]      (default: a fresh temporary folder)
+#   scripts/screenshots.sh [WORK_DIR]      (default: /tmp/facegrid-screenshots, emptied first)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 faces="${FACEGRID_FACES:-$root/../shared/faces}"
@@ -11,15 +11,17 @@ faces="$(cd "$faces" && pwd)"
 chromium="$(command -v chromium || command -v chromium-browser || true)"
 [ -n "$chromium" ] || { echo "screenshots.sh: chromium is not installed (apt-get install chromium)" >&2; exit 2; }
 python="$root/.venv/bin/python"
-work="${1:-$(mktemp -d -t facegrid-shots.XXXXXX)}"
+work="${1:-/tmp/facegrid-screenshots}"
 mkdir -p "$work"
 work="$(cd "$work" && pwd)"
+rm -rf "$work/grid" "$work/matches" "$work/people" "$work/target" "$work/queuer.sqlite"  # a fresh run each time
 port="$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 db="$work/grid/facegrid.db"
 
 bash "$root/scripts/start-grid.sh" --dir "$work/grid" --port "$port" --workers 2 >/dev/null
 trap 'bash "$root/scripts/stop-grid.sh" --dir "$work/grid" --force >/dev/null' EXIT
-"$python" "$root/queuer.py" -q --beanstalkd "127.0.0.1:$port" --state "$work/queuer.sqlite" --requeue "$faces"
+rm -rf "$work/photos" && cp -r "$faces" "$work/photos"  # the pages show the copy's paths, not this checkout's
+"$python" "$root/queuer.py" -q --beanstalkd "127.0.0.1:$port" --state "$work/queuer.sqlite" --requeue "$work/photos"
 expected="$(($(wc -l <"$faces/labels.csv") - 1))"
 count() { "$python" -c 'import sqlite3, sys
 try: print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM images").fetchone()[0])
