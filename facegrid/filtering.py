@@ -126,7 +126,8 @@ def run_worker(settings: Settings, burst: bool, stopper: Stopper | None = None) 
     # results wait in beanstalkd's memory until the collector stores them: do not
     # take new photos while it is far behind
     results = Backlog(queue, b.people_tube, 2 * b.max_ready, stopper, recheck=20, waiting_for="the collector")
-    log.info("filter worker ready: %s -> %s on %s", b.images_tube, b.people_tube, queue.address)
+    log.info("filter worker ready: %s -> %s on %s; %s", b.images_tube, b.people_tube, queue.address,
+             engine.describe())
     while not stopper.stopping:
         results.wait()
         job = queue.reserve()
