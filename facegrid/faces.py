@@ -30,6 +30,7 @@ class Analysis:
     encodings: list[np.ndarray]
     clahe_applied: bool
     timings: dict[str, float]
+    upsample: int = 1  # the upsampling used for this photo
 
     def original_boxes(self) -> list[Box]:
         """Boxes in the upright original photo's pixels."""
@@ -61,8 +62,9 @@ def dlib_build() -> dict:
 def describe_build(build: dict, conf: Filter) -> str:
     """One line for the log: which encoder build, whether BLAS is on, which detector."""
     text = (f"encoder dlib {build['version']} from {build['dist']}, BLAS {'on' if build['blas'] else 'off'}, "
-            f"AVX {'on' if build['avx'] else 'off'}; detector {conf.model.upper()}, upsample {conf.upsample}, "
-            f"on a copy of at most {conf.detect_max_side or 'full size'} px")
+            f"AVX {'on' if build['avx'] else 'off'}; detector {conf.model.upper()}, upsample {conf.upsample}"
+            + (f" for photos up to {conf.upsample_max_side} px" if conf.upsample_max_side else "")
+            + f", on a copy of at most {conf.detect_max_side or 'full size'} px")
     if not build["blas"]:
         text += " (BLAS off: encodings about 5x slower; scripts/setup.sh builds the fast encoder)"
     return text
@@ -106,13 +108,19 @@ class FaceEngine:
         c = self.conf
         return 0 if c.detect_max_side == 0 else max(c.detect_max_side, c.annotate_max_side)
 
-    def detect(self, rgb: np.ndarray) -> tuple[list[Box], bool]:
+    def upsample_for(self, original_side: int) -> int:
+        """filter.upsample, unless the photo is larger than filter.upsample_max_side."""
+        c = self.conf
+        return c.upsample if not c.upsample_max_side or original_side <= c.upsample_max_side else 0
+
+    def detect(self, rgb: np.ndarray, original_side: int = 0) -> tuple[list[Box], bool]:
+        """Boxes in rgb's pixels; original_side is the photo's longest side (default: rgb's)."""
         c = self.conf
         small, f = imaging.shrink(rgb, c.detect_max_side)
         clahe = c.clahe == "on" or (c.clahe == "auto" and imaging.needs_clahe(small))
         if clahe:
             small = imaging.apply_clahe(small)
-        found = self.face_locations(small, c.upsample, c.model)
+        found = self.face_locations(small, self.upsample_for(original_side or max(rgb.shape[:2])), c.model)
         h, w = rgb.shape[:2]
         boxes = [(max(0, round(t / f)), min(w, round(r / f)), min(h, round(b / f)), max(0, round(l / f)))
                  for t, r, b, l in found]
@@ -134,10 +142,12 @@ class FaceEngine:
         decoded = imaging.decode(data, self.work_side(), self.conf.max_pixels)
         t1 = time.perf_counter()
         keepalive()
-        boxes, clahe = self.detect(decoded.rgb)
+        side = max(decoded.width, decoded.height)
+        boxes, clahe = self.detect(decoded.rgb, side)
         t2 = time.perf_counter()
         keepalive()
         encodings = self.encode(decoded.rgb, boxes)
         t3 = time.perf_counter()
         timings = {"decode_ms": (t1 - t0) * 1e3, "detect_ms": (t2 - t1) * 1e3, "encode_ms": (t3 - t2) * 1e3}
-        return Analysis(decoded, boxes, encodings, clahe, {k: round(v, 1) for k, v in timings.items()})
+        return Analysis(decoded, boxes, encodings, clahe, {k: round(v, 1) for k, v in timings.items()},
+                        self.upsample_for(side))

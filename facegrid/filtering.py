@@ -87,6 +87,7 @@ class FilterWorker:
             return Result(**base, status="error", error=f"{type(exc).__name__}: {exc}"[:300],
                           processed_at=time.time())
         base["settings"]["clahe_applied"] = a.clahe_applied
+        base["settings"]["upsample"] = a.upsample  # the one used: filter.upsample_max_side may skip it
         timings["total_ms"] = round((time.perf_counter() - started) * 1e3, 1)
         return Result(**base, status="ok" if faces else "no_faces", width=a.decoded.width,
                       height=a.decoded.height, faces=faces, annotated=annotated, timings=timings,

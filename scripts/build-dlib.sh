@@ -46,7 +46,8 @@ include="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 missing=()
 command -v g++ >/dev/null 2>&1 || missing+=(g++ make)
 [ -f "$include/Python.h" ] || missing+=(python3-dev)
-ls /usr/lib/*/libopenblas.so /usr/lib/libopenblas.so >/dev/null 2>&1 || missing+=(libopenblas-dev)
+compgen -G "/usr/lib/*/libopenblas.so" >/dev/null || compgen -G "/usr/lib/libopenblas.so" >/dev/null \
+    || missing+=(libopenblas-dev)
 if [ "${#missing[@]}" -gt 0 ]; then
     sudo_cmd=()
     [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo -n)
