@@ -131,10 +131,13 @@ def run_worker(settings: Settings, burst: bool, stopper: Stopper | None = None) 
              engine.describe())
     while not stopper.stopping:
         results.wait()
-        job = queue.reserve()
+        # burst: ask without waiting first, so the last worker exits as soon as the tube is drained
+        job = queue.reserve(timeout=0) if burst else None
         if job is None:
             if burst and tube_idle(queue, b.images_tube):
                 break
+            job = queue.reserve()
+        if job is None:
             continue
         try:
             worker.handle(job)

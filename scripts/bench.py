@@ -428,6 +428,36 @@ def fr_baseline(paths: list[Path]) -> tuple[float, dict[str, int]]:
 FAST_SMALL = ("--set", "filter.upsample_max_side=1024")  # the faster choice measured beside the defaults
 
 
+# The filter's per-photo work (FaceEngine.analyse, crops, annotated JPEG) in one process,
+# start-up included: run by this venv and by the dlib-bin venv, it shows what the build gives.
+PIPELINE_LOOP = """\
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from facegrid import imaging
+from facegrid.faces import FaceEngine
+from facegrid.settings import load
+conf = load().filter
+engine = FaceEngine(conf)
+counts = {}
+for path in sys.argv[2:]:
+    a = engine.analyse(open(path, "rb").read())
+    for box in a.boxes:
+        imaging.jpeg(imaging.crop(a.decoded.rgb, box, conf.crop_size), 85)
+    imaging.jpeg(imaging.annotate(a.decoded.rgb, a.boxes, conf.annotate_max_side), conf.annotate_quality)
+    counts[path] = len(a.boxes)
+print(json.dumps(counts))
+"""
+
+
+def pipeline_process(py: Path, paths: list[Path]) -> float:
+    t0 = time.perf_counter()
+    out = subprocess.run([str(py), "-c", PIPELINE_LOOP, str(ROOT), *map(str, paths)], capture_output=True,
+                         text=True, timeout=3600, cwd=ROOT)
+    if out.returncode:
+        raise RuntimeError(f"the pipeline loop in {py} failed: {out.stderr[-1500:]}")
+    return time.perf_counter() - t0
+
+
 def filter_process(ctx: Context, grid: "Grid", photos: Path, extra=()) -> tuple[float, GridRun, dict[str, int]]:
     """Wall seconds of one filter.py --workers 1 --burst over a queued folder (start-up included)."""
     grid.queue(photos)
@@ -452,7 +482,7 @@ def sec_defaults(ctx: Context) -> None:
     paths = sorted(photos.iterdir())
     want = {str(photos / r["path"].replace("/", "__")): r["faces"] for r in rows}
     grid = Grid(ctx, ctx.beanstalkd(), "defaults")
-    ours, theirs, stages, fast = [], [], [], []
+    ours, theirs, stages, fast, loops = [], [], [], [], []
     for i in range(ctx.sizes.repeats):
         t, fr_counts = fr_baseline(paths)
         theirs.append(t)
@@ -461,6 +491,7 @@ def sec_defaults(ctx: Context) -> None:
         stages.append(g.stage_ms())
         t, _, fast_counts = filter_process(ctx, grid, photos, FAST_SMALL)
         fast.append(t)
+        loops.append((pipeline_process(baseline_python(), paths), pipeline_process(Path(PY), paths)))
         log(f"defaults repeat {i + 1}: face_recognition {theirs[-1]:.1f} s, filter.py {ours[-1]:.1f} s, "
             f"with {FAST_SMALL[1]} {fast[-1]:.1f} s")
     n = len(rows)
@@ -486,6 +517,11 @@ def sec_defaults(ctx: Context) -> None:
     split = " / ".join(f"{med([s[k] for s in stages]):.0f}" for k in ("decode_ms", "detect_ms", "encode_ms",
                                                                      "annotate_ms"))
     rep.add("defaults", "filter.py: decode / detect / encode / annotate ms per photo", split)
+    on_bin, on_this = med([a for a, _ in loops]), med([b for _, b in loops])
+    rep.add("defaults", "the filter's pipeline in one process (no queue), on dlib-bin", f"{on_bin:.2f} s")
+    rep.add("defaults", "the filter's pipeline in one process (no queue), this venv", f"{on_this:.2f} s")
+    rep.add("defaults", "the pipeline: dlib-bin / this venv", f"{on_bin / on_this:.2f}x")
+    rep.add("defaults", "the pipeline on dlib-bin: speed-up over face_recognition", f"{med(theirs) / on_bin:.2f}x")
     fast_found = sum(min(fast_counts.get(p, 0), k) for p, k in want.items())
     rep.add("defaults", f"with {FAST_SMALL[1]}: labelled faces found", f"{fast_found}/{labelled_total}")
     rep.add("defaults", f"with {FAST_SMALL[1]}: speed-up over face_recognition",
