@@ -3,7 +3,7 @@
 A crash in dlib or OpenCV takes down one child, not the pool: the parent logs
 why and starts another (the job it held goes back to the tube when its
 connection closes). SIGTERM/SIGINT to the parent is passed on as SIGTERM, so
-each child finishes its current job; a second one ends them at once.
+each child finishes its current job; a second one ends them at once (SIGKILL).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from .settings import Settings
 log = logging.getLogger("facegrid.pool")
 
 # Peak RSS of one filter worker, measured by scripts/bench.py ("memory": about
-# 215 MB on a 24-megapixel JPEG with the default settings, as JPEGs decode at
-# the working size) plus headroom for photos decoded at full size (PNG, WebP).
+# 165 MB on a 24-megapixel JPEG with the default settings, as JPEGs decode at
+# the working size and only the models in use are loaded) plus headroom for
+# photos decoded at full size (PNG, WebP).
 WORKER_PEAK_BYTES = 512 * 1024 * 1024
 FATAL_CODES = (EXIT_USAGE, EXIT_QUEUE)  # a restart cannot fix these
 
@@ -72,9 +73,13 @@ def run_pool(settings: Settings, workers: int, burst: bool) -> int:
         stopping["n"] += 1
         log.info("got %s: asking %d worker(s) to %s", signal.Signals(signum).name, len(procs),
                  "finish their current job" if stopping["n"] == 1 else "exit now")
+        # A child's Python handler cannot run inside a long dlib call, so a second
+        # SIGTERM could wait for the call to end: the second request is SIGKILL.
+        # The job it held goes back to the tube when its connection closes.
+        sig = signal.SIGTERM if stopping["n"] == 1 else signal.SIGKILL
         for p in procs.values():
             if p.is_alive():
-                os.kill(p.pid, signal.SIGTERM)
+                os.kill(p.pid, sig)
 
     procs: dict[int, mp.Process] = {}
     restarts: dict[int, list[float]] = {}
