@@ -20,7 +20,7 @@ from .settings import Settings
 log = logging.getLogger("facegrid.pool")
 
 # Peak RSS of one filter worker, measured by scripts/bench.py ("memory": about
-# 165 MB on a 24-megapixel JPEG with the default settings, as JPEGs decode at
+# 150-165 MB on a 24-megapixel JPEG with the default settings, as JPEGs decode at
 # the working size and only the models in use are loaded) plus headroom for
 # photos decoded at full size (PNG, WebP).
 WORKER_PEAK_BYTES = 512 * 1024 * 1024
