@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
+from PIL import Image, ImageFilter, ImageOps  # noqa: E402
 
 from facegrid import envelope, imaging, settings as settings_mod, store  # noqa: E402
 
@@ -653,8 +653,6 @@ def make_canvases(engine) -> list[tuple[str, bytes, list]]:
     out = []
     for ci, (w, h) in enumerate(sizes):
         bg = imgs[srcs[(ci + 3) % len(srcs)]]
-        from PIL import ImageFilter
-
         canvas = bg.resize((w // 16, h // 16)).filter(ImageFilter.GaussianBlur(2)).resize(
             (w, h), Image.Resampling.BICUBIC)
         truth = []
