@@ -3,7 +3,8 @@
 A crash in dlib or OpenCV takes down one child, not the pool: the parent logs
 why and starts another (the job it held goes back to the tube when its
 connection closes). SIGTERM/SIGINT to the parent is passed on as SIGTERM, so
-each child finishes its current job; a second one ends them at once (SIGKILL).
+each child finishes its current job; a second one (not the same one delivered
+twice within 0.1 s) ends them at once (SIGKILL).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ log = logging.getLogger("facegrid.pool")
 # photos decoded at full size (PNG, WebP).
 WORKER_PEAK_BYTES = 512 * 1024 * 1024
 FATAL_CODES = (EXIT_USAGE, EXIT_QUEUE)  # a restart cannot fix these
+REPEAT_WINDOW = 0.1  # seconds: a stop signal repeated within this is the same request
 
 
 def available_memory() -> int:
@@ -67,10 +69,15 @@ def _child(settings: Settings, burst: bool, index: int) -> None:
 
 def run_pool(settings: Settings, workers: int, burst: bool) -> int:
     ctx = mp.get_context("fork")
-    stopping = {"n": 0}
+    stopping = {"n": 0, "at": 0.0}
 
     def on_signal(signum, frame):
+        now = time.monotonic()
+        if stopping["n"] == 1 and now - stopping["at"] < REPEAT_WINDOW:
+            log.info("got %s again at once: still finishing the current job", signal.Signals(signum).name)
+            return  # one request delivered twice (to the group and by a supervisor), not a second one
         stopping["n"] += 1
+        stopping["at"] = now
         log.info("got %s: asking %d worker(s) to %s", signal.Signals(signum).name, len(procs),
                  "finish their current job" if stopping["n"] == 1 else "exit now")
         # A child's Python handler cannot run inside a long dlib call, so a second
