@@ -13,6 +13,10 @@ examples:
   filter.py --beanstalkd 10.0.0.5:11300 --workers 2
   filter.py --burst                           process until the images tube is empty, then exit 0
   filter.py --model cnn --upsample 0          dlib's CNN detector instead of HOG
+  filter.py --upsample-max-side 1024          no upsampling for larger photos: faster, misses small faces
+
+At start each worker logs which dlib it runs (the fast build with BLAS, or the
+dlib-bin wheel) and its detector settings.
 
 Each worker is a process with its own beanstalkd connection; add filter hosts to
 go faster. SIGTERM or Ctrl-C: finish the current job, then exit 0; a second one
@@ -27,6 +31,8 @@ def main(argv=None) -> int:
     p.add_argument("--burst", action="store_true", help="exit 0 once the images tube is drained")
     p.add_argument("--model", choices=("hog", "cnn"), help="face detector")
     p.add_argument("--upsample", type=int, metavar="N", help="times dlib upsamples before detecting")
+    p.add_argument("--upsample-max-side", type=int, metavar="PX",
+                   help="upsample only photos at most this large (0: every photo)")
     p.add_argument("--detect-max-side", type=int, metavar="PX", help="detect on a copy this large (0: full size)")
     p.add_argument("--clahe", choices=("auto", "on", "off"), help="contrast boost for dark or flat photos")
     p.add_argument("--jitters", type=int, metavar="N", help="re-samplings per encoding (slower, steadier)")
@@ -35,6 +41,7 @@ def main(argv=None) -> int:
     cli.setup_logging(args)
     settings = cli.load_settings(args, {
         "filter.workers": args.workers, "filter.model": args.model, "filter.upsample": args.upsample,
+        "filter.upsample_max_side": args.upsample_max_side,
         "filter.detect_max_side": args.detect_max_side, "filter.clahe": args.clahe,
         "filter.jitters": args.jitters, "beanstalkd.ttr": args.ttr})
     from facegrid import pool

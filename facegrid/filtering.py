@@ -92,6 +92,7 @@ class FilterWorker:
             return Result(**base, status="error", error=f"{type(exc).__name__}: {exc}"[:300],
                           processed_at=time.time())
         base["settings"]["clahe_applied"] = a.clahe_applied
+        base["settings"]["upsample"] = a.upsample  # the one used: filter.upsample_max_side may skip it
         timings["total_ms"] = round((time.perf_counter() - started) * 1e3, 1)
         width, height = a.decoded.width, a.decoded.height
         original = (job.reencoded or {})
@@ -147,13 +148,17 @@ def run_worker(settings: Settings, burst: bool, stopper: Stopper | None = None) 
     # results wait in beanstalkd's memory until the collector stores them: do not
     # take new photos while it is far behind
     results = Backlog(queue, b.people_tube, 2 * b.max_ready, stopper, recheck=20, waiting_for="the collector")
-    log.info("filter worker ready: %s -> %s on %s", b.images_tube, b.people_tube, queue.address)
+    log.info("filter worker ready: %s -> %s on %s; %s", b.images_tube, b.people_tube, queue.address,
+             engine.describe())
     while not stopper.stopping:
         results.wait()
-        job = queue.reserve()
+        # burst: ask without waiting first, so the last worker exits as soon as the tube is drained
+        job = queue.reserve(timeout=0) if burst else None
         if job is None:
             if burst and tube_idle(queue, b.images_tube):
                 break
+            job = queue.reserve()
+        if job is None:
             continue
         try:
             worker.handle(job)

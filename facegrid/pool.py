@@ -3,7 +3,8 @@
 A crash in dlib or OpenCV takes down one child, not the pool: the parent logs
 why and starts another (the job it held goes back to the tube when its
 connection closes). SIGTERM/SIGINT to the parent is passed on as SIGTERM, so
-each child finishes its current job; a second one ends them at once.
+each child finishes its current job; a second one (not the same one delivered
+twice within 0.1 s) ends them at once (SIGKILL).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from .settings import Settings
 log = logging.getLogger("facegrid.pool")
 
 # Peak RSS of one filter worker, measured by scripts/bench.py ("memory"): about
-# 215 MB on a 24-megapixel JPEG (JPEGs decode at the working size), plus what a
+# 150-165 MB on a 24-megapixel JPEG (JPEGs decode at the working size, and only
+# the models in use are loaded), plus what a
 # photo that must be decoded at full size costs (PNG, WebP, TIFF). An RGBA PNG
 # of 144 megapixels peaked at 7.9 bytes per pixel above the base: its pixels, and
 # Pillow's premultiplied copy while it shrinks them. A worker may be handed a
@@ -29,6 +31,7 @@ WORKER_BASE_BYTES = 256 * 1024 * 1024
 WORKER_BYTES_PER_PIXEL = 8
 WORKER_PEAK_BYTES = 512 * 1024 * 1024  # the base with JPEG headroom: the least any worker is given
 FATAL_CODES = (EXIT_USAGE, EXIT_QUEUE)  # a restart cannot fix these
+REPEAT_WINDOW = 0.1  # seconds: a stop signal repeated within this is the same request
 
 
 def available_memory() -> int:
@@ -76,15 +79,24 @@ def _child(settings: Settings, burst: bool, index: int) -> None:
 
 def run_pool(settings: Settings, workers: int, burst: bool) -> int:
     ctx = mp.get_context("fork")
-    stopping = {"n": 0}
+    stopping = {"n": 0, "at": 0.0}
 
     def on_signal(signum, frame):
+        now = time.monotonic()
+        if stopping["n"] == 1 and now - stopping["at"] < REPEAT_WINDOW:
+            log.info("got %s again at once: still finishing the current job", signal.Signals(signum).name)
+            return  # one request delivered twice (to the group and by a supervisor), not a second one
         stopping["n"] += 1
+        stopping["at"] = now
         log.info("got %s: asking %d worker(s) to %s", signal.Signals(signum).name, len(procs),
                  "finish their current job" if stopping["n"] == 1 else "exit now")
+        # A child's Python handler cannot run inside a long dlib call, so a second
+        # SIGTERM could wait for the call to end: the second request is SIGKILL.
+        # The job it held goes back to the tube when its connection closes.
+        sig = signal.SIGTERM if stopping["n"] == 1 else signal.SIGKILL
         for p in procs.values():
             if p.is_alive():
-                os.kill(p.pid, signal.SIGTERM)
+                os.kill(p.pid, sig)
 
     procs: dict[int, mp.Process] = {}
     restarts: dict[int, list[float]] = {}

@@ -47,6 +47,7 @@ class Queuer:
 class Filter:
     model: str = "hog"
     upsample: int = 1
+    upsample_max_side: int = 0
     detect_max_side: int = 1024
     clahe: str = "auto"
     jitters: int = 1
@@ -116,6 +117,8 @@ class Settings:
             value = getattr(getattr(self, section), field)
             _check(value in allowed, key, value, "one of " + ", ".join(allowed))
         _check(0 <= f.upsample <= 3, "filter.upsample", f.upsample, "0, 1, 2 or 3")
+        _check(f.upsample_max_side >= 0, "filter.upsample_max_side", f.upsample_max_side,
+               "0 (upsample every photo) or a size in pixels")
         _check(f.detect_max_side == 0 or f.detect_max_side >= 160, "filter.detect_max_side",
                f.detect_max_side, "0 (full size) or at least 160 pixels")
         _check(f.annotate_max_side >= 64, "filter.annotate_max_side", f.annotate_max_side,

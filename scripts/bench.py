@@ -31,6 +31,7 @@ import math
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import socket
@@ -46,14 +47,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
+from PIL import Image, ImageFilter, ImageOps  # noqa: E402
 
 from facegrid import envelope, imaging, settings as settings_mod, store  # noqa: E402
 
 PY = sys.executable
 FACES = Path(os.environ.get("FACEGRID_FACES", ROOT.parent / "shared" / "faces"))
 DOCS = ROOT / "docs" / "benchmarks.md"
-SECTIONS = ("defaults", "overhead", "scaling", "collector", "memory", "search", "cli")
+SECTIONS = ("encoder", "defaults", "camera", "detection", "overhead", "scaling", "collector", "memory", "search",
+            "cli")
 MAX_JOB_SIZE = 16 * 1024 * 1024
 MB = 1024 * 1024
 RSS_WRAPPER = ("import resource, subprocess, sys\n"
@@ -105,6 +107,16 @@ class Report:
         lines = [head, "-" * len(head)]
         lines += [f"{r.section:<10} {r.measure:<58} {r.value:>14}  {r.target:<10} {r.verdict}" for r in self.rows]
         return "\n".join(lines)
+
+    def figures(self, conditions: str) -> dict:
+        """Every row as "section: measure" -> value (text), number (its first number), target, result."""
+        out = {}
+        for r in self.rows:
+            m = re.search(r"[-+]?\d[\d,]*\.?\d*", r.value)
+            number = float(m.group().replace(",", "")) if m else None
+            out[f"{r.section}: {r.measure}"] = {"value": r.value, "number": number, "target": r.target,
+                                               "result": r.verdict}
+        return {"command": self.command, "conditions": conditions, "figures": out}
 
     def markdown(self, conditions: str) -> str:
         out = [f"Command: `{self.command}`", "", conditions, "",
@@ -241,6 +253,15 @@ class GridRun:
     stored: list[float]  # stored_at
     pids: list[int]
     faces: int
+    timings: list[dict] = dataclasses.field(default_factory=list)  # each photo's stage timings
+
+    def stage_ms(self) -> dict[str, float]:
+        """Mean milliseconds per photo of each stage."""
+        keys = ("decode_ms", "detect_ms", "encode_ms", "annotate_ms", "total_ms")
+        return {k: sum(t.get(k, 0) for t in self.timings) / max(1, len(self.timings)) for k in keys}
+
+    def median_total_ms(self) -> float:
+        return med([t["total_ms"] for t in self.timings])
 
     @property
     def n(self) -> int:
@@ -273,8 +294,10 @@ def read_grid(db: Path) -> GridRun:
         conn.close()
     if errors:
         raise RuntimeError(f"{db}: {errors} photo(s) stored with status error")
-    starts = [p - json.loads(t)["total_ms"] / 1e3 for p, t, *_ in rows]
-    return GridRun(starts, [r[0] for r in rows], [r[2] for r in rows], [r[3] for r in rows], sum(r[4] for r in rows))
+    timings = [json.loads(t) for _, t, *_ in rows]
+    starts = [r[0] - t["total_ms"] / 1e3 for r, t in zip(rows, timings)]
+    return GridRun(starts, [r[0] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+                   sum(r[4] for r in rows), timings)
 
 
 class Grid:
@@ -296,9 +319,10 @@ class Grid:
         return in_netns(self.server.netns, script("collector.py", "--db", db, "--beanstalkd", self.server.address,
                                                   "--burst", "-q"))
 
-    def filters(self, workers: int, address: str | None = None, netns: str | None = None) -> list[str]:
+    def filters(self, workers: int, address: str | None = None, netns: str | None = None, extra=()) -> list[str]:
         return in_netns(netns or self.server.netns, script(
-            "filter.py", "--workers", workers, "--burst", "--beanstalkd", address or self.server.address, "-q"))
+            "filter.py", "--workers", workers, "--burst", "--beanstalkd", address or self.server.address, "-q",
+            *extra))
 
     def together(self, photos: Path, workers: int) -> GridRun:
         """queuer first, then filter and collector at the same time (the overhead run)."""
@@ -368,68 +392,347 @@ class Context:
 
 
 # -- 2. defaults ---------------------------------------------------------------------
-def fr_defaults(fr, path: Path) -> int:
-    """face_recognition's own way: full-size decode, upsample 1, encodings at full size."""
-    rgb = fr.load_image_file(str(path))
+# face_recognition's own defaults, as its users run them: full-size decode, HOG with
+# one upsample, encodings at full size; on the dlib-bin wheel, in a venv of its own.
+FR_LOOP = """\
+import json, sys
+import face_recognition as fr
+counts = {}
+for path in sys.argv[1:]:
+    rgb = fr.load_image_file(path)
     boxes = fr.face_locations(rgb)
     fr.face_encodings(rgb, boxes)
-    return len(boxes)
+    counts[path] = len(boxes)
+print(json.dumps(counts))
+"""
+
+
+def baseline_python() -> Path:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import baseline
+
+    return baseline.python()
+
+
+def fr_baseline(paths: list[Path]) -> tuple[float, dict[str, int]]:
+    """Wall seconds of one face_recognition process over paths (start-up included), faces per path."""
+    t0 = time.perf_counter()
+    out = subprocess.run([str(baseline_python()), "-c", FR_LOOP, *map(str, paths)], capture_output=True,
+                         text=True, timeout=3600)
+    took = time.perf_counter() - t0
+    if out.returncode:
+        raise RuntimeError(f"face_recognition on dlib-bin failed: {out.stderr[-1500:]}")
+    return took, json.loads(out.stdout)
+
+
+FAST_SMALL = ("--set", "filter.upsample_max_side=1024")  # the faster choice measured beside the defaults
+
+
+# The filter's per-photo work (FaceEngine.analyse, crops, annotated JPEG) in one process,
+# start-up included: run by this venv and by the dlib-bin venv, it shows what the build gives.
+PIPELINE_LOOP = """\
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from facegrid import imaging
+from facegrid.faces import FaceEngine
+from facegrid.settings import load
+conf = load().filter
+engine = FaceEngine(conf)
+counts = {}
+for path in sys.argv[2:]:
+    a = engine.analyse(open(path, "rb").read())
+    for box in a.boxes:
+        imaging.jpeg(imaging.crop(a.decoded.rgb, box, conf.crop_size), 85)
+    imaging.jpeg(imaging.annotate(a.decoded.rgb, a.boxes, conf.annotate_max_side), conf.annotate_quality)
+    counts[path] = len(a.boxes)
+print(json.dumps(counts))
+"""
+
+
+def pipeline_process(py: Path, paths: list[Path]) -> float:
+    t0 = time.perf_counter()
+    out = subprocess.run([str(py), "-c", PIPELINE_LOOP, str(ROOT), *map(str, paths)], capture_output=True,
+                         text=True, timeout=3600, cwd=ROOT)
+    if out.returncode:
+        raise RuntimeError(f"the pipeline loop in {py} failed: {out.stderr[-1500:]}")
+    return time.perf_counter() - t0
+
+
+def filter_process(ctx: Context, grid: "Grid", photos: Path, extra=()) -> tuple[float, GridRun, dict[str, int]]:
+    """Wall seconds of one filter.py --workers 1 --burst over a queued folder (start-up included)."""
+    grid.queue(photos)
+    db = grid.folder / f"run{grid.runs}.db"
+    took = run(grid.filters(1, extra=extra), grid.folder / "grid.log")
+    run(grid.collector(db), grid.folder / "grid.log")
+    conn = sqlite3.connect(str(db))
+    try:
+        counts = dict(conn.execute("SELECT path, face_count FROM images"))
+    finally:
+        conn.close()
+    return took, read_grid(db), counts
+
+
+def sec_defaults(ctx: Context) -> None:
+    rep = ctx.report
+    rows = labelled(ctx.sizes.labelled_step)
+    photos = ctx.tmp / "labelled"
+    photos.mkdir(exist_ok=True)
+    for r in rows:
+        shutil.copy(FACES / r["path"], photos / r["path"].replace("/", "__"))
+    paths = sorted(photos.iterdir())
+    want = {str(photos / r["path"].replace("/", "__")): r["faces"] for r in rows}
+    grid = Grid(ctx, ctx.beanstalkd(), "defaults")
+    ours, theirs, stages, fast, loops = [], [], [], [], []
+    for i in range(ctx.sizes.repeats):
+        t, fr_counts = fr_baseline(paths)
+        theirs.append(t)
+        t, g, our_counts = filter_process(ctx, grid, photos)
+        ours.append(t)
+        stages.append(g.stage_ms())
+        t, _, fast_counts = filter_process(ctx, grid, photos, FAST_SMALL)
+        fast.append(t)
+        loops.append((pipeline_process(baseline_python(), paths), pipeline_process(Path(PY), paths)))
+        log(f"defaults repeat {i + 1}: face_recognition {theirs[-1]:.1f} s, filter.py {ours[-1]:.1f} s, "
+            f"with {FAST_SMALL[1]} {fast[-1]:.1f} s")
+    n = len(rows)
+    f = ctx.settings.filter
+    rep.add("defaults", f"face_recognition defaults on dlib-bin, one process, {n} labelled photos",
+            f"{med(theirs):.2f} s")
+    rep.add("defaults", f"filter.py --workers 1 at the defaults (max side {f.detect_max_side}, upsample "
+            f"{f.upsample}), start-up included", f"{med(ours):.2f} s")
+    labelled_total = sum(want.values())
+    fr_found = sum(min(fr_counts.get(p, 0), k) for p, k in want.items())
+    our_found = sum(min(our_counts.get(p, 0), k) for p, k in want.items())
+    rep.add("defaults", "labelled faces found: face_recognition", f"{fr_found}/{labelled_total}")
+    rep.add("defaults", "labelled faces found: filter.py", f"{our_found}/{labelled_total}", ">= fr's",
+            our_found >= fr_found)
+    same = sum(our_counts.get(p) == k for p, k in want.items())
+    rep.add("defaults", "photos with the labelled face count: filter.py", f"{same}/{n}", f"{n}/{n}", same == n)
+    for p, k in want.items():
+        if our_counts.get(p) != k:
+            log(f"defaults: {Path(p).name}: found {our_counts.get(p)} face(s), labels.csv says {k}")
+    ratio = med(theirs) / med(ours)
+    rep.add("defaults", "speed-up: face_recognition on dlib-bin / filter.py", f"{ratio:.2f}x", ">= 4x",
+            ratio >= 4)
+    split = " / ".join(f"{med([s[k] for s in stages]):.0f}" for k in ("decode_ms", "detect_ms", "encode_ms",
+                                                                     "annotate_ms"))
+    rep.add("defaults", "filter.py: decode / detect / encode / annotate ms per photo", split)
+    on_bin, on_this = med([a for a, _ in loops]), med([b for _, b in loops])
+    rep.add("defaults", "the filter's pipeline in one process (no queue), on dlib-bin", f"{on_bin:.2f} s")
+    rep.add("defaults", "the filter's pipeline in one process (no queue), this venv", f"{on_this:.2f} s")
+    rep.add("defaults", "the pipeline: dlib-bin / this venv", f"{on_bin / on_this:.2f}x")
+    rep.add("defaults", "the pipeline on dlib-bin: speed-up over face_recognition", f"{med(theirs) / on_bin:.2f}x")
+    fast_found = sum(min(fast_counts.get(p, 0), k) for p, k in want.items())
+    rep.add("defaults", f"with {FAST_SMALL[1]}: labelled faces found", f"{fast_found}/{labelled_total}")
+    rep.add("defaults", f"with {FAST_SMALL[1]}: speed-up over face_recognition",
+            f"{med(theirs) / med(fast):.2f}x")
+    decode_rows(ctx, [p.read_bytes() for p in paths if p.suffix.lower() in (".jpg", ".jpeg")], "labelled JPEGs")
+    decode_rows(ctx, [make_big_jpeg(ctx.tmp / "24mp.jpg").read_bytes()], "24 MP JPEG")
+
+
+# -- the encoder build ---------------------------------------------------------------
+ENCODER_PROBE = """\
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from facegrid import imaging
+from facegrid.faces import FaceEngine
+from facegrid.settings import Filter
+engine = FaceEngine(Filter())
+enc, det = [], []
+for path in sys.argv[3:]:
+    rgb = imaging.decode(open(path, "rb").read(), engine.work_side(), engine.conf.max_pixels).rgb
+    small, _ = imaging.shrink(rgb, engine.conf.detect_max_side)
+    for _ in range(int(sys.argv[2])):
+        t0 = time.perf_counter()
+        found = engine.face_locations(small, engine.conf.upsample, "hog")
+        det.append(time.perf_counter() - t0)
+    boxes = engine.detect(rgb)[0]
+    for _ in range(int(sys.argv[2])):
+        t0 = time.perf_counter()
+        engine.encode(rgb, boxes)
+        enc.append((time.perf_counter() - t0) / max(1, len(boxes)))
+print(json.dumps({"build": engine.describe(), "blas": engine.build["blas"], "encode": enc, "detect": det}))
+"""
+
+
+def sec_encoder(ctx: Context) -> None:
+    """Encoding and HOG time of this venv's dlib against the dlib-bin wheel, same photos, one core."""
+    rows = [r for r in labelled() if r["faces"]][:: max(1, 3 * ctx.sizes.labelled_step)]
+    paths = [str(FACES / r["path"]) for r in rows]
+    reps = str(max(3, ctx.sizes.repeats))
+    out = {}
+    for name, py in (("this venv", Path(PY)), ("dlib-bin", baseline_python())):
+        proc = subprocess.run([str(py), "-c", ENCODER_PROBE, str(ROOT), reps, *paths], capture_output=True,
+                              text=True, timeout=1800)
+        if proc.returncode:
+            raise RuntimeError(f"encoder probe in {name} failed: {proc.stderr[-1500:]}")
+        out[name] = json.loads(proc.stdout)
+    rep, mine, theirs = ctx.report, out["this venv"], out["dlib-bin"]
+    rep.add("encoder", "this venv's dlib", mine["build"].split(";")[0])
+    rep.add("encoder", "BLAS on in this venv's dlib", "yes" if mine["blas"] else "no", "yes", mine["blas"])
+    rep.add("encoder", f"encoding per face, dlib-bin wheel ({len(paths)} photos)",
+            f"{med(theirs['encode']) * 1e3:.1f} ms")
+    rep.add("encoder", "encoding per face, this venv", f"{med(mine['encode']) * 1e3:.1f} ms")
+    rep.add("encoder", "encoding speed-up over dlib-bin", f"{med(theirs['encode']) / med(mine['encode']):.2f}x")
+    rep.add("encoder", "HOG at the defaults per photo, dlib-bin wheel", f"{med(theirs['detect']) * 1e3:.0f} ms")
+    rep.add("encoder", "HOG at the defaults per photo, this venv", f"{med(mine['detect']) * 1e3:.0f} ms")
+
+
+# -- a camera photo ------------------------------------------------------------------
+def make_camera_photos(folder: Path, n: int) -> list[Path]:
+    """n 12-megapixel (4000x3000) JPEGs with one face, every sha256 different."""
+    folder.mkdir(parents=True, exist_ok=True)
+    src = ImageOps.exif_transpose(Image.open(FACES / "people/obama/obama_1080p.jpg")).convert("RGB")
+    big = ImageOps.fit(src, (4000, 3000), Image.Resampling.BICUBIC)
+    out = []
+    for i in range(n):
+        path = folder / f"camera-{i:02d}.jpg"
+        big.save(path, "JPEG", quality=88 + i % 8, comment=f"copy {i}".encode())
+        out.append(path)
+    return out
+
+
+def sec_camera(ctx: Context) -> None:
+    folder = ctx.tmp / "camera"
+    make_camera_photos(folder, max(6, ctx.sizes.photos // 8))
+    grid = Grid(ctx, ctx.beanstalkd(), "camera")
+    per, totals, faces, fast = [], [], [], []
+    for _ in range(ctx.sizes.repeats):
+        _, g, counts = filter_process(ctx, grid, folder)
+        per.append(1 / g.filter_rate())
+        totals.append(g.median_total_ms())
+        faces.append(sum(counts.values()) / len(counts))
+        stages = grid_stage(grid)
+        _, g, _ = filter_process(ctx, grid, folder, FAST_SMALL)
+        fast.append(1 / g.filter_rate())
+    rep = ctx.report
+    rep.add("camera", "12 MP JPEG with one face: faces found per photo", f"{med(faces):.2f}", "1", med(faces) == 1)
+    rep.add("camera", "12 MP JPEG: the worker's own time per photo (median)", f"{med(totals):.0f} ms")
+    v = med(per) * 1e3
+    rep.add("camera", "12 MP JPEG, 1 filter worker, first start -> last done, per photo", f"{v:.0f} ms",
+            "<= 150 ms", v <= 150)
+    rep.add("camera", "12 MP JPEG: decode / detect / encode / annotate ms per photo",
+            " / ".join(f"{v:.0f}" for v in stages))
+    rep.add("camera", f"12 MP JPEG with {FAST_SMALL[1]}, per photo", f"{med(fast) * 1e3:.0f} ms")
+
+
+def grid_stage(grid: "Grid") -> list[float]:
+    db = grid.folder / f"run{grid.runs}.db"
+    s = read_grid(db).stage_ms()
+    return [s[k] for k in ("decode_ms", "detect_ms", "encode_ms", "annotate_ms")]
+
+
+# -- detection: recall against time ----------------------------------------------------
+LFW = Path(os.environ.get("FACEGRID_LFW", ROOT.parent / "shared" / "lfw-dev"))
+DETECT_CONFIGS = [("hog", 1024, 1), ("hog", 1024, 0), ("hog", 1536, 0), ("hog", 2048, 0), ("hog", 640, 1),
+                  ("hog", 1280, 1), ("hog", 3072, 0), ("hog", 2048, 1)]
+DEFAULT_DETECT = ("hog", 1024, 1)
+
+
+def same_face(a, b) -> bool:
+    """Two boxes are one face: each centre inside the other box, sizes within 2x."""
+    (t1, r1, b1, l1), (t2, r2, b2, l2) = a, b
+    cy1, cx1, cy2, cx2 = (t1 + b1) / 2, (l1 + r1) / 2, (t2 + b2) / 2, (l2 + r2) / 2
+    return (t2 <= cy1 <= b2 and l2 <= cx1 <= r2 and t1 <= cy2 <= b1 and l1 <= cx2 <= r1
+            and 0.5 < (b1 - t1) / max(1, b2 - t2) < 2)
+
+
+def found(truth, boxes) -> int:
+    return sum(any(same_face(t, b) for b in boxes) for t in truth)
+
+
+def make_canvases(engine) -> list[tuple[str, bytes, list]]:
+    """Group and single photos scaled down and placed on 12 and 24 MP canvases: camera photos with
+    small faces. Truth: each source's full-size, one-upsample HOG boxes, moved and scaled."""
+    rng = random.Random(3)
+    srcs = ["groups/obama_and_biden.jpg", "groups/two_people.jpg", "groups/kit_with_rose.jpg",
+            "people/obama/obama_720p.jpg", "people/biden/biden2.jpg", "people/rose_leslie/img1.jpg"]
+    imgs = {s: ImageOps.exif_transpose(Image.open(FACES / s)).convert("RGB") for s in srcs}
+    boxes = {s: engine.face_locations(np.asarray(im), 1, "hog") for s, im in imgs.items()}
+    sizes = [(4000, 3000), (6000, 4000), (4000, 3000), (6000, 4000), (3000, 4000), (4000, 3000)]
+    out = []
+    for ci, (w, h) in enumerate(sizes):
+        bg = imgs[srcs[(ci + 3) % len(srcs)]]
+        canvas = bg.resize((w // 16, h // 16)).filter(ImageFilter.GaussianBlur(2)).resize(
+            (w, h), Image.Resampling.BICUBIC)
+        truth = []
+        for k, src in enumerate(rng.sample(srcs, 4)):
+            img = imgs[src]
+            face = float(np.median([b - t for t, r, b, l in boxes[src]]))
+            sc = [60, 90, 130, 200, 300, 45][(ci + k) % 6] * w / 4000 / face  # face sizes in canvas pixels
+            sc = min(sc, (w // 2) / img.width, (h // 2) / img.height)
+            piece = img.resize((round(img.width * sc), round(img.height * sc)), Image.Resampling.LANCZOS)
+            px = (k % 2) * (w // 2) + rng.randint(0, w // 2 - piece.width)
+            py = (k // 2) * (h // 2) + rng.randint(0, h // 2 - piece.height)
+            canvas.paste(piece, (px, py))
+            truth += [(round(t * sc) + py, round(r * sc) + px, round(b * sc) + py, round(l * sc) + px)
+                      for t, r, b, l in boxes[src]]
+        buf = io.BytesIO()
+        canvas.save(buf, "JPEG", quality=90)
+        out.append((f"canvas{ci}-{w}x{h}", buf.getvalue(), truth))
+    return out
+
+
+def detect_once(engine, data: bytes, model: str, side: int, up: int, reps: int) -> tuple[list, float]:
+    """Boxes in original pixels and the best wall time of decode + detect at (side, upsample)."""
+    best = math.inf
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        d = imaging.decode(data, side, 1 << 40)
+        rects = engine.face_locations(d.rgb, up, model)
+        best = min(best, time.perf_counter() - t0)
+    return [tuple(round(v / d.scale) for v in b) for b in rects], best
+
+
+def sec_detection(ctx: Context) -> None:
+    """Recall of labelled faces against time for sizes and upsampling, on three photo sets."""
+    engine, rep = ctx.engine(), ctx.report
+    sets = {"labelled": [(r["path"], (FACES / r["path"]).read_bytes(), None) for r in labelled()]}
+    if (LFW / "labels.csv").exists():
+        with open(LFW / "labels.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        step = max(1, len(rows) // ctx.args.lfw)
+        sets["lfw"] = [(r["path"], (LFW / r["path"]).read_bytes(), "centre") for r in rows[::step][:ctx.args.lfw]]
+    else:
+        log(f"detection: {LFW} not found: the LFW rows are left out")
+    sets["camera"] = make_canvases(engine)
+    configs = DETECT_CONFIGS if not ctx.args.quick else DETECT_CONFIGS[:4]
+    extra = {"labelled": [("hog", 0, 1), ("hog", 0, 0)],  # full size: labels.csv's counts come from (0, 1)
+             "lfw": [("hog", 1024, 2), ("cnn", 1024, 0), ("cnn", 1024, 1)]}  # HOG vs CNN on small photos
+    for name, items in sets.items():
+        reps = 1 if name == "camera" else 2
+        results = {}
+        for cfg in configs + extra.get(name, []):
+            log(f"detection: {name}: {cfg}")
+            results[cfg] = [detect_once(engine, data, *cfg, reps) for _, data, _ in items]
+        base = [b for b, _ in results[DEFAULT_DETECT]]
+        # "upsample only when small": one upsample for photos up to 1024 px, none above
+        small = [max(Image.open(io.BytesIO(d)).size) <= 1024 for _, d, _ in items]
+        results[("hog", 1024, "only <= 1024 px")] = [
+            results[DEFAULT_DETECT][i] if small[i] else results[("hog", 1024, 0)][i] for i in range(len(items))]
+        for cfg, per in results.items():
+            boxes = [b for b, _ in per]
+            ms = sum(t for _, t in per) / len(per) * 1e3
+            lost = sum(len(b0) - found(b0, b) for b0, b in zip(base, boxes))
+            if name == "lfw":
+                hit = sum(any(b[0] <= 75 <= b[2] and b[3] <= 75 <= b[1] for b in bx) for bx in boxes)
+                total = len(items)
+            else:
+                truth = [t if t is not None else b0 for (_, _, t), b0 in zip(items, base)]
+                if name == "labelled":  # labels.csv: full size, one upsample
+                    truth = [b for b, _ in results.get(("hog", 0, 1), [])] or truth
+                hit, total = sum(found(t, b) for t, b in zip(truth, boxes)), sum(len(t) for t in truth)
+            model, side, up = cfg
+            label = f"{model} {side} px, upsample {up}"
+            ok = None if cfg != DEFAULT_DETECT else lost == 0
+            rep.add("detection", f"{name} ({len(items)}): {label}: found / lost vs defaults / ms",
+                    f"{hit}/{total} / {lost} / {ms:.0f}", "", ok)
 
 
 def timed_set(fn, items) -> tuple[float, list]:
     t0 = time.perf_counter()
     out = [fn(x) for x in items]
     return time.perf_counter() - t0, out
-
-
-def sec_defaults(ctx: Context) -> None:
-    rep, engine = ctx.report, ctx.engine()
-    rows = labelled(ctx.sizes.labelled_step)
-    paths = [FACES / r["path"] for r in rows]
-    datas = [p.read_bytes() for p in paths]
-    ours, theirs, stages = [], [], []
-    for _ in range(ctx.sizes.repeats):
-        t, analyses = timed_set(engine.analyse, datas)
-        ours_counts = [len(a.boxes) for a in analyses]
-        stages.append({k: sum(a.timings[k] for a in analyses) / len(datas) for k in analyses[0].timings})
-        ours.append(t)
-        t, their_counts = timed_set(lambda p: fr_defaults(engine.fr, p), paths)
-        theirs.append(t)
-    n = len(rows)
-    want = [r["faces"] for r in rows]
-    same = sum(a == b for a, b in zip(ours_counts, want))
-    same_fr = sum(a == b for a, b in zip(their_counts, want))
-    f = ctx.settings.filter
-    rep.add("defaults", f"face_recognition defaults, per photo ({n} labelled)", f"{med(theirs) / n * 1e3:.0f} ms")
-    rep.add("defaults", f"facegrid defaults (max side {f.detect_max_side}, upsample {f.upsample}), per photo",
-            f"{med(ours) / n * 1e3:.0f} ms")
-    rep.add("defaults", "photos with the labelled face count: face_recognition", f"{same_fr}/{n}")
-    rep.add("defaults", "photos with the labelled face count: facegrid defaults", f"{same}/{n}", f"{n}/{n}", same == n)
-    for r, got in zip(rows, ours_counts):
-        if got != r["faces"]:
-            log(f"defaults: {r['path']}: found {got} face(s), labels.csv says {r['faces']}")
-    ratio = med(theirs) / med(ours)
-    rep.add("defaults", "speed-up of the defaults (face_recognition / facegrid)", f"{ratio:.2f}x", ">= 2.5x", ratio >= 2.5)
-    split = " / ".join(f"{med([s[k] for s in stages]):.0f}" for k in ("decode_ms", "detect_ms", "encode_ms"))
-    rep.add("defaults", "facegrid defaults: decode / detect / encode ms per photo", split)
-    for side in ctx.args.sweep:
-        smaller = smaller_side(ctx, side, rows, datas)
-        rep.add("defaults", f"detect_max_side {side}: labelled counts, speed-up vs face_recognition",
-                f"{smaller[0]}/{n} {med(theirs) / smaller[1]:.2f}x")
-    decode_rows(ctx, [d for p, d in zip(paths, datas) if p.suffix.lower() in (".jpg", ".jpeg")], "labelled JPEGs")
-    decode_rows(ctx, [make_big_jpeg(ctx.tmp / "24mp.jpg").read_bytes()], "24 MP JPEG")
-
-
-def smaller_side(ctx: Context, side: int, rows: list[dict], datas: list[bytes]) -> tuple[int, float]:
-    """Labelled counts matched and median seconds for the set, detecting on a smaller copy."""
-    from facegrid.faces import FaceEngine
-
-    engine = FaceEngine(dataclasses.replace(ctx.settings.filter, detect_max_side=side))
-    times = []
-    for _ in range(ctx.sizes.repeats):
-        t, counts = timed_set(lambda d: len(engine.analyse(d).boxes), datas)
-        times.append(t)
-    return sum(c == r["faces"] for c, r in zip(counts, rows)), med(times)
 
 
 def full_decode(data: bytes, side: int) -> np.ndarray:
@@ -457,8 +760,8 @@ def decode_rows(ctx: Context, datas: list[bytes], what: str) -> None:
 # -- 1. overhead ----------------------------------------------------------------------
 def bare_loop(ctx: Context, paths: list[Path]) -> float:
     """decode at the working size, detect, encode: the limit one process can reach."""
-    fr, f = ctx.engine().fr, ctx.settings.filter
-    side = ctx.engine().work_side()
+    engine, f = ctx.engine(), ctx.settings.filter
+    side = engine.work_side()
     t0 = time.perf_counter()
     for p in paths:
         img = Image.open(p)
@@ -469,8 +772,8 @@ def bare_loop(ctx: Context, paths: list[Path]) -> float:
         if side:
             img.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
         rgb = np.asarray(img)
-        boxes = fr.face_locations(rgb, number_of_times_to_upsample=f.upsample, model=f.model)
-        fr.face_encodings(rgb, known_face_locations=boxes, num_jitters=f.jitters)
+        boxes = engine.face_locations(rgb, f.upsample, f.model)
+        engine.encode(rgb, boxes)
     return (time.perf_counter() - t0) / len(paths)
 
 
@@ -903,7 +1206,8 @@ def sec_cli(ctx: Context) -> None:
 
 
 # -- main ------------------------------------------------------------------------------
-RUNNERS = {"defaults": sec_defaults, "overhead": sec_overhead, "scaling": sec_scaling, "collector": sec_collector,
+RUNNERS = {"encoder": sec_encoder, "defaults": sec_defaults, "camera": sec_camera, "detection": sec_detection,
+           "overhead": sec_overhead, "scaling": sec_scaling, "collector": sec_collector,
            "memory": sec_memory, "search": sec_search, "cli": sec_cli}
 
 
@@ -940,15 +1244,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, metavar="N", help="repeats per measurement (median is printed)")
     p.add_argument("--photos", type=int, metavar="N", help="jobs in the replicated workload")
     p.add_argument("--faces", type=int, metavar="N", help="synthetic faces in the search store")
-    p.add_argument("--sweep", type=lambda v: [int(x) for x in v.split(",") if x], metavar="PX[,PX]",
-                   help="smaller detect_max_side values to time in 'defaults' (default 800,640; --quick: 640)")
+    p.add_argument("--lfw", type=int, metavar="N", help="LFW photos in the detection section (default 300; "
+                   "--quick: 60)")
+    p.add_argument("--json", action="store_true", help="end with one JSON object of every figure (last line)")
     p.add_argument("--scale-workers", type=int, default=2, metavar="N", help="filter processes to compare with 1")
     p.add_argument("--tmp", metavar="DIR", help="where to make the temporary folder (default: the system's)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, databases)")
     p.add_argument("--write-docs", action="store_true", help=f"write the table into {DOCS.relative_to(ROOT)}")
     args = p.parse_args(argv)
-    if args.sweep is None:
-        args.sweep = [640] if args.quick else [800, 640]
+    if args.lfw is None:
+        args.lfw = 60 if args.quick else 300
     args.sections = SECTIONS if not args.only else tuple(s.strip() for s in args.only.split(","))
     bad = [s for s in args.sections if s not in SECTIONS]
     if bad:
@@ -986,6 +1291,8 @@ def main(argv: list[str] | None = None) -> int:
     print(cond)
     if args.write_docs:
         write_docs(report.markdown(cond))
+    if args.json:
+        print(json.dumps(report.figures(cond)))
     return 1 if failed or any(r.verdict == "FAIL" for r in report.rows) else 0
 
 
