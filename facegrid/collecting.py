@@ -48,7 +48,7 @@ class Collector:
         except BadJob as exc:
             return bury(self.queue, job, job_stats(self.queue, job), f"bad result job: {exc}")
         except Exception as exc:  # the door must hold whatever the bytes: bury, never crash
-            log.exception("job %s: decode failed unexpectedly", job.id)
+            log.error("job %s: decode failed unexpectedly: %s: %s", job.id, type(exc).__name__, exc)
             return bury(self.queue, job, job_stats(self.queue, job),
                         f"bad result job: {type(exc).__name__}: {exc}"[:300])
         self.batch.append((job, result))
