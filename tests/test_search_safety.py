@@ -181,6 +181,10 @@ def test_a_stored_blob_that_is_not_a_jpeg_is_skipped_and_named(faces_db, target,
     people = run_script("search.py", "--people", "--db", db, "--out", tmp_path / "people")
     assert people.returncode == 0 and "Traceback" not in people.stderr, people.stderr[-2000:]
     assert any(path in ln and "not a readable JPEG" in ln for ln in people.stderr.splitlines())
+    export = run_script("search.py", "--export", tmp_path / "export", "--db", db)
+    assert export.returncode == 0 and "Traceback" not in export.stderr, export.stderr[-2000:]
+    assert any(image_id in ln and "not a readable JPEG" in ln for ln in export.stderr.splitlines())
+    assert not (tmp_path / "export" / f"{image_id}.jpg").exists() and any((tmp_path / "export").glob("*.jpg"))
 
 
 # hostile stored text ----------------------------------------------------------------------------
