@@ -3,7 +3,8 @@
 A crash in dlib or OpenCV takes down one child, not the pool: the parent logs
 why and starts another (the job it held goes back to the tube when its
 connection closes). SIGTERM/SIGINT to the parent is passed on as SIGTERM, so
-each child finishes its current job; a second one ends them at once.
+each child finishes its current job; a second one ends them at once (SIGKILL:
+two SIGTERMs that reach a child inside one long C call would merge into one).
 """
 
 from __future__ import annotations
@@ -82,9 +83,12 @@ def run_pool(settings: Settings, workers: int, burst: bool) -> int:
         stopping["n"] += 1
         log.info("got %s: asking %d worker(s) to %s", signal.Signals(signum).name, len(procs),
                  "finish their current job" if stopping["n"] == 1 else "exit now")
+        # the second time SIGKILL: two SIGTERMs that reach a worker inside one long dlib call
+        # merge into one, and it would finish its photo instead of exiting at once
+        sig = signal.SIGTERM if stopping["n"] == 1 else signal.SIGKILL
         for p in procs.values():
             if p.is_alive():
-                os.kill(p.pid, signal.SIGTERM)
+                os.kill(p.pid, sig)
 
     procs: dict[int, mp.Process] = {}
     restarts: dict[int, list[float]] = {}
