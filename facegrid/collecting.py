@@ -48,7 +48,7 @@ class Collector:
         except BadJob as exc:
             return bury(self.queue, job, job_stats(self.queue, job), f"bad result job: {exc}")
         except Exception as exc:  # the door must hold whatever the bytes: bury, never crash
-            log.exception("job %s: decode failed unexpectedly", job.id)
+            log.error("job %s: decode failed unexpectedly: %s: %s", job.id, type(exc).__name__, exc)
             return bury(self.queue, job, job_stats(self.queue, job),
                         f"bad result job: {type(exc).__name__}: {exc}"[:300])
         self.batch.append((job, result))
@@ -115,8 +115,8 @@ def run_collector(settings: Settings, db_path: str, burst: bool, stopper: Stoppe
     keys = envelope.load_keys(settings.grid.key_file)  # a bad key file stops us before anything is made
     if keys is None:
         log.warning("%s", envelope.UNSIGNED_WARNING)
-    db = store.open_db(db_path, threads=True)  # a database that is not ours: exit 2 before connecting
     queue = Queue(b, watch=(b.people_tube,), should_stop=stopper).connect()
+    db = store.open_db(db_path, threads=True)  # another program's database: exit 2, left untouched
     col = Collector(settings, queue, db, keys)
     rate = RateLog(log, "results stored", c.log_every)
     log.info("collector ready: %s -> %s on %s", b.people_tube, db_path, queue.address)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import io
 import json
 import math
 import os
@@ -325,21 +324,33 @@ def _reencoded(header: dict) -> dict | None:
     return out
 
 
-def _jpeg(data: bytes, what: str) -> bytes:
-    """A blob that claims to be a JPEG: its markers, and a header Pillow accepts with sane sides."""
-    if not (data.startswith(JPEG_SOI) and data.rstrip(b"\0").endswith(JPEG_EOI)):
-        raise BadJob(f"{what} is not a JPEG (starts {data[:8]!r}, or has no end marker)")
-    from PIL import Image, UnidentifiedImageError
+SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start of frame: holds the sides
 
-    try:
-        with Image.open(io.BytesIO(data), formats=("JPEG",)) as img:
-            w, h = img.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error,
-            Image.DecompressionBombError) as exc:
-        raise BadJob(f"{what} is not a readable JPEG ({str(exc)[:80]})") from None
-    if not (0 < w <= MAX_THUMB_SIDE and 0 < h <= MAX_THUMB_SIDE):
-        raise BadJob(f"{what} declares {w}x{h} pixels, over {MAX_THUMB_SIDE} on a side")
-    return data
+
+def _jpeg(data: bytes, what: str) -> bytes:
+    """A blob that claims to be a JPEG: start and end markers, and marker segments up to a
+    start-of-frame with sane sides. (A walk over the segment headers: a few microseconds, where
+    Pillow's parser took 85; search.py still decodes before it uses a blob.)"""
+    if not (data.startswith(JPEG_SOI) and data.endswith(JPEG_EOI)):
+        raise BadJob(f"{what} is not a JPEG (starts {data[:8]!r}, or has no end marker)")
+    pos, end = 2, len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            raise BadJob(f"{what} is not a readable JPEG (no marker at byte {pos})")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker in SOF_MARKERS and length >= 8 and pos + 9 <= end:
+            h, w = int.from_bytes(data[pos + 5:pos + 7], "big"), int.from_bytes(data[pos + 7:pos + 9], "big")
+            if not (0 < w <= MAX_THUMB_SIDE and 0 < h <= MAX_THUMB_SIDE):
+                raise BadJob(f"{what} declares {w}x{h} pixels, over {MAX_THUMB_SIDE} on a side or none")
+            return data
+        if marker == 0xDA or length < 2:
+            break
+        pos += 2 + length
+    raise BadJob(f"{what} is not a readable JPEG (no frame header)")
 
 
 def decode(body: bytes, keys: Keyring | None = None) -> ImageJob | Result:

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from .errors import UsageError
+from .report import readable_jpeg
 
 log = logging.getLogger("facegrid.export")
 ID_RE = re.compile(r"^[0-9a-f]{8,64}$")
@@ -40,14 +41,20 @@ def export(db, out_dir: Path, ids: list[str]) -> tuple[int, list[str]]:
     """Write <id>.jpg for each id; returns (written, ids that have no annotated copy)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written, missing = 0, []
+    written, missing, unreadable = 0, [], set()
     for image_id in resolve_ids(db, ids):
         row = db.execute("SELECT jpeg FROM annotated WHERE image_id = ?", [image_id]).fetchone()
         if not row or not row[0]:
             missing.append(image_id)
             continue
+        if not readable_jpeg(row[0]):  # a stored blob that does not decode is named, never written as .jpg
+            log.warning("%s: its stored annotated copy is not a readable JPEG; skipped", image_id)
+            missing.append(image_id)
+            unreadable.add(image_id)
+            continue
         (out_dir / f"{image_id}.jpg").write_bytes(row[0])
         written += 1
     for image_id in missing:
-        log.warning("%s: no annotated copy is stored (the photo had an error?); skipped", image_id)
+        if image_id not in unreadable:
+            log.warning("%s: no annotated copy is stored (the photo had an error?); skipped", image_id)
     return written, missing

@@ -43,7 +43,7 @@ class FilterWorker:
             self.stats["buried"] += 1
             return bury(self.queue, job, stats, f"bad image job: {exc}")
         except Exception as exc:  # the door must hold whatever the bytes: bury, never crash
-            log.exception("job %s: decode failed unexpectedly", job.id)
+            log.error("job %s: decode failed unexpectedly: %s: %s", job.id, type(exc).__name__, exc)
             self.stats["buried"] += 1
             return bury(self.queue, job, stats, f"bad image job: {type(exc).__name__}: {exc}"[:300])
         n = attempts(stats)

@@ -115,9 +115,10 @@ def decode(data: bytes, max_side: int, max_pixels: int) -> Decoded:
             f = max_side / max(w, h)
             img.draft(None, (math.ceil(w * f), math.ceil(h * f)))
         img.load()
-        if max_side and max(img.size) > max_side and img.mode in SHRINK_FIRST:
+        if max_side and max(img.size) > max_side and img.mode in SHRINK_FIRST and img.format != "JPEG":
             # a large PNG, WebP or TIFF: shrink in its own mode before any full-size copy is made
-            # (turning, or laying alpha on white, at full size took several times the pixels' memory)
+            # (turning, or laying alpha on white, at full size took several times the pixels' memory).
+            # Not a JPEG: draft did its shrinking, and thumbnail() on it would decode it a second time.
             img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
         img = ImageOps.exif_transpose(img) if orientation != 1 else img
         img = to_rgb(img)

@@ -24,7 +24,7 @@ from collections import deque
 from pathlib import Path
 
 from . import store
-from .errors import StoreError
+from .errors import StoreError, UsageError
 from .queue import Queue
 from .settings import Settings
 
@@ -102,8 +102,8 @@ def db_counts(db_path: str) -> dict | None:
     if not Path(db_path).exists():
         return None
     try:
-        db = store.open_db(db_path, create=False)
-    except StoreError:
+        db = store.open_readonly(db_path)  # looking changes nothing, and never makes tables
+    except (StoreError, UsageError):
         return None
     try:
         return store.counts(db)

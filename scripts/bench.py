@@ -54,8 +54,8 @@ from facegrid import envelope, imaging, settings as settings_mod, store  # noqa:
 PY = sys.executable
 FACES = Path(os.environ.get("FACEGRID_FACES", ROOT.parent / "shared" / "faces"))
 DOCS = ROOT / "docs" / "benchmarks.md"
-SECTIONS = ("encoder", "defaults", "camera", "detection", "overhead", "scaling", "collector", "memory", "search",
-            "cli")
+SECTIONS = ("encoder", "defaults", "camera", "detection", "overhead", "scaling", "collector", "envelope",
+            "memory", "search", "cli")
 MAX_JOB_SIZE = 16 * 1024 * 1024
 MB = 1024 * 1024
 RSS_WRAPPER = ("import resource, subprocess, sys\n"
@@ -991,6 +991,30 @@ def sec_collector(ctx: Context) -> None:
     rep.add("collector", "filter hosts one collector can serve", f"{med(rates) / rate:.0f}")
 
 
+# -- envelope -----------------------------------------------------------------------------
+def sec_envelope(ctx: Context) -> None:
+    """What the checks at the door and the signature cost the collector, per result."""
+    tpl = standin_template()
+    plain = next(standin_bodies(1, tpl))
+    keys = envelope.Keyring([b"0123456789abcdef0123456789abcdef"])
+    signed = envelope.encode_result(envelope.decode(plain), keys)
+    rep = ctx.report
+
+    def per_call(fn, n: int = 300) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return (time.perf_counter() - t0) / n
+
+    runs = {"unsigned": [], "signed": []}
+    for _ in range(max(5, ctx.sizes.repeats)):
+        runs["unsigned"].append(per_call(lambda: envelope.decode(plain)))
+        runs["signed"].append(per_call(lambda: envelope.decode(signed, keys)))
+    rep.add("envelope", f"decode + checks of a stand-in result ({len(plain) // 1024} KB, 3 faces), unsigned",
+            f"{med(runs['unsigned']) * 1e6:.0f} us")
+    rep.add("envelope", "the same, signed (HMAC-SHA256 checked first)", f"{med(runs['signed']) * 1e6:.0f} us")
+
+
 # -- 6. memory ---------------------------------------------------------------------------
 def sec_memory(ctx: Context) -> None:
     server = ctx.beanstalkd()
@@ -1208,7 +1232,7 @@ def sec_cli(ctx: Context) -> None:
 # -- main ------------------------------------------------------------------------------
 RUNNERS = {"encoder": sec_encoder, "defaults": sec_defaults, "camera": sec_camera, "detection": sec_detection,
            "overhead": sec_overhead, "scaling": sec_scaling, "collector": sec_collector,
-           "memory": sec_memory, "search": sec_search, "cli": sec_cli}
+           "envelope": sec_envelope, "memory": sec_memory, "search": sec_search, "cli": sec_cli}
 
 
 def conditions(ctx: Context, started: float, load_before: tuple) -> str:

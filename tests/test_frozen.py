@@ -2,9 +2,9 @@
 
 The protocol promises that beanstalkd hands a job to another worker when its
 TTR runs out. Debian 12's beanstalkd 1.12 does not always do so for a
-connection that stays open but silent: the job stays reserved with a negative
-time-left and timeouts 0 (docs/reliability.md, "A frozen filter"). Nothing a
-client can send was found to make it time the job out. The job does return the
+connection that stays open but silent: in about half the runs the job stays
+reserved, timeouts 0 (docs/reliability.md, "A frozen filter"). Nothing a client
+can send was found to make it time the job out reliably. The job does return the
 moment the frozen process's connection closes. This test accepts either way
 back and checks that the photo is then stored exactly once.
 """
@@ -29,8 +29,8 @@ def test_a_frozen_filter_gives_its_job_back(beanstalkd, faces_dir, tmp_path):
     photos.mkdir()
     oddphotos.unique_copy(faces_dir / "people/obama/obama.jpg", photos / "a.jpg", 501)
     addr = ["--beanstalkd", beanstalkd.address]
-    run_script("queuer.py", *addr, "--state", tmp_path / "q.sqlite", photos, check=True)
-    ttr = ["--set", f"beanstalkd.ttr={TTR}"]
+    ttr = ["--set", f"beanstalkd.ttr={TTR}"]  # the queuer's put sets the image job's TTR
+    run_script("queuer.py", *addr, *ttr, "--state", tmp_path / "q.sqlite", photos, check=True)
     frozen = start_script("filter.py", *addr, "--workers", "1", *ttr, "--upsample", "3", start_new_session=True)
     other = None
     try:
@@ -44,6 +44,7 @@ def test_a_frozen_filter_gives_its_job_back(beanstalkd, faces_dir, tmp_path):
         if not beanstalkd.tube("people")["current-jobs-ready"]:
             with beanstalkd.client() as c:
                 stats = c.stats_job(1)
+            assert stats["ttr"] == TTR, stats
             # beanstalkd 1.12: still reserved past its TTR, never timed out
             assert stats["state"] == "reserved" and stats["timeouts"] == 0, stats
             os.killpg(frozen.pid, signal.SIGKILL)  # its connection closes: the job is beanstalkd's again

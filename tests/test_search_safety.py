@@ -53,7 +53,7 @@ def digest(path: Path) -> str:
 
 
 # a database that is not facegrid's -----------------------------------------------------------
-def test_a_database_that_is_not_facegrids_is_refused_and_left_untouched(target, tmp_path):
+def test_a_database_that_is_not_facegrids_is_refused_and_left_untouched(beanstalkd, target, tmp_path):
     other = tmp_path / "notes.sqlite"
     conn = sqlite3.connect(other)
     conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
@@ -68,10 +68,10 @@ def test_a_database_that_is_not_facegrids_is_refused_and_left_untouched(target, 
             proc = run_script("search.py", *args, "--db", db, "--out", tmp_path / "out")
             assert proc.returncode == 2, proc.stderr
             assert "not a facegrid database" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    proc = run_script("collector.py", "--db", other, "--burst", "--beanstalkd", "127.0.0.1:1")
+    proc = run_script("collector.py", "--db", other, "--burst", "--beanstalkd", beanstalkd.address)
     assert proc.returncode == 2 and "not a facegrid database" in proc.stderr, proc.stderr
     assert {p: digest(p) for p in (other, text)} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.sqlite", "target", "text.db"]  # no -wal, no index
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["binlog", "notes.sqlite", "target", "text.db"]  # no -wal, no index
     conn = sqlite3.connect(other)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
     conn.close()
@@ -181,6 +181,10 @@ def test_a_stored_blob_that_is_not_a_jpeg_is_skipped_and_named(faces_db, target,
     people = run_script("search.py", "--people", "--db", db, "--out", tmp_path / "people")
     assert people.returncode == 0 and "Traceback" not in people.stderr, people.stderr[-2000:]
     assert any(path in ln and "not a readable JPEG" in ln for ln in people.stderr.splitlines())
+    export = run_script("search.py", "--export", tmp_path / "export", "--db", db)
+    assert export.returncode == 0 and "Traceback" not in export.stderr, export.stderr[-2000:]
+    assert any(image_id in ln and "not a readable JPEG" in ln for ln in export.stderr.splitlines())
+    assert not (tmp_path / "export" / f"{image_id}.jpg").exists() and any((tmp_path / "export").glob("*.jpg"))
 
 
 # hostile stored text ----------------------------------------------------------------------------
