@@ -73,10 +73,16 @@ class Beanstalkd:
         return greenstalk.Client((self.host, self.port), encoding=None, **kw)
 
     def tube(self, name: str) -> dict:
+        """stats-tube; a tube beanstalkd has dropped (empty, nobody on it) reads as empty.
+
+        Any other failure (beanstalkd gone, say) is raised, not read as an empty tube.
+        """
+        import greenstalk
+
         with self.client() as c:
             try:
                 return c.stats_tube(name)
-            except Exception:
+            except greenstalk.NotFoundError:
                 return {"current-jobs-ready": 0, "current-jobs-reserved": 0, "current-jobs-buried": 0,
                         "current-jobs-delayed": 0, "current-watching": 0, "total-jobs": 0}
 
