@@ -49,7 +49,6 @@ class Segment:
     def __init__(self, folder: Path, dead: np.ndarray):
         self.folder = folder
         self.vectors, self.sqnorms, self.rowids = (np.load(folder / f"{n}.npy", mmap_mode="r") for n in NAMES)
-        self.dead = dead
         self.live = None
         if len(dead) and len(self.rowids):  # rowids ascend: find each dead one by bisection
             at = np.minimum(np.searchsorted(self.rowids, dead), len(self.rowids) - 1)
@@ -93,7 +92,7 @@ class FaceIndex:
         """An index over arrays in memory (no files): for tests and tools."""
         seg = Segment.__new__(Segment)
         seg.folder, seg.vectors, seg.sqnorms, seg.rowids = None, vectors, sqnorms, rowids
-        seg.dead, seg.live = np.zeros(0, np.int64), None
+        seg.live = None
         return cls([seg], generation)
 
     def __len__(self) -> int:

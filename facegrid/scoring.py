@@ -76,7 +76,10 @@ def kth_distinct(dist: np.ndarray, vectors: np.ndarray, seeds: np.ndarray, k: in
         m = min(m, n)
         near = np.argpartition(dist, m - 1)[:m] if m < n else np.arange(n)
         near = near[np.argsort(dist[near], kind="stable")]
-        x = np.asarray(vectors[np.sort(near)], dtype=np.float32)[np.argsort(np.argsort(near))]
+        order = np.argsort(near)  # read the rows in file order, keep them in distance order
+        rows = np.asarray(vectors[near[order]], dtype=np.float32)
+        x = np.empty_like(rows)
+        x[order] = rows
         covered = np.zeros(m, dtype=bool)
         for seed in np.atleast_2d(seeds):
             covered |= _sqdist(x, np.asarray(seed, dtype=np.float32)) < s2
