@@ -31,28 +31,37 @@ def main(argv=None) -> int:
     p.add_argument("--burst", action="store_true", help="exit 0 once the images tube is drained")
     p.add_argument("--model", choices=("hog", "cnn"), help="face detector")
     p.add_argument("--upsample", type=int, metavar="N", help="times dlib upsamples before detecting")
-    p.add_argument("--upsample-max-side", type=int, metavar="PX",
-                   help="upsample only photos at most this large (0: every photo)")
+    p.add_argument(
+        "--upsample-max-side", type=int, metavar="PX", help="upsample only photos at most this large (0: every photo)"
+    )
     p.add_argument("--detect-max-side", type=int, metavar="PX", help="detect on a copy this large (0: full size)")
     p.add_argument("--clahe", choices=("auto", "on", "off"), help="contrast boost for dark or flat photos")
     p.add_argument("--jitters", type=int, metavar="N", help="re-samplings per encoding (slower, steadier)")
     p.add_argument("--ttr", type=int, metavar="S", help="seconds a job may stay reserved without a touch")
     args = p.parse_args(argv)
     cli.setup_logging(args)
-    settings = cli.load_settings(args, {
-        "filter.workers": args.workers, "filter.model": args.model, "filter.upsample": args.upsample,
-        "filter.upsample_max_side": args.upsample_max_side,
-        "filter.detect_max_side": args.detect_max_side, "filter.clahe": args.clahe,
-        "filter.jitters": args.jitters, "beanstalkd.ttr": args.ttr})
-    from facegrid import pool
+    settings = cli.load_settings(
+        args,
+        {
+            "filter.workers": args.workers,
+            "filter.model": args.model,
+            "filter.upsample": args.upsample,
+            "filter.upsample_max_side": args.upsample_max_side,
+            "filter.detect_max_side": args.detect_max_side,
+            "filter.clahe": args.clahe,
+            "filter.jitters": args.jitters,
+            "beanstalkd.ttr": args.ttr,
+        },
+    )
+    from facegrid import envelope, pool
     from facegrid.queue import Queue
-
-    from facegrid import envelope
 
     if envelope.load_keys(settings.grid.key_file) is None:  # a bad key file: exit 2 here, not in each worker
         logging.getLogger("facegrid.filter").warning("%s", envelope.UNSIGNED_WARNING)
     Queue(settings.beanstalkd).connect().close()  # fail fast, with exit code 3
-    return pool.run_pool(settings, pool.resolve_workers(settings.filter.workers, settings.filter.max_pixels), args.burst)
+    return pool.run_pool(
+        settings, pool.resolve_workers(settings.filter.workers, settings.filter.max_pixels), args.burst
+    )
 
 
 if __name__ == "__main__":

@@ -34,25 +34,49 @@ exit codes: 0 matches found, 1 no match, 2 usage or settings error
 def main(argv=None) -> int:
     p = cli.parser("search.py", "Find one person across every photo the grid has stored.", EPILOG)
     p.add_argument("target", metavar="TARGET_DIR", nargs="?", help="folder with photos of the person")
-    p.add_argument("--db", metavar="PATH", action="append", default=[],
-                   help="SQLite database ([collector] database); repeat to search several as one")
+    p.add_argument(
+        "--db",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="SQLite database ([collector] database); repeat to search several as one",
+    )
     p.add_argument("--out", metavar="DIR", help="where to copy matches (default: [search] out/<target name>)")
-    p.add_argument("--tolerance", type=float, metavar="D", help="largest face distance that can count as a match (tightened among look-alikes)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        metavar="D",
+        help="largest face distance that can count as a match (tightened among look-alikes)",
+    )
     p.add_argument("--mode", choices=("min", "mean"), help="distance to the nearest target face, or to their mean")
     p.add_argument("--limit", type=int, metavar="N", help="at most N matches (0: all)")
     p.add_argument("--json", action="store_true", help='print {"matches": [...]} to stdout')
-    p.add_argument("--people", action="store_true",
-                   help="no target: cluster every stored face into persons (--out, default [search] out/people)")
+    p.add_argument(
+        "--people",
+        action="store_true",
+        help="no target: cluster every stored face into persons (--out, default [search] out/people)",
+    )
     p.add_argument("--export", metavar="DIR", help="no target: write stored annotated photos to DIR as <sha256>.jpg")
-    p.add_argument("--id", metavar="SHA256", action="append", default=[],
-                   help="with --export: only this photo (repeatable; 8+ leading hex digits do); default all")
+    p.add_argument(
+        "--id",
+        metavar="SHA256",
+        action="append",
+        default=[],
+        help="with --export: only this photo (repeatable; 8+ leading hex digits do); default all",
+    )
     args = p.parse_args(argv)
     if sum(map(bool, (args.target, args.people, args.export))) != 1:
         p.error("give exactly one of TARGET_DIR, --people or --export DIR")
     cli.setup_logging(args)
-    settings = cli.load_settings(args, {"collector.database": (args.db or [None])[0],
-                                        "search.tolerance": args.tolerance,
-                                        "search.mode": args.mode, "search.limit": args.limit})
+    settings = cli.load_settings(
+        args,
+        {
+            "collector.database": (args.db or [None])[0],
+            "search.tolerance": args.tolerance,
+            "search.mode": args.mode,
+            "search.limit": args.limit,
+        },
+    )
     from facegrid import searching
     from facegrid.faces import FaceEngine
 
@@ -70,8 +94,10 @@ def main(argv=None) -> int:
         print(searching.as_json(found, targets, settings, out))
     else:
         searching.print_table(matches)
-    print(f"{len(matches)} match(es) for {len(targets)} of {len(files)} target photo(s); "
-          f"copies and report in {out}/", file=sys.stderr)
+    print(
+        f"{len(matches)} match(es) for {len(targets)} of {len(files)} target photo(s); copies and report in {out}/",
+        file=sys.stderr,
+    )
     return EXIT_OK if matches else EXIT_NO_RESULT
 
 
@@ -91,8 +117,9 @@ def _collection_modes(args, settings) -> int:
 
     out = Path(args.out) if args.out else Path(settings.search.out) / "people"
     found = people.write_people(db, out, settings.search.params(), FaceEngine(settings.filter))
-    print(f"{len(found)} person(s) in {sum(len(x.faces) for x in found)} face(s); see {out}/index.html",
-          file=sys.stderr)
+    print(
+        f"{len(found)} person(s) in {sum(len(x.faces) for x in found)} face(s); see {out}/index.html", file=sys.stderr
+    )
     return EXIT_OK if found else EXIT_NO_RESULT
 
 

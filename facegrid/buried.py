@@ -66,8 +66,9 @@ class Scanner:
         try:
             self.sock = socket.create_connection((conf.host, conf.port), timeout=max(conf.io_timeout, 10))
         except OSError as exc:
-            raise QueueUnavailable(f"cannot reach beanstalkd at {conf.host}:{conf.port} ({exc}); "
-                                   "pass --beanstalkd HOST:PORT") from None
+            raise QueueUnavailable(
+                f"cannot reach beanstalkd at {conf.host}:{conf.port} ({exc}); pass --beanstalkd HOST:PORT"
+            ) from None
         self.reader = self.sock.makefile("rb")
 
     def close(self) -> None:
@@ -148,13 +149,22 @@ def scan(conf: Beanstalkd, client: greenstalk.Client, tubes: list[str]) -> tuple
 
 
 def _job(jid: int, st: dict) -> BuriedJob:
-    return BuriedJob(jid, str(st.get("tube")), int(st.get("pri", 0)), int(st.get("ttr", 0)), int(st.get("age", 0)),
-                     int(st.get("reserves", 0)), int(st.get("releases", 0)), int(st.get("timeouts", 0)),
-                     int(st.get("kicks", 0)))
+    return BuriedJob(
+        jid,
+        str(st.get("tube")),
+        int(st.get("pri", 0)),
+        int(st.get("ttr", 0)),
+        int(st.get("age", 0)),
+        int(st.get("reserves", 0)),
+        int(st.get("releases", 0)),
+        int(st.get("timeouts", 0)),
+        int(st.get("kicks", 0)),
+    )
 
 
-def explain(client: greenstalk.Client, job: BuriedJob, db_path: str | None,
-            keys: envelope.Keyring | None = None) -> None:
+def explain(
+    client: greenstalk.Client, job: BuriedJob, db_path: str | None, keys: envelope.Keyring | None = None
+) -> None:
     """Fill in path, image id and reason from the body (peeked) and the database."""
     try:
         body = client.peek(job.id).body
@@ -171,8 +181,10 @@ def explain(client: greenstalk.Client, job: BuriedJob, db_path: str | None,
     if isinstance(decoded, ImageJob) and stored:
         job.reason = stored
     elif isinstance(decoded, Result):
-        job.reason = ("collector could not store this result (its log has the SQLite error); "
-                      f"database has it: {'yes' if stored is not None else 'no'}")
+        job.reason = (
+            "collector could not store this result (its log has the SQLite error); "
+            f"database has it: {'yes' if stored is not None else 'no'}"
+        )
     else:
         job.reason = f"not in the database; see the filter's log: grep 'burying job {job.id}'"
 
@@ -238,8 +250,9 @@ def render(jobs: list[BuriedJob], want: dict[str, int]) -> str:
     total, found = sum(want.values()), len(jobs)
     lines.append(f"{found} buried job(s) on {', '.join(f'{t} ({n})' for t, n in want.items())}")
     if found < total:
-        lines.append(f"{total - found} counted by beanstalkd were not found by the id scan (buried meanwhile?); "
-                     "run it again")
+        lines.append(
+            f"{total - found} counted by beanstalkd were not found by the id scan (buried meanwhile?); run it again"
+        )
     return "\n".join(lines)
 
 

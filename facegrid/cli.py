@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import log as logsetup
 from . import settings as settings_mod
@@ -15,13 +16,20 @@ logger = logging.getLogger("facegrid")
 
 
 def parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", metavar="PATH",
-                   help="settings file (default: settings.ini beside the scripts, or $FACEGRID_CONFIG)")
+    p = argparse.ArgumentParser(
+        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--config", metavar="PATH", help="settings file (default: settings.ini beside the scripts, or $FACEGRID_CONFIG)"
+    )
     p.add_argument("--beanstalkd", metavar="HOST:PORT", help="beanstalkd address (overrides [beanstalkd] host, port)")
-    p.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
-                   help="override any setting from settings.ini; repeatable")
+    p.add_argument(
+        "--set",
+        metavar="SECTION.KEY=VALUE",
+        action="append",
+        default=[],
+        help="override any setting from settings.ini; repeatable",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log lines (repeatable)")
     p.add_argument("-q", "--quiet", action="count", default=0, help="fewer log lines (repeatable)")
     return p
@@ -45,8 +53,9 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
     try:
         return main(argv)
     except FacegridError as exc:
-        logging.getLogger("facegrid").error("%s", exc) if logging.getLogger().handlers \
-            else print(f"error: {exc}", file=sys.stderr)
+        logging.getLogger("facegrid").error("%s", exc) if logging.getLogger().handlers else print(
+            f"error: {exc}", file=sys.stderr
+        )
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -49,8 +49,9 @@ class Collector:
             return bury(self.queue, job, job_stats(self.queue, job), f"bad result job: {exc}")
         except Exception as exc:  # the door must hold whatever the bytes: bury, never crash
             log.error("job %s: decode failed unexpectedly: %s: %s", job.id, type(exc).__name__, exc)
-            return bury(self.queue, job, job_stats(self.queue, job),
-                        f"bad result job: {type(exc).__name__}: {exc}"[:300])
+            return bury(
+                self.queue, job, job_stats(self.queue, job), f"bad result job: {type(exc).__name__}: {exc}"[:300]
+            )
         self.batch.append((job, result))
 
     def flush(self, wait: bool = False) -> int:

@@ -133,28 +133,35 @@ def load_keys(path: str | os.PathLike | None) -> Keyring | None:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         why = getattr(exc, "strerror", None) or str(exc)
-        raise ConfigError(f"grid.key_file {path}: cannot read it ({why}); make one with "
-                          "'openssl rand -hex 32 > FILE; chmod 600 FILE' and copy it to every host") from None
+        raise ConfigError(
+            f"grid.key_file {path}: cannot read it ({why}); make one with "
+            "'openssl rand -hex 32 > FILE; chmod 600 FILE' and copy it to every host"
+        ) from None
     keys = [k for k in (line.strip() for line in text.splitlines()) if k and not k.startswith("#")]
     if not keys:
         raise ConfigError(f"grid.key_file {path}: holds no key; add a line made by 'openssl rand -hex 32'")
     for n, key in enumerate(keys, 1):
         if len(key) < MIN_KEY:
-            raise ConfigError(f"grid.key_file {path}: key {n} has {len(key)} characters, fewer than {MIN_KEY}; "
-                              "make keys with 'openssl rand -hex 32'")
+            raise ConfigError(
+                f"grid.key_file {path}: key {n} has {len(key)} characters, fewer than {MIN_KEY}; "
+                "make keys with 'openssl rand -hex 32'"
+            )
     return Keyring([k.encode("utf-8") for k in keys], str(path))
 
 
-UNSIGNED_WARNING = ("jobs are not signed ([grid] key_file is not set): anyone who reaches beanstalkd can forge "
-                    "them; see docs/protocol.md, 'Signed jobs'")
+UNSIGNED_WARNING = (
+    "jobs are not signed ([grid] key_file is not set): anyone who reaches beanstalkd can forge "
+    "them; see docs/protocol.md, 'Signed jobs'"
+)
 
 
 def _pack(header: dict, blobs: list[tuple[str, bytes]], keys: Keyring | None = None) -> bytes:
     specs = [{"name": n, "length": len(b)} for n, b in blobs]
     if keys is not None:
         specs.append({"name": SIG_BLOB, "length": SIG_BYTES})
-    raw = json.dumps(dict(header, blobs=specs), separators=(",", ":"), ensure_ascii=True,
-                     allow_nan=False).encode("ascii")
+    raw = json.dumps(dict(header, blobs=specs), separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode(
+        "ascii"
+    )
     body = b"".join([PREFIX.pack(MAGIC, VERSION, len(raw)), raw] + [b for _, b in blobs])
     return body + keys.sign(body) if keys is not None else body
 
@@ -167,11 +174,24 @@ def encode_image_job(job: ImageJob, keys: Keyring | None = None) -> bytes:
 def encode_result(res: Result, keys: Keyring | None = None) -> bytes:
     faces = [{"box": list(map(int, f.box))} for f in res.faces]
     header = {
-        "kind": "result", "id": res.id, "path": res.path, "host": res.host, "size": res.size,
-        "mtime": res.mtime, "queued_at": res.queued_at, "status": res.status, "error": res.error,
-        "width": res.width, "height": res.height, "faces": faces, "reencoded": res.reencoded,
-        "filter": res.filter, "settings": res.settings, "timings": res.timings,
-        "processed_at": res.processed_at, "attempts": res.attempts,
+        "kind": "result",
+        "id": res.id,
+        "path": res.path,
+        "host": res.host,
+        "size": res.size,
+        "mtime": res.mtime,
+        "queued_at": res.queued_at,
+        "status": res.status,
+        "error": res.error,
+        "width": res.width,
+        "height": res.height,
+        "faces": faces,
+        "reencoded": res.reencoded,
+        "filter": res.filter,
+        "settings": res.settings,
+        "timings": res.timings,
+        "processed_at": res.processed_at,
+        "attempts": res.attempts,
     }
     blobs = []
     if res.annotated:
@@ -193,23 +213,27 @@ def _unpack(body: bytes, keys: Keyring | None) -> tuple[dict, dict[str, bytes]]:
     body = bytes(body)
     if keys is not None:  # before anything else: an unsigned or altered body is not even parsed
         if len(body) < PREFIX.size + SIG_BYTES or not keys.verify(body[:-SIG_BYTES], body[-SIG_BYTES:]):
-            raise BadJob("missing or wrong signature: not signed with a key of [grid] key_file "
-                         "(a forged or altered job, or a host with another key file)")
+            raise BadJob(
+                "missing or wrong signature: not signed with a key of [grid] key_file "
+                "(a forged or altered job, or a host with another key file)"
+            )
     if len(body) < PREFIX.size:
         raise BadJob(f"body is {len(body)} bytes, shorter than the {PREFIX.size}-byte prefix")
     magic, version, hlen = PREFIX.unpack_from(body)
     if magic != MAGIC:
         raise BadJob(f"wrong magic {bytes(magic)!r}, expected {MAGIC!r}: not a facegrid job")
     if version != VERSION:
-        raise BadJob(f"envelope version {version} is not supported (this filter speaks {VERSION}); "
-                     "run the same facegrid release on every host")
+        raise BadJob(
+            f"envelope version {version} is not supported (this filter speaks {VERSION}); "
+            "run the same facegrid release on every host"
+        )
     if hlen > MAX_HEADER:
         raise BadJob(f"header declares {hlen} bytes, over the {MAX_HEADER}-byte limit")
     end = PREFIX.size + hlen
     if end > len(body):
         raise BadJob(f"header declares {hlen} bytes but the body has only {len(body) - PREFIX.size}")
     try:
-        header = json.loads(body[PREFIX.size:end].decode("utf-8"), parse_constant=_no_constant)
+        header = json.loads(body[PREFIX.size : end].decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BadJob(f"header is not UTF-8 JSON: {str(exc)[:120]}") from None
     if not isinstance(header, dict):
@@ -219,12 +243,16 @@ def _unpack(body: bytes, keys: Keyring | None) -> tuple[dict, dict[str, bytes]]:
         raise BadJob("header has no 'blobs' list")
     blobs, pos = {}, end
     for spec in specs:
-        if not (isinstance(spec, dict) and isinstance(spec.get("name"), str)
-                and type(spec.get("length")) is int and spec["length"] >= 0):
+        if not (
+            isinstance(spec, dict)
+            and isinstance(spec.get("name"), str)
+            and type(spec.get("length")) is int
+            and spec["length"] >= 0
+        ):
             raise BadJob(f"bad blob entry {str(spec)[:80]!r}: needs a name and a length >= 0")
         if spec["name"] in blobs:
             raise BadJob(f"blob {spec['name'][:40]!r} is listed twice")
-        blobs[spec["name"]] = body[pos:pos + spec["length"]]
+        blobs[spec["name"]] = body[pos : pos + spec["length"]]
         pos += spec["length"]
     if pos != len(body):
         raise BadJob(f"blob lengths add up to {pos - end} bytes but {len(body) - end} follow the header")
@@ -254,7 +282,9 @@ def _int(where: dict, name: str, lo: int, hi: int, optional: bool = False) -> in
     return value
 
 
-def _number(where: dict, name: str, optional: bool = False, lo: float = -MAX_TIME, hi: float = MAX_TIME) -> float | None:
+def _number(
+    where: dict, name: str, optional: bool = False, lo: float = -MAX_TIME, hi: float = MAX_TIME
+) -> float | None:
     value = _field(where, name, (int, float), optional)
     if value is None:
         return None
@@ -315,9 +345,12 @@ def _reencoded(header: dict) -> dict | None:
     value = _field(header, "reencoded", (dict,), optional=True)
     if value is None:
         return None
-    out = {"original_bytes": _int(value, "original_bytes", 1, MAX_SIZE),
-           "width": _int(value, "width", 1, MAX_SIDE), "height": _int(value, "height", 1, MAX_SIDE),
-           "quality": _int(value, "quality", 1, 100)}
+    out = {
+        "original_bytes": _int(value, "original_bytes", 1, MAX_SIZE),
+        "width": _int(value, "width", 1, MAX_SIDE),
+        "height": _int(value, "height", 1, MAX_SIDE),
+        "quality": _int(value, "quality", 1, 100),
+    }
     for side in ("original_width", "original_height"):  # absent from bodies of facegrid 0.x
         if value.get(side) is not None:
             out[side] = _int(value, side, 1, MAX_SIDE)
@@ -341,9 +374,9 @@ def _jpeg(data: bytes, what: str) -> bytes:
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
         if marker in SOF_MARKERS and length >= 8 and pos + 9 <= end:
-            h, w = int.from_bytes(data[pos + 5:pos + 7], "big"), int.from_bytes(data[pos + 7:pos + 9], "big")
+            h, w = int.from_bytes(data[pos + 5 : pos + 7], "big"), int.from_bytes(data[pos + 7 : pos + 9], "big")
             if not (0 < w <= MAX_THUMB_SIDE and 0 < h <= MAX_THUMB_SIDE):
                 raise BadJob(f"{what} declares {w}x{h} pixels, over {MAX_THUMB_SIDE} on a side or none")
             return data
@@ -425,8 +458,13 @@ def _decode_result(header: dict, blobs: dict[str, bytes]) -> Result:
         if not (0 <= left <= right <= width and 0 <= top <= bottom <= height):
             raise BadJob(f"face {i} box {box} is not inside the {width}x{height} photo")
         crop = blobs.pop(f"crop:{i}", b"")
-        faces.append(Face(box=(top, right, bottom, left), encoding=encodings[i].astype(np.float32),
-                          crop=_jpeg(crop, f"crop {i}") if crop else b""))
+        faces.append(
+            Face(
+                box=(top, right, bottom, left),
+                encoding=encodings[i].astype(np.float32),
+                crop=_jpeg(crop, f"crop {i}") if crop else b"",
+            )
+        )
     annotated = blobs.pop("annotated", b"")
     if annotated:
         _jpeg(annotated, "annotated blob")
@@ -437,8 +475,16 @@ def _decode_result(header: dict, blobs: dict[str, bytes]) -> Result:
         raise BadJob("field filter.host is not text")
     timings = _flat_dict(header, "timings")
     return Result(
-        **common, status=status, error=error, width=width, height=height,
-        faces=faces, annotated=annotated, filter=filt, settings=_flat_dict(header, "settings"), timings=timings,
+        **common,
+        status=status,
+        error=error,
+        width=width,
+        height=height,
+        faces=faces,
+        annotated=annotated,
+        filter=filt,
+        settings=_flat_dict(header, "settings"),
+        timings=timings,
         processed_at=_number(header, "processed_at", optional=True) or 0.0,
         attempts=_int(header, "attempts", 1, MAX_ATTEMPTS, optional=True) or 1,
     )

@@ -25,10 +25,13 @@ def resolve_ids(db, wanted: list[str]) -> list[str]:
     for raw in wanted:
         key = raw.strip().lower()
         if not ID_RE.match(key):
-            raise UsageError(f"--id {raw!r}: give a photo's sha256 (or its first 8+ hex digits), "
-                             "as in report.csv's image_id column")
-        rows = [r[0] for r in db.execute("SELECT id FROM images WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
-                                         [key, key + "g"])]
+            raise UsageError(
+                f"--id {raw!r}: give a photo's sha256 (or its first 8+ hex digits), as in report.csv's image_id column"
+            )
+        rows = [
+            r[0]
+            for r in db.execute("SELECT id FROM images WHERE id >= ? AND id < ? ORDER BY id LIMIT 2", [key, key + "g"])
+        ]
         if not rows:
             raise UsageError(f"--id {raw}: no stored photo has this id; check it against report.csv")
         if len(rows) > 1:

@@ -37,8 +37,14 @@ class Analysis:
         d = self.decoded
         out = []
         for top, right, bottom, left in self.boxes:
-            out.append((max(0, round(top / d.scale)), min(d.width, round(right / d.scale)),
-                        min(d.height, round(bottom / d.scale)), max(0, round(left / d.scale))))
+            out.append(
+                (
+                    max(0, round(top / d.scale)),
+                    min(d.width, round(right / d.scale)),
+                    min(d.height, round(bottom / d.scale)),
+                    max(0, round(left / d.scale)),
+                )
+            )
         return out
 
 
@@ -55,16 +61,23 @@ def dlib_build() -> dict:
         dist = "dlib (source build)"
     except md.PackageNotFoundError:
         pass
-    return {"version": dlib.__version__, "dist": dist, "blas": bool(dlib.DLIB_USE_BLAS),
-            "avx": bool(dlib.USE_AVX_INSTRUCTIONS), "cuda": bool(dlib.DLIB_USE_CUDA)}
+    return {
+        "version": dlib.__version__,
+        "dist": dist,
+        "blas": bool(dlib.DLIB_USE_BLAS),
+        "avx": bool(dlib.USE_AVX_INSTRUCTIONS),
+        "cuda": bool(dlib.DLIB_USE_CUDA),
+    }
 
 
 def describe_build(build: dict, conf: Filter) -> str:
     """One line for the log: which encoder build, whether BLAS is on, which detector."""
-    text = (f"encoder dlib {build['version']} from {build['dist']}, BLAS {'on' if build['blas'] else 'off'}, "
-            f"AVX {'on' if build['avx'] else 'off'}; detector {conf.model.upper()}, upsample {conf.upsample}"
-            + (f" for photos up to {conf.upsample_max_side} px" if conf.upsample_max_side else "")
-            + f", on a copy of at most {conf.detect_max_side or 'full size'} px")
+    text = (
+        f"encoder dlib {build['version']} from {build['dist']}, BLAS {'on' if build['blas'] else 'off'}, "
+        f"AVX {'on' if build['avx'] else 'off'}; detector {conf.model.upper()}, upsample {conf.upsample}"
+        + (f" for photos up to {conf.upsample_max_side} px" if conf.upsample_max_side else "")
+        + f", on a copy of at most {conf.detect_max_side or 'full size'} px"
+    )
     if not build["blas"]:
         text += " (BLAS off: encodings about 5x slower; scripts/setup.sh builds the fast encoder)"
     return text
@@ -122,8 +135,10 @@ class FaceEngine:
             small = imaging.apply_clahe(small)
         found = self.face_locations(small, self.upsample_for(original_side or max(rgb.shape[:2])), c.model)
         h, w = rgb.shape[:2]
-        boxes = [(max(0, round(t / f)), min(w, round(r / f)), min(h, round(b / f)), max(0, round(l / f)))
-                 for t, r, b, l in found]
+        boxes = [
+            (max(0, round(t / f)), min(w, round(r / f)), min(h, round(b / f)), max(0, round(l / f)))
+            for t, r, b, l in found
+        ]
         return sorted(boxes, key=lambda b: (b[3], b[0])), clahe
 
     def encode(self, rgb: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
@@ -133,8 +148,9 @@ class FaceEngine:
         out = []
         for top, right, bottom, left in boxes:
             shape = self.landmarks(rgb, self.dlib.rectangle(left, top, right, bottom))
-            out.append(np.asarray(self.encoder.compute_face_descriptor(rgb, shape, self.conf.jitters),
-                                  dtype=np.float32))
+            out.append(
+                np.asarray(self.encoder.compute_face_descriptor(rgb, shape, self.conf.jitters), dtype=np.float32)
+            )
         return out
 
     def analyse(self, data: bytes, keepalive=lambda: None) -> Analysis:
@@ -149,5 +165,6 @@ class FaceEngine:
         encodings = self.encode(decoded.rgb, boxes)
         t3 = time.perf_counter()
         timings = {"decode_ms": (t1 - t0) * 1e3, "detect_ms": (t2 - t1) * 1e3, "encode_ms": (t3 - t2) * 1e3}
-        return Analysis(decoded, boxes, encodings, clahe, {k: round(v, 1) for k, v in timings.items()},
-                        self.upsample_for(side))
+        return Analysis(
+            decoded, boxes, encodings, clahe, {k: round(v, 1) for k, v in timings.items()}, self.upsample_for(side)
+        )

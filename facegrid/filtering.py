@@ -49,8 +49,10 @@ class FilterWorker:
         n = attempts(stats)
         limit = self.settings.beanstalkd.max_attempts
         if n > limit:
-            reason = (f"gave up after {n - 1} attempts: this photo crashed or hung a filter worker "
-                      f"each time (beanstalkd.max_attempts = {limit})")
+            reason = (
+                f"gave up after {n - 1} attempts: this photo crashed or hung a filter worker "
+                f"each time (beanstalkd.max_attempts = {limit})"
+            )
             self._put(envelope.error_result(image_job, reason, attempts=n, filter=self._who()))
             self.stats["buried"] += 1
             return bury(self.queue, job, stats, f"{image_job.path}: {reason}")
@@ -76,11 +78,13 @@ class FilterWorker:
             keepalive()
             t0 = time.perf_counter()
             rgb = a.decoded.rgb
-            faces = [Face(box=box, encoding=enc,
-                          crop=imaging.jpeg(imaging.crop(rgb, wbox, self.conf.crop_size), 85))
-                     for box, wbox, enc in zip(a.original_boxes(), a.boxes, a.encodings)]
-            annotated = imaging.jpeg(imaging.annotate(rgb, a.boxes, self.conf.annotate_max_side),
-                                     self.conf.annotate_quality)
+            faces = [
+                Face(box=box, encoding=enc, crop=imaging.jpeg(imaging.crop(rgb, wbox, self.conf.crop_size), 85))
+                for box, wbox, enc in zip(a.original_boxes(), a.boxes, a.encodings)
+            ]
+            annotated = imaging.jpeg(
+                imaging.annotate(rgb, a.boxes, self.conf.annotate_max_side), self.conf.annotate_quality
+            )
             timings = dict(a.timings, annotate_ms=round((time.perf_counter() - t0) * 1e3, 1))
         except ImageUnreadable as exc:
             log.warning("%s: %s", job.path, exc)
@@ -89,27 +93,34 @@ class FilterWorker:
             raise
         except Exception as exc:  # the job boundary: dlib/OpenCV on odd input
             log.exception("%s: unexpected failure", job.path)
-            return Result(**base, status="error", error=f"{type(exc).__name__}: {exc}"[:300],
-                          processed_at=time.time())
+            return Result(**base, status="error", error=f"{type(exc).__name__}: {exc}"[:300], processed_at=time.time())
         base["settings"]["clahe_applied"] = a.clahe_applied
         base["settings"]["upsample"] = a.upsample  # the one used: filter.upsample_max_side may skip it
         timings["total_ms"] = round((time.perf_counter() - started) * 1e3, 1)
         width, height = a.decoded.width, a.decoded.height
-        original = (job.reencoded or {})
+        original = job.reencoded or {}
         if original.get("original_width") and original.get("original_height"):
             # the queuer shrank the photo to fit max-job-size: report the original's pixels
             faces, width, height = _to_original(faces, width, height, original)
-        return Result(**base, status="ok" if faces else "no_faces", width=width,
-                      height=height, faces=faces, annotated=annotated, timings=timings,
-                      processed_at=time.time())
+        return Result(
+            **base,
+            status="ok" if faces else "no_faces",
+            width=width,
+            height=height,
+            faces=faces,
+            annotated=annotated,
+            timings=timings,
+            processed_at=time.time(),
+        )
 
     def _put(self, result: Result) -> None:
         body = envelope.encode_result(result, self.keys)
         quality = self.conf.annotate_quality
         while len(body) > self.max_job_size and result.annotated:
             quality -= 20  # a huge annotated copy: shrink it until the result fits
-            result.annotated = b"" if quality < 20 else imaging.jpeg(
-                imaging.shrink(_decode_jpeg(result.annotated), 640)[0], quality)
+            result.annotated = (
+                b"" if quality < 20 else imaging.jpeg(imaging.shrink(_decode_jpeg(result.annotated), 640)[0], quality)
+            )
             body = envelope.encode_result(result, self.keys)
         self.queue.put(body)
 
@@ -118,8 +129,14 @@ class FilterWorker:
 
     def _settings(self) -> dict:
         c = self.conf
-        return {"model": c.model, "upsample": c.upsample, "detect_max_side": c.detect_max_side,
-                "clahe": c.clahe, "jitters": c.jitters, "annotate_max_side": c.annotate_max_side}
+        return {
+            "model": c.model,
+            "upsample": c.upsample,
+            "detect_max_side": c.detect_max_side,
+            "clahe": c.clahe,
+            "jitters": c.jitters,
+            "annotate_max_side": c.annotate_max_side,
+        }
 
 
 def _to_original(faces: list[Face], width: int, height: int, reencoded: dict) -> tuple[list[Face], int, int]:
@@ -128,8 +145,12 @@ def _to_original(faces: list[Face], width: int, height: int, reencoded: dict) ->
     sx, sy = ow / width, oh / height
     for f in faces:
         top, right, bottom, left = f.box
-        f.box = (min(oh, round(top * sy)), min(ow, round(right * sx)), min(oh, round(bottom * sy)),
-                 min(ow, round(left * sx)))
+        f.box = (
+            min(oh, round(top * sy)),
+            min(ow, round(right * sx)),
+            min(oh, round(bottom * sy)),
+            min(ow, round(left * sx)),
+        )
     return faces, ow, oh
 
 
@@ -148,8 +169,7 @@ def run_worker(settings: Settings, burst: bool, stopper: Stopper | None = None) 
     # results wait in beanstalkd's memory until the collector stores them: do not
     # take new photos while it is far behind
     results = Backlog(queue, b.people_tube, 2 * b.max_ready, stopper, recheck=20, waiting_for="the collector")
-    log.info("filter worker ready: %s -> %s on %s; %s", b.images_tube, b.people_tube, queue.address,
-             engine.describe())
+    log.info("filter worker ready: %s -> %s on %s; %s", b.images_tube, b.people_tube, queue.address, engine.describe())
     while not stopper.stopping:
         results.wait()
         # burst: ask without waiting first, so the last worker exits as soon as the tube is drained

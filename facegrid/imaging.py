@@ -32,8 +32,13 @@ class Decoded:
 
 
 SIGNATURES = (  # the first bytes of every format the queuer sends
-    (b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"), (b"GIF89a", "gif"),
-    (b"BM", "bmp"), (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
 )
 
 
@@ -57,13 +62,21 @@ def open_safely(data: bytes, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError,
-            OSError, ValueError, SyntaxError) as exc:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombWarning,
+        Image.DecompressionBombError,
+        OSError,
+        ValueError,
+        SyntaxError,
+    ) as exc:
         raise ImageUnreadable(f"not a readable image ({_short(exc)})") from None
     w, h = img.size
     if w * h > max_pixels or w <= 0 or h <= 0:
-        raise ImageUnreadable(f"declares {w}x{h} pixels, over filter.max_pixels={max_pixels} "
-                              "(a decompression bomb?); raise max_pixels in settings.ini if the photo is real")
+        raise ImageUnreadable(
+            f"declares {w}x{h} pixels, over filter.max_pixels={max_pixels} "
+            "(a decompression bomb?); raise max_pixels in settings.ini if the photo is real"
+        )
     return img
 
 
@@ -180,7 +193,7 @@ def crop(rgb: np.ndarray, box: tuple[int, int, int, int], size: int, margin: flo
     top, right, bottom, left = box
     h, w = rgb.shape[:2]
     m = round(max(bottom - top, right - left) * margin)
-    piece = rgb[max(0, top - m):min(h, bottom + m), max(0, left - m):min(w, right + m)]
+    piece = rgb[max(0, top - m) : min(h, bottom + m), max(0, left - m) : min(w, right + m)]
     if piece.size == 0:
         piece = rgb
     return shrink(piece, size)[0]
@@ -196,9 +209,14 @@ def reencode_to_fit(data: bytes, limit: int, quality: int, max_pixels: int) -> t
         buf = io.BytesIO()
         copy.save(buf, "JPEG", quality=quality)
         if buf.tell() <= limit:
-            return buf.getvalue(), {"original_bytes": len(data), "width": copy.width,
-                                    "height": copy.height, "quality": quality,
-                                    "original_width": img.width, "original_height": img.height}
+            return buf.getvalue(), {
+                "original_bytes": len(data),
+                "width": copy.width,
+                "height": copy.height,
+                "quality": quality,
+                "original_width": img.width,
+                "original_height": img.height,
+            }
         side = int(side * 0.8)
     raise ImageUnreadable(f"cannot shrink the photo under {limit} bytes")
 

@@ -109,17 +109,17 @@ class FaceIndex:
         targets = np.atleast_2d(np.asarray(targets, dtype=np.float32))
         if mode == "mean":
             targets = targets.mean(axis=0, keepdims=True)
-        tnorm = (targets ** 2).sum(axis=1)
+        tnorm = (targets**2).sum(axis=1)
         out = np.empty(len(self), dtype=np.float32)
         at = 0
         for seg in self.segments:
-            part = out[at:at + len(seg)]
+            part = out[at : at + len(seg)]
             for start in range(0, len(seg), CHUNK):
-                d2 = seg.vectors[start:start + CHUNK] @ targets.T  # in place from here: no temporaries
+                d2 = seg.vectors[start : start + CHUNK] @ targets.T  # in place from here: no temporaries
                 d2 *= -2.0
-                d2 += seg.sqnorms[start:start + CHUNK, None]
+                d2 += seg.sqnorms[start : start + CHUNK, None]
                 d2 += tnorm[None, :]
-                d2.min(axis=1, out=part[start:start + CHUNK])
+                d2.min(axis=1, out=part[start : start + CHUNK])
             np.maximum(part, 0, out=part)
             np.sqrt(part, out=part)
             if seg.live is not None:
@@ -254,8 +254,13 @@ def update(db, db_path: str | Path, folder: Path, meta: dict) -> FaceIndex:
         new = _merge_tail(folder, new)
     _commit(folder, new)
     _sweep(folder, new)
-    log.info("updated the search index: %d new or changed face(s), %d deleted, in %.2fs (%s)",
-             len(changed), len(deleted), time.perf_counter() - t0, folder)
+    log.info(
+        "updated the search index: %d new or changed face(s), %d deleted, in %.2fs (%s)",
+        len(changed),
+        len(deleted),
+        time.perf_counter() - t0,
+        folder,
+    )
     return _open(folder, new)
 
 
@@ -310,10 +315,10 @@ def build(db, db_path: str | Path, gen: int) -> FaceIndex:
             if not rows:
                 break
             k = min(len(rows), n - i)
-            rowids[i:i + k] = [r[0] for r in rows[:k]]
+            rowids[i : i + k] = [r[0] for r in rows[:k]]
             block = np.frombuffer(b"".join(r[1] for r in rows[:k]), dtype="<f4").reshape(k, ENCODING_DIM)
-            vectors[i:i + k] = block
-            sqnorms[i:i + k] = np.einsum("ij,ij->i", block, block)
+            vectors[i : i + k] = block
+            sqnorms[i : i + k] = np.einsum("ij,ij->i", block, block)
             i += k
     finally:
         db.execute("COMMIT")

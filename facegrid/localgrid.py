@@ -45,8 +45,11 @@ class Server:
             raise UsageError("beanstalkd is not installed; run scripts/setup.sh")
         binlog = self.folder / "binlog"
         binlog.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([exe, "-l", "127.0.0.1", "-p", str(self.port), "-z", str(MAX_JOB_SIZE),
-                                      "-b", str(binlog)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [exe, "-l", "127.0.0.1", "-p", str(self.port), "-z", str(MAX_JOB_SIZE), "-b", str(binlog)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
@@ -84,11 +87,20 @@ def run_grid(photos: list[Path], db: Path, folder: Path, workers: int = 2, extra
                 tail = logf.read_text(errors="replace")[-800:]
                 raise UsageError(f"{what} exited {codes}; see {logf}: {tail}")
 
-        q = subprocess.run(script("queuer.py", *photos, "--state", folder / "queuer-state.sqlite",
-                                  "--max-ready", 0, "--requeue", *common), stdout=subprocess.DEVNULL, stderr=err)
+        q = subprocess.run(
+            script(
+                "queuer.py", *photos, "--state", folder / "queuer-state.sqlite", "--max-ready", 0, "--requeue", *common
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
         check([q.returncode], "queuer.py")
-        procs = [subprocess.Popen(script("collector.py", "--db", db, "--burst", *common),
-                                  stdout=subprocess.DEVNULL, stderr=err),
-                 subprocess.Popen(script("filter.py", "--workers", workers, "--burst", *common),
-                                  stdout=subprocess.DEVNULL, stderr=err)]
+        procs = [
+            subprocess.Popen(
+                script("collector.py", "--db", db, "--burst", *common), stdout=subprocess.DEVNULL, stderr=err
+            ),
+            subprocess.Popen(
+                script("filter.py", "--workers", workers, "--burst", *common), stdout=subprocess.DEVNULL, stderr=err
+            ),
+        ]
         check([p.wait() for p in procs], "collector.py and filter.py")

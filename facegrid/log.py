@@ -55,6 +55,7 @@ class RateLog:
         now = now or time.monotonic()
         recent = (self.count - self.last_count) / max(now - self.last_time, 1e-9)
         overall = self.count / max(now - self.start, 1e-9)
-        self.logger.info("%d %s (%.1f/s now, %.1f/s overall)%s", self.count, self.what,
-                         recent, overall, f" {extra}" if extra else "")
+        self.logger.info(
+            "%d %s (%.1f/s now, %.1f/s overall)%s", self.count, self.what, recent, overall, f" {extra}" if extra else ""
+        )
         self.last_time, self.last_count = now, self.count

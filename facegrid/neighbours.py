@@ -37,8 +37,13 @@ def nearest(x: np.ndarray, k: int, exact_limit: int = EXACT_LIMIT, block: int = 
         out = _exact(x, k, block)
     else:
         out = _inverted_file(x, k)
-    log.info("nearest %d of %d faces in %.1fs (%s)", k, n, time.perf_counter() - t0,
-             "exact" if n <= exact_limit else f"faiss IVF, {NPROBE} cells probed")
+    log.info(
+        "nearest %d of %d faces in %.1fs (%s)",
+        k,
+        n,
+        time.perf_counter() - t0,
+        "exact" if n <= exact_limit else f"faiss IVF, {NPROBE} cells probed",
+    )
     return out
 
 
@@ -48,15 +53,15 @@ def _exact(x: np.ndarray, k: int, block: int) -> tuple[np.ndarray, np.ndarray]:
     dist = np.empty((n, k), np.float32)
     pos = np.empty((n, k), np.int64)
     for start in range(0, n, block):
-        d = x[start:start + block] @ x.T
+        d = x[start : start + block] @ x.T
         d *= -2.0
-        d += sq[start:start + block, None]
+        d += sq[start : start + block, None]
         d += sq[None, :]
         part = np.argpartition(d, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(d), 1))
         pd = np.take_along_axis(d, part, axis=1)
         order = np.argsort(pd, axis=1, kind="stable")
-        pos[start:start + len(d)] = np.take_along_axis(part, order, axis=1)
-        dist[start:start + len(d)] = np.sqrt(np.maximum(np.take_along_axis(pd, order, axis=1), 0))
+        pos[start : start + len(d)] = np.take_along_axis(part, order, axis=1)
+        dist[start : start + len(d)] = np.sqrt(np.maximum(np.take_along_axis(pd, order, axis=1), 0))
     return dist, pos
 
 

@@ -21,8 +21,10 @@ from .textsafe import printable
 
 log = logging.getLogger("facegrid.out")
 MANIFEST = ".facegrid-written"
-NAMES = re.compile(r"^(report\.(csv|html)|index\.html|\d{4,}-[0-9a-f]{16}\.jpg"
-                   r"|person-\d{3,}/(photos\.csv|face-[0-9a-f]{16}-\d+\.jpg))$")
+NAMES = re.compile(
+    r"^(report\.(csv|html)|index\.html|\d{4,}-[0-9a-f]{16}\.jpg"
+    r"|person-\d{3,}/(photos\.csv|face-[0-9a-f]{16}-\d+\.jpg))$"
+)
 PERSON_DIR = re.compile(r"^person-\d{3,}$")
 
 
@@ -68,8 +70,10 @@ class Written:
         for name in names:
             d = self.folder / name
             if d.exists() and (not d.is_dir() or d.is_symlink() or any(d.iterdir())):
-                raise UsageError(f"{printable(d)} exists and was not written by the last search.py --people "
-                                 "into this folder; pass another --out, or move it away")
+                raise UsageError(
+                    f"{printable(d)} exists and was not written by the last search.py --people "
+                    "into this folder; pass another --out, or move it away"
+                )
 
     def add(self, name: str) -> str:
         self.names.append(name)

@@ -69,8 +69,10 @@ class Person:
 
 
 def load_faces(db) -> list[FaceRow]:
-    sql = ("SELECT f.image_id, f.idx, f.encoding, f.crop, i.path, i.host FROM faces f "
-           "JOIN images i ON i.id = f.image_id ORDER BY i.path, f.image_id, f.idx")
+    sql = (
+        "SELECT f.image_id, f.idx, f.encoding, f.crop, i.path, i.host FROM faces f "
+        "JOIN images i ON i.id = f.image_id ORDER BY i.path, f.image_id, f.idx"
+    )
     out = []
     for image_id, idx, enc, crop, path, host in db.execute(sql):
         if enc and len(enc) == ENCODING_DIM * 4:
@@ -174,28 +176,38 @@ def _row(db, person: Person, samples: list[str]) -> str:
     thumbs = []
     for f in photos[:PHOTOS_SHOWN]:
         row = db.execute("SELECT jpeg FROM annotated WHERE image_id = ?", [f.image_id]).fetchone()
-        thumbs.append(f'<span title="{esc(f.path)}">{img_tag(report.thumbnail(row[0] if row else None, PHOTO_THUMB, f"{f.path} (photo {f.image_id})"), "photo")}</span>')
+        thumbs.append(
+            f'<span title="{esc(f.path)}">{img_tag(report.thumbnail(row[0] if row else None, PHOTO_THUMB, f"{f.path} (photo {f.image_id})"), "photo")}</span>'
+        )
     paths = "".join(f"<div>{esc(f.path)} <span>({esc(f.host)})</span></div>" for f in photos[:PATHS_LISTED])
     more = f"<div>... and {len(photos) - PATHS_LISTED} more in photos.csv</div>" if len(photos) > PATHS_LISTED else ""
-    folder = (f'<a href="{esc(person.name)}/photos.csv">{esc(person.name)}/</a>'
-              f'<div class="path">{len(samples)} target crop(s)</div>')
-    return (f'<tr><td><div class="count">{len(person.faces)}</div><div class="path">face(s) in {len(photos)} '
-            f'photo(s)</div>{folder}</td><td><div class="crops">{crops}</div></td>'
-            f'<td><div class="photos">{"".join(thumbs)}</div>'
-            f'<details><summary class="path">photo paths</summary><div class="path">{paths}{more}</div></details>'
-            f"</td></tr>")
+    folder = (
+        f'<a href="{esc(person.name)}/photos.csv">{esc(person.name)}/</a>'
+        f'<div class="path">{len(samples)} target crop(s)</div>'
+    )
+    return (
+        f'<tr><td><div class="count">{len(person.faces)}</div><div class="path">face(s) in {len(photos)} '
+        f'photo(s)</div>{folder}</td><td><div class="crops">{crops}</div></td>'
+        f'<td><div class="photos">{"".join(thumbs)}</div>'
+        f'<details><summary class="path">photo paths</summary><div class="path">{paths}{more}</div></details>'
+        f"</td></tr>"
+    )
 
 
 def render_index(db, people: list[Person], samples: dict[str, list[str]], params: scoring.Params) -> str:
     faces = sum(len(p.faces) for p in people)
-    header = (f"<h1>{len(people)} {'person' if len(people) == 1 else 'people'} in {faces} face(s)</h1>"
-              f'<p class="sub">Chinese whispers clustering (tolerance {params.tolerance:g}, tightened among look-alikes), largest first. '
-              f"Each person-NNN/ folder holds sample face crops: pass it to search.py as TARGET_DIR.</p>")
+    header = (
+        f"<h1>{len(people)} {'person' if len(people) == 1 else 'people'} in {faces} face(s)</h1>"
+        f'<p class="sub">Chinese whispers clustering (tolerance {params.tolerance:g}, tightened among look-alikes), largest first. '
+        f"Each person-NNN/ folder holds sample face crops: pass it to search.py as TARGET_DIR.</p>"
+    )
     if not people:
         return report.page("facegrid people", header, '<p class="empty">The database holds no faces yet.</p>')
     rows = "".join(_row(db, p, samples[p.name]) for p in people)
-    table = (f'<table class="people"><thead><tr><th>person</th><th>faces</th><th>photos</th></tr></thead>'
-             f"<tbody>{rows}</tbody></table>")
+    table = (
+        f'<table class="people"><thead><tr><th>person</th><th>faces</th><th>photos</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
     return report.page("facegrid people", header, table)
 
 

@@ -88,8 +88,12 @@ def run_pool(settings: Settings, workers: int, burst: bool) -> int:
             return  # one request delivered twice (to the group and by a supervisor), not a second one
         stopping["n"] += 1
         stopping["at"] = now
-        log.info("got %s: asking %d worker(s) to %s", signal.Signals(signum).name, len(procs),
-                 "finish their current job" if stopping["n"] == 1 else "exit now")
+        log.info(
+            "got %s: asking %d worker(s) to %s",
+            signal.Signals(signum).name,
+            len(procs),
+            "finish their current job" if stopping["n"] == 1 else "exit now",
+        )
         # A child's Python handler cannot run inside a long dlib call, so a second
         # SIGTERM could wait for the call to end: the second request is SIGKILL.
         # The job it held goes back to the tube when its connection closes.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import greenstalk
 
@@ -29,8 +29,13 @@ class JobLost(Exception):
 
 
 class Queue:
-    def __init__(self, conf: Beanstalkd, use: str | None = None, watch: tuple[str, ...] = (),
-                 should_stop: Callable[[], bool] = lambda: False):
+    def __init__(
+        self,
+        conf: Beanstalkd,
+        use: str | None = None,
+        watch: tuple[str, ...] = (),
+        should_stop: Callable[[], bool] = lambda: False,
+    ):
         self.conf, self.use, self.watch = conf, use, watch
         self.should_stop = should_stop
         self.address = f"{conf.host}:{conf.port}"
@@ -39,14 +44,15 @@ class Queue:
         self.reconnects = 0
 
     # connection management -------------------------------------------------
-    def connect(self) -> "Queue":
+    def connect(self) -> Queue:
         """First connection: fail fast with QueueUnavailable (exit code 3)."""
         try:
             self._open()
         except NETWORK_ERRORS as exc:
             raise QueueUnavailable(
                 f"cannot reach beanstalkd at {self.address} ({exc}); start it "
-                "(beanstalkd -l ADDR -p PORT -z 16777216 -b DIR) or pass --beanstalkd HOST:PORT") from None
+                "(beanstalkd -l ADDR -p PORT -z 16777216 -b DIR) or pass --beanstalkd HOST:PORT"
+            ) from None
         return self
 
     def _open(self) -> None:
@@ -81,8 +87,9 @@ class Queue:
         self.close()
         delay = 0.5
         while True:
-            log.warning("beanstalkd %s: connection lost (%s); reconnecting in %.1fs",
-                        self.address, why or "unknown", delay)
+            log.warning(
+                "beanstalkd %s: connection lost (%s); reconnecting in %.1fs", self.address, why or "unknown", delay
+            )
             time.sleep(delay)
             if self.should_stop():
                 raise QueueUnavailable(f"stopping while beanstalkd {self.address} is unreachable")
@@ -109,6 +116,7 @@ class Queue:
 
     def reserve(self, timeout: int = RESERVE_TIMEOUT) -> greenstalk.Job | None:
         """A job, or None when nothing was ready within the timeout."""
+
         def go(c):
             try:
                 job = c.reserve(timeout=timeout)
@@ -116,6 +124,7 @@ class Queue:
                 return None  # DEADLINE_SOON: a job we hold is near its TTR; flush it first
             job.generation = self.generation
             return job
+
         return self._retry(go)
 
     def stats(self) -> dict:
@@ -126,9 +135,17 @@ class Queue:
             try:
                 return c.stats_tube(tube)
             except greenstalk.NotFoundError:  # a tube exists only while used or watched
-                return {"name": tube, "current-jobs-ready": 0, "current-jobs-reserved": 0,
-                        "current-jobs-delayed": 0, "current-jobs-buried": 0, "current-watching": 0,
-                        "current-using": 0, "total-jobs": 0}
+                return {
+                    "name": tube,
+                    "current-jobs-ready": 0,
+                    "current-jobs-reserved": 0,
+                    "current-jobs-delayed": 0,
+                    "current-jobs-buried": 0,
+                    "current-watching": 0,
+                    "current-using": 0,
+                    "total-jobs": 0,
+                }
+
         return self._retry(go)
 
     def max_job_size(self) -> int:
@@ -168,8 +185,15 @@ class Backlog:
     It asks the server once per max_ready - ready puts, not before every put.
     """
 
-    def __init__(self, queue: Queue, tube: str, max_ready: int, should_stop: Callable[[], bool],
-                 recheck: int = 0, waiting_for: str = "the workers"):
+    def __init__(
+        self,
+        queue: Queue,
+        tube: str,
+        max_ready: int,
+        should_stop: Callable[[], bool],
+        recheck: int = 0,
+        waiting_for: str = "the workers",
+    ):
         self.queue, self.tube, self.max_ready, self.should_stop = queue, tube, max_ready, should_stop
         self.recheck, self.waiting_for = recheck, waiting_for  # recheck: ask at least every N puts
         self.budget = 0  # puts allowed before asking the server again
@@ -185,8 +209,13 @@ class Backlog:
                 self.budget = min(self.budget, self.recheck)
             if self.budget <= 0:
                 if not logged:
-                    log.info("tube %s holds %d ready jobs (bound %d): waiting for %s",
-                             self.tube, ready, self.max_ready, self.waiting_for)
+                    log.info(
+                        "tube %s holds %d ready jobs (bound %d): waiting for %s",
+                        self.tube,
+                        ready,
+                        self.max_ready,
+                        self.waiting_for,
+                    )
                     logged = True
                 time.sleep(0.2)
         self.budget -= 1

@@ -15,8 +15,8 @@ import sqlite3
 import stat
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from . import envelope, imaging
 from .envelope import ImageJob
@@ -72,8 +72,11 @@ def walk(roots: list[str], report: Callable[[str, str], None]) -> Iterator[str]:
         for entry in entries:
             try:
                 if entry.is_symlink() and not inside(entry.path, real_roots) and os.path.exists(entry.path):
-                    report(entry.path, f"link points outside the queued folders (to "
-                                       f"{display_path(os.path.realpath(entry.path))}); skipped")
+                    report(
+                        entry.path,
+                        f"link points outside the queued folders (to "
+                        f"{display_path(os.path.realpath(entry.path))}); skipped",
+                    )
                     continue
                 if entry.is_dir():
                     subdirs.append(entry.path)
@@ -95,19 +98,24 @@ class State:
         try:  # one queuer per state file: a second one stops at once instead of waiting on SQLite's lock
             self.lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise UsageError(f"{display_path(path)}.lock: cannot write the queuer's state ({exc.strerror}); "
-                             f"{fix}") from None
+            raise UsageError(
+                f"{display_path(path)}.lock: cannot write the queuer's state ({exc.strerror}); {fix}"
+            ) from None
         try:
             fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(self.lock)
-            raise FacegridError(f"{display_path(path)}: another queuer is using this state file; wait for it "
-                                "to finish, or give this one its own with --state PATH") from None
+            raise FacegridError(
+                f"{display_path(path)}: another queuer is using this state file; wait for it "
+                "to finish, or give this one its own with --state PATH"
+            ) from None
         try:
             self.conn = sqlite3.connect(path, timeout=30)
             self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, size INTEGER, "
-                              "mtime_ns INTEGER, sha256 TEXT, queued_at REAL)")
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, size INTEGER, "
+                "mtime_ns INTEGER, sha256 TEXT, queued_at REAL)"
+            )
             self.conn.execute("CREATE INDEX IF NOT EXISTS files_sha256 ON files (sha256)")
         except sqlite3.Error as exc:
             raise UsageError(f"{display_path(path)}: cannot use the queuer's state file ({exc}); {fix}") from None
@@ -121,8 +129,10 @@ class State:
         return self.conn.execute("SELECT 1 FROM files WHERE sha256 = ? LIMIT 1", (sha,)).fetchone() is not None
 
     def record(self, path: str, st: os.stat_result, sha: str) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
-                          (os.fsencode(path), st.st_size, st.st_mtime_ns, sha, time.time()))
+        self.conn.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
+            (os.fsencode(path), st.st_size, st.st_mtime_ns, sha, time.time()),
+        )
         self.pending += 1
         if self.pending >= 200:
             self.commit()
@@ -154,37 +164,66 @@ class Progress:
             self.last = now
             rate = self.done / max(now - self.start, 1e-9)
             eta = (self.total - self.done) / rate if rate else 0
-            log.info("%d/%d files handled (%.0f/s, ETA %ds) %s", self.done, self.total, rate, eta,
-                     " ".join(f"{k}={v}" for k, v in counts.items()))
+            log.info(
+                "%d/%d files handled (%.0f/s, ETA %ds) %s",
+                self.done,
+                self.total,
+                rate,
+                eta,
+                " ".join(f"{k}={v}" for k, v in counts.items()),
+            )
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
-def make_body(path: str, data: bytes, st: os.stat_result, sha: str, limit: int,
-              settings: Settings, keys: envelope.Keyring | None = None) -> tuple[bytes, bool]:
+def make_body(
+    path: str,
+    data: bytes,
+    st: os.stat_result,
+    sha: str,
+    limit: int,
+    settings: Settings,
+    keys: envelope.Keyring | None = None,
+) -> tuple[bytes, bool]:
     """The job body, re-encoded smaller when the photo would not fit max-job-size."""
-    job = ImageJob(id=sha, path=display_path(path), host=HOST, size=len(data), mtime=st.st_mtime,
-                   queued_at=time.time(), image=data)
+    job = ImageJob(
+        id=sha, path=display_path(path), host=HOST, size=len(data), mtime=st.st_mtime, queued_at=time.time(), image=data
+    )
     body = envelope.encode_image_job(job, keys)
     if len(body) <= limit:
         return body, False
     try:
         job.image, job.reencoded = imaging.reencode_to_fit(
-            data, limit - HEADROOM, settings.queuer.reencode_quality, settings.filter.max_pixels)
-        log.warning("%s: %d bytes is over max-job-size %d; queued re-encoded as %dx%d JPEG (%d bytes)",
-                    job.path, len(data), limit, job.reencoded["width"], job.reencoded["height"], len(job.image))
+            data, limit - HEADROOM, settings.queuer.reencode_quality, settings.filter.max_pixels
+        )
+        log.warning(
+            "%s: %d bytes is over max-job-size %d; queued re-encoded as %dx%d JPEG (%d bytes)",
+            job.path,
+            len(data),
+            limit,
+            job.reencoded["width"],
+            job.reencoded["height"],
+            len(job.image),
+        )
     except ImageUnreadable as exc:
         job.image = b""
-        job.error = (f"file is {len(data)} bytes, over beanstalkd max-job-size {limit}, and could not be "
-                     f"re-encoded smaller: {exc}; start beanstalkd with a larger -z")
+        job.error = (
+            f"file is {len(data)} bytes, over beanstalkd max-job-size {limit}, and could not be "
+            f"re-encoded smaller: {exc}; start beanstalkd with a larger -z"
+        )
         log.error("%s: %s", job.path, job.error)
     return envelope.encode_image_job(job, keys), True
 
 
-def run_queuer(settings: Settings, roots: list[str], requeue: bool, state_path: str,
-               should_stop: Callable[[], bool] = lambda: False) -> dict[str, int]:
+def run_queuer(
+    settings: Settings,
+    roots: list[str],
+    requeue: bool,
+    state_path: str,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> dict[str, int]:
     for r in roots:
         if not os.path.isdir(r):
             raise UsageError(f"{r}: not a folder; pass folders of photos, as in queuer.py /srv/photos")
@@ -205,8 +244,13 @@ def run_queuer(settings: Settings, roots: list[str], requeue: bool, state_path: 
 
     log.info("walking %s", ", ".join(roots))
     files = list(walk(roots, report))
-    log.info("found %d image files; queuing on %s (%s), max-job-size %d bytes",
-             len(files), b.images_tube, queue.address, limit)
+    log.info(
+        "found %d image files; queuing on %s (%s), max-job-size %d bytes",
+        len(files),
+        b.images_tube,
+        queue.address,
+        limit,
+    )
     backlog = Backlog(queue, b.images_tube, b.max_ready, should_stop, waiting_for="the filters")
     progress = Progress(len(files))
     try:
@@ -223,8 +267,9 @@ def run_queuer(settings: Settings, roots: list[str], requeue: bool, state_path: 
     return counts
 
 
-def _queue_one(path, requeue, settings, queue, state, backlog, limit, counts, report, keys=None,
-               real_roots=None) -> None:
+def _queue_one(
+    path, requeue, settings, queue, state, backlog, limit, counts, report, keys=None, real_roots=None
+) -> None:
     try:
         if real_roots is not None and not inside(path, real_roots):  # a link changed since the walk
             return report(path, "now points outside the queued folders; skipped")

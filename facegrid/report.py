@@ -114,14 +114,16 @@ def img_tag(jpeg: bytes | None, alt: str, cls: str = "") -> str:
 
 def page(title: str, header_html: str, body_html: str) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
-            f'style-src \'unsafe-inline\'">'
-            f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
-            f"<header>{header_html}</header><main>{body_html}</main>"
-            f"<footer>facegrid, {esc(stamp)}. Pictures are inline; links open the copies beside this file."
-            f"</footer></body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
+        f"style-src 'unsafe-inline'\">"
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+        f"<header>{header_html}</header><main>{body_html}</main>"
+        f"<footer>facegrid, {esc(stamp)}. Pictures are inline; links open the copies beside this file."
+        f"</footer></body></html>\n"
+    )
 
 
 def face_crops(db, matches) -> dict[tuple[str, int], bytes]:
@@ -138,12 +140,14 @@ def _match_card(m, crop: bytes, thumb: bytes) -> str:
         picture = f'<a class="thumb" href="{esc(m.file)}" title="open the annotated copy">{picture}</a>'
     else:
         picture = f'<div class="thumb">{picture}</div>'
-    return (f'<article class="card">{picture}<div class="body">{img_tag(crop, f"face {m.rank}", "face")}'
-            f'<div><div><span class="rank">#{m.rank}</span> '
-            f'<span class="dist">distance {m.distance:.3f}</span>{_precision(m)} '
-            f'<span class="badge {esc(m.confidence)}">{esc(m.confidence)}</span></div>'
-            f'<div class="path">{esc(m.path)}</div><div class="path">host {esc(m.host)}</div></div>'
-            f"</div></article>")
+    return (
+        f'<article class="card">{picture}<div class="body">{img_tag(crop, f"face {m.rank}", "face")}'
+        f'<div><div><span class="rank">#{m.rank}</span> '
+        f'<span class="dist">distance {m.distance:.3f}</span>{_precision(m)} '
+        f'<span class="badge {esc(m.confidence)}">{esc(m.confidence)}</span></div>'
+        f'<div class="path">{esc(m.path)}</div><div class="path">host {esc(m.host)}</div></div>'
+        f"</div></article>"
+    )
 
 
 def _precision(m) -> str:
@@ -156,13 +160,17 @@ def _precision(m) -> str:
 
 def _header(targets, matches, settings) -> str:
     s = settings.search
-    chips = "".join(f'<div class="target">{img_tag(t.crop, "target face")}<span class="path">{esc(t.path)}</span></div>'
-                    for t in targets)
-    return (f"<h1>{len(matches)} match{'es' if len(matches) != 1 else ''}</h1>"
-            f'<p class="sub">best first; tolerance {s.tolerance:g} (tightened among look-alikes), profile mode '
-            f"{esc(s.mode)}. Confidence is the share of right matches measured at each score on a labelled "
-            f"set: strong 99% or more, likely 90% or more, weak below. "
-            f"Target photos used ({len(targets)}):</p><div class=\"targets\">{chips}</div>")
+    chips = "".join(
+        f'<div class="target">{img_tag(t.crop, "target face")}<span class="path">{esc(t.path)}</span></div>'
+        for t in targets
+    )
+    return (
+        f"<h1>{len(matches)} match{'es' if len(matches) != 1 else ''}</h1>"
+        f'<p class="sub">best first; tolerance {s.tolerance:g} (tightened among look-alikes), profile mode '
+        f"{esc(s.mode)}. Confidence is the share of right matches measured at each score on a labelled "
+        f"set: strong 99% or more, likely 90% or more, weak below. "
+        f'Target photos used ({len(targets)}):</p><div class="targets">{chips}</div>'
+    )
 
 
 def render_match_report(db, matches, targets, settings) -> str:
@@ -170,9 +178,18 @@ def render_match_report(db, matches, targets, settings) -> str:
     cards = []
     for m in matches:
         row = db.execute("SELECT jpeg FROM annotated WHERE image_id = ?", [m.image_id]).fetchone()
-        cards.append(_match_card(m, crops[(m.image_id, m.face_index)],
-                                 thumbnail(row[0] if row else None, what=f"{m.path} (photo {m.image_id})")))
-    body = f'<div class="grid">{"".join(cards)}</div>' if cards else '<p class="empty">No stored face is within the tolerance.</p>'
+        cards.append(
+            _match_card(
+                m,
+                crops[(m.image_id, m.face_index)],
+                thumbnail(row[0] if row else None, what=f"{m.path} (photo {m.image_id})"),
+            )
+        )
+    body = (
+        f'<div class="grid">{"".join(cards)}</div>'
+        if cards
+        else '<p class="empty">No stored face is within the tolerance.</p>'
+    )
     return page("facegrid matches", _header(targets, matches, settings), body)
 
 

@@ -34,8 +34,20 @@ import numpy as np
 # --calibrate` prints this table. Upper edges of the score bins and the share of
 # right matches in each bin, pooled so that it never rises with the score.
 CALIBRATION: tuple[tuple[float, float], ...] = (
-    (0.65, 0.997), (0.75, 0.996), (0.85, 0.995), (0.9, 0.987), (0.95, 0.94), (1.0, 0.757), (1.05, 0.5),
-    (1.1, 0.176), (1.15, 0.044), (1.2, 0.012), (1.25, 0.002), (1.3, 0.001), (1.35, 0.0))
+    (0.65, 0.997),
+    (0.75, 0.996),
+    (0.85, 0.995),
+    (0.9, 0.987),
+    (0.95, 0.94),
+    (1.0, 0.757),
+    (1.05, 0.5),
+    (1.1, 0.176),
+    (1.15, 0.044),
+    (1.2, 0.012),
+    (1.25, 0.002),
+    (1.3, 0.001),
+    (1.35, 0.0),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +71,9 @@ def _sqdist(rows: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", diff, diff)
 
 
-def kth_distinct(dist: np.ndarray, vectors: np.ndarray, seeds: np.ndarray, k: int, spread: float,
-                 first: int = 512) -> float:
+def kth_distinct(
+    dist: np.ndarray, vectors: np.ndarray, seeds: np.ndarray, k: int, spread: float, first: int = 512
+) -> float:
     """Distance to the k-th nearest face that is at least `spread` from the seeds and each earlier one.
 
     dist: distance of every stored face to the profile; vectors: the stored faces
@@ -118,7 +131,7 @@ def expanded(targets: np.ndarray, dist: np.ndarray, vectors: np.ndarray, tol: fl
     sure = np.flatnonzero(dist <= p.expand_score * tol)
     if not len(sure):
         return targets
-    sure = sure[np.argsort(dist[sure], kind="stable")][:p.expand_count]
+    sure = sure[np.argsort(dist[sure], kind="stable")][: p.expand_count]
     return np.concatenate([np.atleast_2d(targets), np.asarray(vectors[np.sort(sure)], dtype=np.float32)])
 
 
@@ -164,7 +177,7 @@ def groups(encodings: np.ndarray, distance: float) -> list[list[int]]:
         return i
 
     for i in range(len(x)):
-        near = np.flatnonzero(np.sqrt(_sqdist(x[i + 1:], x[i])) <= distance) + i + 1
+        near = np.flatnonzero(np.sqrt(_sqdist(x[i + 1 :], x[i])) <= distance) + i + 1
         for j in near:
             label[root(int(j))] = root(i)
     out: dict[int, list[int]] = {}
@@ -173,8 +186,14 @@ def groups(encodings: np.ndarray, distance: float) -> list[list[int]]:
     return sorted(out.values(), key=lambda g: (-len(g), g[0]))
 
 
-def neighbour_graph(vectors: np.ndarray, photos: np.ndarray, p: Params, neighbours: int = 30,
-                    listed: int = 256, exact_limit: int | None = None) -> list[tuple[int, int]]:
+def neighbour_graph(
+    vectors: np.ndarray,
+    photos: np.ndarray,
+    p: Params,
+    neighbours: int = 30,
+    listed: int = 256,
+    exact_limit: int | None = None,
+) -> list[tuple[int, int]]:
     """Edges between faces that match each other under the search's own rule.
 
     Face i and j are joined when j is among i's `neighbours` nearest faces from

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import imaging, outfiles, scoring, store
+from . import imaging, outfiles, scoring
 from . import index as index_mod
 from .collection import Collection
 from .errors import ImageUnreadable, UsageError
@@ -72,8 +72,10 @@ class Found:
 
 def target_files(folder: str) -> list[str]:
     if not os.path.isdir(folder):
-        raise UsageError(f"{folder}: not a folder; put one or more photos of the person in a folder "
-                         "and pass it, as in search.py target/")
+        raise UsageError(
+            f"{folder}: not a folder; put one or more photos of the person in a folder "
+            "and pass it, as in search.py target/"
+        )
     files = sorted(str(p) for p in Path(folder).rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
     if not files:
         raise UsageError(f"{folder}: no photos (.jpg .png .webp .tif .bmp) in it; add photos of the person")
@@ -96,8 +98,11 @@ def encode_targets(engine: FaceEngine, folder: str, mixed_distance: float = 0.0)
             continue
         if len(a.boxes) != 1:
             what = "no face found" if not a.boxes else f"{len(a.boxes)} faces found"
-            log.warning("%s: %s; left out of the profile (use photos with exactly one face, or crop them)",
-                        display_path(path), what)
+            log.warning(
+                "%s: %s; left out of the profile (use photos with exactly one face, or crop them)",
+                display_path(path),
+                what,
+            )
             continue
         crop = imaging.jpeg(imaging.crop(a.decoded.rgb, a.boxes[0], engine.conf.crop_size), 85)
         targets.append(Target(display_path(path), hashlib.sha256(data).hexdigest(), a.encodings[0], crop))
@@ -112,13 +117,16 @@ def check_one_person(folder: str, targets: list[Target], distance: float) -> Non
     found = scoring.groups(np.stack([t.encoding for t in targets]), distance)
     if len(found) > 1:
         listed = " | ".join(", ".join(Path(targets[i].path).name for i in g) for g in found)
-        raise UsageError(f"{folder}: the target photos show {len(found)} different people ({listed}); "
-                         "put each person's photos in a folder of their own and search for each "
-                         f"(or raise --set search.mixed_distance={distance:g} if they are one person)")
+        raise UsageError(
+            f"{folder}: the target photos show {len(found)} different people ({listed}); "
+            "put each person's photos in a folder of their own and search for each "
+            f"(or raise --set search.mixed_distance={distance:g} if they are one person)"
+        )
 
 
-def find(coll: Collection, targets: list[Target], params: scoring.Params, mode: str,
-         limit: int = 0, reach: float = 1.0) -> Found:
+def find(
+    coll: Collection, targets: list[Target], params: scoring.Params, mode: str, limit: int = 0, reach: float = 1.0
+) -> Found:
     """Stored faces within this search's tolerance of the profile, best face per photo, ranked.
 
     Several databases are searched as one collection: the look-alike rule and
@@ -155,9 +163,23 @@ def find(coll: Collection, targets: list[Target], params: scoring.Params, mode: 
         box = (row["top"], row["right"], row["bottom"], row["left"])
         face_px, sharp = max(0, box[1] - box[3]), imaging.sharpness(row["crop"])
         word, precision = scoring.confidence(d / tol, face_px, sharp)
-        matches.append(Match(len(matches) + 1, d, row["image_id"], row["idx"], row["path"], row["host"],
-                             box, d / tol, word, precision, face_px, sharp,
-                             coll.paths[owner[i]] if len(coll) > 1 else ""))
+        matches.append(
+            Match(
+                len(matches) + 1,
+                d,
+                row["image_id"],
+                row["idx"],
+                row["path"],
+                row["host"],
+                box,
+                d / tol,
+                word,
+                precision,
+                face_px,
+                sharp,
+                coll.paths[owner[i]] if len(coll) > 1 else "",
+            )
+        )
         if limit and len(matches) >= limit:
             break
     return Found(matches, tol)
@@ -166,9 +188,11 @@ def find(coll: Collection, targets: list[Target], params: scoring.Params, mode: 
 def _face_rows(db, rowids: list[int]) -> dict[int, dict]:
     out = {}
     for start in range(0, len(rowids), 500):
-        part = rowids[start:start + 500]
-        sql = ("SELECT f.rowid AS rowid, f.image_id, f.idx, f.top, f.right, f.bottom, f.left, f.crop, i.path, i.host "
-               f"FROM faces f JOIN images i ON i.id = f.image_id WHERE f.rowid IN ({','.join('?' * len(part))})")
+        part = rowids[start : start + 500]
+        sql = (
+            "SELECT f.rowid AS rowid, f.image_id, f.idx, f.top, f.right, f.bottom, f.left, f.crop, i.path, i.host "
+            f"FROM faces f JOIN images i ON i.id = f.image_id WHERE f.rowid IN ({','.join('?' * len(part))})"
+        )
         for row in db.query(sql, part):
             out[row["rowid"]] = row
     return out
@@ -187,30 +211,64 @@ def write_outputs(db, matches: list[Match], targets: list[Target], out_dir: Path
         row = db.execute("SELECT jpeg FROM annotated WHERE image_id = ?", [m.image_id]).fetchone()
         if row and row[0]:
             if not report.readable_jpeg(row[0]):
-                log.warning("%s (photo %s): its stored annotated copy is not a readable JPEG; no copy made",
-                            m.path, m.image_id)
+                log.warning(
+                    "%s (photo %s): its stored annotated copy is not a readable JPEG; no copy made", m.path, m.image_id
+                )
                 continue
             m.file = written.add(f"{m.rank:04d}-{m.image_id[:16]}.jpg")
             (out_dir / m.file).write_bytes(row[0])
     with open(out_dir / written.add("report.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["rank", "distance", "confidence", "path", "host", "top", "right", "bottom", "left",
-                    "image_id", "face_index", "file"])
+        w.writerow(
+            [
+                "rank",
+                "distance",
+                "confidence",
+                "path",
+                "host",
+                "top",
+                "right",
+                "bottom",
+                "left",
+                "image_id",
+                "face_index",
+                "file",
+            ]
+        )
         for m in matches:
-            w.writerow([csv_cell(v) for v in (m.rank, f"{m.distance:.4f}", m.confidence, m.path, m.host, *m.box,
-                                              m.image_id, m.face_index, m.file)])
+            w.writerow(
+                [
+                    csv_cell(v)
+                    for v in (
+                        m.rank,
+                        f"{m.distance:.4f}",
+                        m.confidence,
+                        m.path,
+                        m.host,
+                        *m.box,
+                        m.image_id,
+                        m.face_index,
+                        m.file,
+                    )
+                ]
+            )
     report.write_match_report(db, matches, targets, out_dir, settings)
     written.add("report.html")
     written.save()
 
 
 def as_json(found: Found, targets: list[Target], settings: Settings, out_dir: Path) -> str:
-    return json.dumps({
-        "matches": [m.as_dict() for m in found.matches],
-        "targets": [t.path for t in targets],
-        "tolerance": settings.search.tolerance, "search_tolerance": round(found.tolerance, 4),
-        "mode": settings.search.mode, "out": str(out_dir),
-    }, indent=2)
+    return json.dumps(
+        {
+            "matches": [m.as_dict() for m in found.matches],
+            "targets": [t.path for t in targets],
+            "tolerance": settings.search.tolerance,
+            "search_tolerance": round(found.tolerance, 4),
+            "mode": settings.search.mode,
+            "out": str(out_dir),
+        },
+        indent=2,
+    )
 
 
 def print_table(matches: list[Match]) -> None:
@@ -220,8 +278,10 @@ def print_table(matches: list[Match]) -> None:
     for m in matches:
         box = ",".join(map(str, m.box))
         sure = f"{m.confidence} {100 * m.precision:.1f}%" if m.precision is not None else m.confidence
-        print(f"{m.rank:>4}  {m.distance:8.4f}  {sure:<16}  {m.face_px:>4}px  {printable(m.host)[:12]:<12}  {box:<22}  "
-              f"{printable(m.path)}")
+        print(
+            f"{m.rank:>4}  {m.distance:8.4f}  {sure:<16}  {m.face_px:>4}px  {printable(m.host)[:12]:<12}  {box:<22}  "
+            f"{printable(m.path)}"
+        )
 
 
 def open_store(db_paths: list[str]) -> Collection:

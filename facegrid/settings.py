@@ -10,8 +10,9 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ConfigError
 
@@ -83,8 +84,14 @@ class Search:
         """The scoring parameters (facegrid.scoring.Params) these settings give."""
         from .scoring import Params
 
-        return Params(self.tolerance, self.lookalike_count, self.lookalike_spread, self.lookalike_ratio,
-                      self.expand_count, self.expand_score)
+        return Params(
+            self.tolerance,
+            self.lookalike_count,
+            self.lookalike_spread,
+            self.lookalike_ratio,
+            self.expand_count,
+            self.expand_score,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +109,7 @@ class Settings:
     search: Search = Search()
     source: str = "(defaults)"
 
-    def validate(self) -> "Settings":
+    def validate(self) -> Settings:
         b, f = self.beanstalkd, self.filter
         _check(0 < b.port < 65536, "beanstalkd.port", b.port, "a port from 1 to 65535")
         _check(b.ttr >= 2, "beanstalkd.ttr", b.ttr, "at least 2 seconds")
@@ -110,41 +117,84 @@ class Settings:
         _check(b.max_attempts >= 1, "beanstalkd.max_attempts", b.max_attempts, "1 or more")
         for name in ("images_tube", "people_tube"):
             tube = getattr(b, name)
-            _check(0 < len(tube) <= 200 and " " not in tube, f"beanstalkd.{name}", tube,
-                   "a tube name of 1-200 characters without spaces")
+            _check(
+                0 < len(tube) <= 200 and " " not in tube,
+                f"beanstalkd.{name}",
+                tube,
+                "a tube name of 1-200 characters without spaces",
+            )
         for key, allowed in CHOICES.items():
             section, field = key.split(".")
             value = getattr(getattr(self, section), field)
             _check(value in allowed, key, value, "one of " + ", ".join(allowed))
         _check(0 <= f.upsample <= 3, "filter.upsample", f.upsample, "0, 1, 2 or 3")
-        _check(f.upsample_max_side >= 0, "filter.upsample_max_side", f.upsample_max_side,
-               "0 (upsample every photo) or a size in pixels")
-        _check(f.detect_max_side == 0 or f.detect_max_side >= 160, "filter.detect_max_side",
-               f.detect_max_side, "0 (full size) or at least 160 pixels")
-        _check(f.annotate_max_side >= 64, "filter.annotate_max_side", f.annotate_max_side,
-               "at least 64 pixels")
+        _check(
+            f.upsample_max_side >= 0,
+            "filter.upsample_max_side",
+            f.upsample_max_side,
+            "0 (upsample every photo) or a size in pixels",
+        )
+        _check(
+            f.detect_max_side == 0 or f.detect_max_side >= 160,
+            "filter.detect_max_side",
+            f.detect_max_side,
+            "0 (full size) or at least 160 pixels",
+        )
+        _check(f.annotate_max_side >= 64, "filter.annotate_max_side", f.annotate_max_side, "at least 64 pixels")
         _check(1 <= f.jitters <= 100, "filter.jitters", f.jitters, "1 to 100")
         _check(10 <= f.annotate_quality <= 95, "filter.annotate_quality", f.annotate_quality, "10 to 95")
         _check(32 <= f.crop_size <= 512, "filter.crop_size", f.crop_size, "32 to 512 pixels")
         _check(f.max_pixels >= 1_000_000, "filter.max_pixels", f.max_pixels, "at least 1000000")
-        _check(f.workers == "auto" or (f.workers.isdigit() and int(f.workers) >= 1),
-               "filter.workers", f.workers, "'auto' or a whole number from 1")
+        _check(
+            f.workers == "auto" or (f.workers.isdigit() and int(f.workers) >= 1),
+            "filter.workers",
+            f.workers,
+            "'auto' or a whole number from 1",
+        )
         _check(self.collector.batch >= 1, "collector.batch", self.collector.batch, "1 or more")
-        _check(0.0 < self.search.tolerance < 2.0, "search.tolerance", self.search.tolerance,
-               "a distance between 0 and 2 (0.5 is the measured default)")
+        _check(
+            0.0 < self.search.tolerance < 2.0,
+            "search.tolerance",
+            self.search.tolerance,
+            "a distance between 0 and 2 (0.5 is the measured default)",
+        )
         se = self.search
-        _check(0 <= se.lookalike_count <= 1000, "search.lookalike_count", se.lookalike_count,
-               "0 (off) to 1000 (15 is the measured default)")
-        _check(0.0 < se.lookalike_spread < 2.0, "search.lookalike_spread", se.lookalike_spread,
-               "a distance between 0 and 2 (0.45 is the measured default)")
-        _check(0.0 < se.lookalike_ratio <= 2.0, "search.lookalike_ratio", se.lookalike_ratio,
-               "more than 0, at most 2 (0.8 is the measured default)")
-        _check(0 <= se.expand_count <= 1000, "search.expand_count", se.expand_count,
-               "0 (no second pass) to 1000 (20 is the measured default)")
-        _check(0.0 < se.expand_score <= 1.0, "search.expand_score", se.expand_score,
-               "more than 0, at most 1 (0.85 is the measured default)")
-        _check(0.0 <= se.mixed_distance < 2.0, "search.mixed_distance", se.mixed_distance,
-               "0 (no check) or a distance below 2 (0.65 is the measured default)")
+        _check(
+            0 <= se.lookalike_count <= 1000,
+            "search.lookalike_count",
+            se.lookalike_count,
+            "0 (off) to 1000 (15 is the measured default)",
+        )
+        _check(
+            0.0 < se.lookalike_spread < 2.0,
+            "search.lookalike_spread",
+            se.lookalike_spread,
+            "a distance between 0 and 2 (0.45 is the measured default)",
+        )
+        _check(
+            0.0 < se.lookalike_ratio <= 2.0,
+            "search.lookalike_ratio",
+            se.lookalike_ratio,
+            "more than 0, at most 2 (0.8 is the measured default)",
+        )
+        _check(
+            0 <= se.expand_count <= 1000,
+            "search.expand_count",
+            se.expand_count,
+            "0 (no second pass) to 1000 (20 is the measured default)",
+        )
+        _check(
+            0.0 < se.expand_score <= 1.0,
+            "search.expand_score",
+            se.expand_score,
+            "more than 0, at most 1 (0.85 is the measured default)",
+        )
+        _check(
+            0.0 <= se.mixed_distance < 2.0,
+            "search.mixed_distance",
+            se.mixed_distance,
+            "0 (no check) or a distance below 2 (0.65 is the measured default)",
+        )
         return self
 
 
@@ -195,8 +245,7 @@ def load(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | N
         if parser.has_section(section):
             for key, raw in parser.items(section):
                 if key not in names:
-                    raise ConfigError(f"{path}: unknown setting {section}.{key}; "
-                                      f"known: {', '.join(names)}")
+                    raise ConfigError(f"{path}: unknown setting {section}.{key}; known: {', '.join(names)}")
                 values[key] = _convert(f"{section}.{key}", raw, names[key])
         for full, raw in list(overrides.items()):
             sec, _, key = full.partition(".")

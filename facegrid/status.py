@@ -42,10 +42,15 @@ def take_sample(queue: Queue, tubes: tuple[str, ...]) -> Sample:
     out = {}
     for tube in tubes:
         s = queue.stats_tube(tube)
-        out[tube] = {"ready": s["current-jobs-ready"], "reserved": s["current-jobs-reserved"],
-                     "delayed": s["current-jobs-delayed"], "buried": s["current-jobs-buried"],
-                     "watching": s["current-watching"], "total": s["total-jobs"],
-                     "deleted": s.get("cmd-delete", 0)}
+        out[tube] = {
+            "ready": s["current-jobs-ready"],
+            "reserved": s["current-jobs-reserved"],
+            "delayed": s["current-jobs-delayed"],
+            "buried": s["current-jobs-buried"],
+            "watching": s["current-watching"],
+            "total": s["total-jobs"],
+            "deleted": s.get("cmd-delete", 0),
+        }
     return Sample(time.monotonic(), out)
 
 
@@ -73,8 +78,11 @@ class History:
 
 
 def _went_back(old: Sample, new: Sample) -> bool:
-    return any(new.tubes[t]["total"] < old.tubes[t]["total"] or new.tubes[t]["deleted"] < old.tubes[t]["deleted"]
-               for t in new.tubes if t in old.tubes)
+    return any(
+        new.tubes[t]["total"] < old.tubes[t]["total"] or new.tubes[t]["deleted"] < old.tubes[t]["deleted"]
+        for t in new.tubes
+        if t in old.tubes
+    )
 
 
 def eta_seconds(snapshot: dict, images: str, people: str) -> float | None:
@@ -120,8 +128,14 @@ def snapshot(settings: Settings, history: History, db_path: str) -> dict:
         tubes[tube] = {k: last.tubes[tube][k] for k in FIELDS}
         tubes[tube].update(in_per_s=_round(rin), out_per_s=_round(rout))
     span = history.samples[-1].at - history.samples[0].at
-    snap = {"beanstalkd": f"{b.host}:{b.port}", "time": time.time(), "rate_window_s": round(span, 1),
-            "tubes": tubes, "database": db_path, "db": db_counts(db_path)}
+    snap = {
+        "beanstalkd": f"{b.host}:{b.port}",
+        "time": time.time(),
+        "rate_window_s": round(span, 1),
+        "tubes": tubes,
+        "database": db_path,
+        "db": db_counts(db_path),
+    }
     snap["eta_s"] = _round(eta_seconds(snap, b.images_tube, b.people_tube))
     return snap
 
@@ -145,21 +159,28 @@ def fmt_rate(v: float | None) -> str:
 
 
 def render(snap: dict) -> str:
-    lines = [f"facegrid status  beanstalkd {snap['beanstalkd']}  "
-             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(snap['time']))}",
-             "", f"{'tube':<12}{'ready':>8}{'reserved':>10}{'delayed':>9}{'buried':>8}{'watching':>10}"
-             f"{'in/s':>8}{'out/s':>8}"]
+    lines = [
+        f"facegrid status  beanstalkd {snap['beanstalkd']}  "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(snap['time']))}",
+        "",
+        f"{'tube':<12}{'ready':>8}{'reserved':>10}{'delayed':>9}{'buried':>8}{'watching':>10}{'in/s':>8}{'out/s':>8}",
+    ]
     for name, t in snap["tubes"].items():
-        lines.append(f"{name:<12}{t['ready']:>8}{t['reserved']:>10}{t['delayed']:>9}{t['buried']:>8}"
-                     f"{t['watching']:>10}{fmt_rate(t['in_per_s']):>8}{fmt_rate(t['out_per_s']):>8}")
-    lines.append(f"rates over the last {snap['rate_window_s']:.0f}s; watching = filter workers (images), "
-                 "collectors (people)")
+        lines.append(
+            f"{name:<12}{t['ready']:>8}{t['reserved']:>10}{t['delayed']:>9}{t['buried']:>8}"
+            f"{t['watching']:>10}{fmt_rate(t['in_per_s']):>8}{fmt_rate(t['out_per_s']):>8}"
+        )
+    lines.append(
+        f"rates over the last {snap['rate_window_s']:.0f}s; watching = filter workers (images), collectors (people)"
+    )
     c = snap["db"]
     if c is None:
         lines.append(f"database {snap['database']}: not there yet (the collector creates it)")
     else:
-        lines.append(f"database {snap['database']}: {c['images']} photos, {c['faces']} faces; "
-                     f"ok {c.get('ok', 0)}, no_faces {c.get('no_faces', 0)}, errors {c.get('error', 0)}")
+        lines.append(
+            f"database {snap['database']}: {c['images']} photos, {c['faces']} faces; "
+            f"ok {c.get('ok', 0)}, no_faces {c.get('no_faces', 0)}, errors {c.get('error', 0)}"
+        )
     lines.append(f"ETA to drain the queued photos: {fmt_duration(snap['eta_s'])}")
     buried = sum(t["buried"] for t in snap["tubes"].values())
     if buried:

@@ -18,9 +18,9 @@ import json
 import secrets
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote
-from typing import Iterable
 
 import sqlite_utils
 
@@ -31,13 +31,40 @@ from .errors import StoreError, UsageError
 SCHEMA_VERSION = 2  # 2: faces.gen, deleted_faces, meta db_id
 
 IMAGE_COLUMNS = {
-    "id": str, "path": str, "host": str, "size": int, "mtime": float, "width": int, "height": int,
-    "status": str, "error": str, "face_count": int, "settings": str, "filter_host": str,
-    "filter_pid": int, "filter_version": str, "timings": str, "reencoded": str, "attempts": int,
-    "queued_at": float, "processed_at": float, "stored_at": float, "envelope_version": int,
+    "id": str,
+    "path": str,
+    "host": str,
+    "size": int,
+    "mtime": float,
+    "width": int,
+    "height": int,
+    "status": str,
+    "error": str,
+    "face_count": int,
+    "settings": str,
+    "filter_host": str,
+    "filter_pid": int,
+    "filter_version": str,
+    "timings": str,
+    "reencoded": str,
+    "attempts": int,
+    "queued_at": float,
+    "processed_at": float,
+    "stored_at": float,
+    "envelope_version": int,
 }
-FACE_COLUMNS = {"image_id": str, "idx": int, "top": int, "right": int, "bottom": int, "left": int,
-                "encoding": bytes, "crop": bytes, "model": str, "gen": int}
+FACE_COLUMNS = {
+    "image_id": str,
+    "idx": int,
+    "top": int,
+    "right": int,
+    "bottom": int,
+    "left": int,
+    "encoding": bytes,
+    "crop": bytes,
+    "model": str,
+    "gen": int,
+}
 
 
 def open_db(path: str | Path, create: bool = True, threads: bool = False) -> sqlite_utils.Database:
@@ -51,8 +78,10 @@ def open_db(path: str | Path, create: bool = True, threads: bool = False) -> sql
         tables = set(db.table_names())
         if tables and "meta" not in tables:  # another program's database: change nothing in it
             conn.close()
-            raise UsageError(f"{path}: not a facegrid database (it has tables {', '.join(sorted(tables))[:80]} "
-                             "and no facegrid meta table); pass --db with a new or a facegrid database")
+            raise UsageError(
+                f"{path}: not a facegrid database (it has tables {', '.join(sorted(tables))[:80]} "
+                "and no facegrid meta table); pass --db with a new or a facegrid database"
+            )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=30000")
@@ -82,17 +111,21 @@ def open_readonly(path: str | Path) -> sqlite_utils.Database:
             if "immutable" in extra:
                 raise StoreError(f"cannot open database {path} for reading: {exc}") from None
         except sqlite3.DatabaseError as exc:
-            raise UsageError(f"{path}: not a facegrid database ({exc}); pass --db with the database "
-                             "collector.py wrote") from None
+            raise UsageError(
+                f"{path}: not a facegrid database ({exc}); pass --db with the database collector.py wrote"
+            ) from None
     if not {"meta", "images", "faces", "annotated"} <= tables:
         conn.close()
-        raise UsageError(f"{path}: not a facegrid database (it has no facegrid tables); pass --db with the "
-                         "database collector.py wrote")
+        raise UsageError(
+            f"{path}: not a facegrid database (it has no facegrid tables); pass --db with the "
+            "database collector.py wrote"
+        )
     db = sqlite_utils.Database(conn)
     version = get_meta(db, "schema_version")
     if version is None or not str(version).isdigit():
-        raise UsageError(f"{path}: not a facegrid database (no schema_version); pass --db with the database "
-                         "collector.py wrote")
+        raise UsageError(
+            f"{path}: not a facegrid database (no schema_version); pass --db with the database collector.py wrote"
+        )
     if int(version) > SCHEMA_VERSION:
         raise StoreError(f"database schema {version} is newer than this facegrid ({SCHEMA_VERSION}); upgrade facegrid")
     return db
@@ -108,7 +141,9 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
     if "meta" in db.table_names():
         version = get_meta(db, "schema_version")
         if version is not None and int(version) > SCHEMA_VERSION:
-            raise StoreError(f"database schema {version} is newer than this facegrid ({SCHEMA_VERSION}); upgrade facegrid")
+            raise StoreError(
+                f"database schema {version} is newer than this facegrid ({SCHEMA_VERSION}); upgrade facegrid"
+            )
         if version is not None and int(version) < SCHEMA_VERSION:
             _migrate(db)
         return
@@ -122,9 +157,13 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         _change_log(db)
         db["annotated"].create({"image_id": str, "jpeg": bytes}, pk="image_id")
         db["meta"].create({"key": str, "value": str}, pk="key")
-        db["meta"].insert_all([{"key": "schema_version", "value": str(SCHEMA_VERSION)},
-                               {"key": "generation", "value": "0"},
-                               {"key": "db_id", "value": secrets.token_hex(16)}])
+        db["meta"].insert_all(
+            [
+                {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                {"key": "generation", "value": "0"},
+                {"key": "db_id", "value": secrets.token_hex(16)},
+            ]
+        )
 
 
 def _change_log(db: sqlite_utils.Database) -> None:
@@ -169,13 +208,26 @@ def has_change_log(db: sqlite_utils.Database) -> bool:
 def _image_row(r: Result, now: float) -> dict:
     f = r.filter or {}
     return {
-        "id": r.id, "path": r.path, "host": r.host, "size": r.size, "mtime": r.mtime,
-        "width": r.width, "height": r.height, "status": r.status, "error": r.error,
-        "face_count": len(r.faces), "settings": json.dumps(r.settings, sort_keys=True),
-        "filter_host": f.get("host"), "filter_pid": f.get("pid"), "filter_version": f.get("version"),
+        "id": r.id,
+        "path": r.path,
+        "host": r.host,
+        "size": r.size,
+        "mtime": r.mtime,
+        "width": r.width,
+        "height": r.height,
+        "status": r.status,
+        "error": r.error,
+        "face_count": len(r.faces),
+        "settings": json.dumps(r.settings, sort_keys=True),
+        "filter_host": f.get("host"),
+        "filter_pid": f.get("pid"),
+        "filter_version": f.get("version"),
         "timings": json.dumps(r.timings, sort_keys=True),
-        "reencoded": json.dumps(r.reencoded) if r.reencoded else None, "attempts": r.attempts,
-        "queued_at": r.queued_at, "processed_at": r.processed_at, "stored_at": now,
+        "reencoded": json.dumps(r.reencoded) if r.reencoded else None,
+        "attempts": r.attempts,
+        "queued_at": r.queued_at,
+        "processed_at": r.processed_at,
+        "stored_at": now,
         "envelope_version": ENVELOPE_VERSION,
     }
 
@@ -184,8 +236,7 @@ def _upsert_sql(table: str, columns: list[str], pk: tuple[str, ...]) -> str:
     cols = ", ".join(f'"{c}"' for c in columns)
     marks = ", ".join("?" for _ in columns)
     updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c not in pk)
-    return (f'INSERT INTO "{table}" ({cols}) VALUES ({marks}) '
-            f'ON CONFLICT ({", ".join(pk)}) DO UPDATE SET {updates}')
+    return f'INSERT INTO "{table}" ({cols}) VALUES ({marks}) ON CONFLICT ({", ".join(pk)}) DO UPDATE SET {updates}'
 
 
 IMAGE_SQL = _upsert_sql("images", list(IMAGE_COLUMNS), ("id",))
@@ -208,8 +259,9 @@ def store_results(db: sqlite_utils.Database, results: Iterable[Result]) -> int:
             for i, face in enumerate(r.faces):
                 faces.append((r.id, i, *face.box, face.encoding.astype("<f4").tobytes(), face.crop, model, gen))
             gone = (r.id, len(r.faces))
-            conn.execute("INSERT INTO deleted_faces SELECT rowid, ? FROM faces WHERE image_id = ? AND idx >= ?",
-                         (gen, *gone))
+            conn.execute(
+                "INSERT INTO deleted_faces SELECT rowid, ? FROM faces WHERE image_id = ? AND idx >= ?", (gen, *gone)
+            )
             conn.execute("DELETE FROM faces WHERE image_id = ? AND idx >= ?", gone)
             if r.annotated:
                 annotated.append((r.id, r.annotated))

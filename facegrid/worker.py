@@ -33,7 +33,7 @@ class Stopper:
         self.stopping = False
         self.signals = signals
 
-    def install(self) -> "Stopper":
+    def install(self) -> Stopper:
         for sig in self.signals:
             signal.signal(sig, self._handle)
         return self
@@ -42,8 +42,9 @@ class Stopper:
         self.stopping = True
         for sig in self.signals:
             signal.signal(sig, signal.SIG_DFL)
-        log.info("got %s: finishing the current job, then exiting (send it again to exit now)",
-                 signal.Signals(signum).name)
+        log.info(
+            "got %s: finishing the current job, then exiting (send it again to exit now)", signal.Signals(signum).name
+        )
 
     def __call__(self) -> bool:
         return self.stopping
@@ -65,7 +66,7 @@ def attempts(stats: dict) -> int:
 def retry_delay(conf: Beanstalkd, stats: dict) -> int:
     """Exponential in the number of earlier releases and timeouts, capped."""
     n = int(stats.get("releases", 0)) + int(stats.get("timeouts", 0))
-    return int(min(conf.retry_delay * (2 ** n), conf.retry_delay_max))
+    return int(min(conf.retry_delay * (2**n), conf.retry_delay_max))
 
 
 def bury(queue: Queue, job: greenstalk.Job, stats: dict, reason: str) -> None:

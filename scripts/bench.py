@@ -52,20 +52,35 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from PIL import Image, ImageFilter, ImageOps  # noqa: E402
 
-from facegrid import envelope, imaging, settings as settings_mod, store  # noqa: E402
+from facegrid import envelope, imaging, store  # noqa: E402
+from facegrid import settings as settings_mod
 
 PY = sys.executable
 FACES = Path(os.environ.get("FACEGRID_FACES", ROOT.parent / "shared" / "faces"))
 DOCS = ROOT / "docs" / "benchmarks.md"
-SECTIONS = ("encoder", "defaults", "camera", "detection", "overhead", "scaling", "collector", "envelope",
-            "memory", "search", "cli", "scale")
+SECTIONS = (
+    "encoder",
+    "defaults",
+    "camera",
+    "detection",
+    "overhead",
+    "scaling",
+    "collector",
+    "envelope",
+    "memory",
+    "search",
+    "cli",
+    "scale",
+)
 DEFAULT_SECTIONS = SECTIONS[:-1]  # scale (10,000,000 faces, about an hour here) runs only when asked
 MAX_JOB_SIZE = 16 * 1024 * 1024
 MB = 1024 * 1024
-RSS_WRAPPER = ("import resource, subprocess, sys\n"
-               "rc = subprocess.call(sys.argv[2:])\n"
-               "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024))\n"
-               "sys.exit(rc)\n")
+RSS_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "rc = subprocess.call(sys.argv[2:])\n"
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024))\n"
+    "sys.exit(rc)\n"
+)
 
 
 @dataclasses.dataclass
@@ -118,13 +133,23 @@ class Report:
         for r in self.rows:
             m = re.search(r"[-+]?\d[\d,]*\.?\d*", r.value)
             number = float(m.group().replace(",", "")) if m else None
-            out[f"{r.section}: {r.measure}"] = {"value": r.value, "number": number, "target": r.target,
-                                               "result": r.verdict}
+            out[f"{r.section}: {r.measure}"] = {
+                "value": r.value,
+                "number": number,
+                "target": r.target,
+                "result": r.verdict,
+            }
         return {"command": self.command, "conditions": conditions, "figures": out}
 
     def markdown(self, conditions: str) -> str:
-        out = [f"Command: `{self.command}`", "", conditions, "",
-               "| section | measure | value | target | result |", "|---|---|---|---|---|"]
+        out = [
+            f"Command: `{self.command}`",
+            "",
+            conditions,
+            "",
+            "| section | measure | value | target | result |",
+            "|---|---|---|---|---|",
+        ]
         out += [f"| {r.section} | {r.measure} | {r.value} | {r.target} | {r.verdict} |" for r in self.rows]
         return "\n".join(out)
 
@@ -156,13 +181,15 @@ class Server:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         binlog = self.folder / f"binlog-{self.port}"
         binlog.mkdir(parents=True, exist_ok=True)
         exe = shutil.which("beanstalkd") or "/usr/bin/beanstalkd"
         cmd = [exe, "-l", self.listen, "-p", str(self.port), "-z", str(MAX_JOB_SIZE), "-b", str(binlog)]
         self.proc = subprocess.Popen(in_netns(self.netns, cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        probe = in_netns(self.netns, [PY, "-c", f"import socket; socket.create_connection(('127.0.0.1', {self.port}), 1)"])
+        probe = in_netns(
+            self.netns, [PY, "-c", f"import socket; socket.create_connection(('127.0.0.1', {self.port}), 1)"]
+        )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -194,8 +221,10 @@ def run(cmd: list[str], logfile: Path, timeout: float = 3600) -> float:
         proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err, timeout=timeout, cwd=ROOT)
     took = time.perf_counter() - t0
     if proc.returncode not in (0, 1):
-        raise RuntimeError(f"{' '.join(cmd[:4])} ... exited {proc.returncode}; see {logfile}:\n"
-                           + logfile.read_text(errors="replace")[-1500:])
+        raise RuntimeError(
+            f"{' '.join(cmd[:4])} ... exited {proc.returncode}; see {logfile}:\n"
+            + logfile.read_text(errors="replace")[-1500:]
+        )
     return took
 
 
@@ -291,8 +320,9 @@ class GridRun:
 def read_grid(db: Path) -> GridRun:
     conn = sqlite3.connect(str(db))
     try:
-        rows = conn.execute("SELECT processed_at, timings, stored_at, filter_pid, face_count FROM images "
-                            "WHERE status != 'error'").fetchall()
+        rows = conn.execute(
+            "SELECT processed_at, timings, stored_at, filter_pid, face_count FROM images WHERE status != 'error'"
+        ).fetchall()
         errors = conn.execute("SELECT count(*) FROM images WHERE status = 'error'").fetchone()[0]
     finally:
         conn.close()
@@ -300,14 +330,15 @@ def read_grid(db: Path) -> GridRun:
         raise RuntimeError(f"{db}: {errors} photo(s) stored with status error")
     timings = [json.loads(t) for _, t, *_ in rows]
     starts = [r[0] - t["total_ms"] / 1e3 for r, t in zip(rows, timings)]
-    return GridRun(starts, [r[0] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
-                   sum(r[4] for r in rows), timings)
+    return GridRun(
+        starts, [r[0] for r in rows], [r[2] for r in rows], [r[3] for r in rows], sum(r[4] for r in rows), timings
+    )
 
 
 class Grid:
     """Queue a folder on a private beanstalkd, run filters and the collector, read the database."""
 
-    def __init__(self, ctx: "Context", server: Server, name: str):
+    def __init__(self, ctx: Context, server: Server, name: str):
         self.ctx, self.server, self.name = ctx, server, name
         self.folder = ctx.tmp / name
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -315,18 +346,43 @@ class Grid:
 
     def queue(self, photos: Path) -> None:
         self.runs += 1
-        run(in_netns(self.server.netns, script("queuer.py", photos, "--beanstalkd", self.server.address,
-                                               "--state", self.folder / f"state{self.runs}.sqlite",
-                                               "--max-ready", "0", "-q")), self.folder / "queuer.log")
+        run(
+            in_netns(
+                self.server.netns,
+                script(
+                    "queuer.py",
+                    photos,
+                    "--beanstalkd",
+                    self.server.address,
+                    "--state",
+                    self.folder / f"state{self.runs}.sqlite",
+                    "--max-ready",
+                    "0",
+                    "-q",
+                ),
+            ),
+            self.folder / "queuer.log",
+        )
 
     def collector(self, db: Path) -> list[str]:
-        return in_netns(self.server.netns, script("collector.py", "--db", db, "--beanstalkd", self.server.address,
-                                                  "--burst", "-q"))
+        return in_netns(
+            self.server.netns, script("collector.py", "--db", db, "--beanstalkd", self.server.address, "--burst", "-q")
+        )
 
     def filters(self, workers: int, address: str | None = None, netns: str | None = None, extra=()) -> list[str]:
-        return in_netns(netns or self.server.netns, script(
-            "filter.py", "--workers", workers, "--burst", "--beanstalkd", address or self.server.address, "-q",
-            *extra))
+        return in_netns(
+            netns or self.server.netns,
+            script(
+                "filter.py",
+                "--workers",
+                workers,
+                "--burst",
+                "--beanstalkd",
+                address or self.server.address,
+                "-q",
+                *extra,
+            ),
+        )
 
     def together(self, photos: Path, workers: int) -> GridRun:
         """queuer first, then filter and collector at the same time (the overhead run)."""
@@ -334,8 +390,10 @@ class Grid:
         db = self.folder / f"run{self.runs}.db"
         logf = self.folder / "grid.log"
         with open(logf, "ab") as err:
-            procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
-                     for cmd in (self.collector(db), self.filters(workers))]
+            procs = [
+                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+                for cmd in (self.collector(db), self.filters(workers))
+            ]
             codes = [p.wait(3600) for p in procs]
         if any(codes):
             raise RuntimeError(f"grid run exited {codes}; see {logf}:\n{logf.read_text(errors='replace')[-1500:]}")
@@ -422,8 +480,9 @@ def baseline_python() -> Path:
 def fr_baseline(paths: list[Path]) -> tuple[float, dict[str, int]]:
     """Wall seconds of one face_recognition process over paths (start-up included), faces per path."""
     t0 = time.perf_counter()
-    out = subprocess.run([str(baseline_python()), "-c", FR_LOOP, *map(str, paths)], capture_output=True,
-                         text=True, timeout=3600)
+    out = subprocess.run(
+        [str(baseline_python()), "-c", FR_LOOP, *map(str, paths)], capture_output=True, text=True, timeout=3600
+    )
     took = time.perf_counter() - t0
     if out.returncode:
         raise RuntimeError(f"face_recognition on dlib-bin failed: {out.stderr[-1500:]}")
@@ -456,14 +515,19 @@ print(json.dumps(counts))
 
 def pipeline_process(py: Path, paths: list[Path]) -> float:
     t0 = time.perf_counter()
-    out = subprocess.run([str(py), "-c", PIPELINE_LOOP, str(ROOT), *map(str, paths)], capture_output=True,
-                         text=True, timeout=3600, cwd=ROOT)
+    out = subprocess.run(
+        [str(py), "-c", PIPELINE_LOOP, str(ROOT), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        cwd=ROOT,
+    )
     if out.returncode:
         raise RuntimeError(f"the pipeline loop in {py} failed: {out.stderr[-1500:]}")
     return time.perf_counter() - t0
 
 
-def filter_process(ctx: Context, grid: "Grid", photos: Path, extra=()) -> tuple[float, GridRun, dict[str, int]]:
+def filter_process(ctx: Context, grid: Grid, photos: Path, extra=()) -> tuple[float, GridRun, dict[str, int]]:
     """Wall seconds of one filter.py --workers 1 --burst over a queued folder (start-up included)."""
     grid.queue(photos)
     db = grid.folder / f"run{grid.runs}.db"
@@ -497,30 +561,38 @@ def sec_defaults(ctx: Context) -> None:
         t, _, fast_counts = filter_process(ctx, grid, photos, FAST_SMALL)
         fast.append(t)
         loops.append((pipeline_process(baseline_python(), paths), pipeline_process(Path(PY), paths)))
-        log(f"defaults repeat {i + 1}: face_recognition {theirs[-1]:.1f} s, filter.py {ours[-1]:.1f} s, "
-            f"with {FAST_SMALL[1]} {fast[-1]:.1f} s")
+        log(
+            f"defaults repeat {i + 1}: face_recognition {theirs[-1]:.1f} s, filter.py {ours[-1]:.1f} s, "
+            f"with {FAST_SMALL[1]} {fast[-1]:.1f} s"
+        )
     n = len(rows)
     f = ctx.settings.filter
-    rep.add("defaults", f"face_recognition defaults on dlib-bin, one process, {n} labelled photos",
-            f"{med(theirs):.2f} s")
-    rep.add("defaults", f"filter.py --workers 1 at the defaults (max side {f.detect_max_side}, upsample "
-            f"{f.upsample}), start-up included", f"{med(ours):.2f} s")
+    rep.add(
+        "defaults", f"face_recognition defaults on dlib-bin, one process, {n} labelled photos", f"{med(theirs):.2f} s"
+    )
+    rep.add(
+        "defaults",
+        f"filter.py --workers 1 at the defaults (max side {f.detect_max_side}, upsample "
+        f"{f.upsample}), start-up included",
+        f"{med(ours):.2f} s",
+    )
     labelled_total = sum(want.values())
     fr_found = sum(min(fr_counts.get(p, 0), k) for p, k in want.items())
     our_found = sum(min(our_counts.get(p, 0), k) for p, k in want.items())
     rep.add("defaults", "labelled faces found: face_recognition", f"{fr_found}/{labelled_total}")
-    rep.add("defaults", "labelled faces found: filter.py", f"{our_found}/{labelled_total}", ">= fr's",
-            our_found >= fr_found)
+    rep.add(
+        "defaults", "labelled faces found: filter.py", f"{our_found}/{labelled_total}", ">= fr's", our_found >= fr_found
+    )
     same = sum(our_counts.get(p) == k for p, k in want.items())
     rep.add("defaults", "photos with the labelled face count: filter.py", f"{same}/{n}", f"{n}/{n}", same == n)
     for p, k in want.items():
         if our_counts.get(p) != k:
             log(f"defaults: {Path(p).name}: found {our_counts.get(p)} face(s), labels.csv says {k}")
     ratio = med(theirs) / med(ours)
-    rep.add("defaults", "speed-up: face_recognition on dlib-bin / filter.py", f"{ratio:.2f}x", ">= 4x",
-            ratio >= 4)
-    split = " / ".join(f"{med([s[k] for s in stages]):.0f}" for k in ("decode_ms", "detect_ms", "encode_ms",
-                                                                     "annotate_ms"))
+    rep.add("defaults", "speed-up: face_recognition on dlib-bin / filter.py", f"{ratio:.2f}x", ">= 4x", ratio >= 4)
+    split = " / ".join(
+        f"{med([s[k] for s in stages]):.0f}" for k in ("decode_ms", "detect_ms", "encode_ms", "annotate_ms")
+    )
     rep.add("defaults", "filter.py: decode / detect / encode / annotate ms per photo", split)
     on_bin, on_this = med([a for a, _ in loops]), med([b for _, b in loops])
     rep.add("defaults", "the filter's pipeline in one process (no queue), on dlib-bin", f"{on_bin:.2f} s")
@@ -529,8 +601,7 @@ def sec_defaults(ctx: Context) -> None:
     rep.add("defaults", "the pipeline on dlib-bin: speed-up over face_recognition", f"{med(theirs) / on_bin:.2f}x")
     fast_found = sum(min(fast_counts.get(p, 0), k) for p, k in want.items())
     rep.add("defaults", f"with {FAST_SMALL[1]}: labelled faces found", f"{fast_found}/{labelled_total}")
-    rep.add("defaults", f"with {FAST_SMALL[1]}: speed-up over face_recognition",
-            f"{med(theirs) / med(fast):.2f}x")
+    rep.add("defaults", f"with {FAST_SMALL[1]}: speed-up over face_recognition", f"{med(theirs) / med(fast):.2f}x")
     decode_rows(ctx, [p.read_bytes() for p in paths if p.suffix.lower() in (".jpg", ".jpeg")], "labelled JPEGs")
     decode_rows(ctx, [make_big_jpeg(ctx.tmp / "24mp.jpg").read_bytes()], "24 MP JPEG")
 
@@ -567,16 +638,18 @@ def sec_encoder(ctx: Context) -> None:
     reps = str(max(3, ctx.sizes.repeats))
     out = {}
     for name, py in (("this venv", Path(PY)), ("dlib-bin", baseline_python())):
-        proc = subprocess.run([str(py), "-c", ENCODER_PROBE, str(ROOT), reps, *paths], capture_output=True,
-                              text=True, timeout=1800)
+        proc = subprocess.run(
+            [str(py), "-c", ENCODER_PROBE, str(ROOT), reps, *paths], capture_output=True, text=True, timeout=1800
+        )
         if proc.returncode:
             raise RuntimeError(f"encoder probe in {name} failed: {proc.stderr[-1500:]}")
         out[name] = json.loads(proc.stdout)
     rep, mine, theirs = ctx.report, out["this venv"], out["dlib-bin"]
     rep.add("encoder", "this venv's dlib", mine["build"].split(";")[0])
     rep.add("encoder", "BLAS on in this venv's dlib", "yes" if mine["blas"] else "no", "yes", mine["blas"])
-    rep.add("encoder", f"encoding per face, dlib-bin wheel ({len(paths)} photos)",
-            f"{med(theirs['encode']) * 1e3:.1f} ms")
+    rep.add(
+        "encoder", f"encoding per face, dlib-bin wheel ({len(paths)} photos)", f"{med(theirs['encode']) * 1e3:.1f} ms"
+    )
     rep.add("encoder", "encoding per face, this venv", f"{med(mine['encode']) * 1e3:.1f} ms")
     rep.add("encoder", "encoding speed-up over dlib-bin", f"{med(theirs['encode']) / med(mine['encode']):.2f}x")
     rep.add("encoder", "HOG at the defaults per photo, dlib-bin wheel", f"{med(theirs['detect']) * 1e3:.0f} ms")
@@ -614,14 +687,20 @@ def sec_camera(ctx: Context) -> None:
     rep.add("camera", "12 MP JPEG with one face: faces found per photo", f"{med(faces):.2f}", "1", med(faces) == 1)
     rep.add("camera", "12 MP JPEG: the worker's own time per photo (median)", f"{med(totals):.0f} ms")
     v = med(per) * 1e3
-    rep.add("camera", "12 MP JPEG, 1 filter worker, first start -> last done, per photo", f"{v:.0f} ms",
-            "<= 150 ms", v <= 150)
-    rep.add("camera", "12 MP JPEG: decode / detect / encode / annotate ms per photo",
-            " / ".join(f"{v:.0f}" for v in stages))
+    rep.add(
+        "camera",
+        "12 MP JPEG, 1 filter worker, first start -> last done, per photo",
+        f"{v:.0f} ms",
+        "<= 150 ms",
+        v <= 150,
+    )
+    rep.add(
+        "camera", "12 MP JPEG: decode / detect / encode / annotate ms per photo", " / ".join(f"{v:.0f}" for v in stages)
+    )
     rep.add("camera", f"12 MP JPEG with {FAST_SMALL[1]}, per photo", f"{med(fast) * 1e3:.0f} ms")
 
 
-def grid_stage(grid: "Grid") -> list[float]:
+def grid_stage(grid: Grid) -> list[float]:
     db = grid.folder / f"run{grid.runs}.db"
     s = read_grid(db).stage_ms()
     return [s[k] for k in ("decode_ms", "detect_ms", "encode_ms", "annotate_ms")]
@@ -629,8 +708,16 @@ def grid_stage(grid: "Grid") -> list[float]:
 
 # -- detection: recall against time ----------------------------------------------------
 LFW = Path(os.environ.get("FACEGRID_LFW", ROOT.parent / "shared" / "lfw-dev"))
-DETECT_CONFIGS = [("hog", 1024, 1), ("hog", 1024, 0), ("hog", 1536, 0), ("hog", 2048, 0), ("hog", 640, 1),
-                  ("hog", 1280, 1), ("hog", 3072, 0), ("hog", 2048, 1)]
+DETECT_CONFIGS = [
+    ("hog", 1024, 1),
+    ("hog", 1024, 0),
+    ("hog", 1536, 0),
+    ("hog", 2048, 0),
+    ("hog", 640, 1),
+    ("hog", 1280, 1),
+    ("hog", 3072, 0),
+    ("hog", 2048, 1),
+]
 DEFAULT_DETECT = ("hog", 1024, 1)
 
 
@@ -638,8 +725,13 @@ def same_face(a, b) -> bool:
     """Two boxes are one face: each centre inside the other box, sizes within 2x."""
     (t1, r1, b1, l1), (t2, r2, b2, l2) = a, b
     cy1, cx1, cy2, cx2 = (t1 + b1) / 2, (l1 + r1) / 2, (t2 + b2) / 2, (l2 + r2) / 2
-    return (t2 <= cy1 <= b2 and l2 <= cx1 <= r2 and t1 <= cy2 <= b1 and l1 <= cx2 <= r1
-            and 0.5 < (b1 - t1) / max(1, b2 - t2) < 2)
+    return (
+        t2 <= cy1 <= b2
+        and l2 <= cx1 <= r2
+        and t1 <= cy2 <= b1
+        and l1 <= cx2 <= r1
+        and 0.5 < (b1 - t1) / max(1, b2 - t2) < 2
+    )
 
 
 def found(truth, boxes) -> int:
@@ -650,16 +742,23 @@ def make_canvases(engine) -> list[tuple[str, bytes, list]]:
     """Group and single photos scaled down and placed on 12 and 24 MP canvases: camera photos with
     small faces. Truth: each source's full-size, one-upsample HOG boxes, moved and scaled."""
     rng = random.Random(3)
-    srcs = ["groups/obama_and_biden.jpg", "groups/two_people.jpg", "groups/kit_with_rose.jpg",
-            "people/obama/obama_720p.jpg", "people/biden/biden2.jpg", "people/rose_leslie/img1.jpg"]
+    srcs = [
+        "groups/obama_and_biden.jpg",
+        "groups/two_people.jpg",
+        "groups/kit_with_rose.jpg",
+        "people/obama/obama_720p.jpg",
+        "people/biden/biden2.jpg",
+        "people/rose_leslie/img1.jpg",
+    ]
     imgs = {s: ImageOps.exif_transpose(Image.open(FACES / s)).convert("RGB") for s in srcs}
     boxes = {s: engine.face_locations(np.asarray(im), 1, "hog") for s, im in imgs.items()}
     sizes = [(4000, 3000), (6000, 4000), (4000, 3000), (6000, 4000), (3000, 4000), (4000, 3000)]
     out = []
     for ci, (w, h) in enumerate(sizes):
         bg = imgs[srcs[(ci + 3) % len(srcs)]]
-        canvas = bg.resize((w // 16, h // 16)).filter(ImageFilter.GaussianBlur(2)).resize(
-            (w, h), Image.Resampling.BICUBIC)
+        canvas = (
+            bg.resize((w // 16, h // 16)).filter(ImageFilter.GaussianBlur(2)).resize((w, h), Image.Resampling.BICUBIC)
+        )
         truth = []
         for k, src in enumerate(rng.sample(srcs, 4)):
             img = imgs[src]
@@ -670,8 +769,10 @@ def make_canvases(engine) -> list[tuple[str, bytes, list]]:
             px = (k % 2) * (w // 2) + rng.randint(0, w // 2 - piece.width)
             py = (k // 2) * (h // 2) + rng.randint(0, h // 2 - piece.height)
             canvas.paste(piece, (px, py))
-            truth += [(round(t * sc) + py, round(r * sc) + px, round(b * sc) + py, round(l * sc) + px)
-                      for t, r, b, l in boxes[src]]
+            truth += [
+                (round(t * sc) + py, round(r * sc) + px, round(b * sc) + py, round(l * sc) + px)
+                for t, r, b, l in boxes[src]
+            ]
         buf = io.BytesIO()
         canvas.save(buf, "JPEG", quality=90)
         out.append((f"canvas{ci}-{w}x{h}", buf.getvalue(), truth))
@@ -697,13 +798,15 @@ def sec_detection(ctx: Context) -> None:
         with open(LFW / "labels.csv", newline="") as f:
             rows = list(csv.DictReader(f))
         step = max(1, len(rows) // ctx.args.lfw)
-        sets["lfw"] = [(r["path"], (LFW / r["path"]).read_bytes(), "centre") for r in rows[::step][:ctx.args.lfw]]
+        sets["lfw"] = [(r["path"], (LFW / r["path"]).read_bytes(), "centre") for r in rows[::step][: ctx.args.lfw]]
     else:
         log(f"detection: {LFW} not found: the LFW rows are left out")
     sets["camera"] = make_canvases(engine)
     configs = DETECT_CONFIGS if not ctx.args.quick else DETECT_CONFIGS[:4]
-    extra = {"labelled": [("hog", 0, 1), ("hog", 0, 0)],  # full size: labels.csv's counts come from (0, 1)
-             "lfw": [("hog", 1024, 2), ("cnn", 1024, 0), ("cnn", 1024, 1)]}  # HOG vs CNN on small photos
+    extra = {
+        "labelled": [("hog", 0, 1), ("hog", 0, 0)],  # full size: labels.csv's counts come from (0, 1)
+        "lfw": [("hog", 1024, 2), ("cnn", 1024, 0), ("cnn", 1024, 1)],
+    }  # HOG vs CNN on small photos
     for name, items in sets.items():
         reps = 1 if name == "camera" else 2
         results = {}
@@ -714,7 +817,8 @@ def sec_detection(ctx: Context) -> None:
         # "upsample only when small": one upsample for photos up to 1024 px, none above
         small = [max(Image.open(io.BytesIO(d)).size) <= 1024 for _, d, _ in items]
         results[("hog", 1024, "only <= 1024 px")] = [
-            results[DEFAULT_DETECT][i] if small[i] else results[("hog", 1024, 0)][i] for i in range(len(items))]
+            results[DEFAULT_DETECT][i] if small[i] else results[("hog", 1024, 0)][i] for i in range(len(items))
+        ]
         for cfg, per in results.items():
             boxes = [b for b, _ in per]
             ms = sum(t for _, t in per) / len(per) * 1e3
@@ -730,8 +834,13 @@ def sec_detection(ctx: Context) -> None:
             model, side, up = cfg
             label = f"{model} {side} px, upsample {up}"
             ok = None if cfg != DEFAULT_DETECT else lost == 0
-            rep.add("detection", f"{name} ({len(items)}): {label}: found / lost vs defaults / ms",
-                    f"{hit}/{total} / {lost} / {ms:.0f}", "", ok)
+            rep.add(
+                "detection",
+                f"{name} ({len(items)}): {label}: found / lost vs defaults / ms",
+                f"{hit}/{total} / {lost} / {ms:.0f}",
+                "",
+                ok,
+            )
 
 
 def timed_set(fn, items) -> tuple[float, list]:
@@ -799,8 +908,13 @@ def sec_overhead(ctx: Context) -> None:
     # each repeat runs the bare loop and then the grid back to back: the median of
     # these paired ratios is what the machine's drifting load disturbs least
     extra = med([g / b for g, b in zip(full, bare)]) - 1
-    rep.add("overhead", "grid time over the bare loop, median of paired repeats", f"{extra * 100:+.1f} %",
-            "<= +5 %", extra <= 0.05)
+    rep.add(
+        "overhead",
+        "grid time over the bare loop, median of paired repeats",
+        f"{extra * 100:+.1f} %",
+        "<= +5 %",
+        extra <= 0.05,
+    )
     if ctx.host_rate is None:
         ctx.host_rate = (ctx.cores / med(full), f"{ctx.cores} cores x 1 worker's rate (overhead)")
 
@@ -861,7 +975,7 @@ class Netns:
         self.arb, self.filters = f"{tag}a", [f"{tag}f0", f"{tag}f1"]
         self.tag = tag
 
-    def __enter__(self) -> "Netns":
+    def __enter__(self) -> Netns:
         try:
             for ns in (self.arb, *self.filters):
                 ip("netns", "add", ns)
@@ -932,8 +1046,10 @@ def standin_template() -> dict:
     while len(annotated) > 160_000 and quality > 40:
         quality -= 5
         annotated = imaging.jpeg(rgb, quality)
-    crops = [imaging.jpeg(imaging.crop(rgb, (40 + 60 * i, 140 + 200 * i, 160 + 60 * i, 40 + 200 * i), 112), 85)
-             for i in range(3)]
+    crops = [
+        imaging.jpeg(imaging.crop(rgb, (40 + 60 * i, 140 + 200 * i, 160 + 60 * i, 40 + 200 * i), 112), 85)
+        for i in range(3)
+    ]
     return {"annotated": annotated, "crops": crops, "size": rgb.shape}
 
 
@@ -941,15 +1057,30 @@ def standin_bodies(n: int, tpl: dict, seed: int = 3):
     rng = np.random.default_rng(seed)
     for i in range(n):
         sha = hashlib.sha256(f"standin-{seed}-{i}".encode()).hexdigest()
-        faces = [envelope.Face(box=(10, 60, 60, 10), encoding=rng.normal(0, 0.12, 128).astype(np.float32), crop=c)
-                 for c in tpl["crops"]]
+        faces = [
+            envelope.Face(box=(10, 60, 60, 10), encoding=rng.normal(0, 0.12, 128).astype(np.float32), crop=c)
+            for c in tpl["crops"]
+        ]
         now = time.time()
-        yield envelope.encode_result(envelope.Result(
-            id=sha, path=f"/photos/standin/{i:07d}.jpg", host="standin", size=3_000_000, mtime=now,
-            queued_at=now, status="ok", width=4000, height=3000, faces=faces, annotated=tpl["annotated"],
-            filter={"host": "standin", "pid": 1, "version": "bench"},
-            settings={"model": "hog", "upsample": 1, "detect_max_side": 1024},
-            timings={"total_ms": 300.0}, processed_at=now))
+        yield envelope.encode_result(
+            envelope.Result(
+                id=sha,
+                path=f"/photos/standin/{i:07d}.jpg",
+                host="standin",
+                size=3_000_000,
+                mtime=now,
+                queued_at=now,
+                status="ok",
+                width=4000,
+                height=3000,
+                faces=faces,
+                annotated=tpl["annotated"],
+                filter={"host": "standin", "pid": 1, "version": "bench"},
+                settings={"model": "hog", "upsample": 1, "detect_max_side": 1024},
+                timings={"total_ms": 300.0},
+                processed_at=now,
+            )
+        )
 
 
 def store_rate(db: Path) -> float:
@@ -983,14 +1114,24 @@ def sec_collector(ctx: Context) -> None:
             out.append(store_rate(db))
         log(f"collector repeat {r + 1}: {rates[-1]:.0f} results/s, {small[-1]:.0f} without annotated copies")
     rep = ctx.report
-    rep.add("collector", f"stand-in result size (3 faces, annotated {len(tpl['annotated']) // 1024} KB)",
-            f"{size / 1024:.0f} KB")
-    rep.add("collector", f"results stored per second ({n} per repeat, prefilled tube)", f"{med(rates):.0f}",
-            ">= 1000", med(rates) >= 1000)
+    rep.add(
+        "collector",
+        f"stand-in result size (3 faces, annotated {len(tpl['annotated']) // 1024} KB)",
+        f"{size / 1024:.0f} KB",
+    )
+    rep.add(
+        "collector",
+        f"results stored per second ({n} per repeat, prefilled tube)",
+        f"{med(rates):.0f}",
+        ">= 1000",
+        med(rates) >= 1000,
+    )
     rep.add("collector", "results stored per second, same results without the annotated copy", f"{med(small):.0f}")
     if ctx.host_rate is None:
-        ctx.host_rate = (ctx.cores / bare_loop(ctx, sorted(ctx.workload().glob("*.jpg"))[:12]),
-                         f"{ctx.cores} cores x the bare loop's rate")
+        ctx.host_rate = (
+            ctx.cores / bare_loop(ctx, sorted(ctx.workload().glob("*.jpg"))[:12]),
+            f"{ctx.cores} cores x the bare loop's rate",
+        )
     rate, where = ctx.host_rate
     rep.add("collector", f"one filter host: photos/s ({where})", f"{rate:.2f}")
     rep.add("collector", "filter hosts one collector can serve", f"{med(rates) / rate:.0f}")
@@ -1015,8 +1156,11 @@ def sec_envelope(ctx: Context) -> None:
     for _ in range(max(5, ctx.sizes.repeats)):
         runs["unsigned"].append(per_call(lambda: envelope.decode(plain)))
         runs["signed"].append(per_call(lambda: envelope.decode(signed, keys)))
-    rep.add("envelope", f"decode + checks of a stand-in result ({len(plain) // 1024} KB, 3 faces), unsigned",
-            f"{med(runs['unsigned']) * 1e6:.0f} us")
+    rep.add(
+        "envelope",
+        f"decode + checks of a stand-in result ({len(plain) // 1024} KB, 3 faces), unsigned",
+        f"{med(runs['unsigned']) * 1e6:.0f} us",
+    )
     rep.add("envelope", "the same, signed (HMAC-SHA256 checked first)", f"{med(runs['signed']) * 1e6:.0f} us")
 
 
@@ -1031,28 +1175,52 @@ def sec_memory(ctx: Context) -> None:
     for r in range(ctx.sizes.repeats):
         for sub in peaks:
             state = folder / f"state-{sub}-{r}.sqlite"
-            run(script("queuer.py", folder / sub, "--beanstalkd", server.address, "--state", state, "-q"), folder / "log")
-            _, rss = peak_rss(script("filter.py", "--workers", "1", "--burst", "--beanstalkd", server.address, "-q"),
-                              folder, folder / "log")
+            run(
+                script("queuer.py", folder / sub, "--beanstalkd", server.address, "--state", state, "-q"),
+                folder / "log",
+            )
+            _, rss = peak_rss(
+                script("filter.py", "--workers", "1", "--burst", "--beanstalkd", server.address, "-q"),
+                folder,
+                folder / "log",
+            )
             peaks[sub].append(rss)
             drain(server, "people")
     rep = ctx.report
     rep.add("memory", "filter process peak RSS, a 480p photo", f"{med(peaks['small']) / MB:.0f} MB")
     big = med(peaks["big"])
-    rep.add("memory", "filter worker peak RSS, a 24 MP JPEG (4000x6000)", f"{big / MB:.0f} MB", "<= 1200 MB",
-            big <= 1200 * MB)
+    rep.add(
+        "memory",
+        "filter worker peak RSS, a 24 MP JPEG (4000x6000)",
+        f"{big / MB:.0f} MB",
+        "<= 1200 MB",
+        big <= 1200 * MB,
+    )
     from facegrid import pool
 
-    rep.add("memory", "pool.WORKER_PEAK_BYTES (the least --workers auto budgets)", f"{pool.WORKER_PEAK_BYTES / MB:.0f} MB",
-            ">= measured", pool.WORKER_PEAK_BYTES >= big)
+    rep.add(
+        "memory",
+        "pool.WORKER_PEAK_BYTES (the least --workers auto budgets)",
+        f"{pool.WORKER_PEAK_BYTES / MB:.0f} MB",
+        ">= measured",
+        big <= pool.WORKER_PEAK_BYTES,
+    )
     png_peak, pixels = png_decode_peak(ctx.tmp / "big-rgba.png", 12000)
     need = pool.worker_need(pixels)
-    rep.add("memory", "decode of a 12000x12000 RGBA PNG, peak RSS", f"{png_peak / MB:.0f} MB",
-            f"<= worker_need({pixels}) = {need / MB:.0f} MB", png_peak <= need)
+    rep.add(
+        "memory",
+        "decode of a 12000x12000 RGBA PNG, peak RSS",
+        f"{png_peak / MB:.0f} MB",
+        f"<= worker_need({pixels}) = {need / MB:.0f} MB",
+        png_peak <= need,
+    )
     from facegrid.settings import Filter
 
-    rep.add("memory", "pool.worker_need(filter.max_pixels) (what --workers auto divides by)",
-            f"{pool.worker_need(Filter().max_pixels) / MB:.0f} MB")
+    rep.add(
+        "memory",
+        "pool.worker_need(filter.max_pixels) (what --workers auto divides by)",
+        f"{pool.worker_need(Filter().max_pixels) / MB:.0f} MB",
+    )
 
 
 PNG_PEAK = """
@@ -1072,8 +1240,9 @@ def png_decode_peak(path: Path, side: int) -> tuple[int, int]:
         arr = np.zeros((side, side, 4), np.uint8)
         arr[::7, ::5] = 200
         Image.fromarray(arr, "RGBA").save(path, compress_level=1)
-    out = subprocess.run([sys.executable, "-c", PNG_PEAK, str(path)], cwd=ROOT, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PNG_PEAK, str(path)], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     return int(out.stdout.split()[-1]), side * side
 
 
@@ -1132,10 +1301,14 @@ def build_store(db_path: Path, n: int, real: dict[str, np.ndarray], planted: lis
 
 
 def insert(conn, images, faces) -> None:
-    conn.executemany("INSERT INTO images (id, path, host, status, face_count, width, height) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?)", images)
-    conn.executemany('INSERT INTO faces (image_id, idx, "top", "right", "bottom", "left", encoding, crop, model) '
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", faces)
+    conn.executemany(
+        "INSERT INTO images (id, path, host, status, face_count, width, height) VALUES (?, ?, ?, ?, ?, ?, ?)", images
+    )
+    conn.executemany(
+        'INSERT INTO faces (image_id, idx, "top", "right", "bottom", "left", encoding, crop, model) '
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        faces,
+    )
 
 
 def sec_search(ctx: Context) -> None:
@@ -1177,14 +1350,27 @@ def sec_search(ctx: Context) -> None:
         dist.append(time.perf_counter() - t0)
     found = sum(m.host == "planted" for m in matches)
     rep.add("search", "distances only (1 target)", f"{med(dist) * 1e3:.0f} ms")
-    rep.add("search", "warm query: index load + distances + top matches", f"{med(warm) * 1e3:.0f} ms",
-            "<= 150 ms", med(warm) <= 0.15)
-    rep.add("search", "planted true matches found / planted", f"{found}/{len(planted)}", f"{len(planted)}/{len(planted)}",
-            found == len(planted))
+    rep.add(
+        "search",
+        "warm query: index load + distances + top matches",
+        f"{med(warm) * 1e3:.0f} ms",
+        "<= 150 ms",
+        med(warm) <= 0.15,
+    )
+    rep.add(
+        "search",
+        "planted true matches found / planted",
+        f"{found}/{len(planted)}",
+        f"{len(planted)}/{len(planted)}",
+        found == len(planted),
+    )
     walls, peaks = [], []
     for r in range(ctx.sizes.repeats):
-        wall, rss = peak_rss(script("search.py", folder / "target", "--db", db_path, "--out", folder / f"out{r}", "-q"),
-                             folder, folder / "log")
+        wall, rss = peak_rss(
+            script("search.py", folder / "target", "--db", db_path, "--out", folder / f"out{r}", "-q"),
+            folder,
+            folder / "log",
+        )
         walls.append(wall)
         peaks.append(rss)
     rep.add("search", "search.py target/ from the shell, index built", f"{med(walls):.2f} s", "<= 3 s", med(walls) <= 3)
@@ -1204,8 +1390,10 @@ def sec_cli(ctx: Context) -> None:
     grid = Grid(ctx, ctx.beanstalkd(), "cli")
     db = grid.folder / "cli.db"
     grid.queue(unknown)
-    run(script("filter.py", "--workers", str(ctx.cores), "--burst", "--beanstalkd", grid.server.address, "-q"),
-        folder / "log")
+    run(
+        script("filter.py", "--workers", str(ctx.cores), "--burst", "--beanstalkd", grid.server.address, "-q"),
+        folder / "log",
+    )
     run(script("collector.py", "--db", db, "--beanstalkd", grid.server.address, "--burst", "-q"), folder / "log")
     tool = Path(PY).with_name("face_recognition")
     cli_times, out = [], ""
@@ -1274,15 +1462,27 @@ def sec_scale(ctx: Context) -> None:
         matches = searching.find(coll, targets, params, mode).matches
         warm.append(time.perf_counter() - t0)
     found = sum(m.host == "planted" for m in matches)
-    wall, rss = peak_rss(script("search.py", folder / "target", "--db", db_path, "--out", folder / "out", "-q"),
-                         folder, folder / "log")
+    wall, rss = peak_rss(
+        script("search.py", folder / "target", "--db", db_path, "--out", folder / "out", "-q"), folder, folder / "log"
+    )
     rng = np.random.default_rng(5)
     updates = []
     for r in range(ctx.sizes.repeats):
-        batch = [Result(id=hashlib.sha256(f"new-{r}-{i}".encode()).hexdigest(), path=f"/photos/new/{r}/{i}.jpg",
-                        host="new", size=1, mtime=0.0, queued_at=0.0, status="ok", width=4000, height=3000,
-                        faces=[Face((100, 200, 200, 100), rng.normal(0, 0.1, 128).astype(np.float32), b"")
-                               for _ in range(2)]) for i in range(SCALE_NEW_FACES // 2)]
+        batch = [
+            Result(
+                id=hashlib.sha256(f"new-{r}-{i}".encode()).hexdigest(),
+                path=f"/photos/new/{r}/{i}.jpg",
+                host="new",
+                size=1,
+                mtime=0.0,
+                queued_at=0.0,
+                status="ok",
+                width=4000,
+                height=3000,
+                faces=[Face((100, 200, 200, 100), rng.normal(0, 0.1, 128).astype(np.float32), b"") for _ in range(2)],
+            )
+            for i in range(SCALE_NEW_FACES // 2)
+        ]
         store.store_results(db, batch)
         t0 = time.perf_counter()
         index.load(db, db_path)
@@ -1297,26 +1497,56 @@ def sec_scale(ctx: Context) -> None:
     total = n + len(planted)
     rep.add("scale", "stored faces", f"{total:,}", ">= 10,000,000", total >= 10_000_000)
     rep.add("scale", "index build", f"{build_s:.1f} s")
-    rep.add("scale", "warm query (look-alike rule, two passes)", f"{med(warm) * 1e3:.0f} ms", "<= 150 ms",
-            med(warm) <= 0.15)
+    rep.add(
+        "scale", "warm query (look-alike rule, two passes)", f"{med(warm) * 1e3:.0f} ms", "<= 150 ms", med(warm) <= 0.15
+    )
     rep.add("scale", "search.py target/ from the shell, index ready", f"{wall:.2f} s", "<= 3 s", wall <= 3)
     rep.add("scale", "search.py peak RSS", f"{rss / MB:.0f} MB", "<= 3072 MB", rss <= 3072 * MB)
-    rep.add("scale", f"index up to date after {SCALE_NEW_FACES:,} new faces", f"{med(updates):.2f} s", "<= 2 s",
-            med(updates) <= 2)
-    rep.add("scale", "planted true matches found / planted", f"{found}/{len(planted)}",
-            f"{len(planted)}/{len(planted)}", found == len(planted))
+    rep.add(
+        "scale",
+        f"index up to date after {SCALE_NEW_FACES:,} new faces",
+        f"{med(updates):.2f} s",
+        "<= 2 s",
+        med(updates) <= 2,
+    )
+    rep.add(
+        "scale",
+        "planted true matches found / planted",
+        f"{found}/{len(planted)}",
+        f"{len(planted)}/{len(planted)}",
+        found == len(planted),
+    )
     rep.add("scale", f"--people clustering, {k:,} faces", f"{people_s:.0f} s", "<= 1200 s", people_s <= 1200)
-    ctx.keys.update({"faces": total, "search_warm_ms": round(med(warm) * 1e3, 1), "search_shell_s": round(wall, 2),
-                     "search_rss_mb": round(rss / MB), "index_update_s": round(med(updates), 2),
-                     "planted": len(planted), "planted_found": found, "people_1m_s": round(people_s),
-                     "people_faces": k})
+    ctx.keys.update(
+        {
+            "faces": total,
+            "search_warm_ms": round(med(warm) * 1e3, 1),
+            "search_shell_s": round(wall, 2),
+            "search_rss_mb": round(rss / MB),
+            "index_update_s": round(med(updates), 2),
+            "planted": len(planted),
+            "planted_found": found,
+            "people_1m_s": round(people_s),
+            "people_faces": k,
+        }
+    )
 
 
 # -- main ------------------------------------------------------------------------------
-RUNNERS = {"encoder": sec_encoder, "defaults": sec_defaults, "camera": sec_camera, "detection": sec_detection,
-           "overhead": sec_overhead, "scaling": sec_scaling, "collector": sec_collector,
-           "envelope": sec_envelope, "memory": sec_memory, "search": sec_search, "cli": sec_cli,
-           "scale": sec_scale}
+RUNNERS = {
+    "encoder": sec_encoder,
+    "defaults": sec_defaults,
+    "camera": sec_camera,
+    "detection": sec_detection,
+    "overhead": sec_overhead,
+    "scaling": sec_scaling,
+    "collector": sec_collector,
+    "envelope": sec_envelope,
+    "memory": sec_memory,
+    "search": sec_search,
+    "cli": sec_cli,
+    "scale": sec_scale,
+}
 
 
 def conditions(ctx: Context, started: float, load_before: tuple) -> str:
@@ -1326,10 +1556,12 @@ def conditions(ctx: Context, started: float, load_before: tuple) -> str:
     except (OSError, StopIteration):
         pass
     load_after = os.getloadavg()
-    return (f"Conditions: {ctx.cores} cores ({cpu}), {platform.system()} {platform.release()}, Python "
-            f"{platform.python_version()}; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; "
-            f"{(time.time() - started) / 60:.0f} min; sizes {dataclasses.asdict(ctx.sizes)}; "
-            f"{time.strftime('%Y-%m-%d %H:%M')}.")
+    return (
+        f"Conditions: {ctx.cores} cores ({cpu}), {platform.system()} {platform.release()}, Python "
+        f"{platform.python_version()}; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; "
+        f"{(time.time() - started) / 60:.0f} min; sizes {dataclasses.asdict(ctx.sizes)}; "
+        f"{time.strftime('%Y-%m-%d %H:%M')}."
+    )
 
 
 def write_docs(markdown: str) -> None:
@@ -1344,18 +1576,27 @@ def write_docs(markdown: str) -> None:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n\n")[0],
-                                epilog="sections: " + ", ".join(SECTIONS),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="bench.py",
+        description=__doc__.split("\n\n")[0],
+        epilog="sections: " + ", ".join(SECTIONS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run in about two minutes")
     p.add_argument("--only", metavar="NAME[,NAME]", help="run only these sections")
     p.add_argument("--repeats", type=int, metavar="N", help="repeats per measurement (median is printed)")
     p.add_argument("--photos", type=int, metavar="N", help="jobs in the replicated workload")
     p.add_argument("--faces", type=int, metavar="N", help="synthetic faces in the search store")
-    p.add_argument("--scale-faces", type=int, default=10_000_000, metavar="N",
-                   help="synthetic faces in the scale section's store (default 10,000,000)")
-    p.add_argument("--lfw", type=int, metavar="N", help="LFW photos in the detection section (default 300; "
-                   "--quick: 60)")
+    p.add_argument(
+        "--scale-faces",
+        type=int,
+        default=10_000_000,
+        metavar="N",
+        help="synthetic faces in the scale section's store (default 10,000,000)",
+    )
+    p.add_argument(
+        "--lfw", type=int, metavar="N", help="LFW photos in the detection section (default 300; --quick: 60)"
+    )
     p.add_argument("--json", action="store_true", help="end with one JSON object of every figure (last line)")
     p.add_argument("--scale-workers", type=int, default=2, metavar="N", help="filter processes to compare with 1")
     p.add_argument("--tmp", metavar="DIR", help="where to make the temporary folder (default: the system's)")
@@ -1375,11 +1616,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
     if not (FACES / "labels.csv").exists():
-        print(f"bench.py: labelled photos not found at {FACES}; put shared/faces beside the repository "
-              "or set FACEGRID_FACES", file=sys.stderr)
+        print(
+            f"bench.py: labelled photos not found at {FACES}; put shared/faces beside the repository "
+            "or set FACEGRID_FACES",
+            file=sys.stderr,
+        )
         return 2
-    sizes = dataclasses.replace(QUICK if args.quick else FULL, **{k: v for k, v in (
-        ("repeats", args.repeats), ("photos", args.photos), ("faces", args.faces)) if v})
+    sizes = dataclasses.replace(
+        QUICK if args.quick else FULL,
+        **{k: v for k, v in (("repeats", args.repeats), ("photos", args.photos), ("faces", args.faces)) if v},
+    )
     report = Report(argv)
     ctx = Context(args, sizes, report)
     started, load_before = time.time(), os.getloadavg()

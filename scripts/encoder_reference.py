@@ -47,18 +47,29 @@ def make() -> dict:
         for row in csv.DictReader(f):
             data = (FACES / row["path"]).read_bytes()
             a = engine.analyse(data)
-            photos.append({"path": row["path"], "sha256": hashlib.sha256(data).hexdigest(),
-                           "boxes": [list(b) for b in a.boxes],
-                           "encodings": [base64.b64encode(np.asarray(e, "<f4").tobytes()).decode()
-                                         for e in a.encodings]})
+            photos.append(
+                {
+                    "path": row["path"],
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "boxes": [list(b) for b in a.boxes],
+                    "encodings": [base64.b64encode(np.asarray(e, "<f4").tobytes()).decode() for e in a.encodings],
+                }
+            )
     b = engine.build
-    return {"made_by": "scripts/encoder_reference.py", "dlib": f"{b['version']} {b['dist']}",
-            "settings": "facegrid.settings.Filter() defaults", "photos": photos}
+    return {
+        "made_by": "scripts/encoder_reference.py",
+        "dlib": f"{b['version']} {b['dist']}",
+        "settings": "facegrid.settings.Filter() defaults",
+        "photos": photos,
+    }
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--check", action="store_true", help="compare this venv's dlib with the file")
     p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -66,8 +77,9 @@ def main() -> int:
         print(f"encoder_reference.py: labelled photos not found at {FACES}; set FACEGRID_FACES", file=sys.stderr)
         return 2
     if args.check:
-        return subprocess.call([sys.executable, "-m", "pytest", "-q", str(ROOT / "tests" / "test_encoder.py")],
-                               cwd=ROOT)
+        return subprocess.call(
+            [sys.executable, "-m", "pytest", "-q", str(ROOT / "tests" / "test_encoder.py")], cwd=ROOT
+        )
     if args.inner:
         json.dump(make(), sys.stdout)
         return 0

@@ -186,8 +186,11 @@ def run_searches(db_path: Path, lab: Labelled, params: scoring.Params, mode: str
         relevant = {id_of[p] for p in photos[2:]}
         out.relevant += len(relevant)
         out.searches += 1
-        targets = [searching.Target(p, id_of[p], np.frombuffer(faces[id_of[p]][0], "<f4"), b"")
-                   for p in photos[:2] if len(faces.get(id_of[p], [])) == 1]
+        targets = [
+            searching.Target(p, id_of[p], np.frombuffer(faces[id_of[p]][0], "<f4"), b"")
+            for p in photos[:2]
+            if len(faces.get(id_of[p], [])) == 1
+        ]
         if not targets:
             continue
         found = searching.find(coll, targets, params, mode, reach=REACH)
@@ -274,7 +277,9 @@ def log(msg: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("photos", nargs="?", default=str(DEFAULT_PHOTOS), help="labelled folder (default ../shared/lfw-dev)")
-    p.add_argument("--sizes", default="500,2000,all", help="gallery sizes in photos, comma-separated (all: every photo)")
+    p.add_argument(
+        "--sizes", default="500,2000,all", help="gallery sizes in photos, comma-separated (all: every photo)"
+    )
     p.add_argument("--limit", type=int, default=0, help="use only about N photos (whole people); 0: all")
     p.add_argument("--work", default=str(ROOT / "eval-run"), help="folder for the databases (default ./eval-run)")
     p.add_argument("--reuse", action="store_true", help="reuse the gallery database in --work if it matches")
@@ -286,8 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     folder = Path(args.photos)
     if not (folder / "labels.csv").exists():
-        print(f"evaluate.py: {folder}/labels.csv not found: the labelled photos are absent; "
-              "pass a labelled folder (see --help)", file=sys.stderr)
+        print(
+            f"evaluate.py: {folder}/labels.csv not found: the labelled photos are absent; "
+            "pass a labelled folder (see --help)",
+            file=sys.stderr,
+        )
         return 2
     try:
         overrides = dict(s.split("=", 1) for s in args.set)
@@ -312,11 +320,20 @@ def evaluate(args, folder: Path, settings) -> int:
     s = settings.search
     params = s.params()
     plain = dataclasses.replace(params, lookalike_count=0, expand_count=0)
-    figures: dict = {"photos": n_all, "faces": store.counts(db)["faces"], "tolerance": s.tolerance,
-                     "lookalike_count": s.lookalike_count, "lookalike_spread": s.lookalike_spread,
-                     "lookalike_ratio": s.lookalike_ratio, "mode": s.mode, "sizes": {}}
-    print(f"{'gallery':>8} {'people':>7} {'searches':>8} {'precision':>9} {'recall':>7} {'tp':>6} {'fp':>5} {'fn':>5}"
-          f"   plain tolerance {s.tolerance:g}: {'precision':>9} {'recall':>7}")
+    figures: dict = {
+        "photos": n_all,
+        "faces": store.counts(db)["faces"],
+        "tolerance": s.tolerance,
+        "lookalike_count": s.lookalike_count,
+        "lookalike_spread": s.lookalike_spread,
+        "lookalike_ratio": s.lookalike_ratio,
+        "mode": s.mode,
+        "sizes": {},
+    }
+    print(
+        f"{'gallery':>8} {'people':>7} {'searches':>8} {'precision':>9} {'recall':>7} {'tp':>6} {'fp':>5} {'fn':>5}"
+        f"   plain tolerance {s.tolerance:g}: {'precision':>9} {'recall':>7}"
+    )
     curves, marks, outcome_full = {}, {}, None
     for n in sizes:
         if n == n_all:
@@ -330,11 +347,21 @@ def evaluate(args, folder: Path, settings) -> int:
         prec, rec = pr(tp, fp, fn)
         pp, rp = pr(*o_plain.at(1.0))
         people_n = len({x for r in stored.values() if r for x in lab.identities[r]}) if n == n_all else None
-        print(f"{n:>8} {people_n or '':>7} {o.searches:>8} {prec:>9.3f} {rec:>7.3f} {tp:>6} {fp:>5} {fn:>5}"
-              f"   {'':>20}{pp:>9.3f} {rp:>7.3f}", flush=True)
-        figures["sizes"][str(n)] = {"searches": o.searches, "precision": round(prec, 4), "recall": round(rec, 4),
-                                    "tp": tp, "fp": fp, "fn": fn, "plain_precision": round(pp, 4),
-                                    "plain_recall": round(rp, 4)}
+        print(
+            f"{n:>8} {people_n or '':>7} {o.searches:>8} {prec:>9.3f} {rec:>7.3f} {tp:>6} {fp:>5} {fn:>5}"
+            f"   {'':>20}{pp:>9.3f} {rp:>7.3f}",
+            flush=True,
+        )
+        figures["sizes"][str(n)] = {
+            "searches": o.searches,
+            "precision": round(prec, 4),
+            "recall": round(rec, 4),
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "plain_precision": round(pp, 4),
+            "plain_recall": round(rp, 4),
+        }
         curves[f"{n} photos"] = o
         marks[f"default, {n}"] = (prec, rec)
         if n == n_all:
@@ -342,9 +369,15 @@ def evaluate(args, folder: Path, settings) -> int:
             curves[f"{n} photos, plain tolerance"] = o_plain
     t0 = time.monotonic()
     bp, br, bf, nf = bcubed(full, lab, params)
-    print(f"--people ({time.monotonic() - t0:.0f}s): BCubed precision {bp:.3f} recall {br:.3f} F {bf:.3f} over {nf} faces")
-    figures["people"] = {"bcubed_precision": round(bp, 4), "bcubed_recall": round(br, 4), "bcubed_f": round(bf, 4),
-                         "faces": nf}
+    print(
+        f"--people ({time.monotonic() - t0:.0f}s): BCubed precision {bp:.3f} recall {br:.3f} F {bf:.3f} over {nf} faces"
+    )
+    figures["people"] = {
+        "bcubed_precision": round(bp, 4),
+        "bcubed_recall": round(br, 4),
+        "bcubed_f": round(bf, 4),
+        "faces": nf,
+    }
     if args.curve:
         plot(curves, marks, Path(args.curve))
     if args.calibrate and outcome_full is not None:

@@ -42,10 +42,13 @@ class Beanstalkd:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def start(self) -> "Beanstalkd":
+    def start(self) -> Beanstalkd:
         exe = shutil.which("beanstalkd") or "/usr/bin/beanstalkd"
-        self.proc = subprocess.Popen([exe, "-l", self.host, "-p", str(self.port), "-z", str(self.max_job_size),
-                                      "-b", str(self.binlog)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [exe, "-l", self.host, "-p", str(self.port), "-z", str(self.max_job_size), "-b", str(self.binlog)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -83,8 +86,14 @@ class Beanstalkd:
             try:
                 return c.stats_tube(name)
             except greenstalk.NotFoundError:
-                return {"current-jobs-ready": 0, "current-jobs-reserved": 0, "current-jobs-buried": 0,
-                        "current-jobs-delayed": 0, "current-watching": 0, "total-jobs": 0}
+                return {
+                    "current-jobs-ready": 0,
+                    "current-jobs-reserved": 0,
+                    "current-jobs-buried": 0,
+                    "current-jobs-delayed": 0,
+                    "current-watching": 0,
+                    "total-jobs": 0,
+                }
 
 
 @pytest.fixture
@@ -99,16 +108,19 @@ def beanstalkd(tmp_path):
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
     if not (FACES / "labels.csv").exists():
-        pytest.skip(f"labelled photos not found at {FACES}; put the shared/ folder beside the "
-                    "repository or set FACEGRID_FACES")
+        pytest.skip(
+            f"labelled photos not found at {FACES}; put the shared/ folder beside the repository or set FACEGRID_FACES"
+        )
     return FACES
 
 
 @pytest.fixture(scope="session")
 def labels(faces_dir) -> dict[str, dict]:
     with open(faces_dir / "labels.csv", newline="") as f:
-        return {row["path"]: {"faces": int(row["faces"]), "identities": row["identities"].split(";")}
-                for row in csv.DictReader(f)}
+        return {
+            row["path"]: {"faces": int(row["faces"]), "identities": row["identities"].split(";")}
+            for row in csv.DictReader(f)
+        }
 
 
 @pytest.fixture(scope="session")
@@ -123,7 +135,9 @@ def faces_db(faces_dir, tmp_path_factory) -> Path:
     server = Beanstalkd(work / "binlog").start()
     db = work / "faces.db"
     try:
-        run_script("queuer.py", "--beanstalkd", server.address, "--state", work / "queuer.sqlite", faces_dir, check=True)
+        run_script(
+            "queuer.py", "--beanstalkd", server.address, "--state", work / "queuer.sqlite", faces_dir, check=True
+        )
         run_script("filter.py", "--beanstalkd", server.address, "--burst", "--workers", "2", check=True, timeout=900)
         run_script("collector.py", "--beanstalkd", server.address, "--burst", "--db", db, check=True)
     finally:
@@ -131,8 +145,16 @@ def faces_db(faces_dir, tmp_path_factory) -> Path:
     return db
 
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+)
 IMAGE_PROBE = """<!DOCTYPE html><html><body><iframe id="f" src="%s" style="width:1200px;height:900px"></iframe>
 <pre id="result">pending</pre><script>
 document.getElementById("f").addEventListener("load", function () {
@@ -161,10 +183,20 @@ def chromium(tmp_path):
         probe = Path(page).parent / "_image_probe.html"
         probe.write_text(IMAGE_PROBE % Path(page).name)
         try:
-            proc = subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}",
-                                   "--allow-file-access-from-files", "--virtual-time-budget=20000",
-                                   "--dump-dom", probe.resolve().as_uri()],
-                                  capture_output=True, text=True, timeout=180)
+            proc = subprocess.run(
+                [
+                    exe,
+                    *CHROMIUM_FLAGS,
+                    f"--user-data-dir={tmp_path / 'chromium'}",
+                    "--allow-file-access-from-files",
+                    "--virtual-time-budget=20000",
+                    "--dump-dom",
+                    probe.resolve().as_uri(),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
         finally:
             probe.unlink()
         found = re.search(r"RESULT(.*)END", proc.stdout)
@@ -180,8 +212,9 @@ def script_cmd(name: str, *args: str) -> list[str]:
 
 def run_script(name: str, *args: str, timeout: float = 300, check: bool = False, **kw) -> subprocess.CompletedProcess:
     """Run queuer.py / filter.py / collector.py / search.py to completion."""
-    proc = subprocess.run(script_cmd(name, *args), cwd=kw.pop("cwd", ROOT), capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    proc = subprocess.run(
+        script_cmd(name, *args), cwd=kw.pop("cwd", ROOT), capture_output=True, text=True, timeout=timeout, **kw
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{name} {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc
@@ -189,8 +222,14 @@ def run_script(name: str, *args: str, timeout: float = 300, check: bool = False,
 
 def start_script(name: str, *args: str, **kw) -> subprocess.Popen:
     """Start a script in the background; stderr goes to a file the test can read."""
-    return subprocess.Popen(script_cmd(name, *args), cwd=kw.pop("cwd", ROOT), stdout=kw.pop("stdout", subprocess.PIPE),
-                            stderr=kw.pop("stderr", subprocess.PIPE), text=True, **kw)
+    return subprocess.Popen(
+        script_cmd(name, *args),
+        cwd=kw.pop("cwd", ROOT),
+        stdout=kw.pop("stdout", subprocess.PIPE),
+        stderr=kw.pop("stderr", subprocess.PIPE),
+        text=True,
+        **kw,
+    )
 
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.1, what: str = "condition"):

@@ -56,7 +56,7 @@ def truncated_jpeg(folder: Path, source: Path) -> Path:
     """The first third of a real JPEG: a valid header, then nothing."""
     data = source.read_bytes()
     path = folder / "truncated.jpg"
-    path.write_bytes(data[:len(data) // 3])
+    path.write_bytes(data[: len(data) // 3])
     return path
 
 
@@ -119,7 +119,7 @@ def palette_transparent(folder: Path, source: Path) -> Path:
     """A 256-colour palette PNG whose colour 0 is transparent (a tRNS chunk)."""
     img = upright(source).quantize(colors=255)
     pal = img.getpalette()
-    img.putpalette(pal[:3 * 255] + [0, 0, 0])  # make index 255 unused by the picture
+    img.putpalette(pal[: 3 * 255] + [0, 0, 0])  # make index 255 unused by the picture
     arr = np.asarray(img).copy()
     arr[:8, :] = 255  # a transparent strip along the top
     out = Image.fromarray(arr, "P")

@@ -36,7 +36,8 @@ def reference(faces_dir) -> list[dict]:
         data = (faces_dir / p["path"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == p["sha256"], (
             f"{p['path']} differs from the photo the reference was made from; "
-            "remake it with scripts/encoder_reference.py")
+            "remake it with scripts/encoder_reference.py"
+        )
         p["data"] = data
     return photos
 
@@ -88,5 +89,7 @@ def test_ci_runs_the_fast_encoder(engine):
     """CI (CI=true) must test the build a filter host set up by scripts/setup.sh runs."""
     if os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
         pytest.skip("only under CI=true: elsewhere the dlib-bin wheel is allowed")
-    assert engine.build["blas"], (f"CI runs {engine.describe()}: scripts/setup.sh did not install the "
-                                  "fast encoder; see the cache folder's dlib-build.log")
+    assert engine.build["blas"], (
+        f"CI runs {engine.describe()}: scripts/setup.sh did not install the "
+        "fast encoder; see the cache folder's dlib-build.log"
+    )

@@ -19,6 +19,7 @@ from facegrid import envelope
 from facegrid.envelope import MAGIC, PREFIX, VERSION, Face, ImageJob, Result
 from facegrid.errors import BadJob
 
+
 def tiny_jpeg(shade: int = 0, side: int = 16) -> bytes:
     from PIL import Image
 
@@ -34,25 +35,40 @@ ANNOTATED = tiny_jpeg(50, 32)
 
 
 def image_job(**kw) -> ImageJob:
-    base = dict(id=SHA, path="/photos/été/a.jpg", host="h1", size=len(PHOTO), mtime=1.5e9, queued_at=1.7e9,
-                image=PHOTO)
+    base = dict(id=SHA, path="/photos/été/a.jpg", host="h1", size=len(PHOTO), mtime=1.5e9, queued_at=1.7e9, image=PHOTO)
     return ImageJob(**{**base, **kw})
 
 
 def result(n_faces: int = 2, **kw) -> Result:
     rng = np.random.default_rng(7)
-    faces = [Face(box=(10 + i, 80 + i, 90 + i, 5 + i), encoding=rng.normal(0, 0.1, 128).astype(np.float32),
-                  crop=CROPS[i]) for i in range(n_faces)]
-    base = dict(id=SHA, path="/photos/b.png", host="h1", size=9, mtime=1.0, queued_at=2.0,
-                status="ok" if n_faces else "no_faces",
-                width=640, height=480, faces=faces, annotated=ANNOTATED, filter={"pid": 3},
-                settings={"model": "hog"}, timings={"decode_ms": 1.0}, processed_at=3.0, attempts=2)
+    faces = [
+        Face(box=(10 + i, 80 + i, 90 + i, 5 + i), encoding=rng.normal(0, 0.1, 128).astype(np.float32), crop=CROPS[i])
+        for i in range(n_faces)
+    ]
+    base = dict(
+        id=SHA,
+        path="/photos/b.png",
+        host="h1",
+        size=9,
+        mtime=1.0,
+        queued_at=2.0,
+        status="ok" if n_faces else "no_faces",
+        width=640,
+        height=480,
+        faces=faces,
+        annotated=ANNOTATED,
+        filter={"pid": 3},
+        settings={"model": "hog"},
+        timings={"decode_ms": 1.0},
+        processed_at=3.0,
+        attempts=2,
+    )
     return Result(**{**base, **kw})
 
 
 def split(body: bytes) -> tuple[dict, bytes]:
     _, _, hlen = PREFIX.unpack_from(body)
-    return json.loads(body[PREFIX.size:PREFIX.size + hlen]), body[PREFIX.size + hlen:]
+    return json.loads(body[PREFIX.size : PREFIX.size + hlen]), body[PREFIX.size + hlen :]
 
 
 def join(header: dict, rest: bytes, version: int = VERSION, magic: bytes = MAGIC) -> bytes:
@@ -79,8 +95,14 @@ def test_result_round_trip_keeps_faces_bit_exact():
     res = result()
     back = envelope.decode(envelope.encode_result(res))
     assert isinstance(back, Result)
-    assert (back.id, back.path, back.status, back.width, back.height, back.attempts) == \
-        (res.id, res.path, "ok", 640, 480, 2)
+    assert (back.id, back.path, back.status, back.width, back.height, back.attempts) == (
+        res.id,
+        res.path,
+        "ok",
+        640,
+        480,
+        2,
+    )
     assert back.annotated == ANNOTATED
     assert [f.box for f in back.faces] == [f.box for f in res.faces]
     assert [f.crop for f in back.faces] == CROPS[:2]
@@ -96,8 +118,11 @@ def test_error_result_round_trip():
 
 
 # bodies that are not envelopes ----------------------------------------------------
-@pytest.mark.parametrize("body", [b"", b"FG", os.urandom(3), os.urandom(64), os.urandom(4096)],
-                         ids=["empty", "short", "3-random", "64-random", "4k-random"])
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"FG", os.urandom(3), os.urandom(64), os.urandom(4096)],
+    ids=["empty", "short", "3-random", "64-random", "4k-random"],
+)
 def test_random_bytes(body):
     with pytest.raises(BadJob):
         envelope.decode(body)
@@ -125,7 +150,7 @@ def test_unknown_version(version):
 def test_header_length_longer_than_body():
     body = envelope.encode_image_job(image_job())
     _, _, hlen = PREFIX.unpack_from(body)
-    lie = PREFIX.pack(MAGIC, VERSION, len(body)) + body[PREFIX.size:]
+    lie = PREFIX.pack(MAGIC, VERSION, len(body)) + body[PREFIX.size :]
     with pytest.raises(BadJob, match="header declares"):
         envelope.decode(lie)
 
@@ -133,7 +158,7 @@ def test_header_length_longer_than_body():
 def test_header_length_shorter_than_header():
     body = envelope.encode_image_job(image_job())
     _, _, hlen = PREFIX.unpack_from(body)
-    lie = PREFIX.pack(MAGIC, VERSION, hlen - 10) + body[PREFIX.size:]
+    lie = PREFIX.pack(MAGIC, VERSION, hlen - 10) + body[PREFIX.size :]
     with pytest.raises(BadJob, match="not UTF-8 JSON"):
         envelope.decode(lie)
 
@@ -163,8 +188,16 @@ def test_trailing_bytes_after_blobs():
         envelope.decode(join(header, rest + b"extra"))
 
 
-@pytest.mark.parametrize("spec", [{"name": "image", "length": -1}, {"name": "image", "length": "5"},
-                                  {"name": 3, "length": 1}, "image", {"name": "image", "length": True}])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"name": "image", "length": -1},
+        {"name": "image", "length": "5"},
+        {"name": 3, "length": 1},
+        "image",
+        {"name": "image", "length": True},
+    ],
+)
 def test_bad_blob_entries(spec):
     header, rest = split(envelope.encode_image_job(image_job()))
     header["blobs"] = [spec]
@@ -199,8 +232,11 @@ def test_unknown_kind():
 
 
 # fields ------------------------------------------------------------------------
-@pytest.mark.parametrize("bad_id", ["", "../../etc/x", SHA.upper(), SHA[:-1], SHA + "0", "g" * 64, 42, None],
-                         ids=["empty", "path", "upper", "short", "long", "not-hex", "int", "null"])
+@pytest.mark.parametrize(
+    "bad_id",
+    ["", "../../etc/x", SHA.upper(), SHA[:-1], SHA + "0", "g" * 64, 42, None],
+    ids=["empty", "path", "upper", "short", "long", "not-hex", "int", "null"],
+)
 def test_result_id_not_sha256(bad_id):
     header, rest = split(envelope.encode_result(result()))
     header["id"] = bad_id
@@ -223,8 +259,19 @@ def test_bad_status(status):
         envelope.decode(join(header, rest))
 
 
-@pytest.mark.parametrize("field,value", [("size", "12"), ("size", True), ("mtime", "now"), ("path", None),
-                                         ("host", 5), ("faces", {}), ("width", 1.5), ("attempts", "2")])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("size", "12"),
+        ("size", True),
+        ("mtime", "now"),
+        ("path", None),
+        ("host", 5),
+        ("faces", {}),
+        ("width", 1.5),
+        ("attempts", "2"),
+    ],
+)
 def test_fields_of_the_wrong_type(field, value):
     header, rest = split(envelope.encode_result(result()))
     header[field] = value
@@ -255,7 +302,7 @@ def test_encodings_length_mismatch_partial_vector():
     for spec in header["blobs"]:
         if spec["name"] == "encodings":
             spec["length"] = length - 4
-    rest = rest[:off + length - 4] + rest[off + length:]
+    rest = rest[: off + length - 4] + rest[off + length :]
     with pytest.raises(BadJob, match="1 faces need 512 encoding bytes, got 508"):
         envelope.decode(join(header, rest))
 
@@ -265,7 +312,7 @@ def test_nan_or_infinite_encodings(value):
     header, rest = split(envelope.encode_result(result(n_faces=2)))
     off, _ = _encodings_blob(header)
     poisoned = bytearray(rest)
-    poisoned[off + 512 + 40:off + 512 + 44] = struct.pack("<f", value)  # face 1, element 10
+    poisoned[off + 512 + 40 : off + 512 + 44] = struct.pack("<f", value)  # face 1, element 10
     with pytest.raises(BadJob, match="NaN or infinity"):
         envelope.decode(join(header, bytes(poisoned)))
 

@@ -10,7 +10,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_script
 
 LFW = Path(ROOT.parent / "shared" / "lfw-dev")
@@ -24,8 +23,21 @@ def lfw_slice(tmp_path_factory):
     if not shutil.which("beanstalkd"):
         pytest.skip("beanstalkd is not installed; scripts/setup.sh installs it")
     work = tmp_path_factory.mktemp("evaluate")
-    proc = run_script("scripts/evaluate.py", str(LFW), "--limit", "300", "--sizes", "100,all", "--work", work,
-                      "--json", "--calibrate", "--curve", work / "curve.png", timeout=1200)
+    proc = run_script(
+        "scripts/evaluate.py",
+        str(LFW),
+        "--limit",
+        "300",
+        "--sizes",
+        "100,all",
+        "--work",
+        work,
+        "--json",
+        "--calibrate",
+        "--curve",
+        work / "curve.png",
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return work, json.loads(proc.stdout.strip().splitlines()[-1]), proc.stdout
 
@@ -39,7 +51,7 @@ def test_evaluation_counts_every_relevant_photo(lfw_slice):
     assert 250 <= len(stored) == figures["photos"]
     per_person: dict[str, int] = {}
     for path in stored:
-        who = identity[path[path.index("photos/"):]]
+        who = identity[path[path.index("photos/") :]]
         per_person[who] = per_person.get(who, 0) + 1
     full = figures["sizes"][str(len(stored))]
     # every person with 3+ photos is searched; all but their two target photos are relevant

@@ -20,17 +20,24 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 import oddphotos
+import pytest
 from conftest import Beanstalkd, db_rows, run_script, script_cmd, start_script, wait_for
+
 from facegrid import envelope, store
 from facegrid.envelope import ImageJob
 
 pytestmark = pytest.mark.chaos
-SOURCES = ["people/obama/obama.jpg", "people/biden/biden2.jpg", "people/kit_harington/johnsnow_test1.jpg",
-           "people/rose_leslie/img1.jpg", "people/alex_lacamoire/img1.jpg", "people/obama/obama_720p.jpg",
-           "people/kit_harington/john1.jpeg", "people/obama/obama2.jpg"]
+SOURCES = [
+    "people/obama/obama.jpg",
+    "people/biden/biden2.jpg",
+    "people/kit_harington/johnsnow_test1.jpg",
+    "people/rose_leslie/img1.jpg",
+    "people/alex_lacamoire/img1.jpg",
+    "people/obama/obama_720p.jpg",
+    "people/kit_harington/john1.jpeg",
+    "people/obama/obama2.jpg",
+]
 SLOW = ["--upsample", "2"]  # about 4x slower per photo: a job stays reserved long enough to hit it
 SLOWER = ["--upsample", "3"]  # 16x: a photo outlasts the 0.3 s between two signals even on the fast encoder
 
@@ -76,8 +83,16 @@ def make_photos(folder: Path, faces_dir: Path, n: int, start: int = 0) -> dict[s
 
 
 def queue_photos(server, folder: Path, tmp_path: Path, *extra: str) -> None:
-    run_script("queuer.py", "--beanstalkd", server.address, "--state", str(tmp_path / "queuer.sqlite"),
-               *extra, str(folder), check=True)
+    run_script(
+        "queuer.py",
+        "--beanstalkd",
+        server.address,
+        "--state",
+        str(tmp_path / "queuer.sqlite"),
+        *extra,
+        str(folder),
+        check=True,
+    )
 
 
 def children(pid: int) -> list[int]:
@@ -162,8 +177,10 @@ def drain(server, db: Path) -> None:
 def assert_tubes_empty(server) -> None:
     for tube in ("images", "people"):
         s = server.tube(tube)
-        left = {k: s[k] for k in ("current-jobs-ready", "current-jobs-reserved", "current-jobs-delayed",
-                                  "current-jobs-buried")}
+        left = {
+            k: s[k]
+            for k in ("current-jobs-ready", "current-jobs-reserved", "current-jobs-delayed", "current-jobs-buried")
+        }
         assert not any(left.values()), f"{tube}: {left}"
 
 
@@ -207,8 +224,11 @@ def test_kill_9_collector_mid_batch(beanstalkd, faces_dir, tmp_path, request):
         lock.execute("ROLLBACK")
         lock.close()
     assert db_rows(db, "SELECT count(*) FROM images") == [(0,)], "a partial batch is visible"
-    wait_for(lambda: beanstalkd.tube("people")["current-jobs-ready"] == len(expected), 30,
-             what="the batch to return to the people tube")
+    wait_for(
+        lambda: beanstalkd.tube("people")["current-jobs-ready"] == len(expected),
+        30,
+        what="the batch to return to the people tube",
+    )
     c = run_script("collector.py", "--beanstalkd", beanstalkd.address, "--burst", "--db", str(db), "--batch", "4")
     assert c.returncode == 0, c.stderr[-2000:]
     assert_exactly_once(request, "kill -9 collector mid-batch", db, expected)
@@ -242,17 +262,16 @@ def test_beanstalkd_kill_9_and_restart_mid_run(beanstalkd, faces_dir, tmp_path, 
     expected = make_photos(tmp_path / "photos", faces_dir, 10)
     db = tmp_path / "f.db"
     addr = ("--beanstalkd", beanstalkd.address)
-    queuer = launch("queuer.py", *addr, "--state", str(tmp_path / "q.sqlite"), "--max-ready", "2",
-                          str(tmp_path / "photos"))
+    queuer = launch(
+        "queuer.py", *addr, "--state", str(tmp_path / "q.sqlite"), "--max-ready", "2", str(tmp_path / "photos")
+    )
     filt = launch("filter.py", *addr, "--workers", "1", *SLOW)
     col = launch("collector.py", *addr, "--db", str(db), "--batch", "2")
     try:
-        wait_for(lambda: stored(db) >= 2, 300, 0.2,
-                 "the first results")
+        wait_for(lambda: stored(db) >= 2, 300, 0.2, "the first results")
         assert queuer.poll() is None, "the queuer finished before the restart; use more photos"
         beanstalkd.restart()
-        wait_for(lambda: stored(db) >= len(expected), 600, 0.5,
-                 "every photo to be stored after the restart")
+        wait_for(lambda: stored(db) >= len(expected), 600, 0.5, "every photo to be stored after the restart")
         assert queuer.wait(60) == 0
     finally:
         rcs = [stop(p) for p in (queuer, filt, col)]
@@ -315,20 +334,44 @@ def test_poison_photo_becomes_an_error_row_and_is_buried(beanstalkd, faces_dir, 
     poison_id = hashlib.sha256(data).hexdigest()
     with beanstalkd.client() as c:
         c.use("images")
-        job_id = c.put(envelope.encode_image_job(ImageJob(
-            id=poison_id, path=str(poison_path), host="test", size=len(data), mtime=0.0, queued_at=time.time(),
-            image=data)), priority=0)  # before every other photo
+        job_id = c.put(
+            envelope.encode_image_job(
+                ImageJob(
+                    id=poison_id,
+                    path=str(poison_path),
+                    host="test",
+                    size=len(data),
+                    mtime=0.0,
+                    queued_at=time.time(),
+                    image=data,
+                )
+            ),
+            priority=0,
+        )  # before every other photo
     queue_photos(beanstalkd, tmp_path / "photos", tmp_path)
-    filt = launch("filter.py", "--beanstalkd", beanstalkd.address, "--workers", "1", "--burst",
-                        "--set", f"beanstalkd.max_attempts={max_attempts}", *SLOW)
+    filt = launch(
+        "filter.py",
+        "--beanstalkd",
+        beanstalkd.address,
+        "--workers",
+        "1",
+        "--burst",
+        "--set",
+        f"beanstalkd.max_attempts={max_attempts}",
+        *SLOW,
+    )
 
     def job_state() -> dict:
         with beanstalkd.client() as c:
             return c.stats_job(job_id)
 
     for attempt in range(1, max_attempts + 1):
-        wait_for(lambda: (lambda s: s["state"] == "reserved" and s["reserves"] == attempt)(job_state()),
-                 120, 0.05, f"reserve number {attempt} of the poison photo")
+        wait_for(
+            lambda: (lambda s: s["state"] == "reserved" and s["reserves"] == attempt)(job_state()),
+            120,
+            0.05,
+            f"reserve number {attempt} of the poison photo",
+        )
         os.kill(one_child(filt.pid), signal.SIGKILL)
     _, err = filt.communicate(timeout=600)
     assert filt.returncode == 0, err[-2000:]
@@ -362,7 +405,7 @@ class Netns:
         cmd = ["ip", "netns", "exec", self.ns, "ip", *args] if ns else ["ip", *args]
         subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=30)
 
-    def up(self) -> "Netns":
+    def up(self) -> Netns:
         self.ip("netns", "add", self.ns)
         self.ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
         self.ip("link", "set", self.ns_if, "netns", self.ns)
@@ -393,8 +436,10 @@ def netns():
         net.up()
     except (subprocess.CalledProcessError, OSError) as exc:
         net.down()
-        pytest.skip(f"cannot make a network namespace here ({getattr(exc, 'stderr', '') or exc}); "
-                    "run as root where namespaces are allowed")
+        pytest.skip(
+            f"cannot make a network namespace here ({getattr(exc, 'stderr', '') or exc}); "
+            "run as root where namespaces are allowed"
+        )
     yield net
     net.down()
 
@@ -411,8 +456,12 @@ def test_filter_cut_off_mid_job(netns, faces_dir, tmp_path, request):
         # counted now: once every client has left it, beanstalkd drops the tube and its count
         assert server.tube("images")["total-jobs"] == len(expected)
         far_log = tmp_path / "far-filter.log"
-        far = subprocess.Popen(["ip", "netns", "exec", netns.ns, *script_cmd("filter.py", *addr, *ttr, "--workers",
-                                "1", *SLOW)], stdout=subprocess.DEVNULL, stderr=far_log.open("w"), text=True)
+        far = subprocess.Popen(
+            ["ip", "netns", "exec", netns.ns, *script_cmd("filter.py", *addr, *ttr, "--workers", "1", *SLOW)],
+            stdout=subprocess.DEVNULL,
+            stderr=far_log.open("w"),
+            text=True,
+        )
         procs.append(far)
         wait_for(lambda: reserved(server) == 1, 120, 0.05, "the far filter to reserve a photo")
         time.sleep(1.0)  # the job's body has crossed the link; the far filter works on it for seconds
@@ -431,6 +480,7 @@ def test_filter_cut_off_mid_job(netns, faces_dir, tmp_path, request):
         # the far filter's closed connection reaches the server. Both paths must end
         # with every photo stored exactly once.
         try:
+
             def timed_out() -> bool:
                 with server.client() as c:
                     return c.stats()["job-timeouts"] >= 1

@@ -12,18 +12,15 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
-import shutil
 import signal
 import sqlite3
 
-import numpy as np
-import pytest
-
 import oddphotos
-from conftest import ROOT, Beanstalkd, db_rows, run_script, tiny_jpeg
+import pytest
+from conftest import Beanstalkd, db_rows, run_script
+
 from facegrid import envelope
-from facegrid.envelope import PREFIX, VERSION, MAGIC, ImageJob, Result
+from facegrid.envelope import MAGIC, PREFIX, VERSION, ImageJob, Result
 
 FACES_USED = ["people/obama/obama.jpg", "people/biden/biden.jpg"]
 KEY = "3f1a9c0e5b7d2468ace13579bdf02468"
@@ -48,10 +45,10 @@ def result_header(res: Result) -> tuple[dict, list[tuple[str, bytes]]]:
 
 def split_body(body: bytes) -> tuple[dict, list[tuple[str, bytes]]]:
     _, _, hlen = PREFIX.unpack_from(body)
-    header = json.loads(body[PREFIX.size:PREFIX.size + hlen])
+    header = json.loads(body[PREFIX.size : PREFIX.size + hlen])
     blobs, pos = [], PREFIX.size + hlen
     for spec in header.pop("blobs"):
-        blobs.append((spec["name"], body[pos:pos + spec["length"]]))
+        blobs.append((spec["name"], body[pos : pos + spec["length"]]))
         pos += spec["length"]
     return header, blobs
 
@@ -105,8 +102,9 @@ def buried_lines(proc) -> list[str]:
 def forgeries(real: Result) -> dict[str, bytes]:
     header, blobs = result_header(real)
     names = dict(blobs)
-    one_face = [(n, b) for n, b in blobs if n in ("annotated", "crop:0")] + \
-        [("encodings", names["encodings"][:envelope.ENCODING_BYTES])]
+    one_face = [(n, b) for n, b in blobs if n in ("annotated", "crop:0")] + [
+        ("encodings", names["encodings"][: envelope.ENCODING_BYTES])
+    ]
     base = dict(header, faces=header["faces"][:1])
 
     def variant(**changes):
@@ -121,13 +119,17 @@ def forgeries(real: Result) -> dict[str, bytes]:
         "Infinity queued_at": raw_body(dict(base, id=sha("inf"), queued_at=float("inf")), one_face),
         "width -5": variant(width=-5),
         "box outside the photo": variant(faces=[{"box": [0, base["width"] + 50, 10, 0]}]),
-        "10,000 faces": raw_body(dict(base, id=sha("many"), faces=[{"box": box}] * many),
-                                 [("encodings", names["encodings"][:envelope.ENCODING_BYTES] * many)]),
+        "10,000 faces": raw_body(
+            dict(base, id=sha("many"), faces=[{"box": box}] * many),
+            [("encodings", names["encodings"][: envelope.ENCODING_BYTES] * many)],
+        ),
         "control characters in host": variant(host="h\x1b[2J"),
-        "annotated is not a JPEG": raw_body(dict(base, id=sha("annot")),
-                                            [("annotated", b"GIF89a" + b"\0" * 64)] + one_face[1:]),
-        "crop is not a JPEG": raw_body(dict(base, id=sha("crop")),
-                                       [(n, b if n != "crop:0" else b"\xff\xd8\xffnot really") for n, b in one_face]),
+        "annotated is not a JPEG": raw_body(
+            dict(base, id=sha("annot")), [("annotated", b"GIF89a" + b"\0" * 64)] + one_face[1:]
+        ),
+        "crop is not a JPEG": raw_body(
+            dict(base, id=sha("crop")), [(n, b if n != "crop:0" else b"\xff\xd8\xffnot really") for n, b in one_face]
+        ),
         "ok without faces": variant(faces=[], status="ok"),
         "attempts -1": variant(attempts=-1),
         "a 5,000-character host": variant(host="h" * 5000),
@@ -138,8 +140,9 @@ def forgeries(real: Result) -> dict[str, bytes]:
 def test_forged_results_are_buried_and_the_batch_around_them_is_stored(beanstalkd, genuine, tmp_path):
     real = genuine["results"]
     bad = forgeries(real[0])
-    put_all(beanstalkd, "people", [envelope.encode_result(real[0])] + list(bad.values())
-            + [envelope.encode_result(real[1])])
+    put_all(
+        beanstalkd, "people", [envelope.encode_result(real[0])] + list(bad.values()) + [envelope.encode_result(real[1])]
+    )
     db = tmp_path / "faces.db"
     proc = collect(beanstalkd, db, "--batch", "64")
     assert sorted(r[0] for r in db_rows(db, "SELECT id FROM images")) == sorted(r.id for r in real)
@@ -147,32 +150,56 @@ def test_forged_results_are_buried_and_the_batch_around_them_is_stored(beanstalk
     assert len(lines) == len(bad), "\n".join(lines)
     assert beanstalkd.tube("people")["current-jobs-buried"] == len(bad)
     log = proc.stderr
-    for reason in ("'size' is 1000000000000000000000000000000, outside 0..", "which is not a number JSON allows",
-                   "'width' is -5", "not inside the",
-                   "10000 faces, over the 1000", "control characters", "annotated blob is not a JPEG",
-                   "crop 0 is not", "does not agree with 0 face", "'attempts' is -1", "over the 255 allowed",
-                   "not UTF-8 JSON"):
+    for reason in (
+        "'size' is 1000000000000000000000000000000, outside 0..",
+        "which is not a number JSON allows",
+        "'width' is -5",
+        "not inside the",
+        "10000 faces, over the 1000",
+        "control characters",
+        "annotated blob is not a JPEG",
+        "crop 0 is not",
+        "does not agree with 0 face",
+        "'attempts' is -1",
+        "over the 255 allowed",
+        "not UTF-8 JSON",
+    ):
         assert reason in log, (reason, lines)
     assert "\x1b" not in log  # the hostile host is escaped in the log line, not sent to the terminal
 
 
 def test_a_forgery_relayed_through_the_images_tube_is_buried_by_the_filter(beanstalkd, tmp_path, faces_dir):
     photo = (faces_dir / FACES_USED[0]).read_bytes()
-    good = ImageJob(id=hashlib.sha256(photo).hexdigest(), path="/p/a.jpg", host="h", size=len(photo),
-                    mtime=1.0, queued_at=2.0, image=photo)
+    good = ImageJob(
+        id=hashlib.sha256(photo).hexdigest(),
+        path="/p/a.jpg",
+        host="h",
+        size=len(photo),
+        mtime=1.0,
+        queued_at=2.0,
+        image=photo,
+    )
     header, _ = split_body(envelope.encode_image_job(good))
-    put_all(beanstalkd, "images", [
-        raw_body(dict(header, size=10**30), [("image", photo)]),
-        raw_body(dict(header, mtime=float("nan")), [("image", photo)]),
-        raw_body(dict(header, id=sha("not these bytes")), [("image", photo)]),  # bytes are not the photo named
-        raw_body(dict(header, path="/etc/passwd"), [("image", b"root:x:0:0:root:/root:/bin/bash\n")]),
-    ])
+    put_all(
+        beanstalkd,
+        "images",
+        [
+            raw_body(dict(header, size=10**30), [("image", photo)]),
+            raw_body(dict(header, mtime=float("nan")), [("image", photo)]),
+            raw_body(dict(header, id=sha("not these bytes")), [("image", photo)]),  # bytes are not the photo named
+            raw_body(dict(header, path="/etc/passwd"), [("image", b"root:x:0:0:root:/root:/bin/bash\n")]),
+        ],
+    )
     filt = run_script("filter.py", "--beanstalkd", beanstalkd.address, "--burst", timeout=600)
     assert filt.returncode == 0 and "Traceback" not in filt.stderr, filt.stderr[-3000:]
     assert len(buried_lines(filt)) == 4, filt.stderr[-3000:]
     assert beanstalkd.tube("people")["current-jobs-ready"] == 0  # nothing relayed to the collector
-    for reason in ("'size' is 1000000000000000000000000000000", "not a number JSON allows", "sha256 is not the job's id",
-                   "bytes but the job says size"):
+    for reason in (
+        "'size' is 1000000000000000000000000000000",
+        "not a number JSON allows",
+        "sha256 is not the job's id",
+        "bytes but the job says size",
+    ):
         assert reason in filt.stderr, reason
 
 
@@ -182,8 +209,10 @@ def test_a_result_the_database_refuses_is_buried_alone(beanstalkd, genuine, tmp_
     db = tmp_path / "faces.db"
     collect(beanstalkd, db)  # makes the schema
     conn = sqlite3.connect(db)
-    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON images WHEN NEW.path LIKE '%refused%' "
-                  "BEGIN SELECT RAISE(ABORT, 'this row is refused'); END")
+    conn.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON images WHEN NEW.path LIKE '%refused%' "
+        "BEGIN SELECT RAISE(ABORT, 'this row is refused'); END"
+    )
     conn.commit()
     conn.close()
     refused = dataclasses.replace(real[0], id=sha("refused"), path="/photos/refused\x1b[31m.jpg")
@@ -217,8 +246,15 @@ def test_signed_grid_stores_its_own_jobs_and_buries_every_forgery(beanstalkd, fa
     q = run_script("queuer.py", *addr, *key, "--state", tmp_path / "q.sqlite", photos, check=True)
     assert "jobs are not signed" not in q.stderr
     # forged image jobs: unsigned, signed with another key, and a signed job altered on the way
-    job = ImageJob(id=hashlib.sha256(data).hexdigest(), path="/forged/a.jpg", host="evil", size=len(data),
-                   mtime=1.0, queued_at=2.0, image=data)
+    job = ImageJob(
+        id=hashlib.sha256(data).hexdigest(),
+        path="/forged/a.jpg",
+        host="evil",
+        size=len(data),
+        mtime=1.0,
+        queued_at=2.0,
+        image=data,
+    )
     signed = envelope.encode_image_job(job, envelope.Keyring([KEY.encode()]))
     altered = signed.replace(b"/forged/a.jpg", b"/forged/b.jpg")
     other = envelope.encode_image_job(job, envelope.Keyring([b"another key, not the grid's"]))
@@ -237,8 +273,11 @@ def test_signed_grid_stores_its_own_jobs_and_buries_every_forgery(beanstalkd, fa
     collect(beanstalkd, db, *key)
     # a forged result that reuses the stored photo's id, unsigned and signed with a wrong key
     forged = dataclasses.replace(real, path="../../etc/passwd", host="evil")
-    put_all(beanstalkd, "people", [envelope.encode_result(forged),
-                                   envelope.encode_result(forged, envelope.Keyring([OLD_KEY.encode()]))])
+    put_all(
+        beanstalkd,
+        "people",
+        [envelope.encode_result(forged), envelope.encode_result(forged, envelope.Keyring([OLD_KEY.encode()]))],
+    )
     c = collect(beanstalkd, db, *key)
     assert len(buried_lines(c)) == 2 and "missing or wrong signature" in c.stderr
     assert db_rows(db, "SELECT id, path, host FROM images") == [(real.id, real.path, real.host)]
@@ -249,10 +288,14 @@ def test_signed_grid_stores_its_own_jobs_and_buries_every_forgery(beanstalkd, fa
 def test_key_rotation_first_key_signs_every_key_verifies(beanstalkd, genuine, tmp_path):
     real = genuine["results"]
     new, old, retired = KEY, OLD_KEY, "fedcba9876543210fedcba9876543210"
-    put_all(beanstalkd, "people", [
-        envelope.encode_result(real[0], envelope.Keyring([old.encode()])),  # from a host not yet rotated
-        envelope.encode_result(real[1], envelope.Keyring([retired.encode()])),  # a key taken out of the file
-    ])
+    put_all(
+        beanstalkd,
+        "people",
+        [
+            envelope.encode_result(real[0], envelope.Keyring([old.encode()])),  # from a host not yet rotated
+            envelope.encode_result(real[1], envelope.Keyring([retired.encode()])),  # a key taken out of the file
+        ],
+    )
     db = tmp_path / "faces.db"
     proc = collect(beanstalkd, db, "--set", f"grid.key_file={key_file(tmp_path, new, old)}")
     assert db_rows(db, "SELECT id FROM images") == [(real[0].id,)]
@@ -271,9 +314,18 @@ def test_unsigned_grid_warns_once_per_role_and_bad_key_files_are_usage_errors(be
     for content, why in (("", "holds no key"), ("short\n", "fewer than 16")):
         path = tmp_path / "bad.key"
         path.write_text(content)
-        p = run_script("collector.py", "--beanstalkd", beanstalkd.address, "--burst", "--db", db,
-                       "--set", f"grid.key_file={path}")
+        p = run_script(
+            "collector.py", "--beanstalkd", beanstalkd.address, "--burst", "--db", db, "--set", f"grid.key_file={path}"
+        )
         assert p.returncode == 2 and why in p.stderr and "Traceback" not in p.stderr, p.stderr
-    p = run_script("queuer.py", "--beanstalkd", beanstalkd.address, "--set", f"grid.key_file={tmp_path / 'none'}",
-                   "--state", tmp_path / "q.sqlite", tmp_path)
+    p = run_script(
+        "queuer.py",
+        "--beanstalkd",
+        beanstalkd.address,
+        "--set",
+        f"grid.key_file={tmp_path / 'none'}",
+        "--state",
+        tmp_path / "q.sqlite",
+        tmp_path,
+    )
     assert p.returncode == 2 and "cannot read it" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr

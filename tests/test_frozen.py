@@ -15,9 +15,8 @@ import os
 import signal
 import time
 
-import pytest
-
 import oddphotos
+import pytest
 from conftest import db_rows, run_script, start_script, wait_for
 
 pytestmark = pytest.mark.chaos
@@ -48,7 +47,9 @@ def test_a_frozen_filter_gives_its_job_back(beanstalkd, faces_dir, tmp_path):
             # beanstalkd 1.12: still reserved past its TTR, never timed out
             assert stats["state"] == "reserved" and stats["timeouts"] == 0, stats
             os.killpg(frozen.pid, signal.SIGKILL)  # its connection closes: the job is beanstalkd's again
-            wait_for(lambda: beanstalkd.tube("people")["current-jobs-ready"] == 1, 120, 0.2, "the other filter's result")
+            wait_for(
+                lambda: beanstalkd.tube("people")["current-jobs-ready"] == 1, 120, 0.2, "the other filter's result"
+            )
     finally:
         os.killpg(frozen.pid, signal.SIGKILL)
         frozen.wait(30)

@@ -15,38 +15,68 @@ import random
 
 import numpy as np
 import pytest
+from conftest import db_rows, run_script, tiny_jpeg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import db_rows, run_script, tiny_jpeg
 from facegrid import envelope, store
 from facegrid.envelope import MAGIC, PREFIX, VERSION, Face, ImageJob, Result
 from facegrid.errors import BadJob
 
 # FACEGRID_FUZZ_EXAMPLES=5000 scripts/test.sh -k fuzz: a longer hunt than the default run
-FUZZ = settings(max_examples=int(os.environ.get("FACEGRID_FUZZ_EXAMPLES", 300)), deadline=None,
-                suppress_health_check=[HealthCheck.too_slow], database=None)
+FUZZ = settings(
+    max_examples=int(os.environ.get("FACEGRID_FUZZ_EXAMPLES", 300)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    database=None,
+)
 PHOTO = tiny_jpeg(3, 48)
 KEYS = envelope.Keyring([b"0123456789abcdef0123456789abcdef"])
 
 
 def image_job() -> ImageJob:
-    return ImageJob(id=hashlib.sha256(PHOTO).hexdigest(), path="/p/a.jpg", host="h", size=len(PHOTO),
-                    mtime=1.7e9, queued_at=1.7e9, image=PHOTO)
+    return ImageJob(
+        id=hashlib.sha256(PHOTO).hexdigest(),
+        path="/p/a.jpg",
+        host="h",
+        size=len(PHOTO),
+        mtime=1.7e9,
+        queued_at=1.7e9,
+        image=PHOTO,
+    )
 
 
 def result(n: int = 2) -> Result:
     rng = np.random.default_rng(n)
-    faces = [Face(box=(5 + i, 40 + i, 45 + i, 2 + i), encoding=rng.normal(0, 0.1, 128).astype(np.float32),
-                  crop=tiny_jpeg(i)) for i in range(n)]
-    return Result(id=hashlib.sha256(b"r%d" % n).hexdigest(), path="/p/r.jpg", host="h", size=10, mtime=1.0,
-                  queued_at=2.0, status="ok" if n else "no_faces", width=64, height=64, faces=faces,
-                  annotated=tiny_jpeg(9, 32), filter={"host": "f", "pid": 1, "version": "t"},
-                  settings={"model": "hog"}, timings={"total_ms": 1.0}, processed_at=3.0)
+    faces = [
+        Face(box=(5 + i, 40 + i, 45 + i, 2 + i), encoding=rng.normal(0, 0.1, 128).astype(np.float32), crop=tiny_jpeg(i))
+        for i in range(n)
+    ]
+    return Result(
+        id=hashlib.sha256(b"r%d" % n).hexdigest(),
+        path="/p/r.jpg",
+        host="h",
+        size=10,
+        mtime=1.0,
+        queued_at=2.0,
+        status="ok" if n else "no_faces",
+        width=64,
+        height=64,
+        faces=faces,
+        annotated=tiny_jpeg(9, 32),
+        filter={"host": "f", "pid": 1, "version": "t"},
+        settings={"model": "hog"},
+        timings={"total_ms": 1.0},
+        processed_at=3.0,
+    )
 
 
-BODIES = [envelope.encode_image_job(image_job()), envelope.encode_result(result(2)), envelope.encode_result(result(0)),
-          envelope.encode_result(envelope.error_result(image_job(), "not a readable image"))]
+BODIES = [
+    envelope.encode_image_job(image_job()),
+    envelope.encode_result(result(2)),
+    envelope.encode_result(result(0)),
+    envelope.encode_result(envelope.error_result(image_job(), "not a readable image")),
+]
 
 
 def decode_or_badjob(body: bytes, keys=None):
@@ -81,7 +111,7 @@ def mutated(draw, bodies=tuple(BODIES)):
         elif op == "insert":
             body[pos:pos] = draw(st.binary(min_size=1, max_size=16))
         elif op == "delete" and body:
-            del body[pos:pos + draw(st.integers(1, 16))]
+            del body[pos : pos + draw(st.integers(1, 16))]
         elif op == "truncate":
             del body[pos:]
     return bytes(body)
@@ -103,17 +133,40 @@ def test_a_signed_body_altered_anywhere_is_refused(body):
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(10**40), max_value=10**40)
-    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=40),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=40),
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
-    max_leaves=20)
-FIELDS = ["id", "path", "host", "size", "mtime", "queued_at", "status", "error", "width", "height", "faces",
-          "reencoded", "filter", "settings", "timings", "processed_at", "attempts", "kind", "blobs"]
+    max_leaves=20,
+)
+FIELDS = [
+    "id",
+    "path",
+    "host",
+    "size",
+    "mtime",
+    "queued_at",
+    "status",
+    "error",
+    "width",
+    "height",
+    "faces",
+    "reencoded",
+    "filter",
+    "settings",
+    "timings",
+    "processed_at",
+    "attempts",
+    "kind",
+    "blobs",
+]
 
 
 def split(body: bytes) -> tuple[dict, bytes]:
     _, _, hlen = PREFIX.unpack_from(body)
-    return json.loads(body[PREFIX.size:PREFIX.size + hlen]), body[PREFIX.size + hlen:]
+    return json.loads(body[PREFIX.size : PREFIX.size + hlen]), body[PREFIX.size + hlen :]
 
 
 @FUZZ

@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, free_port, run_script, wait_for
 
 pytestmark = pytest.mark.slow
@@ -18,8 +17,13 @@ NAMES = ("beanstalkd", "filter", "collector")
 
 
 def sh(script: str, *args, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(ROOT / "scripts" / script), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def alive(pid: int) -> bool:
@@ -62,8 +66,16 @@ def start(folder, port, *extra):
 
 
 def queue(port, folder, photos):
-    run_script("queuer.py", "--beanstalkd", f"127.0.0.1:{port}", "--state", folder / "queuer.sqlite",
-               "--requeue", photos, check=True)
+    run_script(
+        "queuer.py",
+        "--beanstalkd",
+        f"127.0.0.1:{port}",
+        "--state",
+        folder / "queuer.sqlite",
+        "--requeue",
+        photos,
+        check=True,
+    )
 
 
 def test_start_process_stop(grid, faces_dir):
@@ -102,7 +114,9 @@ def test_stop_mid_run_loses_nothing(grid, faces_dir, labels):
     assert done < len(labels)  # stopped mid-run: the rest waits in beanstalkd's binlog
     start(folder, port)
     wait_for(lambda: stored(db) == len(labels), 600, interval=0.5, what="every labelled photo stored")
-    rows = sqlite3.connect(db).execute("SELECT count(*), count(DISTINCT path) FROM images WHERE status = 'ok'").fetchone()
+    rows = (
+        sqlite3.connect(db).execute("SELECT count(*), count(DISTINCT path) FROM images WHERE status = 'ok'").fetchone()
+    )
     assert rows == (len(labels), len(labels))
     assert sh("stop-grid.sh", "--dir", folder).returncode == 0
 
@@ -136,8 +150,12 @@ def unit(name: str) -> configparser.ConfigParser:
 
 def test_systemd_units():
     names = sorted(p.name for p in UNITS.glob("*.service"))
-    assert names == ["facegrid-beanstalkd.service", "facegrid-collector.service", "facegrid-filter.service",
-                     "facegrid-queuer@.service"]
+    assert names == [
+        "facegrid-beanstalkd.service",
+        "facegrid-collector.service",
+        "facegrid-filter.service",
+        "facegrid-queuer@.service",
+    ]
     for name in names:
         s = unit(name)["Service"]
         assert s["EnvironmentFile"].lstrip("-") == "/etc/facegrid/facegrid.env"

@@ -1,7 +1,6 @@
 """Every script explains itself: --help exits 0 and shows examples."""
 
 import pytest
-
 from conftest import ROOT, run_script
 
 SCRIPTS = ["queuer.py", "filter.py", "collector.py", "search.py"]
@@ -15,8 +14,11 @@ def test_help_exits_0_with_examples(script):
     assert "--beanstalkd" in proc.stdout and "--config" in proc.stdout
 
 
-PY_TOOLS = [p.name for p in sorted((ROOT / "scripts").iterdir())
-            if p.is_file() and p.read_text(errors="replace").startswith("#!/usr/bin/env python")]
+PY_TOOLS = [
+    p.name
+    for p in sorted((ROOT / "scripts").iterdir())
+    if p.is_file() and p.read_text(errors="replace").startswith("#!/usr/bin/env python")
+]
 
 
 @pytest.mark.parametrize("script", PY_TOOLS)
@@ -24,18 +26,22 @@ def test_python_tools_in_scripts_help_exits_0(script):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / script), "--help"],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr
     assert "usage" in proc.stdout.lower()
 
 
-@pytest.mark.parametrize("script, args, code, needle", [
-    ("filter.py", ["--workers", "many"], 2, "filter.workers = 'many' is not allowed"),
-    ("queuer.py", ["/no/such/folder"], 2, "/no/such/folder: not a folder"),
-    ("search.py", ["/no/such/folder"], 2, "/no/such/folder: not a folder"),
-    ("collector.py", ["--config", "/no/such.ini"], 2, "config file /no/such.ini does not exist"),
-])
+@pytest.mark.parametrize(
+    "script, args, code, needle",
+    [
+        ("filter.py", ["--workers", "many"], 2, "filter.workers = 'many' is not allowed"),
+        ("queuer.py", ["/no/such/folder"], 2, "/no/such/folder: not a folder"),
+        ("search.py", ["/no/such/folder"], 2, "/no/such/folder: not a folder"),
+        ("collector.py", ["--config", "/no/such.ini"], 2, "config file /no/such.ini does not exist"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(script, args, code, needle):
     proc = run_script(script, *args, timeout=60)
     assert proc.returncode == code, proc.stderr

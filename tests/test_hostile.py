@@ -14,17 +14,16 @@ import os
 import re
 import shutil
 import signal
-import stat
 import subprocess
 import tempfile
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
-import pytest
-
 import oddphotos
+import pytest
 from conftest import ROOT, Beanstalkd, db_rows, run_script, script_cmd
+
 from facegrid import envelope
 from facegrid.envelope import MAGIC, PREFIX, VERSION, ImageJob, Result
 
@@ -71,8 +70,14 @@ def build_odd_folder(folder: Path, faces_dir: Path) -> dict[str, Path]:
     made["notes.jpg"] = oddphotos.text_as_jpeg(folder)
     made["bomb.png"] = oddphotos.bomb_png(folder)
     made["bomb15k.png"] = oddphotos.bomb_png(folder, 15_000, "bomb15k.png")  # between max_pixels and 2x
-    for fn in (oddphotos.cmyk_jpeg, oddphotos.png16, oddphotos.gray16, oddphotos.grayscale,
-               oddphotos.palette_transparent, oddphotos.animated_gif):
+    for fn in (
+        oddphotos.cmyk_jpeg,
+        oddphotos.png16,
+        oddphotos.gray16,
+        oddphotos.grayscale,
+        oddphotos.palette_transparent,
+        oddphotos.animated_gif,
+    ):
         p = fn(folder, face)
         made[p.name] = p
     for k in ORIENTATIONS:
@@ -110,8 +115,12 @@ def odd_run(tmp_path_factory, faces_dir):
     db = tmp_path_factory.mktemp("db") / "faces.db"
     addr = ["--beanstalkd", server.address]
     try:
-        q = subprocess.run(prefix + script_cmd("queuer.py", *addr, "--state", str(base / "state.sqlite"), str(photos)),
-                           cwd=ROOT, capture_output=True, timeout=300)
+        q = subprocess.run(
+            prefix + script_cmd("queuer.py", *addr, "--state", str(base / "state.sqlite"), str(photos)),
+            cwd=ROOT,
+            capture_output=True,
+            timeout=300,
+        )
         f = run_script("filter.py", *addr, "--burst", timeout=600)
         c = run_script("collector.py", *addr, "--burst", "--db", str(db), timeout=300)
         images = server.tube("images")
@@ -121,8 +130,16 @@ def odd_run(tmp_path_factory, faces_dir):
     for row in db_rows(db, "SELECT id, path, status, error, face_count, width, height FROM images"):
         rel = os.path.relpath(row[1], str(photos)) if row[1].startswith(str(photos)) else row[1]
         rows.setdefault(rel, []).append(dict(zip(("id", "path", "status", "error", "faces", "width", "height"), row)))
-    yield {"queuer": q, "filter": f, "collector": c, "db": db, "rows": rows, "made": made, "photos": photos,
-           "images_tube": images}
+    yield {
+        "queuer": q,
+        "filter": f,
+        "collector": c,
+        "db": db,
+        "rows": rows,
+        "made": made,
+        "photos": photos,
+        "images_tube": images,
+    }
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -134,8 +151,10 @@ def row(run, name: str) -> dict:
 
 
 def face_encodings(db: Path, image_id: str) -> list[np.ndarray]:
-    return [np.frombuffer(b, dtype="<f4") for (b,) in
-            db_rows(db, "SELECT encoding FROM faces WHERE image_id = ? ORDER BY idx", (image_id,))]
+    return [
+        np.frombuffer(b, dtype="<f4")
+        for (b,) in db_rows(db, "SELECT encoding FROM faces WHERE image_id = ? ORDER BY idx", (image_id,))
+    ]
 
 
 # the run as a whole ---------------------------------------------------------------
@@ -150,8 +169,9 @@ def test_every_script_went_on_and_exited_0(odd_run):
 
 
 def test_each_queued_photo_is_stored_exactly_once(odd_run):
-    expected = set(odd_run["made"]) - set(NOT_IMAGES) | {os.fsdecode(NON_UTF8).encode("utf-8", "surrogateescape")
-                                                         .decode("utf-8", "backslashreplace")}
+    expected = set(odd_run["made"]) - set(NOT_IMAGES) | {
+        os.fsdecode(NON_UTF8).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    }
     assert set(odd_run["rows"]) == expected
     assert all(len(v) == 1 for v in odd_run["rows"].values())
     counts = dict(kv.split("=") for kv in odd_run["queuer"].stdout.decode().split())
@@ -196,8 +216,7 @@ def test_odd_forms_encode_the_same_face(odd_run):
 
 # EXIF orientation ----------------------------------------------------------------
 def test_generated_orientations_show_the_same_upright_picture(odd_run):
-    views = [np.asarray(oddphotos.upright_view(odd_run["made"][f"orient{k}.jpg"]), dtype=float)
-             for k in ORIENTATIONS]
+    views = [np.asarray(oddphotos.upright_view(odd_run["made"][f"orient{k}.jpg"]), dtype=float) for k in ORIENTATIONS]
     for v in views[1:]:
         assert v.shape == views[0].shape
         assert np.abs(v - views[0]).mean() < 3  # JPEG noise only
@@ -210,7 +229,7 @@ def test_every_orientation_finds_the_same_face(odd_run):
         r = row(odd_run, f"orient{k}.jpg")
         assert (r["status"], r["faces"], r["width"], r["height"]) == ("ok", 1, 640, 800), (k, r)
         encodings[k] = face_encodings(db, r["id"])[0]
-        boxes[k] = db_rows(db, 'SELECT top, right, bottom, left FROM faces WHERE image_id = ?', (r["id"],))[0]
+        boxes[k] = db_rows(db, "SELECT top, right, bottom, left FROM faces WHERE image_id = ?", (r["id"],))[0]
     worst = max(np.linalg.norm(encodings[a] - encodings[b]) for a, b in combinations(ORIENTATIONS, 2))
     assert worst < 0.12, f"encodings of the eight orientations differ by up to {worst:.3f}"
     top, right, bottom, left = boxes[1]
@@ -280,7 +299,8 @@ def test_a_link_out_of_the_queued_folders_is_reported_and_skipped(odd_run, name)
 
 def test_file_deleted_between_walk_and_read(beanstalkd, faces_dir, tmp_path, monkeypatch, caplog):
     """The walk finds three files; one vanishes before it is read; the other two are queued."""
-    from facegrid import queuing, settings as settings_mod
+    from facegrid import queuing
+    from facegrid import settings as settings_mod
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -324,8 +344,13 @@ def test_queuer_in_a_read_only_folder_says_so_in_one_line(faces_dir, tmp_path):
         work.chmod(0o555)  # root-owned: the queuer (nobody) may not write its state file here
         if not prefix:
             pytest.skip("not root: cannot make a folder this user may not write")
-        proc = subprocess.run(prefix + script_cmd("queuer.py", "--beanstalkd", "127.0.0.1:1", str(photos)),
-                              cwd=work, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            prefix + script_cmd("queuer.py", "--beanstalkd", "127.0.0.1:1", str(photos)),
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 2, proc.stderr
         lines = [ln for ln in proc.stderr.strip().splitlines() if "ERROR" in ln]
         assert len(lines) == 1 and "facegrid-queuer.sqlite" in lines[0] and "--state" in lines[0], proc.stderr
@@ -364,12 +389,14 @@ def _with_prefix(raw: bytes, version: int = VERSION, magic: bytes = MAGIC, hlen:
 
 
 def malformed_bodies() -> dict[str, bytes]:
-    job = envelope.encode_image_job(ImageJob(id=_sha("x"), path="/p/x.jpg", host="h", size=3, mtime=0.0,
-                                             queued_at=0.0, image=b"abc"))
+    job = envelope.encode_image_job(
+        ImageJob(id=_sha("x"), path="/p/x.jpg", host="h", size=3, mtime=0.0, queued_at=0.0, image=b"abc")
+    )
     _, _, hlen = PREFIX.unpack_from(job)
-    header = job[PREFIX.size:PREFIX.size + hlen]
-    bad_id = envelope.encode_result(Result(id=_sha("y"), path="/p/y.jpg", host="h", size=1, mtime=0.0,
-                                           queued_at=0.0, status="error", error="e"))
+    header = job[PREFIX.size : PREFIX.size + hlen]
+    bad_id = envelope.encode_result(
+        Result(id=_sha("y"), path="/p/y.jpg", host="h", size=1, mtime=0.0, queued_at=0.0, status="error", error="e")
+    )
     return {
         "random": os.urandom(700),
         "wrong-magic": job.replace(MAGIC, b"GIF8", 1),
@@ -384,8 +411,11 @@ def malformed_bodies() -> dict[str, bytes]:
 
 def test_malformed_bodies_in_both_tubes_are_buried_and_good_jobs_stored(beanstalkd, faces_dir, tmp_path):
     bad = malformed_bodies()
-    result_body = envelope.encode_result(envelope.error_result(
-        ImageJob(id=_sha("r"), path="/p/r.jpg", host="h", size=1, mtime=0.0, queued_at=0.0), "misplaced"))
+    result_body = envelope.encode_result(
+        envelope.error_result(
+            ImageJob(id=_sha("r"), path="/p/r.jpg", host="h", size=1, mtime=0.0, queued_at=0.0), "misplaced"
+        )
+    )
     folder = tmp_path / "photos"
     folder.mkdir()
     addr = ["--beanstalkd", beanstalkd.address]
@@ -400,8 +430,19 @@ def test_malformed_bodies_in_both_tubes_are_buried_and_good_jobs_stored(beanstal
         c.use("people")
         for body in bad.values():
             c.put(body)
-        c.put(envelope.encode_image_job(ImageJob(id=hashlib.sha256(b"x").hexdigest(), path="/p/i.jpg", host="h",
-                                                 size=1, mtime=0.0, queued_at=0.0, image=b"x")))
+        c.put(
+            envelope.encode_image_job(
+                ImageJob(
+                    id=hashlib.sha256(b"x").hexdigest(),
+                    path="/p/i.jpg",
+                    host="h",
+                    size=1,
+                    mtime=0.0,
+                    queued_at=0.0,
+                    image=b"x",
+                )
+            )
+        )
     oddphotos.unique_copy(faces_dir / FACE, folder / "good2.jpg", 22)
     run_script("queuer.py", *addr, "--state", str(tmp_path / "s.sqlite"), str(folder), check=True)
     db = tmp_path / "faces.db"
@@ -418,9 +459,17 @@ def test_malformed_bodies_in_both_tubes_are_buried_and_good_jobs_stored(beanstal
         assert len(lines) == n and all(what in ln for ln in lines), lines
         assert "Traceback" not in proc.stderr
     log = f.stderr + c.stderr
-    for reason in ("wrong magic", "version 9 is not supported", "header declares", "not UTF-8 JSON",
-                   "blob lengths add up", "over the 1048576-byte limit", "not a lowercase hex sha256",
-                   "a result job sits on the images tube", "an image job sits on the people tube"):
+    for reason in (
+        "wrong magic",
+        "version 9 is not supported",
+        "header declares",
+        "not UTF-8 JSON",
+        "blob lengths add up",
+        "over the 1048576-byte limit",
+        "not a lowercase hex sha256",
+        "a result job sits on the images tube",
+        "an image job sits on the people tube",
+    ):
         assert reason in log, reason
 
 
@@ -453,14 +502,27 @@ def test_job_provided_paths_are_only_text(beanstalkd, faces_dir, tmp_path):
     env = dict(os.environ, TMPDIR=str(scratch))
     before = _snapshot(tmp_path)
     run_script("collector.py", *addr, "--burst", "--db", "faces.db", cwd=work, env=env, check=True)
-    s = run_script("search.py", str(target), "--db", "faces.db", "--out", str(tmp_path / "out"), "--json",
-                   cwd=work, env=env, timeout=300)
+    s = run_script(
+        "search.py",
+        str(target),
+        "--db",
+        "faces.db",
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+        cwd=work,
+        env=env,
+        timeout=300,
+    )
     assert s.returncode == 0, s.stderr[-2000:]
-    assert db_rows(work / "faces.db", "SELECT path, host FROM images WHERE id = ?", (evil_id,)) == \
-        [("../../etc/x", "../../tmp/h")]
+    assert db_rows(work / "faces.db", "SELECT path, host FROM images WHERE id = ?", (evil_id,)) == [
+        ("../../etc/x", "../../tmp/h")
+    ]
     new = _snapshot(tmp_path) - before
-    allowed = re.compile(r"^(a/b/work/faces\.db(-wal|-shm|\.index(/.*)?)?|out(/(\d{4}-[0-9a-f]{16}\.jpg"
-                         r"|report\.csv|report\.html|\.facegrid-written))?)$")
+    allowed = re.compile(
+        r"^(a/b/work/faces\.db(-wal|-shm|\.index(/.*)?)?|out(/(\d{4}-[0-9a-f]{16}\.jpg"
+        r"|report\.csv|report\.html|\.facegrid-written))?)$"
+    )
     assert [p for p in new if not allowed.match(p)] == []
     assert not (tmp_path / "a" / "etc").exists() and not (tmp_path / "etc").exists()
     assert list(scratch.iterdir()) == []

@@ -21,9 +21,18 @@ DIM = 128
 
 
 def result(key: str, encodings: list[np.ndarray]) -> Result:
-    return Result(id=hashlib.sha256(key.encode()).hexdigest(), path=f"/photos/{key}.jpg", host="h", size=1,
-                  mtime=0.0, queued_at=0.0, status="ok" if encodings else "no_faces", width=100, height=100,
-                  faces=[Face((10, 20, 30, 0), e.astype(np.float32), b"") for e in encodings])
+    return Result(
+        id=hashlib.sha256(key.encode()).hexdigest(),
+        path=f"/photos/{key}.jpg",
+        host="h",
+        size=1,
+        mtime=0.0,
+        queued_at=0.0,
+        status="ok" if encodings else "no_faces",
+        width=100,
+        height=100,
+        faces=[Face((10, 20, 30, 0), e.astype(np.float32), b"") for e in encodings],
+    )
 
 
 def faces_of(rng, n: int) -> list[np.ndarray]:
@@ -33,8 +42,10 @@ def faces_of(rng, n: int) -> list[np.ndarray]:
 def truth(db_path, target: np.ndarray) -> dict[int, float]:
     """rowid -> distance, read straight from the database."""
     con = sqlite3.connect(db_path)
-    out = {r: float(np.linalg.norm(np.frombuffer(e, "<f4") - target)) for r, e in
-           con.execute("SELECT rowid, encoding FROM faces")}
+    out = {
+        r: float(np.linalg.norm(np.frombuffer(e, "<f4") - target))
+        for r, e in con.execute("SELECT rowid, encoding FROM faces")
+    }
     con.close()
     return out
 

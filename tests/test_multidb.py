@@ -7,7 +7,6 @@ import shutil
 import sqlite3
 
 import pytest
-
 from conftest import run_script
 
 pytestmark = pytest.mark.slow
@@ -62,7 +61,9 @@ def test_people_over_two_databases_sees_every_face(faces_db, tmp_path):
     conn = sqlite3.connect(faces_db)
     faces = conn.execute("SELECT count(*) FROM faces").fetchone()[0]
     conn.close()
-    listed = sum(sum(1 for _ in open(p, encoding="utf-8")) - 1 for p in (tmp_path / "people").glob("person-*/photos.csv"))
+    listed = sum(
+        sum(1 for _ in open(p, encoding="utf-8")) - 1 for p in (tmp_path / "people").glob("person-*/photos.csv")
+    )
     assert listed == faces
 
 

@@ -6,7 +6,6 @@ import csv
 from collections import Counter
 
 import pytest
-
 from conftest import run_script
 
 pytestmark = pytest.mark.slow

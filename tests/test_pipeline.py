@@ -7,7 +7,6 @@ import json
 import shutil
 
 import pytest
-
 from conftest import Beanstalkd, db_rows, run_script, start_script
 
 
@@ -80,7 +79,9 @@ def test_search_text_output_ranks_matches(grid, faces_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert lines[0].split()[:3] == ["rank", "distance", "confidence"]
-    paths = sorted(line.split()[-1].rsplit("/", 2)[-2] + "/" + line.split()[-1].rsplit("/", 1)[-1] for line in lines[1:])
+    paths = sorted(
+        line.split()[-1].rsplit("/", 2)[-2] + "/" + line.split()[-1].rsplit("/", 1)[-1] for line in lines[1:]
+    )
     assert paths == ["groups/kit_with_rose.jpg", "rose_leslie/img2.jpg"]
 
 

@@ -10,7 +10,6 @@ import shutil
 import sqlite3
 
 import pytest
-
 from conftest import run_script
 
 pytestmark = pytest.mark.slow

@@ -8,11 +8,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import Beanstalkd, db_rows, run_script, start_script, tiny_jpeg, wait_for
 
 from facegrid import envelope
 from facegrid.envelope import Result
-
-from conftest import Beanstalkd, db_rows, run_script, start_script, tiny_jpeg, wait_for
 
 
 def copy_people(faces_dir, dest, names):
@@ -23,6 +22,7 @@ def copy_people(faces_dir, dest, names):
 
 
 # queuer ----------------------------------------------------------------------
+
 
 def test_queuer_puts_one_job_per_photo_with_metadata(beanstalkd, faces_dir, tmp_path):
     src = copy_people(faces_dir, tmp_path / "in", ["people/biden/biden.jpg", "groups/two_people.jpg"])
@@ -59,8 +59,9 @@ def test_queuer_keeps_a_bounded_backlog(beanstalkd, faces_dir, tmp_path):
     data = (faces_dir / "people/obama/obama_240p.jpg").read_bytes()
     for i in range(30):  # 30 distinct photos (one extra byte each)
         (src / f"p{i:02d}.jpg").write_bytes(data + bytes([i]))
-    proc = start_script("queuer.py", "--beanstalkd", beanstalkd.address, "--state", tmp_path / "q.sqlite",
-                        "--max-ready", "5", src)
+    proc = start_script(
+        "queuer.py", "--beanstalkd", beanstalkd.address, "--state", tmp_path / "q.sqlite", "--max-ready", "5", src
+    )
     wait_for(lambda: beanstalkd.tube("images")["current-jobs-ready"] >= 5, what="5 ready jobs")
     time.sleep(1.0)
     assert proc.poll() is None, "queuer should be waiting"
@@ -88,7 +89,8 @@ def test_queuer_reencodes_a_photo_over_max_job_size(tmp_path, faces_dir):
         run_script("filter.py", *addr, "--burst", check=True)
         run_script("collector.py", *addr, "--db", db, "--burst", check=True)
         status, faces, reencoded, size, width, height = db_rows(
-            db, "SELECT status, face_count, reencoded, size, width, height FROM images")[0]
+            db, "SELECT status, face_count, reencoded, size, width, height FROM images"
+        )[0]
         assert status == "ok" and faces == 1 and '"original_bytes"' in reencoded
         assert size == (src / "people_obama_obama3.jpg").stat().st_size
         # width, height and boxes are the original photo's, as for a photo sent whole
@@ -116,6 +118,7 @@ def test_queuer_reencodes_a_photo_over_max_job_size(tmp_path, faces_dir):
 
 
 # filter ----------------------------------------------------------------------
+
 
 def test_filter_turns_an_image_job_into_a_result(beanstalkd, faces_dir, tmp_path):
     src = copy_people(faces_dir, tmp_path / "in", ["groups/obama_and_biden.jpg"])
@@ -149,12 +152,25 @@ def test_filter_workers_are_separate_processes_and_auto_is_sized(beanstalkd, tmp
 
 # collector --------------------------------------------------------------------
 
+
 def make_result(image_id: str, faces: int, path: str = "/photos/x.jpg") -> Result:
     rng = np.random.default_rng(len(path) + faces)
-    return Result(id=image_id, path=path, host="h1", size=10, mtime=1.0, queued_at=2.0, status="ok" if faces else "no_faces",
-                  width=100, height=80, annotated=tiny_jpeg(1, 32),
-                  faces=[envelope.Face(box=(1, 20, 30, 2), encoding=rng.normal(0, 0.1, 128).astype(np.float32), crop=tiny_jpeg(2))
-                         for _ in range(faces)])
+    return Result(
+        id=image_id,
+        path=path,
+        host="h1",
+        size=10,
+        mtime=1.0,
+        queued_at=2.0,
+        status="ok" if faces else "no_faces",
+        width=100,
+        height=80,
+        annotated=tiny_jpeg(1, 32),
+        faces=[
+            envelope.Face(box=(1, 20, 30, 2), encoding=rng.normal(0, 0.1, 128).astype(np.float32), crop=tiny_jpeg(2))
+            for _ in range(faces)
+        ],
+    )
 
 
 def test_collector_stores_a_result_delivered_twice_once(beanstalkd, tmp_path):
@@ -167,7 +183,9 @@ def test_collector_stores_a_result_delivered_twice_once(beanstalkd, tmp_path):
     proc = run_script("collector.py", "--beanstalkd", beanstalkd.address, "--db", db, "--burst", check=True)
     assert "3 results stored" in proc.stderr
     assert db_rows(db, "SELECT id, status, face_count FROM images ORDER BY id") == [
-        (image_id, "ok", 2), ("cd" * 32, "no_faces", 0)]
+        (image_id, "ok", 2),
+        ("cd" * 32, "no_faces", 0),
+    ]
     assert db_rows(db, "SELECT count(*) FROM faces") == [(2,)]
     assert db_rows(db, "SELECT count(*) FROM annotated") == [(2,)]
     assert beanstalkd.tube("people")["current-jobs-ready"] == 0
@@ -195,10 +213,17 @@ def test_collector_burst_waits_for_reserved_images(beanstalkd, tmp_path):
 def test_sigterm_when_idle_exits_0(beanstalkd, tmp_path, role):
     import signal
 
-    proc = start_script(role, "--beanstalkd", beanstalkd.address, "--db" if role == "collector.py" else "-v",
-                        *([tmp_path / "f.db"] if role == "collector.py" else []))
-    wait_for(lambda: beanstalkd.tube("images" if role == "filter.py" else "people")["current-watching"] >= 1,
-             what=f"{role} watching its tube")
+    proc = start_script(
+        role,
+        "--beanstalkd",
+        beanstalkd.address,
+        "--db" if role == "collector.py" else "-v",
+        *([tmp_path / "f.db"] if role == "collector.py" else []),
+    )
+    wait_for(
+        lambda: beanstalkd.tube("images" if role == "filter.py" else "people")["current-watching"] >= 1,
+        what=f"{role} watching its tube",
+    )
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
     assert proc.returncode == 0
@@ -210,7 +235,15 @@ def test_workers_auto_budgets_for_the_largest_photo_a_worker_accepts(beanstalkd,
 
     assert pool.worker_need(180_000_000) >= 180_000_000 * 8  # an RGBA PNG: its pixels and one premultiplied copy
     huge = pool.available_memory() // 4  # pixels whose decode alone would need twice the memory there is
-    proc = run_script("filter.py", "--beanstalkd", beanstalkd.address, "--workers", "auto", "--burst",
-                      "--set", f"filter.max_pixels={huge}")
+    proc = run_script(
+        "filter.py",
+        "--beanstalkd",
+        beanstalkd.address,
+        "--workers",
+        "auto",
+        "--burst",
+        "--set",
+        f"filter.max_pixels={huge}",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "filter pool: 1 worker(s)" in proc.stderr, proc.stderr[-2000:]

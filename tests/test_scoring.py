@@ -60,8 +60,9 @@ def test_kth_distinct_is_infinite_with_too_few_lookalikes():
     target = unit(0)
     vectors = crowd(target, 5, [0.3, 0.5, 0.6], rng)
     assert scoring.kth_distinct(dists(vectors, target), vectors, target[None], 3, 0.45) == float("inf")
-    assert scoring.kth_distinct(np.zeros(0, np.float32), np.zeros((0, DIM), np.float32), target[None], 3, 0.45) \
-        == float("inf")
+    assert scoring.kth_distinct(
+        np.zeros(0, np.float32), np.zeros((0, DIM), np.float32), target[None], 3, 0.45
+    ) == float("inf")
 
 
 def test_search_tolerance_tightens_only_in_a_crowd():

@@ -17,8 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-from conftest import ROOT, run_script, script_cmd
+from conftest import run_script, script_cmd
 
 pytestmark = pytest.mark.slow
 NOBODY = 65534
@@ -71,7 +70,12 @@ def test_a_database_that_is_not_facegrids_is_refused_and_left_untouched(beanstal
     proc = run_script("collector.py", "--db", other, "--burst", "--beanstalkd", beanstalkd.address)
     assert proc.returncode == 2 and "not a facegrid database" in proc.stderr, proc.stderr
     assert {p: digest(p) for p in (other, text)} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["binlog", "notes.sqlite", "target", "text.db"]  # no -wal, no index
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "binlog",
+        "notes.sqlite",
+        "target",
+        "text.db",
+    ]  # no -wal, no index
     conn = sqlite3.connect(other)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
     conn.close()
@@ -117,8 +121,14 @@ def test_search_works_on_a_read_only_copy(faces_db, faces_dir):
         for p in (tgt, tgt / "obama.jpg"):
             p.chmod(0o755 if p.is_dir() else 0o644)
         env = dict(os.environ, XDG_CACHE_HOME=str(mine / "cache"), HOME=str(mine))
-        proc = subprocess.run(prefix + script_cmd("search.py", str(tgt), "--db", str(db), "--out", str(mine / "out")),
-                              cwd=mine, env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            prefix + script_cmd("search.py", str(tgt), "--db", str(db), "--out", str(mine / "out")),
+            cwd=mine,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert matched(mine / "out"), "no match on the read-only copy"
         assert sorted(p.name for p in ro.iterdir()) == ["faces.db"]
@@ -141,10 +151,13 @@ def test_the_index_is_not_reused_for_another_database_with_the_same_generation(f
     other = db_copy(faces_db, tmp_path / "other" / "faces.db")
     conn = sqlite3.connect(other)
     with conn:
-        biden = conn.execute("SELECT f.encoding FROM faces f JOIN images i ON i.id = f.image_id "
-                             "WHERE i.path LIKE '%/biden/biden.jpg'").fetchone()[0]
-        conn.execute("UPDATE faces SET encoding = ? WHERE image_id IN "
-                     "(SELECT id FROM images WHERE path LIKE '%/obama/%')", [biden])
+        biden = conn.execute(
+            "SELECT f.encoding FROM faces f JOIN images i ON i.id = f.image_id WHERE i.path LIKE '%/biden/biden.jpg'"
+        ).fetchone()[0]
+        conn.execute(
+            "UPDATE faces SET encoding = ? WHERE image_id IN (SELECT id FROM images WHERE path LIKE '%/obama/%')",
+            [biden],
+        )
         conn.execute("UPDATE meta SET value = ? WHERE key = 'db_id'", [secrets.token_hex(16)])
         gens = {conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]}
     conn.close()
@@ -192,8 +205,9 @@ def test_terminal_escapes_and_formulas_in_stored_paths_are_neutralised(faces_db,
     db = db_copy(faces_db, tmp_path / "db" / "faces.db")
     conn = sqlite3.connect(db)
     with conn:
-        conn.execute("UPDATE images SET path = ?, host = ? WHERE path LIKE '%/obama/obama2.jpg'",
-                     [EVIL_PATH, "@SUM(1+1)"])
+        conn.execute(
+            "UPDATE images SET path = ?, host = ? WHERE path LIKE '%/obama/obama2.jpg'", [EVIL_PATH, "@SUM(1+1)"]
+        )
     conn.close()
     proc = search(db, target, tmp_path / "out")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -209,8 +223,9 @@ def test_terminal_escapes_and_formulas_in_stored_paths_are_neutralised(faces_db,
     for p in (tmp_path / "people").glob("person-*/photos.csv"):
         with open(p, newline="", encoding="utf-8") as f:
             cells += [r for r in csv.DictReader(f) if "HYPERLINK" in r["path"]]
-    assert cells and all(r["path"].startswith("'=") and "\x1b" not in r["path"] and r["host"] == "'@SUM(1+1)"
-                         for r in cells), cells
+    assert cells and all(
+        r["path"].startswith("'=") and "\x1b" not in r["path"] and r["host"] == "'@SUM(1+1)" for r in cells
+    ), cells
 
 
 # --out ---------------------------------------------------------------------------------------

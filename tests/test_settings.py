@@ -1,11 +1,10 @@
 """settings.ini -> Settings: defaults, overrides, and one-line errors (no server)."""
 
 import pytest
+from conftest import ROOT
 
 from facegrid import settings
 from facegrid.errors import ConfigError
-
-from conftest import ROOT
 
 
 def test_shipped_settings_ini_loads_and_matches_the_defaults():
@@ -32,14 +31,17 @@ def test_overrides_beat_the_file_and_are_converted(tmp_path):
     assert s.filter.upsample == 0 and s.beanstalkd.port == 12000 and s.search.tolerance == 0.45
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("[filter]\nmodel = fast\n", "filter.model = 'fast' is not allowed: use one of hog, cnn"),
-    ("[filter]\nupsample = two\n", "filter.upsample = 'two' is not a valid int"),
-    ("[filter]\nworker = 2\n", "unknown setting filter.worker"),
-    ("[filters]\nworkers = 2\n", "unknown section [filters]"),
-    ("[search]\ntolerance = 3\n", "search.tolerance = 3.0 is not allowed"),
-    ("[beanstalkd]\nimages_tube = my tube\n", "beanstalkd.images_tube"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("[filter]\nmodel = fast\n", "filter.model = 'fast' is not allowed: use one of hog, cnn"),
+        ("[filter]\nupsample = two\n", "filter.upsample = 'two' is not a valid int"),
+        ("[filter]\nworker = 2\n", "unknown setting filter.worker"),
+        ("[filters]\nworkers = 2\n", "unknown section [filters]"),
+        ("[search]\ntolerance = 3\n", "search.tolerance = 3.0 is not allowed"),
+        ("[beanstalkd]\nimages_tube = my tube\n", "beanstalkd.images_tube"),
+    ],
+)
 def test_bad_values_name_the_setting_and_the_fix(tmp_path, text, needle):
     ini = tmp_path / "s.ini"
     ini.write_text(text)
@@ -54,12 +56,15 @@ def test_missing_explicit_config_is_an_error(tmp_path):
         settings.load(tmp_path / "nope.ini")
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("10.0.0.5:11301", {"beanstalkd.host": "10.0.0.5", "beanstalkd.port": "11301"}),
-    (":11302", {"beanstalkd.port": "11302"}),
-    ("queuehost", {"beanstalkd.host": "queuehost"}),
-    ("[::1]:11300", {"beanstalkd.host": "::1", "beanstalkd.port": "11300"}),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("10.0.0.5:11301", {"beanstalkd.host": "10.0.0.5", "beanstalkd.port": "11301"}),
+        (":11302", {"beanstalkd.port": "11302"}),
+        ("queuehost", {"beanstalkd.host": "queuehost"}),
+        ("[::1]:11300", {"beanstalkd.host": "::1", "beanstalkd.port": "11300"}),
+    ],
+)
 def test_parse_address(text, expected):
     assert settings.parse_address(text) == expected
 

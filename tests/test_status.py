@@ -20,8 +20,15 @@ def status_json(address, *extra):
 
 def test_empty_grid(beanstalkd, tmp_path):
     snap = status_json(beanstalkd.address, "--sample", "0", "--db", tmp_path / "none.db")
-    assert snap["tubes"]["images"] == {"ready": 0, "reserved": 0, "delayed": 0, "buried": 0, "watching": 0,
-                                       "in_per_s": None, "out_per_s": None}
+    assert snap["tubes"]["images"] == {
+        "ready": 0,
+        "reserved": 0,
+        "delayed": 0,
+        "buried": 0,
+        "watching": 0,
+        "in_per_s": None,
+        "out_per_s": None,
+    }
     assert snap["db"] is None and snap["eta_s"] == 0.0
 
 
@@ -69,7 +76,10 @@ def test_rates_and_eta_while_jobs_flow(beanstalkd, tmp_path):
 
 def test_database_counts(beanstalkd, faces_db):
     snap = status_json(beanstalkd.address, "--sample", "0", "--db", faces_db)
-    (images,), (faces,) = db_rows(faces_db, "SELECT count(*) FROM images")[0], db_rows(faces_db, "SELECT count(*) FROM faces")[0]
+    (images,), (faces,) = (
+        db_rows(faces_db, "SELECT count(*) FROM images")[0],
+        db_rows(faces_db, "SELECT count(*) FROM faces")[0],
+    )
     assert snap["db"]["images"] == images and snap["db"]["faces"] == faces
     assert snap["db"]["ok"] == db_rows(faces_db, "SELECT count(*) FROM images WHERE status = 'ok'")[0][0]
     table = run_script("scripts/status", "--beanstalkd", beanstalkd.address, "--sample", "0", "--db", faces_db)
@@ -87,8 +97,17 @@ def test_unreachable_beanstalkd_exits_3(beanstalkd):
 def test_watch_refreshes_until_interrupted(beanstalkd, tmp_path):
     out = tmp_path / "watch.out"
     with open(out, "w") as f:
-        proc = start_script("scripts/status", "--beanstalkd", beanstalkd.address, "--watch", "--interval", "0.3",
-                            "--db", tmp_path / "none.db", stdout=f)
+        proc = start_script(
+            "scripts/status",
+            "--beanstalkd",
+            beanstalkd.address,
+            "--watch",
+            "--interval",
+            "0.3",
+            "--db",
+            tmp_path / "none.db",
+            stdout=f,
+        )
         try:
             wait_for(lambda: out.read_text().count("facegrid status") >= 3, 60, what="three refreshes")
             with beanstalkd.client(use="images") as c:
@@ -119,8 +138,12 @@ def test_history_rates_and_restart():
 def test_eta():
     def snap(img_ready, img_out, ppl_ready, ppl_out):
         tube = {"ready": 0, "reserved": 0, "delayed": 0}
-        return {"tubes": {"images": dict(tube, ready=img_ready, out_per_s=img_out),
-                          "people": dict(tube, ready=ppl_ready, out_per_s=ppl_out)}}
+        return {
+            "tubes": {
+                "images": dict(tube, ready=img_ready, out_per_s=img_out),
+                "people": dict(tube, ready=ppl_ready, out_per_s=ppl_out),
+            }
+        }
 
     assert status.eta_seconds(snap(0, None, 0, None), "images", "people") == 0.0
     assert status.eta_seconds(snap(100, 10.0, 0, 20.0), "images", "people") == 10.0
@@ -138,6 +161,7 @@ def test_help():
 
 
 # scripts/buried ------------------------------------------------------------
+
 
 def buried_json(address, *extra):
     proc = run_script("scripts/buried", "list", "--beanstalkd", address, "--json", *extra)
