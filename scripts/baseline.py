@@ -14,16 +14,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-DLIB_BIN = "dlib-bin==20.0.1.post1"
+from deps import lists
+
+_DEPS = lists()
+DLIB_BIN = _DEPS["dlib-bin"][0]
+# What face_recognition's users install, at the versions of pyproject.toml.
 PACKAGES = [
-    "setuptools<81",
-    "numpy",
-    "Pillow",
-    "opencv-python-headless",
-    "face_recognition_models==0.3.0",
-    "Click",
-    DLIB_BIN,
-]
+    p
+    for p in _DEPS["runtime"]
+    if p.split("=")[0].split("<")[0].split(">")[0].lower()
+    in {"setuptools", "numpy", "pillow", "opencv-python-headless", "face_recognition_models", "click"}
+] + [DLIB_BIN]
+NO_DEPS = _DEPS["no-deps"]
 
 
 def cache_dir() -> Path:
@@ -38,7 +40,7 @@ def python() -> Path:
     venv = cache_dir() / "venv-dlib-bin"
     py = venv / "bin" / "python"
     stamp = venv / ".facegrid-baseline"
-    want = " ".join(PACKAGES) + " face_recognition==1.3.0"
+    want = " ".join(PACKAGES + NO_DEPS)
     if py.exists() and stamp.exists() and stamp.read_text() == want:
         return py
     print(f"baseline: making a venv with {DLIB_BIN} in {venv} (once, about a minute)", file=sys.stderr, flush=True)
@@ -46,7 +48,7 @@ def python() -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
     pip = [str(py), "-m", "pip", "--disable-pip-version-check", "-q", "install"]
     subprocess.run([*pip, *PACKAGES], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([*pip, "--no-deps", "face_recognition==1.3.0"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*pip, "--no-deps", *NO_DEPS], check=True, stdout=subprocess.DEVNULL)
     check = "import dlib, sys; sys.exit(1 if dlib.DLIB_USE_BLAS else 0)"
     subprocess.run([str(py), "-c", check], check=True)
     stamp.write_text(want)

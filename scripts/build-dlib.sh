@@ -16,12 +16,12 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-DLIB_VERSION=20.0.1
 FLAGS="-O3 -mavx2 -mfma"   # default flags build a HOG detector 2.3x slower than dlib-bin's
 
 cached_only=0
 [ "${1:-}" = "--cached-only" ] && { cached_only=1; shift; }
 py="${1:-.venv/bin/python}"
+DLIB_VERSION="$("$py" scripts/deps.py dlib)"   # pinned in pyproject.toml [tool.facegrid]
 cache="${FACEGRID_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/facegrid}"
 say() { echo "build-dlib: $*" >&2; }
 

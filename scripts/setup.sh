@@ -42,15 +42,19 @@ py="${FACEGRID_PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$py" -m venv .venv
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 
-want="$(cat requirements.txt requirements-dev.txt 2>/dev/null | sha256sum | cut -c1-16)"
+# pyproject.toml is the one list of versions; scripts/deps.py prints its lists.
+deps() { .venv/bin/python scripts/deps.py "$1"; }
+want="$(sha256sum < pyproject.toml | cut -c1-16)"
 [ "$dev" = 1 ] && want="$want-dev"
 stamp=.venv/.facegrid-installed
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "setup: installing Python packages into .venv (first run takes a minute)" >&2
     "${pip[@]}" install -U pip wheel >&2
-    "${pip[@]}" install -r requirements.txt >&2
-    "${pip[@]}" install --no-deps face_recognition==1.3.0 >&2
-    [ "$dev" = 1 ] && "${pip[@]}" install -r requirements-dev.txt >&2
+    mapfile -t runtime < <(deps runtime)
+    mapfile -t nodeps < <(deps no-deps)
+    "${pip[@]}" install "${runtime[@]}" >&2
+    "${pip[@]}" install --no-deps "${nodeps[@]}" >&2
+    if [ "$dev" = 1 ]; then mapfile -t devtools < <(deps dev); "${pip[@]}" install "${devtools[@]}" >&2; fi
     .venv/bin/python -c 'import face_recognition_models, cv2, greenstalk, sqlite_utils, PIL, numpy, tqdm' >&2
     echo "$want" > "$stamp"
 fi
@@ -61,7 +65,7 @@ use_bin() {
     installed dlib && "${pip[@]}" uninstall -y dlib >&2
     if ! installed dlib-bin; then
         echo "setup: installing the prebuilt dlib-bin wheel (encodings about 5x slower than the fast build)" >&2
-        "${pip[@]}" install dlib-bin==20.0.1.post1 >&2
+        "${pip[@]}" install "$(deps dlib-bin)" >&2
     fi
     rm -f .venv/.facegrid-dlib
 }
