@@ -23,6 +23,7 @@ harmless).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import socket
 import sqlite3
@@ -119,10 +120,8 @@ def _known_ids(client: greenstalk.Client, tubes: list[str]) -> list[int]:
         except greenstalk.Error:
             continue
         for peek in (client.peek_ready, client.peek_delayed, client.peek_buried):
-            try:
+            with contextlib.suppress(greenstalk.NotFoundError):
                 ids.append(peek().id)
-            except greenstalk.NotFoundError:
-                pass
     return ids
 
 
@@ -234,10 +233,8 @@ def requeue(client: greenstalk.Client, jobs: list[BuriedJob]) -> int:
             continue
         client.use(job.tube)
         client.put(body, priority=job.pri, ttr=max(job.ttr, 1))
-        try:
+        with contextlib.suppress(greenstalk.NotFoundError):
             client.delete(job.id)
-        except greenstalk.NotFoundError:
-            pass
         n += 1
     return n
 

@@ -98,7 +98,7 @@ class Collector:
             return [(job, ("release", f"cannot store now: {exc}")) for job, _ in batch]
         except Exception as exc:  # a result the database refuses: find it, store the rest
             log.warning("batch of %d failed (%s: %s); storing one by one", len(batch), type(exc).__name__, exc)
-        out = []
+        out: list[tuple[greenstalk.Job, tuple[str, str] | None]] = []
         for job, result in batch:
             try:
                 store.store_results(self.db, [result])

@@ -46,7 +46,7 @@ class Collection:
         self.dbs = [store.open_readonly(p) for p in paths]
 
     def __iter__(self):
-        return iter(zip(self.paths, self.dbs))
+        return iter(zip(self.paths, self.dbs, strict=False))
 
     def __len__(self) -> int:
         return len(self.dbs)

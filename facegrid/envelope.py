@@ -211,12 +211,14 @@ def _unpack(body: bytes, keys: Keyring | None) -> tuple[dict, dict[str, bytes]]:
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise BadJob("body is not bytes (the client must use encoding=None)")
     body = bytes(body)
-    if keys is not None:  # before anything else: an unsigned or altered body is not even parsed
-        if len(body) < PREFIX.size + SIG_BYTES or not keys.verify(body[:-SIG_BYTES], body[-SIG_BYTES:]):
-            raise BadJob(
-                "missing or wrong signature: not signed with a key of [grid] key_file "
-                "(a forged or altered job, or a host with another key file)"
-            )
+    # before anything else: an unsigned or altered body is not even parsed
+    if keys is not None and (
+        len(body) < PREFIX.size + SIG_BYTES or not keys.verify(body[:-SIG_BYTES], body[-SIG_BYTES:])
+    ):
+        raise BadJob(
+            "missing or wrong signature: not signed with a key of [grid] key_file "
+            "(a forged or altered job, or a host with another key file)"
+        )
     if len(body) < PREFIX.size:
         raise BadJob(f"body is {len(body)} bytes, shorter than the {PREFIX.size}-byte prefix")
     magic, version, hlen = PREFIX.unpack_from(body)

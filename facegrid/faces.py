@@ -109,10 +109,7 @@ class FaceEngine:
 
     def face_locations(self, rgb: np.ndarray, upsample: int, model: str) -> list[Box]:
         """face_recognition.face_locations: dlib's rectangles, clipped to the picture."""
-        if model == "cnn":
-            rects = [d.rect for d in self.cnn()(rgb, upsample)]
-        else:
-            rects = self.hog(rgb, upsample)
+        rects = [d.rect for d in self.cnn()(rgb, upsample)] if model == "cnn" else self.hog(rgb, upsample)
         h, w = rgb.shape[:2]
         return [(max(r.top(), 0), min(r.right(), w), min(r.bottom(), h), max(r.left(), 0)) for r in rects]
 
@@ -136,8 +133,8 @@ class FaceEngine:
         found = self.face_locations(small, self.upsample_for(original_side or max(rgb.shape[:2])), c.model)
         h, w = rgb.shape[:2]
         boxes = [
-            (max(0, round(t / f)), min(w, round(r / f)), min(h, round(b / f)), max(0, round(l / f)))
-            for t, r, b, l in found
+            (max(0, round(t / f)), min(w, round(r / f)), min(h, round(b / f)), max(0, round(left / f)))
+            for t, r, b, left in found
         ]
         return sorted(boxes, key=lambda b: (b[3], b[0])), clahe
 

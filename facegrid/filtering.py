@@ -80,7 +80,7 @@ class FilterWorker:
             rgb = a.decoded.rgb
             faces = [
                 Face(box=box, encoding=enc, crop=imaging.jpeg(imaging.crop(rgb, wbox, self.conf.crop_size), 85))
-                for box, wbox, enc in zip(a.original_boxes(), a.boxes, a.encodings)
+                for box, wbox, enc in zip(a.original_boxes(), a.boxes, a.encodings, strict=False)
             ]
             annotated = imaging.jpeg(
                 imaging.annotate(rgb, a.boxes, self.conf.annotate_max_side), self.conf.annotate_quality

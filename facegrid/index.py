@@ -47,7 +47,7 @@ class Segment:
     """One immutable part of the index, with the rows still live in it."""
 
     def __init__(self, folder: Path, dead: np.ndarray):
-        self.folder = folder
+        self.folder: Path | None = folder  # None: arrays in memory (FaceIndex.from_arrays)
         self.vectors, self.sqnorms, self.rowids = (np.load(folder / f"{n}.npy", mmap_mode="r") for n in NAMES)
         self.live = None
         if len(dead) and len(self.rowids):  # rowids ascend: find each dead one by bisection
@@ -322,7 +322,8 @@ def build(db, db_path: str | Path, gen: int) -> FaceIndex:
             i += k
     finally:
         db.execute("COMMIT")
-    vectors.flush(), rowids.flush()
+    vectors.flush()
+    rowids.flush()
     del vectors, rowids
     np.save(seg / "sqnorms.npy", sqnorms)
     meta = {"format": INDEX_FORMAT, "generation": gen, "db_id": store.db_id(db), "segments": [{"name": name}]}

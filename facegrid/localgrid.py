@@ -57,7 +57,8 @@ class Server:
                 return self
             except OSError:
                 if self.proc.poll() is not None:
-                    raise UsageError(f"beanstalkd exited: {self.proc.stderr.read().decode()[:300]}") from None
+                    err = self.proc.stderr.read().decode()[:300] if self.proc.stderr else ""
+                    raise UsageError(f"beanstalkd exited: {err}") from None
                 time.sleep(0.05)
         raise UsageError(f"beanstalkd did not answer on {self.address}")
 

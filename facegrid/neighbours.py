@@ -33,10 +33,7 @@ def nearest(x: np.ndarray, k: int, exact_limit: int = EXACT_LIMIT, block: int = 
     if n == 0 or k == 0:
         return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
     t0 = time.perf_counter()
-    if n <= exact_limit:
-        out = _exact(x, k, block)
-    else:
-        out = _inverted_file(x, k)
+    out = _exact(x, k, block) if n <= exact_limit else _inverted_file(x, k)
     log.info(
         "nearest %d of %d faces in %.1fs (%s)",
         k,

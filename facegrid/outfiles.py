@@ -10,6 +10,7 @@ shapes search writes, or with a folder part, is ignored.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -55,14 +56,10 @@ class Written:
             if "/" in name:
                 dirs.add(name.split("/", 1)[0])
         for d in dirs:
-            try:
+            with contextlib.suppress(OSError):
                 (self.folder / d).rmdir()  # only when empty: a file the user added keeps it
-            except OSError:
-                pass
-        try:
+        with contextlib.suppress(OSError):
             (self.folder / MANIFEST).unlink()
-        except OSError:
-            pass
         return removed
 
     def refuse_foreign_person_dirs(self, names: list[str]) -> None:

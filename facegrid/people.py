@@ -104,7 +104,7 @@ def _split_same_photo(labels: list[int], x: np.ndarray, photo_ids: np.ndarray) -
     members: dict[int, list[int]] = {}
     for i, label in enumerate(labels):
         members.setdefault(label, []).append(i)
-    for label, idx in members.items():
+    for idx in members.values():
         if len({int(photo_ids[i]) for i in idx}) == len(idx):
             continue
         dist = np.linalg.norm(x[idx] - x[idx].mean(axis=0), axis=1)
@@ -122,7 +122,7 @@ def cluster(faces: list[FaceRow], params: scoring.Params) -> list[Person]:
     """Persons, largest first; within a person, faces nearest its mean first."""
     labels = cluster_labels([f.encoding for f in faces], [f.image_id for f in faces], params)
     groups: dict[int, list[FaceRow]] = {}
-    for face, label in zip(faces, labels):
+    for face, label in zip(faces, labels, strict=False):
         groups.setdefault(label, []).append(face)
     ordered = sorted(groups.values(), key=lambda g: (-len(g), g[0].path))
     people = []
@@ -142,7 +142,7 @@ def write_folder(person: Person, out_dir: Path, engine=None, record=None) -> lis
     folder = out_dir / person.name
     folder.mkdir(parents=True, exist_ok=True)
     note = record.add if record is not None else (lambda name: name)
-    written = []
+    written: list[str] = []
     for face in person.faces:
         if len(written) >= SAMPLES:
             break
@@ -156,7 +156,7 @@ def write_folder(person: Person, out_dir: Path, engine=None, record=None) -> lis
     with open(folder / "photos.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["image_id", "face_index", "distance_to_mean", "path", "host"])
-        for face, d in zip(person.faces, person.distances):
+        for face, d in zip(person.faces, person.distances, strict=False):
             w.writerow([csv_cell(v) for v in (face.image_id, face.idx, f"{d:.4f}", face.path, face.host)])
     return written
 
@@ -176,9 +176,8 @@ def _row(db, person: Person, samples: list[str]) -> str:
     thumbs = []
     for f in photos[:PHOTOS_SHOWN]:
         row = db.execute("SELECT jpeg FROM annotated WHERE image_id = ?", [f.image_id]).fetchone()
-        thumbs.append(
-            f'<span title="{esc(f.path)}">{img_tag(report.thumbnail(row[0] if row else None, PHOTO_THUMB, f"{f.path} (photo {f.image_id})"), "photo")}</span>'
-        )
+        thumb = report.thumbnail(row[0] if row else None, PHOTO_THUMB, f"{f.path} (photo {f.image_id})")
+        thumbs.append(f'<span title="{esc(f.path)}">{img_tag(thumb, "photo")}</span>')
     paths = "".join(f"<div>{esc(f.path)} <span>({esc(f.host)})</span></div>" for f in photos[:PATHS_LISTED])
     more = f"<div>... and {len(photos) - PATHS_LISTED} more in photos.csv</div>" if len(photos) > PATHS_LISTED else ""
     folder = (
@@ -198,7 +197,8 @@ def render_index(db, people: list[Person], samples: dict[str, list[str]], params
     faces = sum(len(p.faces) for p in people)
     header = (
         f"<h1>{len(people)} {'person' if len(people) == 1 else 'people'} in {faces} face(s)</h1>"
-        f'<p class="sub">Chinese whispers clustering (tolerance {params.tolerance:g}, tightened among look-alikes), largest first. '
+        f'<p class="sub">Chinese whispers clustering (tolerance {params.tolerance:g}, '
+        "tightened among look-alikes), largest first. "
         f"Each person-NNN/ folder holds sample face crops: pass it to search.py as TARGET_DIR.</p>"
     )
     if not people:

@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
+from multiprocessing.process import BaseProcess
 
 from .errors import EXIT_QUEUE, EXIT_USAGE, FacegridError
 from .settings import Settings
@@ -102,7 +103,7 @@ def run_pool(settings: Settings, workers: int, burst: bool) -> int:
             if p.is_alive():
                 os.kill(p.pid, sig)
 
-    procs: dict[int, mp.Process] = {}
+    procs: dict[int, BaseProcess] = {}
     restarts: dict[int, list[float]] = {}
 
     def start(i: int) -> None:
@@ -124,7 +125,7 @@ def run_pool(settings: Settings, workers: int, burst: bool) -> int:
             p.join()
             del procs[i]
             rc = p.exitcode
-            if rc == 0:
+            if rc is None or rc == 0:  # None: never after join(), but not promised by the type
                 continue
             if rc in FATAL_CODES:
                 log.error("worker %d exited with code %d; not restarting it", i, rc)

@@ -9,6 +9,7 @@ the job is gone, because beanstalkd has already given that job back to the tube.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
@@ -76,10 +77,8 @@ class Queue:
 
     def close(self) -> None:
         if self.client is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self.client.close()
-            except OSError:
-                pass
             self.client = None
 
     def reconnect(self, why: BaseException) -> None:

@@ -93,9 +93,9 @@ def thumbnail(jpeg: bytes | None, side: int = THUMB_SIDE, what: str = "a photo")
     if not jpeg:
         return b""
     try:
-        img = Image.open(io.BytesIO(jpeg), formats=("JPEG",))
-        img.draft("RGB", (side, side))
-        img = img.convert("RGB")
+        opened = Image.open(io.BytesIO(jpeg), formats=("JPEG",))
+        opened.draft("RGB", (side, side))
+        img = opened.convert("RGB")
     except Exception:  # a stored blob that is not a JPEG: shown as "(no picture)", never fatal
         log.warning("%s: its stored annotated copy is not a readable JPEG; shown without a picture", what)
         return b""

@@ -26,8 +26,18 @@ Everything here is pure NumPy over arrays: no database, no models.
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
 import numpy as np
+
+
+class Vectors(Protocol):
+    """Stored face vectors addressed by row: an array, or index.Rows over several segments."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, positions, /) -> np.ndarray: ...
+
 
 # Precision measured at each normalised score d / tolerance(q) on lfw-dev (6,403
 # photos, 443 searches) with the default settings: `scripts/evaluate.py
@@ -72,7 +82,7 @@ def _sqdist(rows: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def kth_distinct(
-    dist: np.ndarray, vectors: np.ndarray, seeds: np.ndarray, k: int, spread: float, first: int = 512
+    dist: np.ndarray, vectors: Vectors, seeds: np.ndarray, k: int, spread: float, first: int = 512
 ) -> float:
     """Distance to the k-th nearest face that is at least `spread` from the seeds and each earlier one.
 
@@ -112,7 +122,7 @@ def kth_distinct(
         m *= 4
 
 
-def search_tolerance(dist: np.ndarray, vectors: np.ndarray, targets: np.ndarray, p: Params) -> float:
+def search_tolerance(dist: np.ndarray, vectors: Vectors, targets: np.ndarray, p: Params) -> float:
     """This search's tolerance: the plain one, tightened where look-alikes crowd the target."""
     if p.lookalike_count <= 0:
         return p.tolerance
@@ -120,7 +130,7 @@ def search_tolerance(dist: np.ndarray, vectors: np.ndarray, targets: np.ndarray,
     return min(p.tolerance, p.lookalike_ratio * dk)
 
 
-def expanded(targets: np.ndarray, dist: np.ndarray, vectors: np.ndarray, tol: float, p: Params) -> np.ndarray:
+def expanded(targets: np.ndarray, dist: np.ndarray, vectors: Vectors, tol: float, p: Params) -> np.ndarray:
     """The targets plus the nearest confident matches of a first pass (query expansion).
 
     A second pass from this larger set sees more of the person's looks (angles,
@@ -225,7 +235,7 @@ def neighbour_graph(
     edges = set()
     for i in range(n):
         ok = (pos[i] >= 0) & (photos[np.maximum(pos[i], 0)] != photos[i])
-        for j, d in zip(pos[i][ok][:neighbours], dist[i][ok][:neighbours]):
+        for j, d in zip(pos[i][ok][:neighbours], dist[i][ok][:neighbours], strict=False):
             if d <= tol[i] and d <= tol[j]:
                 edges.add((min(i, int(j)), max(i, int(j))))
     return sorted(edges)

@@ -221,7 +221,7 @@ def _convert(key: str, raw: Any, kind: Any) -> Any:
 def load(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
     """Read settings.ini (or the default path), apply overrides, validate."""
     explicit = path is not None
-    path = Path(path) if explicit else default_config_path()
+    path = Path(path) if path is not None else default_config_path()
     parser = configparser.ConfigParser(inline_comment_prefixes=("#", ";"))
     if path.exists():
         try:

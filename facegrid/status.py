@@ -58,7 +58,8 @@ class History:
     """The samples of the last WINDOW seconds; cleared when a counter goes back."""
 
     def __init__(self, window: float = WINDOW):
-        self.window, self.samples = window, deque()
+        self.window = window
+        self.samples: deque[Sample] = deque()
 
     def add(self, sample: Sample) -> None:
         if self.samples and _went_back(self.samples[-1], sample):
@@ -122,7 +123,7 @@ def db_counts(db_path: str) -> dict | None:
 def snapshot(settings: Settings, history: History, db_path: str) -> dict:
     b = settings.beanstalkd
     last = history.samples[-1]
-    tubes = {}
+    tubes: dict[str, dict[str, float | None]] = {}
     for tube in (b.images_tube, b.people_tube):
         rin, rout = history.rates(tube)
         tubes[tube] = {k: last.tubes[tube][k] for k in FIELDS}

@@ -131,11 +131,6 @@ def open_readonly(path: str | Path) -> sqlite_utils.Database:
     return db
 
 
-def db_id(db: sqlite_utils.Database) -> str | None:
-    """The database's identity, made once at creation (None for a database no collector opened since)."""
-    return get_meta(db, "db_id")
-
-
 def ensure_schema(db: sqlite_utils.Database) -> None:
     """Create the tables, or check that an existing database speaks our schema."""
     if "meta" in db.table_names():
@@ -151,13 +146,13 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         db.execute("BEGIN IMMEDIATE")
         if "meta" in db.table_names():  # another process won the race
             return
-        db["images"].create(IMAGE_COLUMNS, pk="id", not_null={"status"})
-        db["images"].create_index(["status"])
-        db["faces"].create(FACE_COLUMNS, pk=("image_id", "idx"), not_null={"gen"}, defaults={"gen": 0})
+        db.table("images").create(IMAGE_COLUMNS, pk="id", not_null={"status"})
+        db.table("images").create_index(["status"])
+        db.table("faces").create(FACE_COLUMNS, pk=("image_id", "idx"), not_null={"gen"}, defaults={"gen": 0})
         _change_log(db)
-        db["annotated"].create({"image_id": str, "jpeg": bytes}, pk="image_id")
-        db["meta"].create({"key": str, "value": str}, pk="key")
-        db["meta"].insert_all(
+        db.table("annotated").create({"image_id": str, "jpeg": bytes}, pk="image_id")
+        db.table("meta").create({"key": str, "value": str}, pk="key")
+        db.table("meta").insert_all(
             [
                 {"key": "schema_version", "value": str(SCHEMA_VERSION)},
                 {"key": "generation", "value": "0"},
@@ -196,7 +191,8 @@ def generation(db: sqlite_utils.Database) -> int:
 
 
 def db_id(db: sqlite_utils.Database) -> str | None:
-    """A random id made with the database: an index made from another database is never taken for it."""
+    """A random id made once with the database (None for a database no collector opened since):
+    an index made from another database is never taken for it."""
     return get_meta(db, "db_id")
 
 

@@ -49,6 +49,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import contextlib
+
 import numpy as np  # noqa: E402
 from PIL import Image, ImageFilter, ImageOps  # noqa: E402
 
@@ -329,7 +331,7 @@ def read_grid(db: Path) -> GridRun:
     if errors:
         raise RuntimeError(f"{db}: {errors} photo(s) stored with status error")
     timings = [json.loads(t) for _, t, *_ in rows]
-    starts = [r[0] - t["total_ms"] / 1e3 for r, t in zip(rows, timings)]
+    starts = [r[0] - t["total_ms"] / 1e3 for r, t in zip(rows, timings, strict=False)]
     return GridRun(
         starts, [r[0] for r in rows], [r[2] for r in rows], [r[3] for r in rows], sum(r[4] for r in rows), timings
     )
@@ -762,7 +764,7 @@ def make_canvases(engine) -> list[tuple[str, bytes, list]]:
         truth = []
         for k, src in enumerate(rng.sample(srcs, 4)):
             img = imgs[src]
-            face = float(np.median([b - t for t, r, b, l in boxes[src]]))
+            face = float(np.median([b - t for t, _r, b, _left in boxes[src]]))
             sc = [60, 90, 130, 200, 300, 45][(ci + k) % 6] * w / 4000 / face  # face sizes in canvas pixels
             sc = min(sc, (w // 2) / img.width, (h // 2) / img.height)
             piece = img.resize((round(img.width * sc), round(img.height * sc)), Image.Resampling.LANCZOS)
@@ -770,8 +772,8 @@ def make_canvases(engine) -> list[tuple[str, bytes, list]]:
             py = (k // 2) * (h // 2) + rng.randint(0, h // 2 - piece.height)
             canvas.paste(piece, (px, py))
             truth += [
-                (round(t * sc) + py, round(r * sc) + px, round(b * sc) + py, round(l * sc) + px)
-                for t, r, b, l in boxes[src]
+                (round(t * sc) + py, round(r * sc) + px, round(b * sc) + py, round(left * sc) + px)
+                for t, r, b, left in boxes[src]
             ]
         buf = io.BytesIO()
         canvas.save(buf, "JPEG", quality=90)
@@ -822,15 +824,15 @@ def sec_detection(ctx: Context) -> None:
         for cfg, per in results.items():
             boxes = [b for b, _ in per]
             ms = sum(t for _, t in per) / len(per) * 1e3
-            lost = sum(len(b0) - found(b0, b) for b0, b in zip(base, boxes))
+            lost = sum(len(b0) - found(b0, b) for b0, b in zip(base, boxes, strict=False))
             if name == "lfw":
                 hit = sum(any(b[0] <= 75 <= b[2] and b[3] <= 75 <= b[1] for b in bx) for bx in boxes)
                 total = len(items)
             else:
-                truth = [t if t is not None else b0 for (_, _, t), b0 in zip(items, base)]
+                truth = [t if t is not None else b0 for (_, _, t), b0 in zip(items, base, strict=False)]
                 if name == "labelled":  # labels.csv: full size, one upsample
                     truth = [b for b, _ in results.get(("hog", 0, 1), [])] or truth
-                hit, total = sum(found(t, b) for t, b in zip(truth, boxes)), sum(len(t) for t in truth)
+                hit, total = sum(found(t, b) for t, b in zip(truth, boxes, strict=False)), sum(len(t) for t in truth)
             model, side, up = cfg
             label = f"{model} {side} px, upsample {up}"
             ok = None if cfg != DEFAULT_DETECT else lost == 0
@@ -907,7 +909,7 @@ def sec_overhead(ctx: Context) -> None:
     rep.add("overhead", "grid over the bare loop, ratio of the medians", f"{(med(full) / med(bare) - 1) * 100:+.1f} %")
     # each repeat runs the bare loop and then the grid back to back: the median of
     # these paired ratios is what the machine's drifting load disturbs least
-    extra = med([g / b for g, b in zip(full, bare)]) - 1
+    extra = med([g / b for g, b in zip(full, bare, strict=False)]) - 1
     rep.add(
         "overhead",
         "grid time over the bare loop, median of paired repeats",
@@ -1551,10 +1553,8 @@ RUNNERS = {
 
 def conditions(ctx: Context, started: float, load_before: tuple) -> str:
     cpu = "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as info:
+        cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     load_after = os.getloadavg()
     return (
         f"Conditions: {ctx.cores} cores ({cpu}), {platform.system()} {platform.release()}, Python "

@@ -161,8 +161,8 @@ class Outcome:
     searches: int = 0
 
     def at(self, reach: float) -> tuple[int, int, int]:
-        tp = sum(int(np.sum(r & (s <= reach))) for s, r in zip(self.scores, self.right))
-        fp = sum(int(np.sum(~r & (s <= reach))) for s, r in zip(self.scores, self.right))
+        tp = sum(int(np.sum(r & (s <= reach))) for s, r in zip(self.scores, self.right, strict=False))
+        fp = sum(int(np.sum(~r & (s <= reach))) for s, r in zip(self.scores, self.right, strict=False))
         return tp, fp, self.relevant - tp
 
 
@@ -180,7 +180,7 @@ def run_searches(db_path: Path, lab: Labelled, params: scoring.Params, mode: str
     for image_id, enc in db.execute("SELECT image_id, encoding FROM faces ORDER BY image_id, idx"):
         faces.setdefault(image_id, []).append(enc)
     out = Outcome()
-    for person, photos in sorted(lab.person_photos(set(id_of)).items()):
+    for _person, photos in sorted(lab.person_photos(set(id_of)).items()):
         if len(photos) < 3:
             continue
         relevant = {id_of[p] for p in photos[2:]}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (venv, packages, beanstalkd) and run the whole test suite with pytest.
+# Set up (venv, packages, beanstalkd), check lint, format and types, and run the whole test suite with pytest.
 # Extra arguments go to pytest, as in: scripts/test.sh -k pipeline -x
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,4 +8,8 @@ bash scripts/setup.sh --dev
 if [ ! -f ../shared/faces/labels.csv ] && [ -z "${FACEGRID_FACES:-}" ]; then
     echo "test.sh: ../shared/faces is absent: tests that need the labelled photos will skip" >&2
 fi
+# Lint, format and types first (configured in pyproject.toml): any finding fails the run.
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy facegrid
 exec .venv/bin/python -m pytest "$@"

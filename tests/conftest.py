@@ -56,7 +56,7 @@ class Beanstalkd:
                 return self
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"beanstalkd exited: {self.proc.stderr.read().decode()}")
+                    raise RuntimeError(f"beanstalkd exited: {self.proc.stderr.read().decode()}") from None
                 time.sleep(0.05)
         raise RuntimeError(f"beanstalkd did not answer on {self.address}")
 

@@ -64,7 +64,7 @@ def test_encodings_within_1e4_of_the_dlib_bin_wheel(engine, reference):
         got = engine.encode(rgb, [tuple(b) for b in p["boxes"]])
         want = [unpack(e) for e in p["encodings"]]
         assert len(got) == len(want), p["path"]
-        for g, w in zip(got, want):
+        for g, w in zip(got, want, strict=False):
             d = float(np.linalg.norm(g.astype(np.float64) - w))
             assert d < TOLERANCE, f"{p['path']}: encoding {d:.2e} from dlib-bin's"
             worst = max(worst, d)
@@ -81,7 +81,7 @@ def test_engine_is_face_recognition(engine, faces_dir):
         theirs = face_recognition.face_encodings(rgb, known_face_locations=want)
         ours = engine.encode(rgb, want)
         assert len(ours) == len(theirs) > 0
-        for a, b in zip(ours, theirs):
+        for a, b in zip(ours, theirs, strict=False):
             assert np.linalg.norm(a - b) < 1e-6
 
 

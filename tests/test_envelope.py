@@ -106,7 +106,7 @@ def test_result_round_trip_keeps_faces_bit_exact():
     assert back.annotated == ANNOTATED
     assert [f.box for f in back.faces] == [f.box for f in res.faces]
     assert [f.crop for f in back.faces] == CROPS[:2]
-    for a, b in zip(back.faces, res.faces):
+    for a, b in zip(back.faces, res.faces, strict=False):
         assert a.encoding.dtype == np.float32
         assert np.array_equal(a.encoding, b.encoding)
 

@@ -9,6 +9,7 @@ prints those lines as a table.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -64,10 +65,8 @@ def kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL a script and its worker processes (children first, so none is orphaned)."""
     if proc.poll() is None:
         for child in children(proc.pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         proc.kill()
         proc.communicate(timeout=30)
 
@@ -102,10 +101,8 @@ def children(pid: int) -> list[int]:
     except OSError:  # the process has gone
         return []
     for task in tasks:
-        try:
+        with contextlib.suppress(OSError):
             out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
     return out
 
 
@@ -275,7 +272,7 @@ def test_beanstalkd_kill_9_and_restart_mid_run(beanstalkd, faces_dir, tmp_path, 
         assert queuer.wait(60) == 0
     finally:
         rcs = [stop(p) for p in (queuer, filt, col)]
-    for (rc, err), role in zip(rcs, ("queuer", "filter", "collector")):
+    for (rc, err), role in zip(rcs, ("queuer", "filter", "collector"), strict=False):
         assert rc == 0, f"{role} exited {rc}: {err[-2000:]}"
         assert "reconnected" in err, f"{role} did not reconnect by itself"
     assert_exactly_once(request, "beanstalkd kill -9 + restart mid-run", db, expected)
@@ -367,7 +364,7 @@ def test_poison_photo_becomes_an_error_row_and_is_buried(beanstalkd, faces_dir, 
 
     for attempt in range(1, max_attempts + 1):
         wait_for(
-            lambda: (lambda s: s["state"] == "reserved" and s["reserves"] == attempt)(job_state()),
+            lambda n=attempt: (lambda s: s["state"] == "reserved" and s["reserves"] == n)(job_state()),
             120,
             0.05,
             f"reserve number {attempt} of the poison photo",

@@ -129,7 +129,9 @@ def odd_run(tmp_path_factory, faces_dir):
     rows = {}
     for row in db_rows(db, "SELECT id, path, status, error, face_count, width, height FROM images"):
         rel = os.path.relpath(row[1], str(photos)) if row[1].startswith(str(photos)) else row[1]
-        rows.setdefault(rel, []).append(dict(zip(("id", "path", "status", "error", "faces", "width", "height"), row)))
+        rows.setdefault(rel, []).append(
+            dict(zip(("id", "path", "status", "error", "faces", "width", "height"), row, strict=False))
+        )
     yield {
         "queuer": q,
         "filter": f,
@@ -236,7 +238,7 @@ def test_every_orientation_finds_the_same_face(odd_run):
     assert 0 <= left < right <= 640 and 0 <= top < bottom <= 800
     for k, box in boxes.items():
         # boxes are in upright pixels: the same place in every file, within a few pixels
-        assert max(abs(a - b) for a, b in zip(box, boxes[1])) <= 0.06 * (right - left), (k, box, boxes[1])
+        assert max(abs(a - b) for a, b in zip(box, boxes[1], strict=False)) <= 0.06 * (right - left), (k, box, boxes[1])
 
 
 # walking problems ----------------------------------------------------------------

@@ -52,7 +52,7 @@ def truth(db_path, target: np.ndarray) -> dict[int, float]:
 
 def indexed(idx: index.FaceIndex, target: np.ndarray) -> dict[int, float]:
     d = idx.distances(target, "mean")
-    return {int(r): float(x) for r, x in zip(idx.rowids, d) if np.isfinite(x)}
+    return {int(r): float(x) for r, x in zip(idx.rowids, d, strict=False) if np.isfinite(x)}
 
 
 def same(a: dict[int, float], b: dict[int, float]) -> bool:

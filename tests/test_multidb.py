@@ -62,7 +62,7 @@ def test_people_over_two_databases_sees_every_face(faces_db, tmp_path):
     faces = conn.execute("SELECT count(*) FROM faces").fetchone()[0]
     conn.close()
     listed = sum(
-        sum(1 for _ in open(p, encoding="utf-8")) - 1 for p in (tmp_path / "people").glob("person-*/photos.csv")
+        len(p.read_text(encoding="utf-8").splitlines()) - 1 for p in (tmp_path / "people").glob("person-*/photos.csv")
     )
     assert listed == faces
 

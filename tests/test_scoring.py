@@ -80,7 +80,7 @@ def test_search_tolerance_tightens_only_in_a_crowd():
 def test_confidence_follows_the_measured_precision():
     scores = np.linspace(0.0, 1.3, 131)
     precision = [scoring.precision_at(float(s)) for s in scores]
-    assert all(a >= b for a, b in zip(precision, precision[1:])), "precision must not rise with the score"
+    assert all(a >= b for a, b in zip(precision, precision[1:], strict=False)), "precision must not rise with the score"
     for s in scores:
         word, p = scoring.confidence(float(s))
         assert word == ("strong" if p >= 0.99 else "likely" if p >= 0.9 else "weak")

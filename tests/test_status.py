@@ -53,7 +53,7 @@ def test_rates_and_eta_while_jobs_flow(beanstalkd, tmp_path):
 
     def traffic():  # a producer and a consumer, so jobs go in and out during the sampling
         with beanstalkd.client(use="images", watch="images") as c:
-            for i in range(20):
+            for _i in range(20):
                 c.put(b"backlog")
             while not stop.is_set():
                 c.put(b"x")
@@ -176,7 +176,7 @@ def test_buried_list_kick_and_requeue(beanstalkd, faces_dir, tmp_path):
     photos.mkdir()
     shutil.copy(faces_dir / "people/biden/biden2.jpg", photos / "biden2.jpg")
     with beanstalkd.client(use="images") as c:
-        for i in range(30):  # finished jobs: gaps in the ids the scan walks over
+        for _i in range(30):  # finished jobs: gaps in the ids the scan walks over
             c.delete(c.put(b"done"))
         garbage = c.put(b"not a facegrid job")
     run_script("queuer.py", "--beanstalkd", beanstalkd.address, "--state", tmp_path / "q.sqlite", photos, check=True)
