@@ -25,15 +25,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import socket
 import sqlite3
+import sys
 from pathlib import Path
 
 import greenstalk
 
-from . import envelope
+from . import cli, envelope
 from .envelope import ImageJob, Result
 from .errors import BadJob, QueueUnavailable
+from .queue import Queue
 from .settings import Beanstalkd
 from .textsafe import printable
 
@@ -257,3 +260,81 @@ def _age(seconds: int) -> str:
     if seconds < 120:
         return f"{seconds}s"
     return f"{seconds // 60}m" if seconds < 7200 else f"{seconds // 3600}h"
+
+
+# -- the command line: python -m facegrid.buried (scripts/buried) ----------------------------
+EPILOG = """\
+examples:
+  scripts/buried list                         every buried job, its photo and why (read-only)
+  scripts/buried list --db /srv/facegrid/faces.db --json
+  scripts/buried kick 10                      back to ready: at most 10 per tube
+  scripts/buried kick --all --tube people     after fixing the collector's disk
+  scripts/buried requeue --all --tube images  after a filter fix: fresh jobs, attempts from 0
+
+kick keeps a job's reserve count: the filter buries a photo again at once when
+it was buried for beanstalkd.max_attempts; requeue puts a fresh copy first and
+then deletes the buried job. docs/operators.md explains how the list is made.
+exit codes: 0 ok (list: nothing buried or listed), 2 usage, 3 beanstalkd unreachable
+"""
+
+
+def main(argv=None) -> int:
+    p = cli.parser("buried", "List, kick or requeue buried jobs.", EPILOG)
+    p.add_argument("action", choices=("list", "kick", "requeue"))
+    p.add_argument("count", nargs="?", type=int, metavar="N", help="kick/requeue: at most N jobs per tube")
+    p.add_argument("--all", action="store_true", help="kick/requeue: every buried job")
+    p.add_argument(
+        "--id", type=int, action="append", default=[], metavar="JOB", help="kick/requeue: only this job id (repeatable)"
+    )
+    p.add_argument(
+        "--tube",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this tube (repeatable; default: the images and people tubes)",
+    )
+    p.add_argument("--db", metavar="PATH", help="database with the stored error of each photo ([collector] database)")
+    p.add_argument("--json", action="store_true", help="list: JSON instead of a table")
+    args = p.parse_args(argv)
+    chosen = sum((args.count is not None, args.all, bool(args.id)))
+    if args.action == "list" and chosen:
+        p.error("list takes no N, --all or --id")
+    if args.action != "list" and chosen != 1:
+        p.error(f"{args.action}: give exactly one of N, --all or --id JOB")
+    if args.count is not None and args.count < 1:
+        p.error("N must be 1 or more")
+    cli.setup_logging(args)
+    settings = cli.load_settings(args, {"collector.database": args.db})
+    keys = envelope.load_keys(settings.grid.key_file)  # a forged job then shows why it was buried
+
+    b = settings.beanstalkd
+    tubes = args.tube or [b.images_tube, b.people_tube]
+    queue = Queue(b).connect()  # exit code 3 when unreachable
+    client = queue.client
+    if args.action == "kick" and not args.id:
+        done = kick(client, tubes, None if args.all else args.count)
+        print(f"kicked {sum(done.values())} job(s): " + ", ".join(f"{t} {n}" for t, n in done.items()))
+        return 0
+    if args.action == "kick":
+        print(f"kicked {kick_ids(client, args.id)} of {len(args.id)} job(s)")
+        return 0
+    jobs, want = scan(b, client, tubes)
+    if args.action == "requeue":
+        if args.id:
+            jobs = [j for j in jobs if j.id in set(args.id)]
+        else:
+            jobs = sorted(jobs, key=lambda j: j.id)
+            jobs = jobs if args.all else [j for t in tubes for j in [x for x in jobs if x.tube == t][: args.count]]
+        print(f"requeued {requeue(client, jobs)} job(s) as fresh jobs")
+        return 0
+    for job in jobs:
+        explain(client, job, settings.collector.database, keys)
+    if args.json:
+        print(json.dumps({"buried": [j.as_dict() for j in jobs], "counted": want}, indent=2))
+    else:
+        print(render(jobs, want))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

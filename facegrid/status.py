@@ -23,7 +23,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from . import store
+from . import cli, store
 from .errors import StoreError, UsageError
 from .queue import Queue
 from .settings import Settings
@@ -219,3 +219,47 @@ def run(settings: Settings, db_path: str, mode: str, sample: float, interval: fl
         return 0
     finally:
         queue.close()
+
+
+# -- the command line: python -m facegrid.status (scripts/status) ----------------------------
+EPILOG = """\
+examples:
+  scripts/status                              sample for 5 s, print once
+  scripts/status --watch                      refresh every 2 s until Ctrl-C
+  scripts/status --json --sample 10           for scripts: one JSON object
+  scripts/status --beanstalkd 10.0.0.5:11300 --db /srv/facegrid/faces.db
+
+in/s is the rate jobs are put on a tube, out/s the rate they are finished
+(deleted), over the last minute of samples; watching counts the connections
+that watch a tube (filter workers on images, collectors on people).
+exit codes: 0 ok, 2 usage or settings error, 3 beanstalkd unreachable
+"""
+
+
+def main(argv=None) -> int:
+    p = cli.parser("status", "Show queues, rates, workers, database counts and an ETA.", EPILOG)
+    p.add_argument("--db", metavar="PATH", help="SQLite database ([collector] database)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="print once and exit (the default)")
+    mode.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
+    p.add_argument(
+        "--sample",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="with --once: seconds of sampling for the rates (0: no rates; default 5)",
+    )
+    p.add_argument("--interval", type=float, default=2.0, metavar="S", help="with --watch: seconds between refreshes")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = p.parse_args(argv)
+    if args.sample < 0 or args.interval <= 0:
+        p.error("--sample must be 0 or more and --interval more than 0 seconds")
+    cli.setup_logging(args)
+    settings = cli.load_settings(args, {"collector.database": args.db})
+    return run(
+        settings, settings.collector.database, "watch" if args.watch else "once", args.sample, args.interval, args.json
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

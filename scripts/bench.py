@@ -25,6 +25,7 @@ docs/benchmarks.md is rewritten only with --write-docs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -46,16 +47,15 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps
 
-import contextlib
-
-import numpy as np  # noqa: E402
-from PIL import Image, ImageFilter, ImageOps  # noqa: E402
-
-from facegrid import envelope, imaging, store  # noqa: E402
+from facegrid import envelope, imaging, store
 from facegrid import settings as settings_mod
+
+ROOT = Path(__file__).resolve().parent.parent
+# Code run by another interpreter (the dlib-bin venv) finds this checkout's package here.
+WITH_PROJECT = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 PY = sys.executable
 FACES = Path(os.environ.get("FACEGRID_FACES", ROOT.parent / "shared" / "faces"))
@@ -473,8 +473,7 @@ print(json.dumps(counts))
 
 
 def baseline_python() -> Path:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import baseline
+    import baseline  # beside this script
 
     return baseline.python()
 
@@ -498,7 +497,6 @@ FAST_SMALL = ("--set", "filter.upsample_max_side=1024")  # the faster choice mea
 # start-up included: run by this venv and by the dlib-bin venv, it shows what the build gives.
 PIPELINE_LOOP = """\
 import json, sys
-sys.path.insert(0, sys.argv[1])
 from facegrid import imaging
 from facegrid.faces import FaceEngine
 from facegrid.settings import load
@@ -519,6 +517,7 @@ def pipeline_process(py: Path, paths: list[Path]) -> float:
     t0 = time.perf_counter()
     out = subprocess.run(
         [str(py), "-c", PIPELINE_LOOP, str(ROOT), *map(str, paths)],
+        env=WITH_PROJECT,
         capture_output=True,
         text=True,
         timeout=3600,
@@ -611,7 +610,6 @@ def sec_defaults(ctx: Context) -> None:
 # -- the encoder build ---------------------------------------------------------------
 ENCODER_PROBE = """\
 import json, sys, time
-sys.path.insert(0, sys.argv[1])
 from facegrid import imaging
 from facegrid.faces import FaceEngine
 from facegrid.settings import Filter
@@ -641,7 +639,11 @@ def sec_encoder(ctx: Context) -> None:
     out = {}
     for name, py in (("this venv", Path(PY)), ("dlib-bin", baseline_python())):
         proc = subprocess.run(
-            [str(py), "-c", ENCODER_PROBE, str(ROOT), reps, *paths], capture_output=True, text=True, timeout=1800
+            [str(py), "-c", ENCODER_PROBE, str(ROOT), reps, *paths],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            env=WITH_PROJECT,
         )
         if proc.returncode:
             raise RuntimeError(f"encoder probe in {name} failed: {proc.stderr[-1500:]}")

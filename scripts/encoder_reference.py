@@ -33,7 +33,6 @@ OUT = ROOT / "tests" / "data" / "encodings-dlib-bin.json"
 
 
 def make() -> dict:
-    sys.path.insert(0, str(ROOT))
     import numpy as np
 
     from facegrid.faces import FaceEngine
@@ -83,10 +82,15 @@ def main() -> int:
     if args.inner:
         json.dump(make(), sys.stdout)
         return 0
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import baseline
+    import baseline  # beside this script
 
-    out = subprocess.run([str(baseline.python()), __file__, "--inner"], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(
+        [str(baseline.python()), __file__, "--inner"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # the dlib-bin venv loads this checkout's package
+    )
     if out.returncode:
         print(out.stderr[-2000:], file=sys.stderr)
         return 1

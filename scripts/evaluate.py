@@ -37,12 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from facegrid import localgrid, people, scoring, searching, store
+from facegrid import settings as settings_mod
+from facegrid.errors import FacegridError, UsageError
 
-from facegrid import localgrid, people, scoring, searching, store  # noqa: E402
-from facegrid import settings as settings_mod  # noqa: E402
-from facegrid.errors import FacegridError, UsageError  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_PHOTOS = ROOT.parent / "shared" / "lfw-dev"
 REACH = 1.6  # curves follow the score up to 1.6 x each search's tolerance

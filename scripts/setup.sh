@@ -55,6 +55,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "${pip[@]}" install "${runtime[@]}" >&2
     "${pip[@]}" install --no-deps "${nodeps[@]}" >&2
     if [ "$dev" = 1 ]; then mapfile -t devtools < <(deps dev); "${pip[@]}" install "${devtools[@]}" >&2; fi
+    # The checkout's own package, editable: scripts/*.py and python -m facegrid.status find it from anywhere.
+    "${pip[@]}" install --no-deps --no-build-isolation -e . >&2
     .venv/bin/python -c 'import face_recognition_models, cv2, greenstalk, sqlite_utils, PIL, numpy, tqdm' >&2
     echo "$want" > "$stamp"
 fi

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run the fault tests (pytest -m chaos) and print what each one measured:
 # photos queued, stored, duplicated and lost. Extra arguments go to pytest.
-#   scripts/chaos            every fault test
-#   scripts/chaos -k netns   only the ones whose name matches
+#   scripts/chaos.sh            every fault test
+#   scripts/chaos.sh -k netns   only the ones whose name matches
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
