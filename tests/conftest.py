@@ -207,7 +207,10 @@ def chromium(tmp_path):
 
 
 def script_cmd(name: str, *args: str) -> list[str]:
-    return [sys.executable, str(ROOT / name), *map(str, args)]
+    """A Python script runs under this interpreter; a shell shim (scripts/status) runs as users run it."""
+    if name.endswith(".py"):
+        return [sys.executable, str(ROOT / name), *map(str, args)]
+    return [str(ROOT / name), *map(str, args)]
 
 
 def run_script(name: str, *args: str, timeout: float = 300, check: bool = False, **kw) -> subprocess.CompletedProcess:

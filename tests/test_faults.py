@@ -3,7 +3,7 @@
 Every test drives the real scripts against a real beanstalkd, breaks one thing
 mid-run, and then checks the final database: every queued photo stored exactly
 once, none lost. When $FACEGRID_CHAOS_TABLE names a file, each test appends one
-JSON line (fault, queued, stored, duplicates, lost, test) to it; scripts/chaos
+JSON line (fault, queued, stored, duplicates, lost, test) to it; scripts/chaos.sh
 prints those lines as a table.
 """
 
