@@ -120,7 +120,7 @@ def db_counts(db_path: str) -> dict | None:
         db.conn.close()
 
 
-def snapshot(settings: Settings, history: History, db_path: str) -> dict:
+def snapshot(settings: Settings, history: History, db_path: str, max_job_size: int | None = None) -> dict:
     b = settings.beanstalkd
     last = history.samples[-1]
     tubes: dict[str, dict[str, float | None]] = {}
@@ -131,6 +131,7 @@ def snapshot(settings: Settings, history: History, db_path: str) -> dict:
     span = history.samples[-1].at - history.samples[0].at
     snap = {
         "beanstalkd": f"{b.host}:{b.port}",
+        "max_job_size": max_job_size,
         "time": time.time(),
         "rate_window_s": round(span, 1),
         "tubes": tubes,
@@ -163,6 +164,7 @@ def render(snap: dict) -> str:
     lines = [
         f"facegrid status  beanstalkd {snap['beanstalkd']}  "
         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(snap['time']))}",
+        f"max-job-size {snap['max_job_size']} bytes" if snap.get("max_job_size") else "",
         "",
         f"{'tube':<12}{'ready':>8}{'reserved':>10}{'delayed':>9}{'buried':>8}{'watching':>10}{'in/s':>8}{'out/s':>8}",
     ]
@@ -189,17 +191,72 @@ def render(snap: dict) -> str:
     return "\n".join(lines)
 
 
-def show(snap: dict, as_json: bool, clear: bool = False) -> None:
+def prometheus(snap: dict) -> str:
+    """The snapshot in the Prometheus text format (node_exporter's textfile collector reads it)."""
+    out: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[dict[str, str], float | None]]) -> None:
+        rows = [(labels, v) for labels, v in samples if v is not None]
+        if not rows:
+            return
+        out.append(f"# HELP facegrid_{name} {help_text}")
+        out.append(f"# TYPE facegrid_{name} {kind}")
+        for labels, v in rows:
+            text = ",".join(f'{k}="{_label(val)}"' for k, val in labels.items())
+            value = str(v) if isinstance(v, int) else repr(float(v))  # exact: no rounding of large counts
+            out.append(f"facegrid_{name}{{{text}}} {value}" if text else f"facegrid_{name} {value}")
+
+    tubes = snap["tubes"]
+    for field in FIELDS:
+        what = "connections watching the tube" if field == "watching" else f"{field} jobs on the tube"
+        metric(f"tube_{field}", "gauge", f"beanstalkd: {what}", [({"tube": t}, v[field]) for t, v in tubes.items()])
+    for key, what in (("in_per_s", "put on"), ("out_per_s", "finished (deleted) from")):
+        rate = f"tube_{key.replace('_per_s', '')}_jobs_per_second"
+        help_text = f"jobs per second {what} the tube over the last {snap['rate_window_s']:g} s"
+        metric(rate, "gauge", help_text, [({"tube": t}, v[key]) for t, v in tubes.items()])
+    metric("max_job_size_bytes", "gauge", "beanstalkd's max-job-size", [({}, snap.get("max_job_size"))])
+    metric("eta_seconds", "gauge", "seconds until the queued photos are drained", [({}, snap["eta_s"])])
+    c = snap["db"]
+    if c is not None:
+        db = {"database": snap["database"]}
+        metric("db_images", "gauge", "photos stored in the database", [(db, c["images"])])
+        metric("db_faces", "gauge", "faces stored in the database", [(db, c["faces"])])
+        statuses = [({**db, "status": s}, c.get(s, 0)) for s in ("ok", "no_faces", "error")]
+        metric("db_images_by_status", "gauge", "stored photos by status", statuses)
+    metric("status_time_seconds", "gauge", "when these figures were taken (Unix time)", [({}, snap["time"])])
+    return "\n".join(out) + "\n"
+
+
+def _label(value: str) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def show(snap: dict, as_json: bool, clear: bool = False, fmt: str = "table") -> None:
+    if fmt == "prometheus":
+        sys.stdout.write(prometheus(snap))
+        sys.stdout.flush()
+        return
     text = json.dumps(snap, indent=2) if as_json else render(snap)
     if clear:
         text = "\x1b[H\x1b[2J" + text
     print(text, flush=True)
 
 
-def run(settings: Settings, db_path: str, mode: str, sample: float, interval: float, as_json: bool) -> int:
-    """mode 'once': sample for `sample` seconds, print, exit; 'watch': refresh every `interval`."""
+def run(
+    settings: Settings,
+    db_path: str,
+    mode: str,
+    sample: float,
+    interval: float,
+    as_json: bool,
+    fmt: str = "table",
+) -> int:
+    """mode 'once': sample for `sample` seconds, print, exit; 'watch': refresh every `interval`.
+
+    fmt "prometheus" prints the Prometheus text format instead of a table or JSON."""
     b = settings.beanstalkd
     queue = Queue(b).connect()
+    max_job = queue.max_job_size()
     tubes = (b.images_tube, b.people_tube)
     history = History()
     history.add(take_sample(queue, tubes))
@@ -208,11 +265,11 @@ def run(settings: Settings, db_path: str, mode: str, sample: float, interval: fl
             if sample > 0:
                 time.sleep(sample)
                 history.add(take_sample(queue, tubes))
-            show(snapshot(settings, history, db_path), as_json)
+            show(snapshot(settings, history, db_path, max_job), as_json, fmt=fmt)
             return 0
         clear = sys.stdout.isatty() and not as_json and os.environ.get("TERM") != "dumb"
         while True:
-            show(snapshot(settings, history, db_path), as_json, clear)
+            show(snapshot(settings, history, db_path, max_job), as_json, clear, fmt)
             time.sleep(interval)
             history.add(take_sample(queue, tubes))
     except KeyboardInterrupt:
@@ -228,6 +285,9 @@ examples:
   scripts/status --watch                      refresh every 2 s until Ctrl-C
   scripts/status --json --sample 10           for scripts: one JSON object
   scripts/status --beanstalkd 10.0.0.5:11300 --db /srv/facegrid/faces.db
+  scripts/status --prometheus --db /srv/facegrid/faces.db > /var/lib/node_exporter/facegrid.prom.$$ \\
+    && mv /var/lib/node_exporter/facegrid.prom.$$ /var/lib/node_exporter/facegrid.prom
+                                              for node_exporter's textfile collector (cron)
 
 in/s is the rate jobs are put on a tube, out/s the rate they are finished
 (deleted), over the last minute of samples; watching counts the connections
@@ -250,14 +310,26 @@ def main(argv=None) -> int:
         help="with --once: seconds of sampling for the rates (0: no rates; default 5)",
     )
     p.add_argument("--interval", type=float, default=2.0, metavar="S", help="with --watch: seconds between refreshes")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    out.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="print the same figures in the Prometheus text format (node_exporter's textfile collector)",
+    )
     args = p.parse_args(argv)
     if args.sample < 0 or args.interval <= 0:
         p.error("--sample must be 0 or more and --interval more than 0 seconds")
     cli.setup_logging(args)
     settings = cli.load_settings(args, {"collector.database": args.db})
     return run(
-        settings, settings.collector.database, "watch" if args.watch else "once", args.sample, args.interval, args.json
+        settings,
+        settings.collector.database,
+        "watch" if args.watch else "once",
+        args.sample,
+        args.interval,
+        args.json,
+        "prometheus" if args.prometheus else "table",
     )
 
 

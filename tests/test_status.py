@@ -74,6 +74,39 @@ def test_rates_and_eta_while_jobs_flow(beanstalkd, tmp_path):
     assert snap["eta_s"] is not None and snap["eta_s"] > 0
 
 
+def test_prometheus_format_parses_and_matches_json(beanstalkd, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from facegrid import store
+
+    db = tmp_path / "faces.db"
+    store.open_db(db).conn.close()  # an empty database with the schema
+    with beanstalkd.client(use="images", watch="images") as c:
+        for i in range(3):
+            c.put(b"job %d" % i)
+        c.bury(c.reserve(timeout=5))
+        held = c.reserve(timeout=5)
+        args = ("--beanstalkd", beanstalkd.address, "--sample", "0", "--db", db)
+        proc = run_script("scripts/status", *args, "--prometheus", timeout=120)
+        snap = status_json(*args[1:])
+        c.release(held)
+    assert proc.returncode == 0, proc.stderr
+    samples = {}
+    for family in text_string_to_metric_families(proc.stdout):
+        assert family.type == "gauge" and family.documentation
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    for tube, figures in snap["tubes"].items():
+        for field in ("ready", "reserved", "delayed", "buried", "watching"):
+            assert samples[(f"facegrid_tube_{field}", (("tube", tube),))] == figures[field]
+    assert samples[("facegrid_tube_buried", (("tube", "images"),))] == 1
+    assert samples[("facegrid_max_job_size_bytes", ())] == snap["max_job_size"] > 0
+    where = (("database", str(db)),)
+    assert samples[("facegrid_db_images", where)] == snap["db"]["images"] == 0
+    assert samples[("facegrid_db_images_by_status", (*where, ("status", "error")))] == 0
+    assert ("facegrid_eta_seconds", ()) not in samples  # unknown: nothing finished yet, so no sample
+
+
 def test_database_counts(beanstalkd, faces_db):
     snap = status_json(beanstalkd.address, "--sample", "0", "--db", faces_db)
     (images,), (faces,) = (
