@@ -311,6 +311,8 @@ def main(argv=None) -> int:
     tubes = args.tube or [b.images_tube, b.people_tube]
     queue = Queue(b).connect()  # exit code 3 when unreachable
     client = queue.client
+    if client is None:  # connect() opens it or raises: never here
+        raise QueueUnavailable(f"no connection to beanstalkd at {queue.address}")
     if args.action == "kick" and not args.id:
         done = kick(client, tubes, None if args.all else args.count)
         print(f"kicked {sum(done.values())} job(s): " + ", ".join(f"{t} {n}" for t, n in done.items()))
