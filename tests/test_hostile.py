@@ -9,7 +9,6 @@ job bodies and path tricks get runs of their own.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
 import shutil
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import oddphotos
 import pytest
-from conftest import ROOT, Beanstalkd, db_rows, run_script, script_cmd
+from conftest import ROOT, Beanstalkd, db_rows, run_script, script_cmd, start_script
 
 from facegrid import envelope
 from facegrid.envelope import MAGIC, PREFIX, VERSION, ImageJob, Result
@@ -299,38 +298,48 @@ def test_a_link_out_of_the_queued_folders_is_reported_and_skipped(odd_run, name)
     assert db_rows(odd_run["db"], "SELECT count(*) FROM images WHERE size = ?", (size,)) == [(0,)]
 
 
-def test_file_deleted_between_walk_and_read(beanstalkd, faces_dir, tmp_path, monkeypatch, caplog):
-    """The walk finds three files; one vanishes before it is read; the other two are queued."""
-    from facegrid import queuing
-    from facegrid import settings as settings_mod
+def test_file_deleted_between_walk_and_read(beanstalkd, faces_dir, tmp_path):
+    """The walk finds three files; one vanishes before it is read; the other two are queued.
 
+    A real queuer.py with a backlog bound of 1: it puts p0, reads p1 and then waits for
+    the tube to drain (it says so in its log). p2 is deleted while it waits, and p0's job
+    is taken, so the queuer goes on and finds p2 gone."""
     folder = tmp_path / "photos"
     folder.mkdir()
     for i in range(3):
         oddphotos.unique_copy(faces_dir / FACE, folder / f"p{i}.jpg", 10 + i)
-    real_walk = queuing.walk
-
-    def walk_then_delete(roots, report):
-        found = list(real_walk(roots, report))
-        assert len(found) == 3
-        (folder / "p1.jpg").unlink()
-        return iter(found)
-
-    monkeypatch.setattr(queuing, "walk", walk_then_delete)
-    conf = settings_mod.load(None, {**settings_mod.parse_address(beanstalkd.address)})
-    with caplog.at_level(logging.WARNING, logger="facegrid.queuer"):
-        counts = queuing.run_queuer(conf, [str(folder)], False, str(tmp_path / "state.sqlite"))
-    assert (counts["queued"], counts["unreadable"]) == (2, 1), counts
-    lines = [r.getMessage() for r in caplog.records if "p1.jpg" in r.getMessage()]
-    assert len(lines) == 1 and "No such file" in lines[0], lines
+    queuer = start_script(
+        "queuer.py",
+        "--beanstalkd",
+        beanstalkd.address,
+        "--max-ready",
+        "1",
+        "--state",
+        tmp_path / "state.sqlite",
+        folder,
+    )
+    seen = []
+    for line in queuer.stderr:  # the queuer's own log: wait for it to block on the backlog
+        seen.append(line)
+        if "waiting for the filters" in line:
+            break
+    else:
+        raise AssertionError(f"the queuer never waited on its backlog:\n{''.join(seen)}")
+    (folder / "p2.jpg").unlink()
+    paths = []
     with beanstalkd.client() as c:
         c.watch("images")
-        paths = []
         for _ in range(2):
-            job = c.reserve(timeout=5)
+            job = c.reserve(timeout=60)
             paths.append(os.path.basename(envelope.decode(job.body).path))
             c.delete(job)
-    assert sorted(paths) == ["p0.jpg", "p2.jpg"]
+    out, err = queuer.communicate(timeout=120)
+    assert queuer.returncode == 0, err
+    counts = dict(kv.split("=") for kv in out.split())
+    assert (counts["queued"], counts["unreadable"]) == ("2", "1"), counts
+    lines = [ln for ln in err.splitlines() if "p2.jpg" in ln]
+    assert len(lines) == 1 and "No such file" in lines[0], lines
+    assert sorted(paths) == ["p0.jpg", "p1.jpg"]
 
 
 def test_queuer_in_a_read_only_folder_says_so_in_one_line(faces_dir, tmp_path):
