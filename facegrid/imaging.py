@@ -13,9 +13,12 @@ import warnings
 
 import cv2
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import ImageUnreadable
+
+pillow_heif.register_heif_opener()  # HEIC/HEIF photos (an iPhone's default) open through Pillow
 
 ORIENTATION_TAG = 0x0112
 SWAPS_SIDES = (5, 6, 7, 8)  # orientations that turn the picture by 90 degrees
@@ -40,12 +43,15 @@ SIGNATURES = (  # the first bytes of every format the queuer sends
     (b"II*\x00", "tiff"),
     (b"MM\x00*", "tiff"),
 )
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"heif"}  # ISO BMFF ftyp
 
 
 def sniff(data: bytes) -> str | None:
     """The image format these bytes start with, or None: they are not a photo."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+        return "heif"
     for magic, kind in SIGNATURES:
         if data.startswith(magic):
             return kind

@@ -7,6 +7,7 @@ folders queues only what is new or changed, unless --requeue is given.
 
 from __future__ import annotations
 
+import collections
 import fcntl
 import hashlib
 import logging
@@ -26,7 +27,7 @@ from .queue import Backlog, Queue
 from .settings import Settings
 
 log = logging.getLogger("facegrid.queuer")
-EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif"}
 HEADROOM = 4096  # bytes kept free under max-job-size for the envelope header
 
 
@@ -41,8 +42,24 @@ def inside(path: str, roots: list[str]) -> bool:
     return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def walk(roots: list[str], report: Callable[[str, str], None]) -> Iterator[str]:
-    """Every image file below roots, following links once (no loops) and only within roots."""
+def skipped_key(path: str) -> str:
+    """How the summary names a file that is not a photo: its extension (.mov), .none or .other.
+
+    A name's extension is the user's text: anything but a short plain one is counted as .other,
+    so the summary stays KEY=N words."""
+    ext = os.path.splitext(os.fsencode(path))[1].lower()
+    if not ext:
+        return ".none"
+    plain = len(ext) <= 11 and all(c in b"abcdefghijklmnopqrstuvwxyz0123456789_-" for c in ext[1:])
+    return ext.decode() if plain else ".other"
+
+
+def walk(
+    roots: list[str], report: Callable[[str, str], None], other: Callable[[str], None] | None = None
+) -> Iterator[str]:
+    """Every image file below roots, following links once (no loops) and only within roots.
+
+    other, if given, is called with every other file found (not a photo by its extension)."""
     real_roots = [os.path.realpath(r) for r in roots]
     seen: set[tuple[int, int]] = set()
     stack = [os.path.abspath(r) for r in reversed(roots)]
@@ -83,6 +100,8 @@ def walk(roots: list[str], report: Callable[[str, str], None]) -> Iterator[str]:
                 elif entry.is_file():
                     if os.path.splitext(entry.name)[1].lower() in EXTENSIONS:
                         yield entry.path
+                    elif other is not None:
+                        other(entry.path)
                 elif entry.is_symlink() and os.path.splitext(entry.name)[1].lower() in EXTENSIONS:
                     report(entry.path, "broken or looping link; skipped")
             except OSError as exc:
@@ -242,8 +261,23 @@ def run_queuer(
 
     real_roots = [os.path.realpath(r) for r in roots]
 
+    skipped: collections.Counter[str] = collections.Counter()
+
+    def not_a_photo(path: str) -> None:
+        skipped[skipped_key(path)] += 1
+        log.debug("%s: not a photo by its extension; skipped", display_path(path))
+
     log.info("walking %s", ", ".join(roots))
-    files = list(walk(roots, report))
+    files = list(walk(roots, report, not_a_photo))
+    counts["skipped"] = sum(skipped.values())
+    for key, n in sorted(skipped.items()):  # the summary names each extension left aside
+        counts[f"skipped{key}"] = n
+    if skipped:
+        log.info(
+            "left aside %d file(s) that are not photos by their extension: %s",
+            counts["skipped"],
+            ", ".join(f"{e} {n}" for e, n in sorted(skipped.items())),
+        )
     log.info(
         "found %d image files; queuing on %s (%s), max-job-size %d bytes",
         len(files),

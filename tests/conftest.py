@@ -96,10 +96,25 @@ class Beanstalkd:
                 }
 
 
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def missing(why: str) -> None:
+    """A test input that is not there: a skip on a developer's machine, a failure in CI (CI=true),
+    where a run that skipped the tests that need it must not pass."""
+    if IN_CI:
+        pytest.fail(f"{why} (CI=true: the run must have it)", pytrace=False)
+    pytest.skip(why)
+
+
+def need_beanstalkd() -> None:
+    if not (shutil.which("beanstalkd") or Path("/usr/bin/beanstalkd").exists()):
+        missing("beanstalkd is not installed; scripts/setup.sh installs it")
+
+
 @pytest.fixture
 def beanstalkd(tmp_path):
-    if not (shutil.which("beanstalkd") or Path("/usr/bin/beanstalkd").exists()):
-        pytest.skip("beanstalkd is not installed; scripts/setup.sh installs it")
+    need_beanstalkd()
     server = Beanstalkd(tmp_path / "binlog").start()
     yield server
     server.stop(signal.SIGKILL)
@@ -108,7 +123,7 @@ def beanstalkd(tmp_path):
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
     if not (FACES / "labels.csv").exists():
-        pytest.skip(
+        missing(
             f"labelled photos not found at {FACES}; put the shared/ folder beside the repository or set FACEGRID_FACES"
         )
     return FACES
@@ -129,8 +144,7 @@ def faces_db(faces_dir, tmp_path_factory) -> Path:
 
     Read-only for tests: copy it first if a test must write.
     """
-    if not (shutil.which("beanstalkd") or Path("/usr/bin/beanstalkd").exists()):
-        pytest.skip("beanstalkd is not installed; scripts/setup.sh installs it")
+    need_beanstalkd()
     work = tmp_path_factory.mktemp("faces_db")
     server = Beanstalkd(work / "binlog").start()
     db = work / "faces.db"

@@ -162,3 +162,21 @@ def jpeg_bytes(img: Image.Image, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=quality)
     return buf.getvalue()
+
+
+def heic(folder: Path, source: Path) -> Path:
+    """The source as an HEIC file, encoded by pillow-heif itself (an iPhone's default format)."""
+    import pillow_heif
+
+    img = upright(source)
+    path = folder / "iphone.heic"
+    pillow_heif.from_pillow(img).save(path, quality=90)
+    return path
+
+
+def not_photos(folder: Path) -> dict[str, str]:
+    """Files the queuer leaves aside by their extension -> the summary key that counts each."""
+    made = {"clip.mov": ".mov", "notes.txt": ".txt", "README": ".none", "odd.a=b c": ".other"}
+    for name in made:
+        (folder / name).write_bytes(b"not a photo\n")
+    return made

@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_script
+from conftest import ROOT, missing, need_beanstalkd, run_script
 
 LFW = Path(ROOT.parent / "shared" / "lfw-dev")
 pytestmark = pytest.mark.slow
@@ -19,9 +19,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def lfw_slice(tmp_path_factory):
     if not (LFW / "labels.csv").exists():
-        pytest.skip(f"lfw-dev not found at {LFW}; put the shared/ folder beside the repository")
-    if not shutil.which("beanstalkd"):
-        pytest.skip("beanstalkd is not installed; scripts/setup.sh installs it")
+        missing(f"lfw-dev not found at {LFW}; put the shared/ folder beside the repository")
+    need_beanstalkd()
     work = tmp_path_factory.mktemp("evaluate")
     proc = run_script(
         "scripts/evaluate.py",

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, run_script, wait_for
+from conftest import ROOT, free_port, need_beanstalkd, run_script, wait_for
 
 pytestmark = pytest.mark.slow
 NAMES = ("beanstalkd", "filter", "collector")
@@ -52,8 +52,7 @@ def stored(db: Path) -> int:
 
 @pytest.fixture
 def grid(tmp_path):
-    if not (shutil.which("beanstalkd") or Path("/usr/bin/beanstalkd").exists()):
-        pytest.skip("beanstalkd is not installed; scripts/setup.sh installs it")
+    need_beanstalkd()
     folder, port = tmp_path / "grid", free_port()
     yield folder, port
     sh("stop-grid.sh", "--dir", folder, "--timeout", "30", "--force")  # never leave a grid behind

@@ -8,6 +8,7 @@ job bodies and path tricks get runs of their own.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import re
@@ -81,6 +82,8 @@ def build_odd_folder(folder: Path, faces_dir: Path) -> dict[str, Path]:
         made[p.name] = p
     for k in ORIENTATIONS:
         made[f"orient{k}.jpg"] = oddphotos.oriented(folder, face, k)
+    made["iphone.heic"] = oddphotos.heic(folder, face)
+    oddphotos.not_photos(folder)
     raw = os.path.join(os.fsencode(folder), NON_UTF8)
     oddphotos.unique_copy(face, Path(os.fsdecode(raw)), 1)
     # walking problems: an unreadable file, a folder loop, file link loops
@@ -278,6 +281,20 @@ def test_queuer_counts_the_skipped_files(odd_run):
     # locked.jpg, the folder loop, ping.jpg, pong.jpg, self.jpg, passwd.jpg, elsewhere.jpg
     assert int(counts["unreadable"]) == 7, counts
     assert int(counts["not_image"]) == len(NOT_IMAGES), counts
+    # every file left aside by its extension, counted by extension (odd ones as .other)
+    expect = collections.Counter(oddphotos.not_photos(Path(tempfile.mkdtemp())).values())
+    assert {k: int(v) for k, v in counts.items() if k.startswith("skipped.")} == {
+        f"skipped{ext}": n for ext, n in expect.items()
+    }, counts
+    assert int(counts["skipped"]) == sum(expect.values()), counts
+
+
+def test_heic_photo_is_read_through_pillow_heif(odd_run, faces_dir):
+    made = odd_run["made"]["iphone.heic"]
+    assert made.read_bytes()[4:12] == b"ftypheic"  # pillow-heif wrote a real HEIC file
+    r = row(odd_run, "iphone.heic")
+    assert (r["status"], r["faces"], r["error"]) == ("ok", 1, None), r
+    assert (r["width"], r["height"]) == oddphotos.upright(faces_dir / FACE).size
 
 
 @pytest.mark.parametrize("name", sorted(NOT_IMAGES))
