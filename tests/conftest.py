@@ -6,6 +6,7 @@ gets its own server process with its own binlog folder.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
@@ -257,6 +258,19 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.1, what: str = 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def children(pid: int) -> list[int]:
+    """The pids of a process's children (from /proc); [] once it has gone."""
+    out = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # the process has gone
+        return []
+    for task in tasks:
+        with contextlib.suppress(OSError):
+            out += [int(c) for c in (task / "children").read_text().split()]
+    return out
 
 
 def tiny_jpeg(shade: int = 0, side: int = 16) -> bytes:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import oddphotos
 import pytest
-from conftest import Beanstalkd, db_rows, run_script, script_cmd, start_script, wait_for
+from conftest import Beanstalkd, children, db_rows, run_script, script_cmd, start_script, wait_for
 
 from facegrid import envelope, store
 from facegrid.envelope import ImageJob
@@ -92,18 +92,6 @@ def queue_photos(server, folder: Path, tmp_path: Path, *extra: str) -> None:
         str(folder),
         check=True,
     )
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:  # the process has gone
-        return []
-    for task in tasks:
-        with contextlib.suppress(OSError):
-            out += [int(c) for c in (task / "children").read_text().split()]
-    return out
 
 
 def one_child(pid: int) -> int:

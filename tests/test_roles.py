@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 
 import numpy as np
 import pytest
-from conftest import Beanstalkd, db_rows, run_script, start_script, tiny_jpeg, wait_for
+from conftest import Beanstalkd, children, db_rows, run_script, start_script, tiny_jpeg, wait_for
 
 from facegrid import envelope
 from facegrid.envelope import Result
+
+
+def server_stat(beanstalkd, name: str) -> int:
+    """A counter of beanstalkd's own stats (commands it has answered since it started)."""
+    with beanstalkd.client() as c:
+        return int(c.stats()[name])
 
 
 def copy_people(faces_dir, dest, names):
@@ -62,8 +67,13 @@ def test_queuer_keeps_a_bounded_backlog(beanstalkd, faces_dir, tmp_path):
     proc = start_script(
         "queuer.py", "--beanstalkd", beanstalkd.address, "--state", tmp_path / "q.sqlite", "--max-ready", "5", src
     )
-    wait_for(lambda: beanstalkd.tube("images")["current-jobs-ready"] >= 5, what="5 ready jobs")
-    time.sleep(1.0)
+    for line in proc.stderr:  # its own log says when it stops to wait on the backlog
+        if "waiting for the filters" in line:
+            break
+    else:
+        raise AssertionError("the queuer ended without waiting on its backlog")
+    checks = server_stat(beanstalkd, "cmd-stats-tube")
+    wait_for(lambda: server_stat(beanstalkd, "cmd-stats-tube") >= checks + 3, what="three more looks at the backlog")
     assert proc.poll() is None, "queuer should be waiting"
     assert beanstalkd.tube("images")["current-jobs-ready"] == 5
     taken = 0
@@ -142,12 +152,36 @@ def test_filter_turns_an_image_job_into_a_result(beanstalkd, faces_dir, tmp_path
     assert res.settings["detect_max_side"] == 1024 and res.settings["model"] == "hog"
 
 
-def test_filter_workers_are_separate_processes_and_auto_is_sized(beanstalkd, tmp_path):
-    from facegrid import pool
+def test_filter_workers_are_separate_processes_and_auto_is_sized(beanstalkd, faces_dir, tmp_path):
+    """filter.py --workers 2 runs two worker processes, each with its own connection, and the
+    results say which process made them; --workers auto starts as many as it says, within the CPUs."""
+    import os
+    import signal
 
-    n = pool.auto_workers()
-    assert 1 <= n <= len(__import__("os").sched_getaffinity(0))
-    assert pool.auto_workers(need=pool.available_memory() * 10) == 1  # memory-bound host: one worker
+    src = tmp_path / "in"
+    src.mkdir()
+    data = (faces_dir / "people/obama/obama_240p.jpg").read_bytes()
+    for i in range(6):
+        (src / f"p{i}.jpg").write_bytes(data + bytes([i]))
+    addr = ["--beanstalkd", beanstalkd.address]
+    run_script("queuer.py", *addr, "--state", tmp_path / "q.sqlite", src, check=True)
+    proc = start_script("filter.py", *addr, "--workers", "2")
+    try:
+        wait_for(lambda: beanstalkd.tube("images")["current-watching"] == 2, what="two workers watching images")
+        wait_for(lambda: beanstalkd.tube("people")["current-jobs-ready"] == 6, timeout=300, what="six results")
+        kids = set(children(proc.pid))
+        assert len(kids) == 2 and proc.pid not in kids, kids
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    with beanstalkd.client(watch="people") as c:
+        pids = {envelope.decode(c.reserve(timeout=5).body).filter["pid"] for _ in range(6)}
+    assert pids <= kids, (pids, kids)  # made in the worker processes, never in the parent
+
+    auto = run_script("filter.py", *addr, "--workers", "auto", "--burst", check=True)
+    started = int(auto.stderr.split("filter pool: ", 1)[1].split(" worker", 1)[0])
+    assert 1 <= started <= len(os.sched_getaffinity(0)), auto.stderr[-2000:]
 
 
 # collector --------------------------------------------------------------------
@@ -202,7 +236,14 @@ def test_collector_burst_waits_for_reserved_images(beanstalkd, tmp_path):
         c.put(b"held by a filter")
         held = c.reserve(timeout=1)
         proc = start_script("collector.py", "--beanstalkd", beanstalkd.address, "--db", tmp_path / "f.db", "--burst")
-        time.sleep(2.5)
+        wait_for(lambda: beanstalkd.tube("people")["current-watching"] >= 1, what="the collector watching people")
+        # each time its reserve times out in burst mode, the collector asks whether the images tube is idle
+        checks = server_stat(beanstalkd, "cmd-stats-tube")
+        wait_for(
+            lambda: server_stat(beanstalkd, "cmd-stats-tube") >= checks + 4,
+            timeout=120,
+            what="the collector asking twice more whether the grid is idle",
+        )
         assert proc.poll() is None, "collector exited while a filter still held an image job"
         c.delete(held)
     proc.communicate(timeout=60)
