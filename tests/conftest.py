@@ -140,24 +140,33 @@ def labels(faces_dir) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="session")
-def faces_db(faces_dir, tmp_path_factory) -> Path:
+def labelled_grid(faces_dir, tmp_path_factory):
+    """Every labelled photo through the whole grid, once per test run: the real queuer, a
+    filter with 2 workers and a collector running beside it, in burst mode. Its beanstalkd
+    stays up for the session (tests may queue again); its database is faces_db."""
+    need_beanstalkd()
+    tmp = tmp_path_factory.mktemp("grid")
+    server = Beanstalkd(tmp / "binlog").start()
+    addr = ["--beanstalkd", server.address]
+    db = tmp / "faces.db"
+    try:
+        q = run_script("queuer.py", *addr, "--state", tmp / "q.sqlite", faces_dir, check=True)
+        collector = start_script("collector.py", *addr, "--db", db, "--burst")
+        f = run_script("filter.py", *addr, "--workers", "2", "--burst", check=True, timeout=900)
+        out, err = collector.communicate(timeout=300)
+        assert collector.returncode == 0, err
+        yield {"db": db, "tmp": tmp, "server": server, "addr": addr, "queuer": q, "filter": f}
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def faces_db(labelled_grid) -> Path:
     """A database of every labelled photo, made once by the real queuer, filter and collector.
 
     Read-only for tests: copy it first if a test must write.
     """
-    need_beanstalkd()
-    work = tmp_path_factory.mktemp("faces_db")
-    server = Beanstalkd(work / "binlog").start()
-    db = work / "faces.db"
-    try:
-        run_script(
-            "queuer.py", "--beanstalkd", server.address, "--state", work / "queuer.sqlite", faces_dir, check=True
-        )
-        run_script("filter.py", "--beanstalkd", server.address, "--burst", "--workers", "2", check=True, timeout=900)
-        run_script("collector.py", "--beanstalkd", server.address, "--burst", "--db", db, check=True)
-    finally:
-        server.stop(signal.SIGKILL)
-    return db
+    return labelled_grid["db"]
 
 
 CHROMIUM_FLAGS = (

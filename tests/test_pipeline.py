@@ -7,25 +7,13 @@ import json
 import shutil
 
 import pytest
-from conftest import Beanstalkd, db_rows, run_script, start_script
+from conftest import db_rows, run_script
 
 
-@pytest.fixture(scope="module")
-def grid(tmp_path_factory, faces_dir):
-    """Queue ../shared/faces, run filter and collector in burst mode; yield the paths."""
-    tmp = tmp_path_factory.mktemp("grid")
-    server = Beanstalkd(tmp / "binlog").start()
-    addr = ["--beanstalkd", server.address]
-    db = tmp / "faces.db"
-    try:
-        q = run_script("queuer.py", *addr, "--state", tmp / "q.sqlite", faces_dir, check=True)
-        collector = start_script("collector.py", *addr, "--db", db, "--burst")
-        f = run_script("filter.py", *addr, "--workers", "2", "--burst", check=True, timeout=600)
-        out, err = collector.communicate(timeout=300)
-        assert collector.returncode == 0, err
-        yield {"db": db, "tmp": tmp, "server": server, "addr": addr, "queuer": q, "filter": f}
-    finally:
-        server.stop()
+@pytest.fixture
+def grid(labelled_grid):
+    """The labelled photos through the grid (made once per run in conftest.labelled_grid)."""
+    return labelled_grid
 
 
 def test_every_labelled_photo_is_stored_once_with_its_faces(grid, labels, faces_dir):

@@ -1,0 +1,105 @@
+"""Fast tests of the pure parts: no beanstalkd, no photos, a fraction of a second each.
+
+Index distances against face_recognition's own face_distance, box conversion back to
+the original photo's pixels, retry delays, the confidence words and the backlog bound
+(the last against a real beanstalkd: the queue is never mocked)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facegrid import scoring, worker
+from facegrid.envelope import ENCODING_DIM, Face
+from facegrid.filtering import _to_original
+from facegrid.index import FaceIndex
+from facegrid.settings import Beanstalkd as BeanstalkdConf
+
+
+def _index(vectors: np.ndarray) -> FaceIndex:
+    v = vectors.astype(np.float32)
+    return FaceIndex.from_arrays(v, (v * v).sum(axis=1), np.arange(len(v), dtype=np.int64))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_index_distances_match_face_recognition(seed):
+    face_recognition = pytest.importorskip("face_recognition")
+    rng = np.random.default_rng(seed)
+    stored = rng.normal(0, 0.1, (500, ENCODING_DIM))
+    targets = rng.normal(0, 0.1, (3, ENCODING_DIM))
+    idx = _index(stored)
+    want_min = np.min([face_recognition.face_distance(stored, t) for t in targets], axis=0)
+    np.testing.assert_allclose(idx.distances(targets, "min"), want_min, rtol=1e-4, atol=1e-5)
+    want_mean = face_recognition.face_distance(stored, targets.mean(axis=0))
+    np.testing.assert_allclose(idx.distances(targets, "mean"), want_mean, rtol=1e-4, atol=1e-5)
+    # a stored face that is one of the targets is at distance 0 (no negative rounding under the root)
+    idx = _index(np.vstack([stored, targets[:1]]))
+    assert idx.distances(targets[:1], "min")[-1] == pytest.approx(0.0, abs=1e-3)
+
+
+def _face(box) -> Face:
+    return Face(box=box, encoding=np.zeros(ENCODING_DIM, np.float32), crop=b"")
+
+
+def test_boxes_of_a_reencoded_copy_go_back_to_original_pixels():
+    faces = [_face((10, 60, 50, 20)), _face((0, 100, 80, 0))]  # top, right, bottom, left in the copy
+    out, w, h = _to_original(faces, 100, 80, {"original_width": 400, "original_height": 320})
+    assert (w, h) == (400, 320)
+    assert out[0].box == (40, 240, 200, 80)
+    assert out[1].box == (0, 400, 320, 0)  # edges stay on the photo's edges
+
+
+def test_box_conversion_never_leaves_the_photo():
+    out, w, h = _to_original([_face((0, 101, 81, 0))], 100, 80, {"original_width": 333, "original_height": 250})
+    top, right, bottom, left = out[0].box
+    assert 0 <= left < right <= w and 0 <= top < bottom <= h
+
+
+def test_retry_delay_doubles_per_earlier_try_and_is_capped():
+    conf = BeanstalkdConf(retry_delay=2, retry_delay_max=30)
+    delays = [worker.retry_delay(conf, {"releases": n, "timeouts": 0}) for n in range(6)]
+    assert delays == [2, 4, 8, 16, 30, 30]
+    assert worker.retry_delay(conf, {"releases": 1, "timeouts": 2}) == 16  # a timeout counts as a try
+    assert worker.retry_delay(conf, {}) == 2  # stats unknown (job gone): the first delay
+
+
+def test_confidence_words_follow_the_measured_precision():
+    scores = np.linspace(0, 1.5, 61)
+    words = [scoring.confidence(float(s))[0] for s in scores]
+    rank = {"strong": 0, "likely": 1, "weak": 2}
+    assert [rank[w] for w in words] == sorted(rank[w] for w in words)  # never better for a worse score
+    for s in scores:
+        word, p = scoring.confidence(float(s))
+        if p is not None:
+            assert word == ("strong" if p >= 0.99 else "likely" if p >= 0.9 else "weak")
+    best = float(scores[0])
+    assert scoring.confidence(best, face_px=scoring.STRONG_MIN_FACE_PX - 1)[0] != "strong"  # too small
+    assert scoring.confidence(best, sharp=scoring.STRONG_MIN_SHARPNESS - 1)[0] != "strong"  # too blurred
+
+
+def test_backlog_waits_at_the_bound_and_asks_once_per_budget(beanstalkd):
+    from facegrid import settings as settings_mod
+    from facegrid.queue import Backlog, Queue
+
+    conf = settings_mod.load(None, settings_mod.parse_address(beanstalkd.address)).beanstalkd
+    queue = Queue(conf, use="images").connect()
+    try:
+        backlog = Backlog(queue, "images", 3, lambda: False)
+
+        def stats_tube_calls() -> int:
+            with beanstalkd.client() as c:
+                return int(c.stats()["cmd-stats-tube"])
+
+        before = stats_tube_calls()
+        for _ in range(3):
+            backlog.wait()
+            queue.put(b"job")
+        assert stats_tube_calls() - before == 1  # one look allowed three puts
+        stop = iter([False, False, True])  # three looks at a full tube, then told to stop
+        backlog.should_stop = lambda: next(stop)
+        before = stats_tube_calls()
+        backlog.wait()  # the tube holds 3 ready jobs: it waits, looking, until told to stop
+        assert stats_tube_calls() - before == 2
+        assert beanstalkd.tube("images")["current-jobs-ready"] == 3
+    finally:
+        queue.close()
