@@ -12,8 +12,6 @@ from . import log as logsetup
 from . import settings as settings_mod
 from .errors import EXIT_USAGE, FacegridError
 
-logger = logging.getLogger("facegrid")
-
 
 def parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(

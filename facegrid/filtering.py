@@ -13,11 +13,12 @@ import time
 import greenstalk
 
 from . import __version__, envelope, imaging
+from .backlog import Backlog
 from .envelope import Face, ImageJob, Result
 from .errors import BadJob, ImageUnreadable
 from .faces import FaceEngine
 from .log import HOST, RateLog
-from .queue import Backlog, JobLost, Queue
+from .queue import JobLost, Queue
 from .settings import Settings
 from .worker import KeepAlive, Stopper, attempts, bury, job_stats, release, tube_idle
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import socket
 import time
+import weakref
 from collections.abc import Callable
 
 import greenstalk
@@ -40,9 +41,10 @@ class Queue:
         self.conf, self.use, self.watch = conf, use, watch
         self.should_stop = should_stop
         self.address = f"{conf.host}:{conf.port}"
-        self.generation = 0  # bumped on every (re)connect; jobs remember theirs
+        self.generation = 0  # bumped on every (re)connect
         self.client: greenstalk.Client | None = None
-        self.reconnects = 0
+        # the connection generation each job we reserved came on (kept here, not on greenstalk's Job)
+        self._reserved_on: weakref.WeakKeyDictionary[greenstalk.Job, int] = weakref.WeakKeyDictionary()
 
     # connection management -------------------------------------------------
     def connect(self) -> Queue:
@@ -94,7 +96,6 @@ class Queue:
                 raise QueueUnavailable(f"stopping while beanstalkd {self.address} is unreachable")
             try:
                 self._open()
-                self.reconnects += 1
                 log.warning("beanstalkd %s: reconnected", self.address)
                 return
             except NETWORK_ERRORS as exc:
@@ -121,7 +122,7 @@ class Queue:
                 job = c.reserve(timeout=timeout)
             except (greenstalk.TimedOutError, greenstalk.DeadlineSoonError):
                 return None  # DEADLINE_SOON: a job we hold is near its TTR; flush it first
-            job.generation = self.generation
+            self._reserved_on[job] = self.generation
             return job
 
         return self._retry(go)
@@ -152,7 +153,7 @@ class Queue:
 
     # calls tied to one reserved job -----------------------------------------
     def _job_call(self, job: greenstalk.Job, fn: Callable):
-        if self.client is None or getattr(job, "generation", self.generation) != self.generation:
+        if self.client is None or self._reserved_on.get(job, self.generation) != self.generation:
             raise JobLost(f"job {job.id} was reserved on a connection that dropped")
         try:
             return fn(self.client)
@@ -176,45 +177,3 @@ class Queue:
 
     def stats_job(self, job: greenstalk.Job) -> dict:
         return self._job_call(job, lambda c: c.stats_job(job))
-
-
-class Backlog:
-    """Wait while a tube holds max_ready or more ready jobs (0: never wait).
-
-    It asks the server once per max_ready - ready puts, not before every put.
-    """
-
-    def __init__(
-        self,
-        queue: Queue,
-        tube: str,
-        max_ready: int,
-        should_stop: Callable[[], bool],
-        recheck: int = 0,
-        waiting_for: str = "the workers",
-    ):
-        self.queue, self.tube, self.max_ready, self.should_stop = queue, tube, max_ready, should_stop
-        self.recheck, self.waiting_for = recheck, waiting_for  # recheck: ask at least every N puts
-        self.budget = 0  # puts allowed before asking the server again
-
-    def wait(self) -> None:
-        if not self.max_ready:
-            return
-        logged = False
-        while self.budget <= 0 and not self.should_stop():
-            ready = self.queue.stats_tube(self.tube)["current-jobs-ready"]
-            self.budget = self.max_ready - ready
-            if self.recheck:
-                self.budget = min(self.budget, self.recheck)
-            if self.budget <= 0:
-                if not logged:
-                    log.info(
-                        "tube %s holds %d ready jobs (bound %d): waiting for %s",
-                        self.tube,
-                        ready,
-                        self.max_ready,
-                        self.waiting_for,
-                    )
-                    logged = True
-                time.sleep(0.2)
-        self.budget -= 1

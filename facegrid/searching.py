@@ -21,9 +21,9 @@ from . import index as index_mod
 from .collection import Collection
 from .errors import ImageUnreadable, UsageError
 from .faces import FaceEngine
-from .queuing import EXTENSIONS, display_path
 from .settings import Settings
 from .textsafe import csv_cell, printable
+from .walking import display_path, walk
 
 log = logging.getLogger("facegrid.search")
 
@@ -76,9 +76,10 @@ def target_files(folder: str) -> list[str]:
             f"{folder}: not a folder; put one or more photos of the person in a folder "
             "and pass it, as in search.py target/"
         )
-    files = sorted(str(p) for p in Path(folder).rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+    # the queuer's own walk: the same photos, links followed once and only inside the folder
+    files = sorted(walk([folder], lambda path, why: log.warning("%s: %s", display_path(path), why)))
     if not files:
-        raise UsageError(f"{folder}: no photos (.jpg .png .webp .tif .bmp) in it; add photos of the person")
+        raise UsageError(f"{folder}: no photos (.jpg .png .webp .tif .bmp .heic) in it; add photos of the person")
     return files
 
 

@@ -107,7 +107,6 @@ class Settings:
     filter: Filter = Filter()
     collector: Collector = Collector()
     search: Search = Search()
-    source: str = "(defaults)"
 
     def validate(self) -> Settings:
         b, f = self.beanstalkd, self.filter
@@ -231,7 +230,7 @@ def load(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | N
     elif explicit:
         raise ConfigError(f"config file {path} does not exist; pass --config with an existing settings.ini")
     sections = {}
-    known = {f.name for f in dataclasses.fields(Settings)} - {"source"}
+    known = {f.name for f in dataclasses.fields(Settings)}
     for section in parser.sections():
         if section not in known:
             raise ConfigError(f"{path}: unknown section [{section}]; known: {', '.join(sorted(known))}")
@@ -258,7 +257,7 @@ def load(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | N
     leftover = [k for k, v in overrides.items() if v is not None]
     if leftover:
         raise ConfigError(f"unknown setting {leftover[0]}; use SECTION.KEY with a section from settings.ini")
-    return Settings(**sections, source=str(path) if path.exists() else "(defaults)").validate()
+    return Settings(**sections).validate()
 
 
 def parse_address(text: str) -> dict[str, Any]:

@@ -79,7 +79,8 @@ def test_confidence_words_follow_the_measured_precision():
 
 def test_backlog_waits_at_the_bound_and_asks_once_per_budget(beanstalkd):
     from facegrid import settings as settings_mod
-    from facegrid.queue import Backlog, Queue
+    from facegrid.backlog import Backlog
+    from facegrid.queue import Queue
 
     conf = settings_mod.load(None, settings_mod.parse_address(beanstalkd.address)).beanstalkd
     queue = Queue(conf, use="images").connect()
