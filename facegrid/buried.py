@@ -27,13 +27,12 @@ import contextlib
 import dataclasses
 import json
 import socket
-import sqlite3
 import sys
 from pathlib import Path
 
 import greenstalk
 
-from . import cli, envelope
+from . import cli, envelope, store
 from .envelope import ImageJob, Result
 from .errors import BadJob, QueueUnavailable
 from .queue import Queue
@@ -195,13 +194,7 @@ def _stored_error(db_path: str | None, image_id: str) -> str | None:
     """The stored error for this photo, '' if stored without one, None if not stored."""
     if not db_path or not Path(db_path).exists():
         return None
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
-    try:
-        row = conn.execute("SELECT status, error FROM images WHERE id = ?", [image_id]).fetchone()
-    except sqlite3.Error:
-        return None
-    finally:
-        conn.close()
+    row = store.stored_status(db_path, image_id)
     return None if row is None else (row[1] or "")
 
 

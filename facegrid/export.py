@@ -10,6 +10,7 @@ import logging
 import re
 from pathlib import Path
 
+from . import store
 from .errors import UsageError
 from .report import readable_jpeg
 
@@ -20,7 +21,7 @@ ID_RE = re.compile(r"^[0-9a-f]{8,64}$")
 def resolve_ids(db, wanted: list[str]) -> list[str]:
     """Full ids for full ids or unique prefixes (8+ hex digits); all ids when none are given."""
     if not wanted:
-        return [r[0] for r in db.execute("SELECT image_id FROM annotated ORDER BY image_id")]
+        return store.annotated_ids(db)
     out = []
     for raw in wanted:
         key = raw.strip().lower()
@@ -28,10 +29,7 @@ def resolve_ids(db, wanted: list[str]) -> list[str]:
             raise UsageError(
                 f"--id {raw!r}: give a photo's sha256 (or its first 8+ hex digits), as in report.csv's image_id column"
             )
-        rows = [
-            r[0]
-            for r in db.execute("SELECT id FROM images WHERE id >= ? AND id < ? ORDER BY id LIMIT 2", [key, key + "g"])
-        ]
+        rows = store.ids_starting(db, key)
         if not rows:
             raise UsageError(f"--id {raw}: no stored photo has this id; check it against report.csv")
         if len(rows) > 1:
@@ -46,16 +44,16 @@ def export(db, out_dir: Path, ids: list[str]) -> tuple[int, list[str]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written, missing, unreadable = 0, [], set()
     for image_id in resolve_ids(db, ids):
-        row = db.execute("SELECT jpeg FROM annotated WHERE image_id = ?", [image_id]).fetchone()
-        if not row or not row[0]:
+        jpeg = store.annotated_jpeg(db, image_id)
+        if not jpeg:
             missing.append(image_id)
             continue
-        if not readable_jpeg(row[0]):  # a stored blob that does not decode is named, never written as .jpg
+        if not readable_jpeg(jpeg):  # a stored blob that does not decode is named, never written as .jpg
             log.warning("%s: its stored annotated copy is not a readable JPEG; skipped", image_id)
             missing.append(image_id)
             unreadable.add(image_id)
             continue
-        (out_dir / f"{image_id}.jpg").write_bytes(row[0])
+        (out_dir / f"{image_id}.jpg").write_bytes(jpeg)
         written += 1
     for image_id in missing:
         if image_id not in unreadable:

@@ -222,8 +222,7 @@ def update(db, db_path: str | Path, folder: Path, meta: dict) -> FaceIndex:
     db.execute("BEGIN")  # one snapshot: the generation, the changed rows and the deletions agree
     try:
         gen = store.generation(db)
-        changed = db.execute("SELECT rowid, encoding FROM faces WHERE gen > ? ORDER BY rowid", [since]).fetchall()
-        deleted = [r[0] for r in db.execute("SELECT face_rowid FROM deleted_faces WHERE gen > ?", [since])]
+        changed, deleted = store.changes_since(db, since)
     finally:
         db.execute("COMMIT")
     stamp = _stamp()
@@ -301,7 +300,7 @@ def build(db, db_path: str | Path, gen: int) -> FaceIndex:
     db.execute("BEGIN")  # one snapshot: the count, the rows and the generation agree
     try:
         gen = store.generation(db)
-        n = db.execute("SELECT count(*) FROM faces").fetchone()[0]
+        n = store.face_count(db)
         name = f"seg-{_stamp()}"
         seg = tmp / name
         seg.mkdir()
@@ -309,7 +308,7 @@ def build(db, db_path: str | Path, gen: int) -> FaceIndex:
         rowids = np.lib.format.open_memmap(seg / "rowids.npy", mode="w+", dtype=np.int64, shape=(n,))
         sqnorms = np.zeros(n, dtype=np.float32)  # filled chunk by chunk: no second copy of the matrix
         i = 0
-        cursor = db.execute("SELECT rowid, encoding FROM faces ORDER BY rowid")
+        cursor = store.encodings_in_order(db)
         while i < n:
             rows = cursor.fetchmany(65536)
             if not rows:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import outfiles, report, scoring
+from . import outfiles, report, scoring, store
 from .envelope import ENCODING_DIM
 from .report import esc, img_tag
 from .textsafe import csv_cell
@@ -69,12 +69,8 @@ class Person:
 
 
 def load_faces(db) -> list[FaceRow]:
-    sql = (
-        "SELECT f.image_id, f.idx, f.encoding, f.crop, i.path, i.host FROM faces f "
-        "JOIN images i ON i.id = f.image_id ORDER BY i.path, f.image_id, f.idx"
-    )
     out = []
-    for image_id, idx, enc, crop, path, host in db.execute(sql):
+    for image_id, idx, enc, crop, path, host in store.faces_with_photos(db):
         if enc and len(enc) == ENCODING_DIM * 4:
             out.append(FaceRow(image_id, idx, path, host or "", crop or b"", np.frombuffer(enc, "<f4")))
     return out
@@ -175,8 +171,7 @@ def _row(db, person: Person, samples: list[str]) -> str:
     photos = person.photos()
     thumbs = []
     for f in photos[:PHOTOS_SHOWN]:
-        row = db.execute("SELECT jpeg FROM annotated WHERE image_id = ?", [f.image_id]).fetchone()
-        thumb = report.thumbnail(row[0] if row else None, PHOTO_THUMB, f"{f.path} (photo {f.image_id})")
+        thumb = report.thumbnail(store.annotated_jpeg(db, f.image_id), PHOTO_THUMB, f"{f.path} (photo {f.image_id})")
         thumbs.append(f'<span title="{esc(f.path)}">{img_tag(thumb, "photo")}</span>')
     paths = "".join(f"<div>{esc(f.path)} <span>({esc(f.host)})</span></div>" for f in photos[:PATHS_LISTED])
     more = f"<div>... and {len(photos) - PATHS_LISTED} more in photos.csv</div>" if len(photos) > PATHS_LISTED else ""

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from . import store
+
 log = logging.getLogger("facegrid.report")
 THUMB_SIDE = 360  # longest side of an inline thumbnail, in pixels
 THUMB_QUALITY = 72
@@ -129,8 +131,7 @@ def page(title: str, header_html: str, body_html: str) -> str:
 def face_crops(db, matches) -> dict[tuple[str, int], bytes]:
     out = {}
     for m in matches:
-        row = db.execute("SELECT crop FROM faces WHERE image_id = ? AND idx = ?", [m.image_id, m.face_index]).fetchone()
-        out[(m.image_id, m.face_index)] = row[0] if row and row[0] else b""
+        out[(m.image_id, m.face_index)] = store.face_crop(db, m.image_id, m.face_index) or b""
     return out
 
 
@@ -177,12 +178,12 @@ def render_match_report(db, matches, targets, settings) -> str:
     crops = face_crops(db, matches)
     cards = []
     for m in matches:
-        row = db.execute("SELECT jpeg FROM annotated WHERE image_id = ?", [m.image_id]).fetchone()
+        jpeg = store.annotated_jpeg(db, m.image_id)
         cards.append(
             _match_card(
                 m,
                 crops[(m.image_id, m.face_index)],
-                thumbnail(row[0] if row else None, what=f"{m.path} (photo {m.image_id})"),
+                thumbnail(jpeg, what=f"{m.path} (photo {m.image_id})"),
             )
         )
     body = (

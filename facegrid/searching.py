@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import imaging, outfiles, scoring
+from . import imaging, outfiles, scoring, store
 from . import index as index_mod
 from .collection import Collection
 from .errors import ImageUnreadable, UsageError
@@ -187,16 +187,7 @@ def find(
 
 
 def _face_rows(db, rowids: list[int]) -> dict[int, dict]:
-    out = {}
-    for start in range(0, len(rowids), 500):
-        part = rowids[start : start + 500]
-        sql = (
-            "SELECT f.rowid AS rowid, f.image_id, f.idx, f.top, f.right, f.bottom, f.left, f.crop, i.path, i.host "
-            f"FROM faces f JOIN images i ON i.id = f.image_id WHERE f.rowid IN ({','.join('?' * len(part))})"
-        )
-        for row in db.query(sql, part):
-            out[row["rowid"]] = row
-    return out
+    return store.face_rows(db, rowids)
 
 
 def write_outputs(db, matches: list[Match], targets: list[Target], out_dir: Path, settings: Settings) -> None:
@@ -209,15 +200,15 @@ def write_outputs(db, matches: list[Match], targets: list[Target], out_dir: Path
     written = outfiles.Written(out_dir)
     written.clear_previous()
     for m in matches:
-        row = db.execute("SELECT jpeg FROM annotated WHERE image_id = ?", [m.image_id]).fetchone()
-        if row and row[0]:
-            if not report.readable_jpeg(row[0]):
+        jpeg = store.annotated_jpeg(db, m.image_id)
+        if jpeg:
+            if not report.readable_jpeg(jpeg):
                 log.warning(
                     "%s (photo %s): its stored annotated copy is not a readable JPEG; no copy made", m.path, m.image_id
                 )
                 continue
             m.file = written.add(f"{m.rank:04d}-{m.image_id[:16]}.jpg")
-            (out_dir / m.file).write_bytes(row[0])
+            (out_dir / m.file).write_bytes(jpeg)
     with open(out_dir / written.add("report.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(

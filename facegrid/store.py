@@ -274,3 +274,76 @@ def counts(db: sqlite_utils.Database) -> dict[str, int]:
         out["images"] += n
     out["faces"] = db.execute("SELECT count(*) FROM faces").fetchone()[0]
     return out
+
+
+# -- reads the other modules make (every query of the schema lives in this module) -------------------
+def annotated_jpeg(db, image_id: str) -> bytes | None:
+    """The stored annotated copy of a photo, or None (none stored, or stored empty)."""
+    row = db.execute("SELECT jpeg FROM annotated WHERE image_id = ?", [image_id]).fetchone()
+    return row[0] if row and row[0] else None
+
+
+def annotated_ids(db) -> list[str]:
+    """Every photo with an annotated copy, by id."""
+    return [r[0] for r in db.execute("SELECT image_id FROM annotated ORDER BY image_id")]
+
+
+def ids_starting(db, prefix: str, limit: int = 2) -> list[str]:
+    """Stored photo ids that start with prefix (lowercase hex), at most limit of them."""
+    sql = "SELECT id FROM images WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"
+    return [r[0] for r in db.execute(sql, [prefix, prefix + "g", limit])]
+
+
+def face_crop(db, image_id: str, idx: int) -> bytes | None:
+    """The stored crop of one face, or None."""
+    row = db.execute("SELECT crop FROM faces WHERE image_id = ? AND idx = ?", [image_id, idx]).fetchone()
+    return row[0] if row else None
+
+
+def faces_with_photos(db):
+    """(image_id, idx, encoding, crop, path, host) of every stored face, in path order."""
+    return db.execute(
+        "SELECT f.image_id, f.idx, f.encoding, f.crop, i.path, i.host FROM faces f "
+        "JOIN images i ON i.id = f.image_id ORDER BY i.path, f.image_id, f.idx"
+    )
+
+
+def face_rows(db, rowids: list[int]) -> dict[int, dict]:
+    """Faces by rowid, with their box, crop and photo's path and host."""
+    out = {}
+    for start in range(0, len(rowids), 500):
+        part = rowids[start : start + 500]
+        sql = (
+            "SELECT f.rowid AS rowid, f.image_id, f.idx, f.top, f.right, f.bottom, f.left, f.crop, i.path, i.host "
+            f"FROM faces f JOIN images i ON i.id = f.image_id WHERE f.rowid IN ({','.join('?' * len(part))})"
+        )
+        for row in db.query(sql, part):
+            out[row["rowid"]] = row
+    return out
+
+
+def face_count(db) -> int:
+    return db.execute("SELECT count(*) FROM faces").fetchone()[0]
+
+
+def encodings_in_order(db):
+    """(rowid, encoding) of every stored face, in rowid order (a cursor)."""
+    return db.execute("SELECT rowid, encoding FROM faces ORDER BY rowid")
+
+
+def changes_since(db, since: int) -> tuple[list, list[int]]:
+    """(rowid, encoding) of faces written after generation `since`, and the rowids deleted since."""
+    changed = db.execute("SELECT rowid, encoding FROM faces WHERE gen > ? ORDER BY rowid", [since]).fetchall()
+    deleted = [r[0] for r in db.execute("SELECT face_rowid FROM deleted_faces WHERE gen > ?", [since])]
+    return changed, deleted
+
+
+def stored_status(db_path: str, image_id: str) -> tuple[str, str | None] | None:
+    """(status, error) of one photo, read without changing the database; None if not stored or unreadable."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    try:
+        return conn.execute("SELECT status, error FROM images WHERE id = ?", [image_id]).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
