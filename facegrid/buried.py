@@ -63,9 +63,15 @@ class BuriedJob:
 
 
 class Scanner:
-    """stats-job for a range of ids over one raw socket, pipelined."""
+    """stats-job for a range of ids over one raw socket, pipelined.
+
+    Its own small client because greenstalk sends one command and waits for its
+    answer: a scan asks about up to SCAN_TAIL ids, SCAN_CHUNK at a time. Whatever goes
+    wrong on the wire (a dropped connection, a timeout, an answer that is not
+    beanstalkd's) ends as one QueueUnavailable line, never a traceback."""
 
     def __init__(self, conf: Beanstalkd):
+        self.address = f"{conf.host}:{conf.port}"
         try:
             self.sock = socket.create_connection((conf.host, conf.port), timeout=max(conf.io_timeout, 10))
         except OSError as exc:
@@ -80,15 +86,32 @@ class Scanner:
 
     def stats(self, first: int, last: int) -> dict[int, dict]:
         """{id: stats} for the jobs that exist among first..last."""
+        try:
+            return self._stats(first, last)
+        except (OSError, EOFError, ValueError, IndexError) as exc:
+            raise QueueUnavailable(
+                f"beanstalkd at {self.address} stopped answering during the scan ({type(exc).__name__}: {exc}); "
+                "check it is running and run scripts/buried again"
+            ) from None
+
+    def _stats(self, first: int, last: int) -> dict[int, dict]:
         self.sock.sendall(b"".join(b"stats-job %d\r\n" % i for i in range(first, last + 1)))
         out = {}
         for job_id in range(first, last + 1):
             line = self.reader.readline()
+            if not line:
+                raise EOFError("the connection was closed")
             if line.startswith(b"OK "):
-                body = self.reader.read(int(line.split()[1]) + 2)
+                size = int(line.split()[1])
+                body = self.reader.read(size + 2)
+                if len(body) != size + 2:
+                    raise EOFError("the connection was closed inside an answer")
                 out[job_id] = _parse_yaml(body.decode("utf-8", "replace"))
             elif not line.startswith(b"NOT_FOUND"):
-                raise QueueUnavailable(f"beanstalkd answered {line[:60]!r} to stats-job {job_id}")
+                raise QueueUnavailable(
+                    f"beanstalkd at {self.address} answered {line[:60]!r} to stats-job {job_id}; "
+                    "is that address a beanstalkd?"
+                )
         return out
 
 

@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 
+import pytest
 from conftest import ROOT, db_rows, run_script, start_script, wait_for
 
 from facegrid import status
@@ -261,3 +262,40 @@ def test_buried_usage(beanstalkd):
 def test_buried_help():
     proc = run_script("scripts/buried", "--help")
     assert proc.returncode == 0 and "requeue" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"", b"OK 50\r\nid: 1\r\n", b"GARBAGE\r\n", b"OK notanumber\r\n"],
+    ids=["hangs-up", "cut-inside-answer", "not-beanstalkd", "bad-size"],
+)
+def test_buried_scan_network_error_is_one_line(answer):
+    """The scan's own pipelined client against a server that breaks the protocol: one clean error."""
+    import socket
+    import threading
+
+    from facegrid import buried
+    from facegrid.errors import QueueUnavailable
+    from facegrid.settings import Beanstalkd as Conf
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(answer)
+        server.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    scanner = buried.Scanner(Conf(host="127.0.0.1", port=port, io_timeout=10))
+    try:
+        with pytest.raises(QueueUnavailable) as err:
+            scanner.stats(1, 3)
+    finally:
+        scanner.close()
+        t.join(10)
+    message = str(err.value)
+    assert "\n" not in message and f"127.0.0.1:{port}" in message, message
