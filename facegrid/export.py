@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import store
 from .errors import UsageError
-from .report import readable_jpeg
+from .htmlkit import readable_jpeg
 
 log = logging.getLogger("facegrid.export")
 ID_RE = re.compile(r"^[0-9a-f]{8,64}$")

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import outfiles, report, scoring, store
+from . import htmlkit, outfiles, scoring, store
 from .envelope import ENCODING_DIM
-from .report import esc, img_tag
+from .htmlkit import esc, img_tag
 from .textsafe import csv_cell
 
 log = logging.getLogger("facegrid.people")
@@ -171,7 +171,7 @@ def _row(db, person: Person, samples: list[str]) -> str:
     photos = person.photos()
     thumbs = []
     for f in photos[:PHOTOS_SHOWN]:
-        thumb = report.thumbnail(store.annotated_jpeg(db, f.image_id), PHOTO_THUMB, f"{f.path} (photo {f.image_id})")
+        thumb = htmlkit.thumbnail(store.annotated_jpeg(db, f.image_id), PHOTO_THUMB, f"{f.path} (photo {f.image_id})")
         thumbs.append(f'<span title="{esc(f.path)}">{img_tag(thumb, "photo")}</span>')
     paths = "".join(f"<div>{esc(f.path)} <span>({esc(f.host)})</span></div>" for f in photos[:PATHS_LISTED])
     more = f"<div>... and {len(photos) - PATHS_LISTED} more in photos.csv</div>" if len(photos) > PATHS_LISTED else ""
@@ -197,13 +197,13 @@ def render_index(db, people: list[Person], samples: dict[str, list[str]], params
         f"Each person-NNN/ folder holds sample face crops: pass it to search.py as TARGET_DIR.</p>"
     )
     if not people:
-        return report.page("facegrid people", header, '<p class="empty">The database holds no faces yet.</p>')
+        return htmlkit.page("facegrid people", header, '<p class="empty">The database holds no faces yet.</p>')
     rows = "".join(_row(db, p, samples[p.name]) for p in people)
     table = (
         f'<table class="people"><thead><tr><th>person</th><th>faces</th><th>photos</th></tr></thead>'
         f"<tbody>{rows}</tbody></table>"
     )
-    return report.page("facegrid people", header, table)
+    return htmlkit.page("facegrid people", header, table)
 
 
 def write_people(db, out_dir: Path, params: scoring.Params, engine=None) -> list[Person]:
