@@ -21,11 +21,11 @@ exit codes: 0 done, 2 usage or settings error, 3 beanstalkd unreachable
 def main(argv=None) -> int:
     p = cli.parser("collector.py", "Store face results from the people tube in SQLite.", EPILOG)
     p.add_argument("--db", metavar="PATH", help="SQLite database ([collector] database)")
-    p.add_argument("--batch", type=int, metavar="N", help="results per transaction")
+    cli.setting_flag(p, "--batch", "collector.batch", "results per transaction", "N")
     p.add_argument("--burst", action="store_true", help="exit 0 once nothing is ready or reserved on either tube")
     args = p.parse_args(argv)
     cli.setup_logging(args)
-    settings = cli.load_settings(args, {"collector.database": args.db, "collector.batch": args.batch})
+    settings = cli.load_settings(args, {"collector.database": args.db})
     from facegrid.collecting import run_collector
 
     return run_collector(settings, settings.collector.database, args.burst)

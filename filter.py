@@ -27,32 +27,25 @@ exit codes: 0 done, 2 usage or settings error, 3 beanstalkd unreachable
 
 def main(argv=None) -> int:
     p = cli.parser("filter.py", "Reserve photos, find and encode faces, push results to the people tube.", EPILOG)
-    p.add_argument("--workers", metavar="N|auto", help="worker processes (auto: min(cores, memory / need))")
+    cli.setting_flag(p, "--workers", "filter.workers", "worker processes (auto: min(cores, memory / need))", "N|auto")
     p.add_argument("--burst", action="store_true", help="exit 0 once the images tube is drained")
-    p.add_argument("--model", choices=("hog", "cnn"), help="face detector")
-    p.add_argument("--upsample", type=int, metavar="N", help="times dlib upsamples before detecting")
-    p.add_argument(
-        "--upsample-max-side", type=int, metavar="PX", help="upsample only photos at most this large (0: every photo)"
+    flag = cli.setting_flag
+    flag(p, "--model", "filter.model", "face detector")
+    flag(p, "--upsample", "filter.upsample", "times dlib upsamples before detecting", "N")
+    flag(
+        p,
+        "--upsample-max-side",
+        "filter.upsample_max_side",
+        "upsample only photos at most this large (0: every photo)",
+        "PX",
     )
-    p.add_argument("--detect-max-side", type=int, metavar="PX", help="detect on a copy this large (0: full size)")
-    p.add_argument("--clahe", choices=("auto", "on", "off"), help="contrast boost for dark or flat photos")
-    p.add_argument("--jitters", type=int, metavar="N", help="re-samplings per encoding (slower, steadier)")
-    p.add_argument("--ttr", type=int, metavar="S", help="seconds a job may stay reserved without a touch")
+    flag(p, "--detect-max-side", "filter.detect_max_side", "detect on a copy this large (0: full size)", "PX")
+    flag(p, "--clahe", "filter.clahe", "contrast boost for dark or flat photos")
+    flag(p, "--jitters", "filter.jitters", "re-samplings per encoding (slower, steadier)", "N")
+    flag(p, "--ttr", "beanstalkd.ttr", "seconds a job may stay reserved without a touch", "S")
     args = p.parse_args(argv)
     cli.setup_logging(args)
-    settings = cli.load_settings(
-        args,
-        {
-            "filter.workers": args.workers,
-            "filter.model": args.model,
-            "filter.upsample": args.upsample,
-            "filter.upsample_max_side": args.upsample_max_side,
-            "filter.detect_max_side": args.detect_max_side,
-            "filter.clahe": args.clahe,
-            "filter.jitters": args.jitters,
-            "beanstalkd.ttr": args.ttr,
-        },
-    )
+    settings = cli.load_settings(args)
     from facegrid import envelope, pool
     from facegrid.queue import Queue
 

@@ -23,17 +23,13 @@ exit codes: 0 done, 2 usage or settings error, 3 beanstalkd unreachable
 def main(argv=None) -> int:
     p = cli.parser("queuer.py", "Walk folders of photos and put one job per photo on the images tube.", EPILOG)
     p.add_argument("folders", nargs="+", metavar="DIR", help="folders to walk recursively")
-    p.add_argument(
-        "--max-ready",
-        type=int,
-        metavar="N",
-        help="wait while the tube holds more than N ready jobs (0: no bound; default from settings)",
-    )
+    max_ready_help = "wait while the tube holds more than N ready jobs (0: no bound)"
+    cli.setting_flag(p, "--max-ready", "beanstalkd.max_ready", max_ready_help, "N")
     p.add_argument("--requeue", action="store_true", help="queue files again even if an earlier run queued them")
     p.add_argument("--state", metavar="PATH", help="the queuer's own record of queued files ([queuer] state)")
     args = p.parse_args(argv)
     cli.setup_logging(args)
-    settings = cli.load_settings(args, {"beanstalkd.max_ready": args.max_ready, "queuer.state": args.state})
+    settings = cli.load_settings(args, {"queuer.state": args.state})
     from facegrid.queuing import run_queuer
 
     counts = run_queuer(settings, args.folders, args.requeue, settings.queuer.state, Stopper().install())

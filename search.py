@@ -42,14 +42,10 @@ def main(argv=None) -> int:
         help="SQLite database ([collector] database); repeat to search several as one",
     )
     p.add_argument("--out", metavar="DIR", help="where to copy matches (default: [search] out/<target name>)")
-    p.add_argument(
-        "--tolerance",
-        type=float,
-        metavar="D",
-        help="largest face distance that can count as a match (tightened among look-alikes)",
-    )
-    p.add_argument("--mode", choices=("min", "mean"), help="distance to the nearest target face, or to their mean")
-    p.add_argument("--limit", type=int, metavar="N", help="at most N matches (0: all)")
+    tolerance_help = "largest face distance that can count as a match (tightened among look-alikes)"
+    cli.setting_flag(p, "--tolerance", "search.tolerance", tolerance_help, "D")
+    cli.setting_flag(p, "--mode", "search.mode", "distance to the nearest target face, or to their mean")
+    cli.setting_flag(p, "--limit", "search.limit", "at most N matches (0: all)", "N")
     p.add_argument("--json", action="store_true", help='print {"matches": [...]} to stdout')
     p.add_argument(
         "--people",
@@ -72,9 +68,6 @@ def main(argv=None) -> int:
         args,
         {
             "collector.database": (args.db or [None])[0],
-            "search.tolerance": args.tolerance,
-            "search.mode": args.mode,
-            "search.limit": args.limit,
         },
     )
     from facegrid import searching

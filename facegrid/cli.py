@@ -33,7 +33,22 @@ def parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
     return p
 
 
-def load_settings(args: argparse.Namespace, overrides: dict[str, Any]) -> settings_mod.Settings:
+SETTING_DEST = "setting:"  # argparse dest prefix of a flag made by setting_flag
+
+
+def setting_flag(p: argparse.ArgumentParser, flag: str, key: str, help: str, metavar: str | None = None) -> None:
+    """A flag that overrides setting `key` ("section.name"): its type and choices come from
+    settings.py (the dataclass field and CHOICES), and load_settings applies it by itself."""
+    kind = settings_mod.kind_of(key)
+    kw: dict[str, Any] = {"dest": SETTING_DEST + key, "help": f"{help} ([{key.replace('.', '] ', 1)})"}
+    if key in settings_mod.CHOICES:
+        kw["choices"] = settings_mod.CHOICES[key]
+    else:
+        kw["type"], kw["metavar"] = kind, metavar
+    p.add_argument(flag, **kw)
+
+
+def load_settings(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> settings_mod.Settings:
     merged: dict[str, Any] = {}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -42,7 +57,8 @@ def load_settings(args: argparse.Namespace, overrides: dict[str, Any]) -> settin
         merged[key.strip()] = value
     if args.beanstalkd:
         merged.update(settings_mod.parse_address(args.beanstalkd))
-    merged.update({k: v for k, v in overrides.items() if v is not None})
+    flags = {k[len(SETTING_DEST) :]: v for k, v in vars(args).items() if k.startswith(SETTING_DEST)}
+    merged.update({k: v for k, v in {**flags, **(overrides or {})}.items() if v is not None})
     return settings_mod.load(args.config, merged)
 
 
@@ -66,4 +82,4 @@ def setup_logging(args: argparse.Namespace) -> None:
     logsetup.setup(args.verbose, args.quiet)
 
 
-__all__ = ["parser", "load_settings", "run", "setup_logging", "EXIT_USAGE"]
+__all__ = ["parser", "setting_flag", "load_settings", "run", "setup_logging", "EXIT_USAGE"]

@@ -207,10 +207,21 @@ def default_config_path() -> Path:
     return Path(env) if env else ROOT / "settings.ini"
 
 
+KINDS: dict[str, type] = {"int": int, "float": float, "str": str}
+
+
+def kind_of(key: str) -> type:
+    """The Python type of setting "section.name", from its dataclass field."""
+    section, _, name = key.partition(".")
+    fields = {f.name: f.type for f in dataclasses.fields(type(getattr(Settings(), section)))}
+    kind = fields[name]
+    return KINDS[kind] if isinstance(kind, str) else kind
+
+
 def _convert(key: str, raw: Any, kind: Any) -> Any:
     if not isinstance(raw, str):
         return raw
-    kind = {"int": int, "float": float, "str": str}.get(kind, kind)
+    kind = KINDS.get(kind, kind) if isinstance(kind, str) else kind
     try:
         return kind(raw.strip())
     except ValueError:

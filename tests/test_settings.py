@@ -72,3 +72,57 @@ def test_parse_address(text, expected):
 def test_parse_address_rejects_a_bad_port():
     with pytest.raises(ConfigError, match="port must be a number"):
         settings.parse_address("host:eleven")
+
+
+def test_settings_ini_names_every_setting_and_only_those():
+    """settings.ini is checked against the one declaration in settings.py: no setting missing, none unknown."""
+    import configparser
+    import dataclasses
+
+    parser = configparser.ConfigParser(inline_comment_prefixes=("#", ";"))
+    parser.read(ROOT / "settings.ini", encoding="utf-8")
+    in_file = {f"{s}.{k}" for s in parser.sections() for k in parser[s]}
+    declared = {
+        f"{section.name}.{f.name}"
+        for section in dataclasses.fields(settings.Settings)
+        for f in dataclasses.fields(type(getattr(settings.Settings(), section.name)))
+    }
+    assert in_file == declared, (sorted(declared - in_file), sorted(in_file - declared))
+
+
+@pytest.mark.parametrize("script", ["filter.py", "search.py", "queuer.py", "collector.py"])
+def test_setting_flags_take_type_and_choices_from_settings(script):
+    """A flag made by cli.setting_flag reaches the setting it names, with settings.py's type and choices."""
+    import importlib.util
+
+    from facegrid import cli
+
+    spec = importlib.util.spec_from_file_location(script[:-3], ROOT / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    made = []
+    real = cli.setting_flag
+
+    def record(p, flag, key, help, metavar=None):
+        made.append((flag, key))
+        real(p, flag, key, help, metavar)
+
+    cli.setting_flag = record
+    try:
+        with pytest.raises(SystemExit):
+            module.main(["--help"])
+    finally:
+        cli.setting_flag = real
+    assert made, f"{script} has no setting flags"
+    for flag, key in made:
+        p = cli.parser("x", "", "")
+        real(p, flag, key, "h")
+        section, name = key.split(".")
+        default = getattr(getattr(settings.Settings(), section), name)
+        value = settings.CHOICES[key][0] if key in settings.CHOICES else str(default + 1 if default != "1" else 2)
+        if key in settings.CHOICES:  # a value outside the choices is refused by the flag itself
+            with pytest.raises(SystemExit):
+                p.parse_args([flag, "no-such-choice"])
+        loaded = cli.load_settings(p.parse_args([flag, value]))
+        got = getattr(getattr(loaded, section), name)
+        assert str(got) == value and type(got) is type(default), (flag, key, got)
