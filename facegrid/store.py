@@ -29,9 +29,8 @@ from urllib.parse import quote
 import sqlite_utils
 
 from . import imaging, tracks
-from .envelope import FRAME_VERSION
+from .envelope import FRAME_VERSION, Result
 from .envelope import VERSION as ENVELOPE_VERSION
-from .envelope import Result
 from .errors import StoreError, UsageError
 
 SCHEMA_VERSION = 3  # 2: faces.gen, deleted_faces, meta db_id; 3: videos, frames, tracks, track_faces
