@@ -424,6 +424,19 @@ def video_tracks(db: sqlite_utils.Database) -> list[dict]:
     )
 
 
+def people_faces(db: sqlite_utils.Database):
+    """Faces for --people: every photo's, and of a video only each track's best face (one per
+    appearance), with the video's path and the span: (image_id, idx, encoding, crop, path, host,
+    start_s, end_s), start_s and end_s None for a photo."""
+    return db.execute(
+        "SELECT f.image_id, f.idx, f.encoding, f.crop, coalesce(v.path, i.path), i.host, t.start_s, t.end_s "
+        "FROM faces f JOIN images i ON i.id = f.image_id LEFT JOIN frames fr ON fr.image_id = f.image_id "
+        "LEFT JOIN tracks t ON t.best_image_id = f.image_id AND t.best_idx = f.idx "
+        "LEFT JOIN videos v ON v.id = fr.video_id WHERE fr.image_id IS NULL OR t.track IS NOT NULL "
+        "ORDER BY coalesce(v.path, i.path), t.start_s, f.image_id, f.idx"
+    )
+
+
 def videos(db: sqlite_utils.Database) -> list[dict]:
     if not has_videos(db):
         return []
