@@ -18,28 +18,29 @@ def _fit(photo: Path, width: int, height: int) -> np.ndarray:
 
 def make_video(
     path: Path,
-    spans: list[tuple[float, float, Path | None]],
+    spans: list[tuple],
     duration: float,
     fps: int = 10,
     size: tuple[int, int] = (640, 360),
     drift: bool = False,
 ) -> Path:
-    """spans: (start_s, end_s, photo) shown centred on a plain background; empty elsewhere.
+    """spans: (start_s, end_s, photo[, drift]) shown centred on a plain background; empty elsewhere.
 
-    drift: the photo slides a little every frame (a pan), so no sample is skipped as unchanged.
+    drift (per span, or for all): the photo slides a little every frame (a pan), so no
+    sample is skipped as unchanged; a span without it is one static shot.
     """
     width, height = size
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     assert writer.isOpened(), "OpenCV cannot write mp4v video"
-    fitted = {p: _fit(p, width, height) for _, _, p in spans if p is not None}
+    fitted = {span[2]: _fit(span[2], width, height) for span in spans if span[2] is not None}
     for n in range(round(duration * fps)):
         t = n / fps
         frame = np.full((height, width, 3), 40, np.uint8)
         cv2.putText(frame, "facegrid test", (10, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (90, 90, 90), 1)
-        for start, end, photo in spans:
+        for start, end, photo, *moving in spans:
             if photo is not None and start <= t < end:
                 img = fitted[photo]
-                shift = int(6 * np.sin(t * 2)) if drift else 0
+                shift = int(6 * np.sin(t * 2)) if (moving[0] if moving else drift) else 0
                 y = (height - img.shape[0]) // 2
                 x = max(0, min(width - img.shape[1], (width - img.shape[1]) // 2 + shift))
                 frame[y : y + img.shape[0], x : x + img.shape[1]] = img
