@@ -196,3 +196,20 @@ def envelope_jpeg() -> bytes:
     from conftest import tiny_jpeg
 
     return tiny_jpeg(7, 32)
+
+
+def test_schema_2_database_gains_the_video_tables(tmp_path):
+    from facegrid import store
+
+    path = tmp_path / "old.db"
+    db = store.open_db(path)
+    for table in ("videos", "frames", "tracks", "track_faces"):
+        db.execute(f"DROP TABLE {table}")
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    db.conn.close()
+    ro = store.open_readonly(path)  # search on a schema 2 database: no video tables, no video results
+    assert not store.has_videos(ro) and store.video_tracks(ro) == [] and store.frame_ids(ro) == set()
+    ro.conn.close()
+    db = store.open_db(path)
+    assert store.get_meta(db, "schema_version") == "3"
+    assert {"videos", "frames", "tracks", "track_faces"} <= set(db.table_names())
