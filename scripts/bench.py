@@ -1570,11 +1570,7 @@ def make_bench_video(path: Path, seconds: int, fps: int = 30, size=(1920, 1080),
 
 def queuer_rss(ctx: Context, video: Path, tag: str) -> tuple[float, float, int]:
     """(wall seconds, peak RSS bytes, frames put) of queuer.py on one video, with no backlog bound."""
-    folder = ctx.tmp / f"video-{tag}"
-    folder.mkdir(exist_ok=True)
-    link = folder / video.name
-    if not link.exists():
-        link.symlink_to(video)
+    folder = video.parent
     server = Server(ctx.tmp / f"bs-{tag}").start()
     try:
         out = ctx.tmp / f"rss-{tag}"
@@ -1606,7 +1602,10 @@ def stats_tube(address: str, tube: str) -> dict:
 
     host, port = address.rsplit(":", 1)
     with greenstalk.Client((host, int(port)), encoding=None) as c:
-        return c.stats_tube(tube)
+        try:
+            return c.stats_tube(tube)
+        except greenstalk.NotFoundError:  # nothing was ever put on it
+            return {}
 
 
 def sec_video(ctx: Context) -> None:
@@ -1614,14 +1613,14 @@ def sec_video(ctx: Context) -> None:
     long_s, short_s = (120, 30) if ctx.args.quick else (600, 60)
     log(f"making a {long_s} s and a {short_s} s 1080p video")
     t0 = time.perf_counter()
-    long_v = make_bench_video(ctx.tmp / "long.mp4", long_s)
-    short_v = make_bench_video(ctx.tmp / "short.mp4", short_s)
+    for tag in ("long", "short"):  # one video per folder: the queuer walks folders
+        (ctx.tmp / f"video-{tag}").mkdir()
+    long_v = make_bench_video(ctx.tmp / "video-long" / "long.mp4", long_s)
+    short_v = make_bench_video(ctx.tmp / "video-short" / "short.mp4", short_s)
     log(f"videos made in {time.perf_counter() - t0:.0f} s")
     short_wall, short_rss, _ = queuer_rss(ctx, short_v, "short")
     # the long one: decode on the queuer host, then the frames it put go through one filter host
-    folder = ctx.tmp / "video-long"
-    folder.mkdir()
-    (folder / long_v.name).symlink_to(long_v)
+    folder = long_v.parent
     server = ctx.beanstalkd()
     out = ctx.tmp / "rss-long"
     cmd = [
