@@ -368,6 +368,10 @@ def _queue_video(path, st, requeue, settings, queue, state, backlog, limit, coun
                 frame=frame,
             )
             body = envelope.encode_image_job(job, keys)
+            if backlog.should_stop():  # SIGTERM mid-video: the next run resumes after the last frame put
+                state.commit()
+                log.warning("%s: stopping at %s; run again to resume there", shown, video.clock(last_t))
+                return
             if len(body) > limit:
                 raise video.VideoUnreadable(
                     f"a {len(item.jpeg)}-byte frame is over beanstalkd max-job-size {limit}; "

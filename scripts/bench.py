@@ -1657,6 +1657,8 @@ def sec_video(ctx: Context) -> None:
     rep.add("video", "queuer host: decode, sample, JPEG and put (x real time)", f"{decode_x:.1f}x")
     rep.add("video", f"one filter host, {workers} workers (x real time)", f"{filter_x:.1f}x", ">= 5x", filter_x >= 5)
     rep.add("video", "filter host: frames/s", f"{frames / filter_wall:.2f}")
+    every_x = frames / filter_wall / settings_mod.Video().fps  # had no sample been skipped as unchanged
+    rep.add("video", "the same if every sample were sent (x real time)", f"{every_x:.1f}x")
     rep.add("video", "frames stored / tracks made", f"{stored} / {tracks}")
     rep.add("video", f"queuer peak RSS, {short_s} s video", f"{short_rss / MB:.0f} MB")
     growth = long_rss / short_rss
@@ -1668,6 +1670,8 @@ def sec_video(ctx: Context) -> None:
         video_decode_x_realtime=round(decode_x, 2),
         video_filter_x_realtime=round(filter_x, 2),
         video_filter_workers=workers,
+        video_filter_frames_per_s=round(frames / filter_wall, 2),
+        video_filter_x_realtime_every_sample=round(every_x, 2),
         video_queuer_rss_short_mb=round(short_rss / MB, 1),
         video_queuer_rss_long_mb=round(long_rss / MB, 1),
         video_queuer_rss_growth=round(growth, 3),
