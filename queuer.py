@@ -12,10 +12,14 @@ examples:
   queuer.py --beanstalkd 10.0.0.5:11300 a/ b/ queue two folders on the arbiter's beanstalkd
   queuer.py --requeue /srv/photos             queue again what an earlier run queued
   queuer.py --max-ready 0 /srv/photos         no bound on the backlog in beanstalkd
+  queuer.py --set video.fps=2 /srv/newsroom   videos sampled at 2 frames a second
 
 Photos: jpg jpeg png bmp webp tif tiff gif, any case, found recursively; folder links are
 followed once. The queuer never writes to, moves or renames your files. A photo
 larger than beanstalkd's max-job-size is re-encoded smaller, and the job says so.
+Videos: mp4 mov m4v mkv avi webm mts, any case: decoded on this host, sampled at
+[video] fps (default 1 a second), frames that barely change skipped; each frame sent
+is one job, put as it is decoded. An interrupted video resumes where it stopped.
 exit codes: 0 done, 2 usage or settings error, 3 beanstalkd unreachable
 """
 

@@ -92,7 +92,7 @@ class Collector:
     def _write(self, batch) -> list[tuple[greenstalk.Job, tuple[str, str] | None]]:
         """In the writer thread: one transaction; on a bad row, one by one."""
         try:
-            store.store_results(self.db, [r for _, r in batch])
+            store.store_results(self.db, [r for _, r in batch], self.settings.video)
             return [(job, None) for job, _ in batch]
         except sqlite3.OperationalError as exc:  # locked, busy, disk full: the database's state
             return [(job, ("release", f"cannot store now: {exc}")) for job, _ in batch]
@@ -101,7 +101,7 @@ class Collector:
         out: list[tuple[greenstalk.Job, tuple[str, str] | None]] = []
         for job, result in batch:
             try:
-                store.store_results(self.db, [result])
+                store.store_results(self.db, [result], self.settings.video)
                 out.append((job, None))
             except sqlite3.OperationalError as exc:
                 out.append((job, ("release", f"cannot store now: {exc}")))

@@ -33,7 +33,9 @@ import numpy as np
 from .errors import BadJob, ConfigError
 
 MAGIC = b"FGRD"
-VERSION = 1
+VERSION = 1  # what a photo's body is written as
+FRAME_VERSION = 2  # a video frame's: an older receiver would take it for a photo (docs/protocol.md)
+VERSIONS = (VERSION, FRAME_VERSION)
 PREFIX = struct.Struct(">4sHI")
 MAX_HEADER = 1 << 20  # 1 MiB; a real header is a few KB
 ENCODING_DIM = 128
@@ -54,6 +56,8 @@ MAX_ATTEMPTS = 1_000_000
 MAX_DICT = 64  # entries in filter / settings / timings
 MAX_ENCODING_VALUE = 10.0  # real encodings stay well inside [-1, 1]
 MAX_THUMB_SIDE = 1 << 14  # pixels on a side of an annotated copy or crop
+MAX_VIDEO_S = 1e7  # seconds into a video: 115 days
+MAX_FRAME_INDEX = 1 << 40
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 JPEG_SOI, JPEG_EOI = b"\xff\xd8\xff", b"\xff\xd9"
 
@@ -71,9 +75,15 @@ class ImageJob:
     image: bytes = b""  # the photo, as read or re-encoded (see reencoded)
     reencoded: dict | None = None
     error: str | None = None  # set when the queuer could not make a usable job body
+    frame: dict | None = None  # a video frame: {video_id, t, t_end, index, fps, duration} (frame_id)
 
     def meta(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("id", "path", "host", "size", "mtime", "queued_at", "reencoded")}
+        return {k: getattr(self, k) for k in ("id", "path", "host", "size", "mtime", "queued_at", "reencoded", "frame")}
+
+
+def frame_id(video_id: str, t: float) -> str:
+    """A frame job's id: the sha256 of the video's sha256 and the frame's time in milliseconds."""
+    return hashlib.sha256(f"{video_id}:{round(t * 1000)}".encode("ascii")).hexdigest()
 
 
 @dataclasses.dataclass
@@ -105,6 +115,7 @@ class Result:
     timings: dict = dataclasses.field(default_factory=dict)  # milliseconds
     processed_at: float = 0.0
     attempts: int = 1
+    frame: dict | None = None  # copied from the image job: where in which video the picture came from
 
 
 class Keyring:
@@ -162,12 +173,15 @@ def _pack(header: dict, blobs: list[tuple[str, bytes]], keys: Keyring | None = N
     raw = json.dumps(dict(header, blobs=specs), separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode(
         "ascii"
     )
-    body = b"".join([PREFIX.pack(MAGIC, VERSION, len(raw)), raw] + [b for _, b in blobs])
+    version = FRAME_VERSION if header.get("frame") else VERSION
+    body = b"".join([PREFIX.pack(MAGIC, version, len(raw)), raw] + [b for _, b in blobs])
     return body + keys.sign(body) if keys is not None else body
 
 
 def encode_image_job(job: ImageJob, keys: Keyring | None = None) -> bytes:
     header = dict(job.meta(), kind="image", error=job.error)
+    if not job.frame:
+        del header["frame"]
     return _pack(header, [("image", job.image)] if job.image else [], keys)
 
 
@@ -193,6 +207,8 @@ def encode_result(res: Result, keys: Keyring | None = None) -> bytes:
         "processed_at": res.processed_at,
         "attempts": res.attempts,
     }
+    if res.frame:
+        header["frame"] = res.frame
     blobs = []
     if res.annotated:
         blobs.append(("annotated", res.annotated))
@@ -207,7 +223,7 @@ def _no_constant(name: str):
     raise BadJob(f"header holds {name}, which is not a number JSON allows")
 
 
-def _unpack(body: bytes, keys: Keyring | None) -> tuple[dict, dict[str, bytes]]:
+def _unpack(body: bytes, keys: Keyring | None) -> tuple[dict, dict[str, bytes], int]:
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise BadJob("body is not bytes (the client must use encoding=None)")
     body = bytes(body)
@@ -224,9 +240,9 @@ def _unpack(body: bytes, keys: Keyring | None) -> tuple[dict, dict[str, bytes]]:
     magic, version, hlen = PREFIX.unpack_from(body)
     if magic != MAGIC:
         raise BadJob(f"wrong magic {bytes(magic)!r}, expected {MAGIC!r}: not a facegrid job")
-    if version != VERSION:
+    if version not in VERSIONS:
         raise BadJob(
-            f"envelope version {version} is not supported (this filter speaks {VERSION}); "
+            f"envelope version {version} is not supported (this filter speaks {VERSION} and {FRAME_VERSION}); "
             "run the same facegrid release on every host"
         )
     if hlen > MAX_HEADER:
@@ -264,7 +280,7 @@ def _unpack(body: bytes, keys: Keyring | None) -> tuple[dict, dict[str, bytes]]:
         del blobs[SIG_BLOB]  # checked above when this host has keys; ignored otherwise
     elif keys is not None:
         raise BadJob("missing or wrong signature: the body has no 'hmac' blob")
-    return header, blobs
+    return header, blobs, version
 
 
 # field checks ---------------------------------------------------------------------
@@ -340,7 +356,31 @@ def _common(header: dict) -> dict:
         "mtime": _number(header, "mtime"),
         "queued_at": _number(header, "queued_at"),
         "reencoded": _reencoded(header),
+        "frame": _frame(header, image_id),
     }
+
+
+def _frame(header: dict, job_id: str) -> dict | None:
+    """A video frame's origin; its job id must be frame_id(video_id, t)."""
+    value = _field(header, "frame", (dict,), optional=True)
+    if value is None:
+        return None
+    video_id = _field(value, "video_id", (str,))
+    if not SHA256_RE.match(video_id):
+        raise BadJob(f"frame.video_id {video_id[:80]!r} is not a lowercase hex sha256")
+    out = {
+        "video_id": video_id,
+        "t": _number(value, "t", lo=0, hi=MAX_VIDEO_S),
+        "t_end": _number(value, "t_end", lo=0, hi=MAX_VIDEO_S),
+        "index": _int(value, "index", 0, MAX_FRAME_INDEX),
+        "fps": _number(value, "fps", lo=0.001, hi=1000),
+        "duration": _number(value, "duration", optional=True, lo=0, hi=MAX_VIDEO_S),
+    }
+    if out["t_end"] < out["t"]:
+        raise BadJob(f"frame.t_end {out['t_end']} is before frame.t {out['t']}")
+    if frame_id(video_id, out["t"]) != job_id:
+        raise BadJob("id is not the sha256 of the frame's video id and time: not the frame the job names")
+    return out
 
 
 def _reencoded(header: dict) -> dict | None:
@@ -393,7 +433,9 @@ def decode(body: bytes, keys: Keyring | None = None) -> ImageJob | Result:
 
     keys: the grid's keyring; when given, a body without a valid signature is refused.
     """
-    header, blobs = _unpack(body, keys)
+    header, blobs, version = _unpack(body, keys)
+    if (version == FRAME_VERSION) != (header.get("frame") is not None):
+        raise BadJob(f"envelope version {version} does not agree with the frame field (frames are version 2)")
     kind = header.get("kind")
     if kind == "image":
         return _decode_image(header, blobs)
@@ -412,7 +454,11 @@ def _decode_image(header: dict, blobs: dict[str, bytes]) -> ImageJob:
         return job
     if not job.image:
         raise BadJob("an image job without an error needs an image blob")
-    if job.reencoded is None:
+    if job.frame is not None:
+        if job.reencoded is not None or len(job.image) != job.size:
+            raise BadJob(f"frame blob is {len(job.image)} bytes but the job says size {job.size}")
+        _jpeg(job.image, "frame image blob")
+    elif job.reencoded is None:
         if len(job.image) != job.size:
             raise BadJob(f"image blob is {len(job.image)} bytes but the job says size {job.size}")
         if hashlib.sha256(job.image).hexdigest() != job.id:

@@ -46,6 +46,18 @@ class FaceRow:
     host: str
     crop: bytes
     encoding: np.ndarray
+    start_s: float | None = None  # a video appearance (its track's best face): its span
+    end_s: float | None = None
+
+    @property
+    def video(self) -> bool:
+        return self.start_s is not None
+
+    @property
+    def where(self) -> str:
+        from .video import clock
+
+        return f"{self.path} @ {clock(self.start_s or 0)}-{clock(self.end_s or 0)}" if self.video else self.path
 
 
 @dataclasses.dataclass
@@ -62,13 +74,30 @@ class Person:
         """One face per photo, in the order of self.faces."""
         seen, out = set(), []
         for f in self.faces:
-            if f.image_id not in seen:
+            if f.image_id not in seen and not f.video:
                 seen.add(f.image_id)
                 out.append(f)
         return out
 
+    def appearances(self) -> list[FaceRow]:
+        """The person's video appearances (one face per track), by video and time."""
+        return sorted((f for f in self.faces if f.video), key=lambda f: (f.path, f.start_s))
+
 
 def load_faces(db) -> list[FaceRow]:
+    parts = getattr(db, "dbs", [db])  # a Collection of several databases, or one
+    if any(store.has_videos(one) for one in parts):  # a video counts once per appearance: its tracks' best faces
+        out = []
+        for one in parts:
+            if not store.has_videos(one):
+                out += load_faces(one)
+                continue
+            out += [
+                FaceRow(image_id, idx, path, host or "", crop or b"", np.frombuffer(enc, "<f4"), start_s, end_s)
+                for image_id, idx, enc, crop, path, host, start_s, end_s in store.people_faces(one)
+                if enc and len(enc) == ENCODING_DIM * 4
+            ]
+        return out
     out = []
     for image_id, idx, enc, crop, path, host in store.faces_with_photos(db):
         if enc and len(enc) == ENCODING_DIM * 4:
@@ -151,9 +180,10 @@ def write_folder(person: Person, out_dir: Path, engine=None, record=None) -> lis
     note(f"{person.name}/photos.csv")
     with open(folder / "photos.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["image_id", "face_index", "distance_to_mean", "path", "host"])
+        w.writerow(["image_id", "face_index", "distance_to_mean", "path", "host", "video_start_s", "video_end_s"])
         for face, d in zip(person.faces, person.distances, strict=False):
-            w.writerow([csv_cell(v) for v in (face.image_id, face.idx, f"{d:.4f}", face.path, face.host)])
+            span = (f"{face.start_s:.3f}", f"{face.end_s:.3f}") if face.video else ("", "")
+            w.writerow([csv_cell(v) for v in (face.image_id, face.idx, f"{d:.4f}", face.path, face.host, *span)])
     return written
 
 
@@ -170,19 +200,27 @@ def _row(db, person: Person, samples: list[str]) -> str:
     crops = "".join(img_tag(f.crop, f"{person.name} face") for f in person.faces[:SAMPLES])
     photos = person.photos()
     thumbs = []
-    for f in photos[:PHOTOS_SHOWN]:
+    for f in (photos + person.appearances())[:PHOTOS_SHOWN]:
         thumb = htmlkit.thumbnail(store.annotated_jpeg(db, f.image_id), PHOTO_THUMB, f"{f.path} (photo {f.image_id})")
-        thumbs.append(f'<span title="{esc(f.path)}">{img_tag(thumb, "photo")}</span>')
+        thumbs.append(f'<span title="{esc(f.where)}">{img_tag(thumb, "photo")}</span>')
     paths = "".join(f"<div>{esc(f.path)} <span>({esc(f.host)})</span></div>" for f in photos[:PATHS_LISTED])
     more = f"<div>... and {len(photos) - PATHS_LISTED} more in photos.csv</div>" if len(photos) > PATHS_LISTED else ""
+    seen_in = person.appearances()
+    clips = "".join(f"<div>{esc(f.where)} <span>({esc(f.host)})</span></div>" for f in seen_in[:PATHS_LISTED])
+    videos = (
+        f'<div class="path"><b>{len(seen_in)} video appearance(s)</b></div><div class="path">{clips}</div>'
+        if seen_in
+        else ""
+    )
     folder = (
         f'<a href="{esc(person.name)}/photos.csv">{esc(person.name)}/</a>'
         f'<div class="path">{len(samples)} target crop(s)</div>'
     )
     return (
         f'<tr><td><div class="count">{len(person.faces)}</div><div class="path">face(s) in {len(photos)} '
-        f'photo(s)</div>{folder}</td><td><div class="crops">{crops}</div></td>'
-        f'<td><div class="photos">{"".join(thumbs)}</div>'
+        f"photo(s){f' and {len(seen_in)} video appearance(s)' if seen_in else ''}</div>{folder}</td>"
+        f'<td><div class="crops">{crops}</div></td>'
+        f'<td><div class="photos">{"".join(thumbs)}</div>{videos}'
         f'<details><summary class="path">photo paths</summary><div class="path">{paths}{more}</div></details>'
         f"</td></tr>"
     )

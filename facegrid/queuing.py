@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import envelope, imaging
+from . import envelope, imaging, video
 from .backlog import Backlog
 from .envelope import ImageJob
 from .errors import FacegridError, ImageUnreadable, UsageError
@@ -28,6 +28,7 @@ from .walking import EXTENSIONS, display_path, inside, skipped_key, walk  # noqa
 
 log = logging.getLogger("facegrid.queuer")
 HEADROOM = 4096  # bytes kept free under max-job-size for the envelope header
+WALKED = frozenset(EXTENSIONS | video.VIDEO_EXTENSIONS)  # what the queuer takes from the folders it walks
 
 
 class State:
@@ -57,6 +58,8 @@ class State:
                 "mtime_ns INTEGER, sha256 TEXT, queued_at REAL)"
             )
             self.conn.execute("CREATE INDEX IF NOT EXISTS files_sha256 ON files (sha256)")
+            # a video being queued: the time of the last frame put, so an interrupted run resumes there
+            self.conn.execute("CREATE TABLE IF NOT EXISTS video_progress (sha256 TEXT PRIMARY KEY, t REAL)")
         except sqlite3.Error as exc:
             raise UsageError(f"{display_path(path)}: cannot use the queuer's state file ({exc}); {fix}") from None
         self.pending = 0
@@ -80,6 +83,20 @@ class State:
     def commit(self) -> None:
         self.conn.commit()
         self.pending = 0
+
+    def video_resume(self, sha: str) -> float:
+        """The time of the last frame of this video put by an earlier, interrupted run (-1: none)."""
+        row = self.conn.execute("SELECT t FROM video_progress WHERE sha256 = ?", (sha,)).fetchone()
+        return float(row[0]) if row else -1.0
+
+    def video_put(self, sha: str, t: float) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO video_progress VALUES (?, ?)", (sha, t))
+        self.pending += 1
+        if self.pending >= 50:
+            self.commit()
+
+    def video_done(self, sha: str) -> None:
+        self.conn.execute("DELETE FROM video_progress WHERE sha256 = ?", (sha,))
 
 
 class Progress:
@@ -174,7 +191,16 @@ def run_queuer(
     b = settings.beanstalkd
     queue = Queue(b, use=b.images_tube, should_stop=should_stop).connect()
     limit = queue.max_job_size()
-    counts = {"queued": 0, "unchanged": 0, "duplicate": 0, "reencoded": 0, "unreadable": 0, "not_image": 0}
+    counts = {
+        "queued": 0,
+        "unchanged": 0,
+        "duplicate": 0,
+        "reencoded": 0,
+        "unreadable": 0,
+        "not_image": 0,
+        "videos": 0,
+        "frames": 0,
+    }
 
     def report(path: str, why: str, count: str = "unreadable") -> None:
         counts[count] += 1
@@ -189,7 +215,7 @@ def run_queuer(
         log.debug("%s: not a photo by its extension; skipped", display_path(path))
 
     log.info("walking %s", ", ".join(roots))
-    files = list(walk(roots, report, not_a_photo))
+    files = list(walk(roots, report, not_a_photo, WALKED))
     counts["skipped"] = sum(skipped.values())
     for key, n in sorted(skipped.items()):  # the summary names each extension left aside
         counts[f"skipped{key}"] = n
@@ -232,6 +258,8 @@ def _queue_one(
         if not requeue and state.unchanged(path, st):
             counts["unchanged"] += 1
             return
+        if video.is_video(path):
+            return _queue_video(path, st, requeue, settings, queue, state, backlog, limit, counts, report, keys)
         with open(path, "rb") as f:
             data = f.read()
     except OSError as exc:
@@ -253,6 +281,85 @@ def _queue_one(
     queue.put(body, priority=1024)
     state.record(path, st, sha)
     counts["queued"] += 1
+
+
+def _queue_video(path, st, requeue, settings, queue, state, backlog, limit, counts, report, keys) -> None:
+    """One image job per kept frame, put as decoded; an unreadable video is one error job."""
+    v = settings.video
+    shown = display_path(path)
+    try:
+        sha = video.file_sha256(path)
+    except OSError as exc:
+        return report(path, f"cannot read ({exc.strerror or exc}); skipped")
+    if not requeue and state.has_id(sha):
+        counts["duplicate"] += 1
+        state.record(path, st, sha)
+        return
+    after = -1.0 if requeue else state.video_resume(sha)
+    if after >= 0:
+        log.info("%s: resuming after %.1f s, where an earlier run stopped", shown, after)
+    info, sent, last_t = None, 0, after
+    try:
+        for item in video.sample(path, v.fps, v.min_change, v.jpeg_quality, v.max_side, after):
+            if isinstance(item, video.Info):
+                info = item
+                continue
+            frame = {
+                "video_id": sha,
+                "t": item.t,
+                "t_end": item.t_end,
+                "index": item.index,
+                "fps": v.fps,
+                "duration": info.duration if info else None,
+            }
+            job = ImageJob(
+                id=envelope.frame_id(sha, item.t),
+                path=shown,
+                host=HOST,
+                size=len(item.jpeg),
+                mtime=st.st_mtime,
+                queued_at=time.time(),
+                image=item.jpeg,
+                frame=frame,
+            )
+            body = envelope.encode_image_job(job, keys)
+            if backlog.should_stop():  # SIGTERM mid-video: the next run resumes after the last frame put
+                state.commit()
+                log.warning("%s: stopping at %s; run again to resume there", shown, video.clock(last_t))
+                return
+            if len(body) > limit:
+                raise video.VideoUnreadable(
+                    f"a {len(item.jpeg)}-byte frame is over beanstalkd max-job-size {limit}; "
+                    "lower [video] max_side or start beanstalkd with a larger -z"
+                )
+            backlog.wait()
+            queue.put(body, priority=1024)
+            state.video_put(sha, item.t_end)
+            sent, last_t = sent + 1, item.t_end
+            counts["frames"] += 1
+    except video.VideoUnreadable as exc:
+        if sent == 0 and after < 0:  # nothing of it decodes: one error row, as for a bad photo
+            job = ImageJob(
+                id=sha, path=shown, host=HOST, size=st.st_size, mtime=st.st_mtime, queued_at=time.time(), error=str(exc)
+            )
+            backlog.wait()
+            queue.put(envelope.encode_image_job(job, keys), priority=1024)
+            state.record(path, st, sha)
+            return report(path, f"{exc}; an error row is stored for it")
+        log.warning("%s: %s; kept the %d frame(s) before it", shown, exc, sent)
+    duration = info.duration if info else None
+    if duration and last_t >= 0 and last_t + max(2.0, 2 / v.fps) < duration:
+        log.warning(
+            "%s: decoding stopped at %s of %s (damaged or truncated); the frames before it are kept",
+            shown,
+            video.clock(last_t),
+            video.clock(duration),
+        )
+    state.video_done(sha)
+    state.record(path, st, sha)
+    counts["videos"] += 1
+    counts["queued"] += 1
+    log.info("%s: %d frame(s) queued (%s)", shown, sent, video.clock(duration or last_t))
 
 
 def _is_utf8(path: str) -> bool:

@@ -42,8 +42,20 @@ def _match_card(m, crop: bytes, thumb: bytes) -> str:
         f'<div><div><span class="rank">#{m.rank}</span> '
         f'<span class="dist">distance {m.distance:.3f}</span>{_precision(m)} '
         f'<span class="badge {esc(m.confidence)}">{esc(m.confidence)}</span></div>'
-        f'<div class="path">{esc(m.path)}</div><div class="path">host {esc(m.host)}</div></div>'
+        f'<div class="path">{esc(m.path)}</div>{_span(m)}<div class="path">host {esc(m.host)}</div></div>'
         f"</div></article>"
+    )
+
+
+def _span(m) -> str:
+    """A video appearance: its time span; the picture is the track's best frame, annotated."""
+    if not getattr(m, "video", False):
+        return ""
+    from .video import clock
+
+    return (
+        f'<div class="span"><b>video {clock(m.start_s or 0)}-{clock(m.end_s or 0)}</b> '
+        f'<span class="dist">({(m.end_s or 0) - (m.start_s or 0):.0f} s on screen; best frame shown)</span></div>'
     )
 
 

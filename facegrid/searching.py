@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import imaging, outfiles, scoring, store
+from . import imaging, outfiles, scoring, store, video
 from . import index as index_mod
 from .collection import Collection
 from .errors import ImageUnreadable, UsageError
@@ -52,9 +52,22 @@ class Match:
     sharpness: float | None = None  # of the stored face crop (imaging.sharpness)
     database: str = ""  # the database it came from, when several are searched
     file: str = ""  # the annotated copy written to --out, relative to it
+    video: bool = False  # an appearance in a video: image_id/box are its track's best frame and face
+    start_s: float | None = None  # the appearance's span in the video, in seconds
+    end_s: float | None = None
+
+    @property
+    def where(self) -> str:
+        """The path, and for a video the span: clip.mp4 @ 00:00:11-00:00:16."""
+        if not self.video:
+            return self.path
+        return f"{self.path} @ {video.clock(self.start_s or 0)}-{video.clock(self.end_s or 0)}"
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        if not self.video:
+            for key in ("video", "start_s", "end_s"):
+                del d[key]
         d["box"] = {"top": self.box[0], "right": self.box[1], "bottom": self.box[2], "left": self.box[3]}
         d["sharpness"] = None if self.sharpness is None else round(self.sharpness, 1)
         d["distance"] = round(self.distance, 4)
@@ -152,14 +165,27 @@ def find(
     matches: list[Match] = []
     seen: set[str] = set()
     rows: dict[tuple[int, int], dict] = {}
+    in_track: dict[tuple[int, str, int], dict] = {}  # a video's face -> its track (one result per appearance)
     for k, db in enumerate(coll.dbs):
         mine = hits[owner[hits] == k]
-        rows.update({(k, r): row for r, row in _face_rows(db, [int(idx.rowids[i]) for i in mine]).items()})
+        found_rows = _face_rows(db, [int(idx.rowids[i]) for i in mine])
+        rows.update({(k, r): row for r, row in found_rows.items()})
+        for face_key, track in store.face_tracks(db, [(r["image_id"], r["idx"]) for r in found_rows.values()]).items():
+            in_track[(k, *face_key)] = track
     for i in hits:
-        row = rows.get((int(owner[i]), int(idx.rowids[i])))
-        if row is None or row["image_id"] in seen or row["image_id"] in target_ids:
+        found = rows.get((int(owner[i]), int(idx.rowids[i])))
+        if found is None or found["image_id"] in target_ids:
             continue
-        seen.add(row["image_id"])
+        row = found
+        tr = in_track.get((int(owner[i]), row["image_id"], row["idx"]))
+        key = f"track:{tr['video_id']}:{tr['track']}" if tr else row["image_id"]
+        if key in seen:
+            continue
+        seen.add(key)
+        if tr:  # shown by its best face (largest, sharpest), ranked by its closest one
+            best = store.face_row(coll.dbs[int(owner[i])], tr["best_image_id"], tr["best_idx"]) or row
+            row = dict(row, image_id=best["image_id"], idx=best["idx"], crop=best["crop"], path=tr["path"])
+            row.update({side: best[side] for side in ("top", "right", "bottom", "left")})
         d = float(dist[i])
         box = (row["top"], row["right"], row["bottom"], row["left"])
         face_px, sharp = max(0, box[1] - box[3]), imaging.sharpness(row["crop"])
@@ -179,6 +205,9 @@ def find(
                 face_px,
                 sharp,
                 coll.paths[owner[i]] if len(coll) > 1 else "",
+                video=tr is not None,
+                start_s=tr["start_s"] if tr else None,
+                end_s=tr["end_s"] if tr else None,
             )
         )
         if limit and len(matches) >= limit:
@@ -225,6 +254,8 @@ def write_outputs(db, matches: list[Match], targets: list[Target], out_dir: Path
                 "image_id",
                 "face_index",
                 "file",
+                "video_start_s",
+                "video_end_s",
             ]
         )
         for m in matches:
@@ -241,6 +272,8 @@ def write_outputs(db, matches: list[Match], targets: list[Target], out_dir: Path
                         m.image_id,
                         m.face_index,
                         m.file,
+                        "" if m.start_s is None else f"{m.start_s:.3f}",
+                        "" if m.end_s is None else f"{m.end_s:.3f}",
                     )
                 ]
             )
@@ -272,7 +305,7 @@ def print_table(matches: list[Match]) -> None:
         sure = f"{m.confidence} {100 * m.precision:.1f}%" if m.precision is not None else m.confidence
         print(
             f"{m.rank:>4}  {m.distance:8.4f}  {sure:<16}  {m.face_px:>4}px  {printable(m.host)[:12]:<12}  {box:<22}  "
-            f"{printable(m.path)}"
+            f"{printable(m.where)}"
         )
 
 

@@ -95,6 +95,18 @@ class Search:
 
 
 @dataclasses.dataclass(frozen=True)
+class Video:
+    fps: float = 1.0
+    min_change: float = 2.0
+    jpeg_quality: int = 90
+    max_side: int = 0
+    track_iou: float = 0.3
+    track_distance: float = 0.6
+    track_jump: float = 0.45
+    track_gap: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Grid:
     key_file: str = ""  # $FACEGRID_KEY_FILE when not set by --set
 
@@ -107,6 +119,7 @@ class Settings:
     filter: Filter = Filter()
     collector: Collector = Collector()
     search: Search = Search()
+    video: Video = Video()
 
     def validate(self) -> Settings:
         b, f = self.beanstalkd, self.filter
@@ -194,6 +207,15 @@ class Settings:
             se.mixed_distance,
             "0 (no check) or a distance below 2 (0.65 is the measured default)",
         )
+        vi = self.video
+        _check(0.01 <= vi.fps <= 30, "video.fps", vi.fps, "0.01 to 30 frames per second (1 is the default)")
+        _check(0 <= vi.min_change <= 255, "video.min_change", vi.min_change, "0 (send every sample) to 255")
+        _check(10 <= vi.jpeg_quality <= 100, "video.jpeg_quality", vi.jpeg_quality, "10 to 100")
+        _check(vi.max_side == 0 or vi.max_side >= 160, "video.max_side", vi.max_side, "0 (full size) or >= 160")
+        _check(0.0 <= vi.track_iou <= 1.0, "video.track_iou", vi.track_iou, "0 to 1")
+        _check(0.0 < vi.track_distance < 2.0, "video.track_distance", vi.track_distance, "a distance between 0 and 2")
+        _check(0.0 < vi.track_jump < 2.0, "video.track_jump", vi.track_jump, "a distance between 0 and 2")
+        _check(vi.track_gap >= 0, "video.track_gap", vi.track_gap, "0 or more seconds")
         return self
 
 

@@ -7,6 +7,10 @@ Tables (docs/protocol.md has every column):
   meta       schema_version, generation (bumped by every stored batch), and
              db_id (random, made once: the search index is bound to it)
   deleted_faces  rowids of faces removed by a later result, with the generation
+  videos     one row per video file: path, host, duration, fps sampled, frames
+  frames     one row per sampled frame sent (its picture is an images row)
+  tracks     a video's faces grouped into appearances: span and best face
+  track_faces  which track each face of a frame belongs to, with its sharpness
 
 Every face row carries `gen`, the generation of the batch that last wrote it, so
 the search index reads only what changed since it was made (index.py).
@@ -24,11 +28,12 @@ from urllib.parse import quote
 
 import sqlite_utils
 
+from . import imaging, tracks
+from .envelope import FRAME_VERSION, Result
 from .envelope import VERSION as ENVELOPE_VERSION
-from .envelope import Result
 from .errors import StoreError, UsageError
 
-SCHEMA_VERSION = 2  # 2: faces.gen, deleted_faces, meta db_id
+SCHEMA_VERSION = 3  # 2: faces.gen, deleted_faces, meta db_id; 3: videos, frames, tracks, track_faces
 
 IMAGE_COLUMNS = {
     "id": str,
@@ -150,6 +155,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         db.table("images").create_index(["status"])
         db.table("faces").create(FACE_COLUMNS, pk=("image_id", "idx"), not_null={"gen"}, defaults={"gen": 0})
         _change_log(db)
+        _video_tables(db)
         db.table("annotated").create({"image_id": str, "jpeg": bytes}, pk="image_id")
         db.table("meta").create({"key": str, "value": str}, pk="key")
         db.table("meta").insert_all(
@@ -167,8 +173,31 @@ def _change_log(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS deleted_faces_gen ON deleted_faces (gen)")
 
 
+def _video_tables(db: sqlite_utils.Database) -> None:
+    """Schema 3: videos, their sampled frames, and the tracks their faces form."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS videos (id TEXT PRIMARY KEY, path TEXT, host TEXT, duration REAL, "
+        "fps REAL, frames INTEGER NOT NULL DEFAULT 0, mtime REAL, stored_at REAL)"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS frames (image_id TEXT PRIMARY KEY, video_id TEXT NOT NULL, t REAL NOT NULL, "
+        "t_end REAL NOT NULL, frame_index INTEGER)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS frames_video ON frames (video_id, t)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS tracks (video_id TEXT NOT NULL, track INTEGER NOT NULL, start_s REAL, "
+        "end_s REAL, best_image_id TEXT, best_idx INTEGER, faces INTEGER, PRIMARY KEY (video_id, track))"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS track_faces (image_id TEXT NOT NULL, idx INTEGER NOT NULL, "
+        "video_id TEXT NOT NULL, track INTEGER, sharpness REAL, PRIMARY KEY (image_id, idx))"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS track_faces_video ON track_faces (video_id)")
+
+
 def _migrate(db: sqlite_utils.Database) -> None:
-    """Schema 1 -> 2, in one transaction: faces.gen (0 for every old row), deleted_faces, db_id."""
+    """Schema 1 or 2 -> 3, in one transaction: faces.gen (0 for every old row), deleted_faces,
+    db_id (2); the video tables, empty (3)."""
     with db.conn:
         db.execute("BEGIN IMMEDIATE")
         if int(get_meta(db, "schema_version") or 0) >= SCHEMA_VERSION:  # another process did it
@@ -176,6 +205,7 @@ def _migrate(db: sqlite_utils.Database) -> None:
         if "gen" not in db["faces"].columns_dict:
             db.execute("ALTER TABLE faces ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")
         _change_log(db)
+        _video_tables(db)
         if get_meta(db, "db_id") is None:
             db.execute("INSERT INTO meta (key, value) VALUES ('db_id', ?)", [secrets.token_hex(16)])
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
@@ -224,7 +254,7 @@ def _image_row(r: Result, now: float) -> dict:
         "queued_at": r.queued_at,
         "processed_at": r.processed_at,
         "stored_at": now,
-        "envelope_version": ENVELOPE_VERSION,
+        "envelope_version": FRAME_VERSION if r.frame else ENVELOPE_VERSION,
     }
 
 
@@ -240,8 +270,12 @@ FACE_SQL = _upsert_sql("faces", list(FACE_COLUMNS), ("image_id", "idx"))
 ANNOTATED_SQL = _upsert_sql("annotated", ["image_id", "jpeg"], ("image_id",))
 
 
-def store_results(db: sqlite_utils.Database, results: Iterable[Result]) -> int:
-    """Upsert a batch in one transaction. A result stored twice changes nothing."""
+def store_results(db: sqlite_utils.Database, results: Iterable[Result], video=None) -> int:
+    """Upsert a batch in one transaction. A result stored twice changes nothing.
+
+    video: the [video] settings (track rules); the tracks of every video a frame
+    of the batch belongs to are made again in the same transaction.
+    """
     results = list(results)
     now = time.time()
     conn = db.conn
@@ -263,8 +297,147 @@ def store_results(db: sqlite_utils.Database, results: Iterable[Result]) -> int:
                 annotated.append((r.id, r.annotated))
         conn.executemany(FACE_SQL, faces)
         conn.executemany(ANNOTATED_SQL, annotated)
+        _store_frames(conn, [r for r in results if r.frame], now, video)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(gen),))
     return len(results)
+
+
+def _store_frames(conn: sqlite3.Connection, results: list[Result], now: float, video) -> None:
+    """Frames, their video's row, the sharpness of their faces, then the video's tracks made again."""
+    if not results:
+        return
+    touched: dict[str, tuple[Result, dict]] = {}
+    for r in results:
+        f = r.frame
+        assert f is not None  # the caller passes frames only
+        touched[f["video_id"]] = (r, f)
+        conn.execute(
+            "INSERT INTO frames VALUES (?, ?, ?, ?, ?) ON CONFLICT (image_id) DO UPDATE SET "
+            "t_end = max(t_end, excluded.t_end), frame_index = excluded.frame_index",
+            (r.id, f["video_id"], f["t"], f["t_end"], f["index"]),
+        )
+        conn.execute("DELETE FROM track_faces WHERE image_id = ? AND idx >= ?", (r.id, len(r.faces)))
+        conn.executemany(
+            "INSERT OR REPLACE INTO track_faces (image_id, idx, video_id, track, sharpness) VALUES (?, ?, ?, NULL, ?)",
+            [(r.id, i, f["video_id"], imaging.sharpness(face.crop)) for i, face in enumerate(r.faces)],
+        )
+    for video_id, (r, f) in touched.items():
+        conn.execute(
+            "INSERT INTO videos (id, path, host, duration, fps, frames, mtime, stored_at) "
+            "VALUES (?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (id) DO UPDATE SET path = excluded.path, "
+            "host = excluded.host, duration = coalesce(excluded.duration, duration), fps = excluded.fps, "
+            "mtime = excluded.mtime, stored_at = excluded.stored_at",
+            (video_id, r.path, r.host, f.get("duration"), f["fps"], r.mtime, now),
+        )
+        conn.execute(
+            "UPDATE videos SET frames = (SELECT count(*) FROM frames WHERE video_id = ?) WHERE id = ?",
+            (video_id, video_id),
+        )
+        _make_tracks(conn, video_id, f["fps"], video)
+
+
+def _make_tracks(conn: sqlite3.Connection, video_id: str, fps: float, video) -> None:
+    if video is None:
+        from .settings import Video
+
+        video = Video()
+    rows = conn.execute(
+        "SELECT tf.image_id, tf.idx, fr.t, fr.t_end, f.top, f.right, f.bottom, f.left, f.encoding, tf.sharpness "
+        "FROM track_faces tf JOIN frames fr ON fr.image_id = tf.image_id "
+        "JOIN faces f ON f.image_id = tf.image_id AND f.idx = tf.idx WHERE tf.video_id = ?",
+        (video_id,),
+    ).fetchall()
+    faces = [tracks.FrameFace(r[0], r[1], r[2], r[3], (r[4], r[5], r[6], r[7]), _vector(r[8]), r[9]) for r in rows]
+    found = tracks.build(faces, 1.0 / fps, video.track_gap, video.track_iou, video.track_distance, video.track_jump)
+    conn.execute("DELETE FROM tracks WHERE video_id = ?", (video_id,))
+    for n, tr in enumerate(found):
+        best = tr.best
+        conn.execute(
+            "INSERT INTO tracks VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (video_id, n, tr.start, tr.end, best.image_id, best.idx, len(tr.faces)),
+        )
+        conn.executemany(
+            "UPDATE track_faces SET track = ? WHERE image_id = ? AND idx = ?",
+            [(n, f.image_id, f.idx) for f in tr.faces],
+        )
+
+
+def _vector(blob: bytes):
+    import numpy as np
+
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def has_videos(db: sqlite_utils.Database) -> bool:
+    return "tracks" in db.table_names()
+
+
+def face_tracks(db: sqlite_utils.Database, keys: list[tuple[str, int]]) -> dict[tuple[str, int], dict]:
+    """(image_id, idx) of frame faces -> their track: video_id, track, start_s, end_s, best face, video path."""
+    if not keys or not has_videos(db):
+        return {}
+    out = {}
+    for start in range(0, len(keys), 400):
+        part = keys[start : start + 400]
+        where = " OR ".join("(tf.image_id = ? AND tf.idx = ?)" for _ in part)
+        sql = (
+            "SELECT tf.image_id, tf.idx, t.video_id, t.track, t.start_s, t.end_s, t.best_image_id, t.best_idx, "
+            "t.faces, v.path, v.host, v.duration FROM track_faces tf "
+            "JOIN tracks t ON t.video_id = tf.video_id AND t.track = tf.track "
+            f"JOIN videos v ON v.id = t.video_id WHERE {where}"
+        )
+        for row in db.query(sql, [x for k in part for x in k]):
+            out[(row.pop("image_id"), row.pop("idx"))] = row
+    return out
+
+
+def face_row(db: sqlite_utils.Database, image_id: str, idx: int) -> dict | None:
+    """One stored face with its box and crop."""
+    rows = list(
+        db.query(
+            'SELECT image_id, idx, top, "right", bottom, "left", crop FROM faces WHERE image_id = ? AND idx = ?',
+            [image_id, idx],
+        )
+    )
+    return rows[0] if rows else None
+
+
+def frame_ids(db: sqlite_utils.Database) -> set[str]:
+    """Ids of every images row that is a video's frame (not a photo)."""
+    if not has_videos(db):
+        return set()
+    return {r[0] for r in db.execute("SELECT image_id FROM frames")}
+
+
+def video_tracks(db: sqlite_utils.Database) -> list[dict]:
+    """Every track with its video's path: video_id, track, start_s, end_s, best_image_id, best_idx, path."""
+    if not has_videos(db):
+        return []
+    return list(
+        db.query(
+            "SELECT t.video_id, t.track, t.start_s, t.end_s, t.best_image_id, t.best_idx, t.faces, v.path, v.host "
+            "FROM tracks t JOIN videos v ON v.id = t.video_id ORDER BY v.path, t.start_s"
+        )
+    )
+
+
+def people_faces(db: sqlite_utils.Database):
+    """Faces for --people: every photo's, and of a video only each track's best face (one per
+    appearance), with the video's path and the span: (image_id, idx, encoding, crop, path, host,
+    start_s, end_s), start_s and end_s None for a photo."""
+    return db.execute(
+        "SELECT f.image_id, f.idx, f.encoding, f.crop, coalesce(v.path, i.path), i.host, t.start_s, t.end_s "
+        "FROM faces f JOIN images i ON i.id = f.image_id LEFT JOIN frames fr ON fr.image_id = f.image_id "
+        "LEFT JOIN tracks t ON t.best_image_id = f.image_id AND t.best_idx = f.idx "
+        "LEFT JOIN videos v ON v.id = fr.video_id WHERE fr.image_id IS NULL OR t.track IS NOT NULL "
+        "ORDER BY coalesce(v.path, i.path), t.start_s, f.image_id, f.idx"
+    )
+
+
+def videos(db: sqlite_utils.Database) -> list[dict]:
+    if not has_videos(db):
+        return []
+    return list(db.query("SELECT * FROM videos ORDER BY path"))
 
 
 def counts(db: sqlite_utils.Database) -> dict[str, int]:

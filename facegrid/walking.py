@@ -39,11 +39,14 @@ def skipped_key(path: str) -> str:
 
 
 def walk(
-    roots: list[str], report: Callable[[str, str], None], other: Callable[[str], None] | None = None
+    roots: list[str],
+    report: Callable[[str, str], None],
+    other: Callable[[str], None] | None = None,
+    extensions: set[str] | frozenset[str] = frozenset(EXTENSIONS),
 ) -> Iterator[str]:
-    """Every image file below roots, following links once (no loops) and only within roots.
+    """Every file with one of extensions below roots, following links once (no loops) and only within roots.
 
-    other, if given, is called with every other file found (not a photo by its extension)."""
+    other, if given, is called with every other file found (not one of extensions)."""
     real_roots = [os.path.realpath(r) for r in roots]
     seen: set[tuple[int, int]] = set()
     stack = [os.path.abspath(r) for r in reversed(roots)]
@@ -55,7 +58,7 @@ def walk(
             report(top, f"cannot open ({exc.strerror}); skipped")
             continue
         if stat.S_ISREG(st.st_mode):
-            if Path(top).suffix.lower() in EXTENSIONS:
+            if Path(top).suffix.lower() in extensions:
                 yield top
             continue
         key = (st.st_dev, st.st_ino)
@@ -82,11 +85,11 @@ def walk(
                 if entry.is_dir():
                     subdirs.append(entry.path)
                 elif entry.is_file():
-                    if os.path.splitext(entry.name)[1].lower() in EXTENSIONS:
+                    if os.path.splitext(entry.name)[1].lower() in extensions:
                         yield entry.path
                     elif other is not None:
                         other(entry.path)
-                elif entry.is_symlink() and os.path.splitext(entry.name)[1].lower() in EXTENSIONS:
+                elif entry.is_symlink() and os.path.splitext(entry.name)[1].lower() in extensions:
                     report(entry.path, "broken or looping link; skipped")
             except OSError as exc:
                 report(entry.path, f"cannot stat ({exc.strerror}); skipped")

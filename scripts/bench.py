@@ -13,6 +13,10 @@ two figures measured side by side in this run. Sections (--only NAME,NAME):
   memory     peak RSS of one filter worker on a 24-megapixel JPEG
   search     1,000,000 stored faces: index build, warm query, search.py end to end
   cli        face_recognition's command-line tool vs search.py on the same folders
+  video      only with --only video: a generated 10-minute 1080p video (labelled photos
+             panning, a new one every 20 s): the queuer's decode rate and the filter
+             host's throughput (2 workers) as x real time, and the queuer's peak RSS
+             on a 1-minute and the 10-minute video; --json top-level keys video_*
   scale      only with --only scale: --scale-faces stored faces (10,000,000), warm and
              shell search, index update after 10,000 new faces, --people on 1,000,000;
              with --json its figures are also top-level keys (faces, search_warm_ms, ...)
@@ -73,8 +77,11 @@ SECTIONS = (
     "search",
     "cli",
     "scale",
+    "video",
 )
-DEFAULT_SECTIONS = SECTIONS[:-1]  # scale (10,000,000 faces, about an hour here) runs only when asked
+DEFAULT_SECTIONS = SECTIONS[
+    :-2
+]  # video (10 minutes of 1080p) and scale (10,000,000 faces, about an hour here) runs only when asked
 MAX_JOB_SIZE = 16 * 1024 * 1024
 MB = 1024 * 1024
 RSS_WRAPPER = (
@@ -1537,6 +1544,146 @@ def sec_scale(ctx: Context) -> None:
 
 
 # -- main ------------------------------------------------------------------------------
+def make_bench_video(path: Path, seconds: int, fps: int = 30, size=(1920, 1080), shot: int = 20) -> Path:
+    """Labelled photos, a new one every `shot` seconds, panning slowly so no sample is skipped."""
+    import cv2
+
+    photos = sorted(p for p in (FACES / "people").rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    w, h = size
+    fitted = []
+    for p in photos:
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            continue
+        k = min(w / img.shape[1], h / img.shape[0]) * 0.7
+        fitted.append(cv2.resize(img, (round(img.shape[1] * k), round(img.shape[0] * k))))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise RuntimeError("OpenCV cannot write mp4v video")
+    for n in range(seconds * fps):
+        t = n / fps
+        img = fitted[int(t // shot) % len(fitted)]
+        frame = np.full((h, w, 3), 50, np.uint8)
+        x = int((w - img.shape[1]) / 2 + 80 * math.sin(t / 3))
+        y = (h - img.shape[0]) // 2
+        frame[y : y + img.shape[0], x : x + img.shape[1]] = img
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def queuer_rss(ctx: Context, video: Path, tag: str) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS bytes, frames put) of queuer.py on one video, with no backlog bound."""
+    folder = video.parent
+    server = Server(ctx.tmp / f"bs-{tag}").start()
+    try:
+        out = ctx.tmp / f"rss-{tag}"
+        cmd = [
+            PY,
+            "-c",
+            RSS_WRAPPER,
+            out,
+            *script(
+                "queuer.py",
+                "--beanstalkd",
+                server.address,
+                "--state",
+                ctx.tmp / f"q-{tag}.sqlite",
+                "--set",
+                "beanstalkd.max_ready=0",
+                folder,
+            ),
+        ]
+        wall = run(cmd, ctx.tmp / f"queuer-{tag}.log")
+        frames = int(stats_tube(server.address, "images").get("current-jobs-ready", 0))
+        return wall, float(out.read_text()), frames
+    finally:
+        server.stop()
+
+
+def stats_tube(address: str, tube: str) -> dict:
+    import greenstalk
+
+    host, port = address.rsplit(":", 1)
+    with greenstalk.Client((host, int(port)), encoding=None) as c:
+        try:
+            return c.stats_tube(tube)
+        except greenstalk.NotFoundError:  # nothing was ever put on it
+            return {}
+
+
+def sec_video(ctx: Context) -> None:
+    rep = ctx.report
+    long_s, short_s = (120, 30) if ctx.args.quick else (600, 60)
+    log(f"making a {long_s} s and a {short_s} s 1080p video")
+    t0 = time.perf_counter()
+    for tag in ("long", "short"):  # one video per folder: the queuer walks folders
+        (ctx.tmp / f"video-{tag}").mkdir()
+    long_v = make_bench_video(ctx.tmp / "video-long" / "long.mp4", long_s)
+    short_v = make_bench_video(ctx.tmp / "video-short" / "short.mp4", short_s)
+    log(f"videos made in {time.perf_counter() - t0:.0f} s")
+    short_wall, short_rss, _ = queuer_rss(ctx, short_v, "short")
+    # the long one: decode on the queuer host, then the frames it put go through one filter host
+    folder = long_v.parent
+    server = ctx.beanstalkd()
+    out = ctx.tmp / "rss-long"
+    cmd = [
+        PY,
+        "-c",
+        RSS_WRAPPER,
+        out,
+        *script(
+            "queuer.py",
+            "--beanstalkd",
+            server.address,
+            "--state",
+            ctx.tmp / "q-long.sqlite",
+            "--set",
+            "beanstalkd.max_ready=0",
+            folder,
+        ),
+    ]
+    long_wall = run(cmd, ctx.tmp / "queuer-long.log")
+    long_rss = float(out.read_text())
+    frames = int(stats_tube(server.address, "images").get("current-jobs-ready", 0))
+    workers = ctx.args.scale_workers
+    filter_wall = run(
+        script("filter.py", "--beanstalkd", server.address, "--burst", "--workers", workers),
+        ctx.tmp / "filter-video.log",
+    )
+    db = ctx.tmp / "video.db"
+    run(script("collector.py", "--beanstalkd", server.address, "--burst", "--db", db), ctx.tmp / "collector-video.log")
+    with sqlite3.connect(db) as conn:
+        tracks = conn.execute("SELECT count(*) FROM tracks").fetchone()[0]
+        stored = conn.execute("SELECT frames FROM videos").fetchone()[0]
+    decode_x, filter_x = long_s / long_wall, long_s / filter_wall
+    rep.add("video", f"{long_s} s 1080p30 video: frames sent at 1 fps", f"{frames}")
+    rep.add("video", "queuer host: decode, sample, JPEG and put (x real time)", f"{decode_x:.1f}x")
+    rep.add("video", f"one filter host, {workers} workers (x real time)", f"{filter_x:.1f}x", ">= 5x", filter_x >= 5)
+    rep.add("video", "filter host: frames/s", f"{frames / filter_wall:.2f}")
+    every_x = frames / filter_wall / settings_mod.Video().fps  # had no sample been skipped as unchanged
+    rep.add("video", "the same if every sample were sent (x real time)", f"{every_x:.1f}x")
+    rep.add("video", "frames stored / tracks made", f"{stored} / {tracks}")
+    rep.add("video", f"queuer peak RSS, {short_s} s video", f"{short_rss / MB:.0f} MB")
+    growth = long_rss / short_rss
+    rep.add("video", f"queuer peak RSS, {long_s} s video", f"{long_rss / MB:.0f} MB")
+    rep.add("video", f"RSS {long_s} s / {short_s} s", f"{growth:.2f}x", "<= 1.1x", growth <= 1.1)
+    ctx.keys.update(
+        video_seconds=long_s,
+        video_frames=frames,
+        video_decode_x_realtime=round(decode_x, 2),
+        video_filter_x_realtime=round(filter_x, 2),
+        video_filter_workers=workers,
+        video_filter_frames_per_s=round(frames / filter_wall, 2),
+        video_filter_x_realtime_every_sample=round(every_x, 2),
+        video_queuer_rss_short_mb=round(short_rss / MB, 1),
+        video_queuer_rss_long_mb=round(long_rss / MB, 1),
+        video_queuer_rss_growth=round(growth, 3),
+        video_short_seconds=short_s,
+        video_short_queuer_s=round(short_wall, 1),
+    )
+
+
 RUNNERS = {
     "encoder": sec_encoder,
     "defaults": sec_defaults,
@@ -1550,6 +1697,7 @@ RUNNERS = {
     "search": sec_search,
     "cli": sec_cli,
     "scale": sec_scale,
+    "video": sec_video,
 }
 
 
