@@ -48,6 +48,9 @@ INDEX_FORMAT = 3
 MAX_SEGMENTS = 8
 MAX_DEAD_SHARE = 0.1
 NAMES = ("vectors", "sqnorms", "rowids")
+# No ORDER BY: with it SQLite scans every face in rowid order (2 s at 10,000,000 faces)
+# instead of searching faces_gen for the few new ones; the caller sorts them.
+CHANGED_SQL = "SELECT rowid, encoding FROM faces WHERE gen > ?"
 
 
 class Segment:
@@ -255,7 +258,7 @@ def update(db, db_path: str | Path, folder: Path, meta: dict) -> FaceIndex:
     db.execute("BEGIN")  # one snapshot: the generation, the changed rows and the deletions agree
     try:
         gen = store.generation(db)
-        changed = db.execute("SELECT rowid, encoding FROM faces WHERE gen > ? ORDER BY rowid", [since]).fetchall()
+        changed = sorted(db.execute(CHANGED_SQL, [since]).fetchall())  # sorted here: see CHANGED_SQL
         deleted = [r[0] for r in db.execute("SELECT face_rowid FROM deleted_faces WHERE gen > ?", [since])]
     finally:
         db.execute("COMMIT")

@@ -233,3 +233,12 @@ def test_an_index_in_the_old_format_is_built_again(tmp_path):
     store.store_results(db, [result(f"b{i}", faces_of(rng, 1)) for i in range(5)])
     idx = index.load(db, path)
     assert len(idx.segments) == 1 and len(idx) == 35
+
+
+def test_the_update_searches_faces_by_generation_not_by_a_scan(tmp_path):
+    """An update must cost the new faces, not the table: its query uses the faces_gen index."""
+    path = tmp_path / "f.db"
+    db = store.open_db(path)
+    store.store_results(db, [result(f"a{i}", faces_of(np.random.default_rng(9), 1)) for i in range(20)])
+    plan = " ".join(str(row[-1]) for row in db.execute("EXPLAIN QUERY PLAN " + index.CHANGED_SQL, [0]))
+    assert "USING INDEX faces_gen" in plan, plan
