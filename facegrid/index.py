@@ -3,13 +3,20 @@
 Beside the database sits ``<db>.index/``: immutable *segments*, each a folder
 with vectors.npy (float32 N x 128), sqnorms.npy (float32 N, the squared norms)
 and rowids.npy (int64 N, faces.rowid, ascending), plus manifest.json naming the
-segments, the database generation they reach, and for each segment the rowids
-that newer writes have replaced or deleted (its dead list).
+segments, the database generation they reach, and for each segment that newer
+writes have touched its live mask (live-*.npy, bool N, False where a row was
+replaced or deleted) and how many of its rows are dead.
+
+Opening an index reads no row of it: every array is memory-mapped, the live
+masks included, and the rowids of all segments are addressed in place (no
+concatenated copy), so bringing the index up to date costs the changed rows and
+the masks of the segments they touch, not the size of the index.
 
 Bringing the index up to date reads only the faces written since its
 generation (faces.gen, an indexed column) and those deleted since
-(deleted_faces): they become one new segment, and the rowids they replace go on
-the older segments' dead lists. A new manifest is written to a temporary name
+(deleted_faces): they become one new segment, and the rows they replace are
+cleared in the older segments' live masks (a new mask file, never rewritten in
+place). A new manifest is written to a temporary name
 and renamed over the old one, so a search that runs meanwhile keeps the
 consistent snapshot it opened. When more than MAX_SEGMENTS pile up, all but the
 first are merged into one; when a tenth of the rows are dead, or the database is
@@ -37,7 +44,7 @@ from .envelope import ENCODING_DIM
 
 log = logging.getLogger("facegrid.index")
 CHUNK = 262_144  # rows per step: 128 MB of float32 at most in flight
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3
 MAX_SEGMENTS = 8
 MAX_DEAD_SHARE = 0.1
 NAMES = ("vectors", "sqnorms", "rowids")
@@ -46,14 +53,12 @@ NAMES = ("vectors", "sqnorms", "rowids")
 class Segment:
     """One immutable part of the index, with the rows still live in it."""
 
-    def __init__(self, folder: Path, dead: np.ndarray):
+    def __init__(self, folder: Path, live: Path | None = None):
         self.folder: Path | None = folder  # None: arrays in memory (FaceIndex.from_arrays)
         self.vectors, self.sqnorms, self.rowids = (np.load(folder / f"{n}.npy", mmap_mode="r") for n in NAMES)
-        self.live = None
-        if len(dead) and len(self.rowids):  # rowids ascend: find each dead one by bisection
-            at = np.minimum(np.searchsorted(self.rowids, dead), len(self.rowids) - 1)
-            self.live = np.ones(len(self.rowids), dtype=bool)
-            self.live[at[self.rowids[at] == dead]] = False
+        self.live = np.load(live, mmap_mode="r") if live is not None else None
+        if self.live is not None and self.live.shape != self.rowids.shape:
+            raise ValueError(f"live mask {live.name} does not fit segment {folder.name}")
 
     def __len__(self) -> int:
         return len(self.rowids)
@@ -79,13 +84,44 @@ class Rows:
         return out
 
 
+class Ids:
+    """The rowids of several segments addressed as one array (by global position), read in place."""
+
+    def __init__(self, segments: list[Segment]):
+        self.segments = segments
+        self.starts = np.cumsum([0] + [len(s) for s in segments])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, positions):
+        if np.isscalar(positions):
+            k = int(np.searchsorted(self.starts, positions, side="right") - 1)
+            return self.segments[k].rowids[int(positions) - self.starts[k]]
+        positions = np.asarray(positions, dtype=np.int64)
+        out = np.empty(positions.shape, dtype=np.int64)
+        which = np.searchsorted(self.starts, positions, side="right") - 1
+        for k in np.unique(which):
+            sel = which == k
+            out[sel] = self.segments[k].rowids[positions[sel] - self.starts[k]]
+        return out
+
+    def __iter__(self):
+        for seg in self.segments:
+            yield from seg.rowids
+
+    def __array__(self, dtype=None, copy=None):
+        whole = np.concatenate([s.rowids for s in self.segments]) if self.segments else np.zeros(0, np.int64)
+        return whole if dtype is None else whole.astype(dtype)
+
+
 class FaceIndex:
     """Every live stored face, as of one database generation."""
 
     def __init__(self, segments: list[Segment], generation: int):
         self.segments, self.generation = segments, generation
         self.vectors = Rows(segments)
-        self.rowids = np.concatenate([s.rowids for s in segments]) if segments else np.zeros(0, np.int64)
+        self.rowids = Ids(segments)
 
     @classmethod
     def from_arrays(cls, vectors: np.ndarray, sqnorms: np.ndarray, rowids: np.ndarray, generation: int = 0):
@@ -164,10 +200,7 @@ def _manifest(folder: Path) -> dict | None:
 
 
 def _open(folder: Path, meta: dict) -> FaceIndex:
-    segments = []
-    for entry in meta["segments"]:
-        dead = np.load(folder / entry["dead"]) if entry.get("dead") else np.zeros(0, np.int64)
-        segments.append(Segment(folder / entry["name"], dead))
+    segments = [Segment(folder / e["name"], folder / e["live"] if e.get("live") else None) for e in meta["segments"]]
     return FaceIndex(segments, meta["generation"])
 
 
@@ -231,16 +264,19 @@ def update(db, db_path: str | Path, folder: Path, meta: dict) -> FaceIndex:
     gone = np.unique(np.asarray([r for r, _ in changed] + deleted, dtype=np.int64))
     entries, dead_total, total = [], 0, 0
     for k, entry in enumerate(meta["segments"]):
-        rowids = np.load(folder / entry["name"] / "rowids.npy", mmap_mode="r")
-        dead = np.load(folder / entry["dead"]) if entry.get("dead") else np.zeros(0, np.int64)
+        rowids = np.load(folder / entry["name"] / "rowids.npy", mmap_mode="r")  # read only where bisected
         hit = gone[(gone >= rowids[0]) & (gone <= rowids[-1])] if len(rowids) and len(gone) else gone[:0]
-        hit = hit[rowids[np.minimum(np.searchsorted(rowids, hit), len(rowids) - 1)] == hit]
-        new_dead = np.union1d(dead, hit)
-        if len(new_dead) > len(dead):
-            entry = dict(entry, dead=f"dead-{k}-{stamp}.npy")
-            np.save(folder / entry["dead"], new_dead)
+        at = np.minimum(np.searchsorted(rowids, hit), len(rowids) - 1)
+        at = at[rowids[at] == hit]
+        if len(at):
+            live = np.load(folder / entry["live"]) if entry.get("live") else np.ones(len(rowids), dtype=bool)
+            fresh = int(live[at].sum())
+            if fresh:
+                live[at] = False
+                entry = dict(entry, live=f"live-{k}-{stamp}.npy", dead=entry.get("dead", 0) + fresh)
+                np.save(folder / entry["live"], live)
         entries.append(entry)
-        dead_total += len(new_dead)
+        dead_total += entry.get("dead", 0)
         total += len(rowids)
     if added:
         entries.append({"name": name})
@@ -278,11 +314,11 @@ def _merge_tail(folder: Path, meta: dict) -> dict:
 
 
 def _sweep(folder: Path, meta: dict, grace: float = 600.0) -> None:
-    """Remove segments and dead lists no manifest names, once no search can still be opening them."""
-    used = {e["name"] for e in meta["segments"]} | {e["dead"] for e in meta["segments"] if e.get("dead")}
+    """Remove segments and live masks no manifest names, once no search can still be opening them."""
+    used = {e["name"] for e in meta["segments"]} | {e["live"] for e in meta["segments"] if e.get("live")}
     now = time.time()
     for path in folder.iterdir():
-        if path.name.startswith(("seg-", "dead-")) and path.name not in used:
+        if path.name.startswith(("seg-", "live-")) and path.name not in used:
             try:
                 if now - path.stat().st_mtime > grace:
                     shutil.rmtree(path) if path.is_dir() else path.unlink()

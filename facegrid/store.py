@@ -504,9 +504,14 @@ def encodings_in_order(db):
     return db.execute("SELECT rowid, encoding FROM faces ORDER BY rowid")
 
 
+# No ORDER BY: with it SQLite scans every face in rowid order (2 s at 10,000,000 faces)
+# instead of searching faces_gen for the few new ones; changes_since sorts them.
+CHANGED_SQL = "SELECT rowid, encoding FROM faces WHERE gen > ?"
+
+
 def changes_since(db, since: int) -> tuple[list, list[int]]:
-    """(rowid, encoding) of faces written after generation `since`, and the rowids deleted since."""
-    changed = db.execute("SELECT rowid, encoding FROM faces WHERE gen > ? ORDER BY rowid", [since]).fetchall()
+    """(rowid, encoding) of faces written after generation `since` in rowid order, and the rowids deleted since."""
+    changed = sorted(db.execute(CHANGED_SQL, [since]).fetchall())
     deleted = [r[0] for r in db.execute("SELECT face_rowid FROM deleted_faces WHERE gen > ?", [since])]
     return changed, deleted
 

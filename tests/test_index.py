@@ -7,6 +7,7 @@ every check compares the index with the faces read straight from the database.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import sqlite3
 import threading
@@ -52,7 +53,7 @@ def truth(db_path, target: np.ndarray) -> dict[int, float]:
 
 def indexed(idx: index.FaceIndex, target: np.ndarray) -> dict[int, float]:
     d = idx.distances(target, "mean")
-    return {int(r): float(x) for r, x in zip(idx.rowids, d, strict=False) if np.isfinite(x)}
+    return {int(r): float(x) for r, x in zip(idx.rowids, d, strict=True) if np.isfinite(x)}
 
 
 def same(a: dict[int, float], b: dict[int, float]) -> bool:
@@ -186,3 +187,58 @@ def test_a_schema_1_database_is_migrated_in_place(tmp_path):
     store.store_results(db, [result("n", faces_of(rng, 2))])
     idx = index.load(db, path)
     assert len(idx.segments) == 2 and idx.live_count() == 3
+
+
+def test_an_update_reads_only_what_changed_and_opens_masks_in_place(tmp_path):
+    """Untouched segments keep their live masks (same file); the masks open memory-mapped; nothing is concatenated."""
+    rng = np.random.default_rng(7)
+    path = tmp_path / "f.db"
+    db = store.open_db(path)
+    store.store_results(db, [result(f"a{i}", faces_of(rng, 2)) for i in range(120)])
+    index.load(db, path)
+    store.store_results(db, [result("a0", faces_of(rng, 1))])  # replaces two faces of the first segment
+    idx = index.load(db, path)
+    meta = index._manifest(index.index_dir(path))
+    first = meta["segments"][0]
+    assert first["dead"] == 2 and isinstance(idx.segments[0].live, np.memmap)
+    assert int((~np.asarray(idx.segments[0].live)).sum()) == 2
+    mask = first["live"]
+    store.store_results(db, [result(f"b{i}", faces_of(rng, 1)) for i in range(10)])  # new photos: nothing replaced
+    idx = index.load(db, path)
+    meta = index._manifest(index.index_dir(path))
+    assert meta["segments"][0]["live"] == mask, "an untouched segment's mask was rewritten"
+    assert all("live" not in e for e in meta["segments"][1:])
+    assert isinstance(idx.rowids, index.Ids) and len(idx.rowids) == len(idx) == 120 * 2 + 1 + 10
+    assert list(idx.rowids) == list(np.asarray(idx.rowids)) == [int(idx.rowids[i]) for i in range(len(idx))]
+    assert idx.rowids[np.array([0, len(idx) - 1])].tolist() == [idx.rowids[0], idx.rowids[len(idx) - 1]]
+    assert idx.live_count() == 120 * 2 - 2 + 1 + 10
+    target = rng.normal(0, 0.1, DIM).astype(np.float32)
+    assert same(indexed(idx, target), truth(path, target))
+    # the same rows deleted twice count once
+    store.store_results(db, [result("a0", faces_of(rng, 1))])
+    idx = index.load(db, path)
+    assert index._manifest(index.index_dir(path))["segments"][0]["dead"] == 2
+    assert same(indexed(idx, target), truth(path, target))
+
+
+def test_an_index_in_the_old_format_is_built_again(tmp_path):
+    rng = np.random.default_rng(8)
+    path = tmp_path / "f.db"
+    db = store.open_db(path)
+    store.store_results(db, [result(f"a{i}", faces_of(rng, 1)) for i in range(30)])
+    index.load(db, path)
+    folder = index.index_dir(path)
+    meta = index._manifest(folder)
+    (folder / "manifest.json").write_text(json.dumps(dict(meta, format=2)))
+    store.store_results(db, [result(f"b{i}", faces_of(rng, 1)) for i in range(5)])
+    idx = index.load(db, path)
+    assert len(idx.segments) == 1 and len(idx) == 35
+
+
+def test_the_update_searches_faces_by_generation_not_by_a_scan(tmp_path):
+    """An update must cost the new faces, not the table: its query uses the faces_gen index."""
+    path = tmp_path / "f.db"
+    db = store.open_db(path)
+    store.store_results(db, [result(f"a{i}", faces_of(np.random.default_rng(9), 1)) for i in range(20)])
+    plan = " ".join(str(row[-1]) for row in db.execute("EXPLAIN QUERY PLAN " + store.CHANGED_SQL, [0]))
+    assert "USING INDEX faces_gen" in plan, plan
