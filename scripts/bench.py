@@ -490,6 +490,7 @@ def fr_baseline(paths: list[Path]) -> tuple[float, dict[str, int]]:
 
 
 FAST_SMALL = ("--set", "filter.upsample_max_side=1024")  # the faster choice measured beside the defaults
+PROPOSALS = ("--set", "filter.proposals=yuface")  # HOG only around libfacedetection's candidates
 
 
 # The filter's per-photo work (FaceEngine.analyse, crops, annotated JPEG) in one process,
@@ -551,7 +552,7 @@ def sec_defaults(ctx: Context) -> None:
     paths = sorted(photos.iterdir())
     want = {str(photos / r["path"].replace("/", "__")): r["faces"] for r in rows}
     grid = Grid(ctx, ctx.beanstalkd(), "defaults")
-    ours, theirs, stages, fast, loops = [], [], [], [], []
+    ours, theirs, stages, fast, loops, cand, cand_stages = [], [], [], [], [], [], []
     for i in range(ctx.sizes.repeats):
         t, fr_counts = fr_baseline(paths)
         theirs.append(t)
@@ -560,10 +561,13 @@ def sec_defaults(ctx: Context) -> None:
         stages.append(g.stage_ms())
         t, _, fast_counts = filter_process(ctx, grid, photos, FAST_SMALL)
         fast.append(t)
+        t, g, cand_counts = filter_process(ctx, grid, photos, PROPOSALS)
+        cand.append(t)
+        cand_stages.append(g.stage_ms())
         loops.append((pipeline_process(baseline_python(), paths), pipeline_process(Path(PY), paths)))
         log(
             f"defaults repeat {i + 1}: face_recognition {theirs[-1]:.1f} s, filter.py {ours[-1]:.1f} s, "
-            f"with {FAST_SMALL[1]} {fast[-1]:.1f} s"
+            f"with {FAST_SMALL[1]} {fast[-1]:.1f} s, with {PROPOSALS[1]} {cand[-1]:.1f} s"
         )
     n = len(rows)
     f = ctx.settings.filter
@@ -602,6 +606,22 @@ def sec_defaults(ctx: Context) -> None:
     fast_found = sum(min(fast_counts.get(p, 0), k) for p, k in want.items())
     rep.add("defaults", f"with {FAST_SMALL[1]}: labelled faces found", f"{fast_found}/{labelled_total}")
     rep.add("defaults", f"with {FAST_SMALL[1]}: speed-up over face_recognition", f"{med(theirs) / med(fast):.2f}x")
+    cand_found = sum(min(cand_counts.get(p, 0), k) for p, k in want.items())
+    cand_same = sum(cand_counts.get(p) == k for p, k in want.items())
+    rep.add(
+        "defaults",
+        f"with {PROPOSALS[1]}: labelled faces found",
+        f"{cand_found}/{labelled_total}",
+        ">= fr's",
+        cand_found >= fr_found,
+    )
+    rep.add("defaults", f"with {PROPOSALS[1]}: photos with the labelled face count", f"{cand_same}/{n}")
+    ratio = med(theirs) / med(cand)
+    rep.add("defaults", f"with {PROPOSALS[1]}: speed-up over face_recognition", f"{ratio:.2f}x", ">= 4x", ratio >= 4)
+    split = " / ".join(
+        f"{med([s[k] for s in cand_stages]):.0f}" for k in ("decode_ms", "detect_ms", "encode_ms", "annotate_ms")
+    )
+    rep.add("defaults", f"with {PROPOSALS[1]}: decode / detect / encode / annotate ms per photo", split)
     decode_rows(ctx, [p.read_bytes() for p in paths if p.suffix.lower() in (".jpg", ".jpeg")], "labelled JPEGs")
     decode_rows(ctx, [make_big_jpeg(ctx.tmp / "24mp.jpg").read_bytes()], "24 MP JPEG")
 
@@ -674,7 +694,7 @@ def sec_camera(ctx: Context) -> None:
     folder = ctx.tmp / "camera"
     make_camera_photos(folder, max(6, ctx.sizes.photos // 8))
     grid = Grid(ctx, ctx.beanstalkd(), "camera")
-    per, totals, faces, fast = [], [], [], []
+    per, totals, faces, fast, cand, cand_faces = [], [], [], [], [], []
     for _ in range(ctx.sizes.repeats):
         _, g, counts = filter_process(ctx, grid, folder)
         per.append(1 / g.filter_rate())
@@ -683,6 +703,10 @@ def sec_camera(ctx: Context) -> None:
         stages = grid_stage(grid)
         _, g, _ = filter_process(ctx, grid, folder, FAST_SMALL)
         fast.append(1 / g.filter_rate())
+        _, g, counts = filter_process(ctx, grid, folder, PROPOSALS)
+        cand.append(1 / g.filter_rate())
+        cand_faces.append(sum(counts.values()) / len(counts))
+        cand_stages = grid_stage(grid)
     rep = ctx.report
     rep.add("camera", "12 MP JPEG with one face: faces found per photo", f"{med(faces):.2f}", "1", med(faces) == 1)
     rep.add("camera", "12 MP JPEG: the worker's own time per photo (median)", f"{med(totals):.0f} ms")
@@ -698,6 +722,14 @@ def sec_camera(ctx: Context) -> None:
         "camera", "12 MP JPEG: decode / detect / encode / annotate ms per photo", " / ".join(f"{v:.0f}" for v in stages)
     )
     rep.add("camera", f"12 MP JPEG with {FAST_SMALL[1]}, per photo", f"{med(fast) * 1e3:.0f} ms")
+    rep.add("camera", f"12 MP JPEG with {PROPOSALS[1]}: faces found per photo", f"{med(cand_faces):.2f}")
+    v = med(cand) * 1e3
+    rep.add("camera", f"12 MP JPEG with {PROPOSALS[1]}, per photo", f"{v:.0f} ms", "<= 150 ms", v <= 150)
+    rep.add(
+        "camera",
+        f"12 MP JPEG with {PROPOSALS[1]}: decode / detect / encode / annotate ms per photo",
+        " / ".join(f"{v:.0f}" for v in cand_stages),
+    )
 
 
 def grid_stage(grid: Grid) -> list[float]:
@@ -790,6 +822,39 @@ def detect_once(engine, data: bytes, model: str, side: int, up: int, reps: int) 
     return [tuple(round(v / d.scale) for v in b) for b in rects], best
 
 
+CANDIDATES = ("hog around yuface candidates", 1024, 1)  # filter.proposals = yuface at the defaults
+
+
+def detect_candidates_once(engine, data: bytes, reps: int) -> tuple[list, float]:
+    """As detect_once at the defaults' size and upsampling, with filter.proposals = yuface."""
+    from facegrid.faces import SCAN_WHOLE_SIDE
+
+    _, side, up = CANDIDATES
+    best = math.inf
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        d = imaging.decode(data, side, 1 << 40)
+        if max(d.rgb.shape[:2]) > SCAN_WHOLE_SIDE:
+            rects = engine.hog_around_candidates(d.rgb, up)
+        else:
+            rects = engine.face_locations(d.rgb, up, "hog")
+        best = min(best, time.perf_counter() - t0)
+    return [tuple(round(v / d.scale) for v in b) for b in rects], best
+
+
+def encoding_agreement(engine, items, base, cand) -> tuple[int, int, int, float]:
+    """Faces found both ways: how many encodings are identical, within 0.01, and the largest distance."""
+    dists = []
+    for (_, data, _), b0, b1 in zip(items, base, cand, strict=True):
+        d = imaging.decode(data, 0, 1 << 40)  # boxes are in original pixels
+        pairs = [(a, next(b for b in b1 if same_face(a, b))) for a in b0 if any(same_face(a, b) for b in b1)]
+        if pairs:
+            e0 = engine.encode(d.rgb, [a for a, _ in pairs])
+            e1 = engine.encode(d.rgb, [b for _, b in pairs])
+            dists += [float(np.linalg.norm(x - y)) for x, y in zip(e0, e1, strict=True)]
+    return len(dists), sum(x == 0 for x in dists), sum(x <= 0.01 for x in dists), max(dists, default=0.0)
+
+
 def sec_detection(ctx: Context) -> None:
     """Recall of labelled faces against time for sizes and upsampling, on three photo sets."""
     engine, rep = ctx.engine(), ctx.report
@@ -802,6 +867,9 @@ def sec_detection(ctx: Context) -> None:
     else:
         log(f"detection: {LFW} not found: the LFW rows are left out")
     sets["camera"] = make_canvases(engine)
+    from facegrid.faces import FaceEngine
+
+    cand_engine = FaceEngine(dataclasses.replace(engine.conf, proposals="yuface"))
     configs = DETECT_CONFIGS if not ctx.args.quick else DETECT_CONFIGS[:4]
     extra = {
         "labelled": [("hog", 0, 1), ("hog", 0, 0)],  # full size: labels.csv's counts come from (0, 1)
@@ -814,6 +882,15 @@ def sec_detection(ctx: Context) -> None:
             log(f"detection: {name}: {cfg}")
             results[cfg] = [detect_once(engine, data, *cfg, reps) for _, data, _ in items]
         base = [b for b, _ in results[DEFAULT_DETECT]]
+        log(f"detection: {name}: {CANDIDATES}")
+        results[CANDIDATES] = [detect_candidates_once(cand_engine, data, reps) for _, data, _ in items]
+        n_both, identical, close, worst = encoding_agreement(engine, items, base, [b for b, _ in results[CANDIDATES]])
+        rep.add(
+            "detection",
+            f"{name} ({len(items)}): candidates vs defaults, encodings of the faces found both ways: "
+            "identical / within 0.01 / largest distance",
+            f"{identical}/{n_both} / {close}/{n_both} / {worst:.3f}",
+        )
         # "upsample only when small": one upsample for photos up to 1024 px, none above
         small = [max(Image.open(io.BytesIO(d)).size) <= 1024 for _, d, _ in items]
         results[("hog", 1024, "only <= 1024 px")] = [
