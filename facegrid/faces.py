@@ -101,6 +101,19 @@ def describe_build(build: dict, conf: Filter) -> str:
     return text
 
 
+def same_face(a: Box, b: Box) -> bool:
+    """Two boxes are one face: each centre inside the other box, sizes within 2x."""
+    (t1, r1, b1, l1), (t2, r2, b2, l2) = a, b
+    cy1, cx1, cy2, cx2 = (t1 + b1) / 2, (l1 + r1) / 2, (t2 + b2) / 2, (l2 + r2) / 2
+    return (
+        t2 <= cy1 <= b2
+        and l2 <= cx1 <= r2
+        and t1 <= cy2 <= b1
+        and l1 <= cx2 <= r1
+        and 0.5 < (b1 - t1) / max(1, b2 - t2) < 2
+    )
+
+
 class FaceEngine:
     def __init__(self, conf: Filter):
         self.build = dlib_build()  # sets OPENBLAS_NUM_THREADS before dlib is loaded
@@ -186,36 +199,43 @@ class FaceEngine:
         return g.top(), g.right(), g.bottom(), g.left()
 
     def hog_around_candidates(self, rgb: np.ndarray, upsample: int) -> list[Box]:
-        """HOG only around candidate faces: each candidate's surroundings are scaled to the
-        pyramid level a little above the one where the full scan would find it (so HOG's own
-        pyramid reaches it), and the box found is put on the full scan's grid."""
+        """HOG only around candidate faces. A face the full scan finds at its first pyramid
+        level is scanned as the full scan does it (dlib upsamples a crop whose corner sits on
+        the scan's cells: the same pixels, the same box); a larger face's surroundings are
+        scaled to a level a little above the one where the full scan finds it, and the box
+        found is put on the full scan's grid. Overlapping boxes keep the higher score."""
         import cv2
 
         h, w = rgb.shape[:2]
-        boxes: list[Box] = []
+        found: list[tuple[float, Box]] = []
         for x, y, cw, ch in self.candidates(rgb):
             side = max(cw, ch) * 2**upsample  # its size in the full scan's first level
             level = max(0, math.floor(math.log(max(side, 1) / 110) / math.log(1.2)))
             scale = 2**upsample * (5 / 6) ** level
             cx, cy, half = x + cw / 2, y + ch / 2, max(cw, ch) * 1.3 + 24 / scale
-            x0, y0, x1, y1 = (
-                max(0, int(cx - half)),
-                max(0, int(cy - half)),
-                min(w, int(cx + half)),
-                min(h, int(cy + half)),
-            )
+            x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+            x1, y1 = min(w, int(cx + half)), min(h, int(cy + half))
+            if level == 0:  # the crop's corner on a cell corner of the upsampled picture
+                step = max(1, HOG_CELL >> upsample)
+                x0, y0 = x0 - x0 % step, y0 - y0 % step
             if x1 - x0 < 8 or y1 - y0 < 8:
                 continue
-            size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
-            crop = cv2.resize(rgb[y0:y1, x0:x1], size, interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
-            for r in self.hog(crop, 0):
+            if level == 0:
+                crop, up, scale = np.ascontiguousarray(rgb[y0:y1, x0:x1]), upsample, 1.0
+            else:
+                size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+                crop, up = cv2.resize(rgb[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA), 0
+            rects, scores, _ = self.hog.run(crop, up, 0.0)
+            for r, score in zip(rects, scores, strict=True):
                 t, rt, b, lf = self.snap(
                     (r.top() / scale + y0, r.right() / scale + x0, r.bottom() / scale + y0, r.left() / scale + x0),
                     upsample,
                 )
-                box = (max(t, 0), min(rt, w), min(b, h), max(lf, 0))
-                if box not in boxes:
-                    boxes.append(box)
+                found.append((score, (max(t, 0), min(rt, w), min(b, h), max(lf, 0))))
+        boxes: list[Box] = []
+        for _, box in sorted(found, key=lambda f: -f[0]):
+            if not any(same_face(box, other) for other in boxes):
+                boxes.append(box)
         return boxes
 
     def face_locations(self, rgb: np.ndarray, upsample: int, model: str) -> list[Box]:

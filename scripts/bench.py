@@ -842,15 +842,42 @@ def detect_candidates_once(engine, data: bytes, reps: int) -> tuple[list, float]
     return [tuple(round(v / d.scale) for v in b) for b in rects], best
 
 
+def pair_faces(b0: list, b1: list) -> list[tuple]:
+    """Each box of b0 with the box of b1 that is the same face (the same box first), if any."""
+    pairs = []
+    for a in b0:
+        same = [b for b in b1 if same_face(a, b)]
+        if same:
+            pairs.append((a, min(same, key=lambda b: sum(abs(u - v) for u, v in zip(a, b, strict=True)))))
+    return pairs
+
+
 def encoding_agreement(engine, items, base, cand) -> tuple[int, int, int, float]:
     """Faces found both ways: how many encodings are identical, within 0.01, and the largest distance."""
     dists = []
     for (_, data, _), b0, b1 in zip(items, base, cand, strict=True):
         d = imaging.decode(data, 0, 1 << 40)  # boxes are in original pixels
-        pairs = [(a, next(b for b in b1 if same_face(a, b))) for a in b0 if any(same_face(a, b) for b in b1)]
+        pairs = pair_faces(b0, b1)
         if pairs:
             e0 = engine.encode(d.rgb, [a for a, _ in pairs])
             e1 = engine.encode(d.rgb, [b for _, b in pairs])
+            dists += [float(np.linalg.norm(x - y)) for x, y in zip(e0, e1, strict=True)]
+    return len(dists), sum(x == 0 for x in dists), sum(x <= 0.01 for x in dists), max(dists, default=0.0)
+
+
+def shifted_agreement(engine, items, shift: int) -> tuple[int, int, int, float]:
+    """The defaults against themselves: each photo and the same photo with `shift` pixels cut off
+    its top and left, detected and encoded at the defaults; the reference for encoding_agreement."""
+    dists = []
+    for _, data, _ in items:
+        rgb = imaging.decode(data, 0, 1 << 40).rgb
+        cut = np.ascontiguousarray(rgb[shift:, shift:])
+        b0 = engine.detect(rgb)[0]
+        b1 = [(t + shift, r + shift, b + shift, lf + shift) for t, r, b, lf in engine.detect(cut)[0]]
+        pairs = pair_faces(b0, b1)
+        if pairs:
+            e0 = engine.encode(rgb, [a for a, _ in pairs])
+            e1 = engine.encode(cut, [(t - shift, r - shift, b - shift, lf - shift) for _, (t, r, b, lf) in pairs])
             dists += [float(np.linalg.norm(x - y)) for x, y in zip(e0, e1, strict=True)]
     return len(dists), sum(x == 0 for x in dists), sum(x <= 0.01 for x in dists), max(dists, default=0.0)
 
@@ -891,6 +918,15 @@ def sec_detection(ctx: Context) -> None:
             "identical / within 0.01 / largest distance",
             f"{identical}/{n_both} / {close}/{n_both} / {worst:.3f}",
         )
+        if name == "labelled":
+            for shift in (1, 2):
+                n_both, identical, close, worst = shifted_agreement(engine, items, shift)
+                rep.add(
+                    "detection",
+                    f"{name} ({len(items)}): the defaults vs themselves on the photos with {shift} px cut off the "
+                    "top and left, encodings: identical / within 0.01 / largest distance",
+                    f"{identical}/{n_both} / {close}/{n_both} / {worst:.3f}",
+                )
         # "upsample only when small": one upsample for photos up to 1024 px, none above
         small = [max(Image.open(io.BytesIO(d)).size) <= 1024 for _, d, _ in items]
         results[("hog", 1024, "only <= 1024 px")] = [
