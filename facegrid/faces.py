@@ -7,6 +7,8 @@ landmarks, ResNet encoder; the CNN detector only for model = cnn), not the five
 (tests/test_encoder.py), a worker starts faster and holds less memory.
 ``analyse`` is the one pipeline shared by the filter, search.py and the
 benchmarks, so a target photo is seen exactly as a stored photo was.
+With filter.proposals = yuface, HOG runs only around candidate faces that
+libfacedetection's small CNN finds (hog_around_candidates; docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -100,10 +100,11 @@ def test_small_photos_are_scanned_whole(engine, candidates_engine, faces_dir):
     assert candidates_engine.analyse(data).boxes == engine.analyse(data).boxes
 
 
-def test_a_photo_without_a_face_gives_no_box(candidates_engine):
+@pytest.mark.parametrize("shape", [(600, 800, 3), (3, 900, 3), (900, 2, 3), (400, 330, 3)])
+def test_a_photo_without_a_face_gives_no_box(candidates_engine, shape):
     import numpy as np
 
-    rgb = np.random.default_rng(1).integers(0, 255, (600, 800, 3), dtype=np.uint8)
+    rgb = np.random.default_rng(1).integers(0, 255, shape, dtype=np.uint8)
     assert candidates_engine.detect(rgb)[0] == []
 
 
