@@ -134,6 +134,7 @@ class FilterWorker:
             "model": c.model,
             "upsample": c.upsample,
             "detect_max_side": c.detect_max_side,
+            "proposals": c.proposals,  # off, or yuface: HOG only around candidate faces
             "clahe": c.clahe,
             "jitters": c.jitters,
             "annotate_max_side": c.annotate_max_side,

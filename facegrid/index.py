@@ -58,7 +58,7 @@ class Segment:
         self.vectors, self.sqnorms, self.rowids = (np.load(folder / f"{n}.npy", mmap_mode="r") for n in NAMES)
         self.live = np.load(live, mmap_mode="r") if live is not None else None
         if self.live is not None and self.live.shape != self.rowids.shape:
-            raise ValueError(f"live mask {live.name} does not fit segment {folder.name}")
+            raise ValueError(f"live mask {live} does not fit segment {folder.name}")
 
     def __len__(self) -> int:
         return len(self.rowids)

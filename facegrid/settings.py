@@ -19,6 +19,7 @@ from .errors import ConfigError
 ROOT = Path(__file__).resolve().parent.parent
 CHOICES = {
     "filter.model": ("hog", "cnn"),
+    "filter.proposals": ("off", "yuface"),
     "filter.clahe": ("auto", "on", "off"),
     "search.mode": ("min", "mean"),
 }
@@ -50,6 +51,8 @@ class Filter:
     upsample: int = 1
     upsample_max_side: int = 0
     detect_max_side: int = 1024
+    proposals: str = "off"
+    proposal_side: int = 512
     clahe: str = "auto"
     jitters: int = 1
     annotate_max_side: int = 1024
@@ -152,6 +155,7 @@ class Settings:
             f.detect_max_side,
             "0 (full size) or at least 160 pixels",
         )
+        _check(f.proposal_side >= 160, "filter.proposal_side", f.proposal_side, "at least 160 pixels (512 measured)")
         _check(f.annotate_max_side >= 64, "filter.annotate_max_side", f.annotate_max_side, "at least 64 pixels")
         _check(1 <= f.jitters <= 100, "filter.jitters", f.jitters, "1 to 100")
         _check(10 <= f.annotate_quality <= 95, "filter.annotate_quality", f.annotate_quality, "10 to 95")

@@ -502,6 +502,7 @@ def fr_baseline(paths: list[Path]) -> tuple[float, dict[str, int]]:
 
 
 FAST_SMALL = ("--set", "filter.upsample_max_side=1024")  # the faster choice measured beside the defaults
+PROPOSALS = ("--set", "filter.proposals=yuface")  # HOG only around libfacedetection's candidates
 
 
 # The filter's per-photo work (FaceEngine.analyse, crops, annotated JPEG) in one process,
@@ -563,7 +564,7 @@ def sec_defaults(ctx: Context) -> None:
     paths = sorted(photos.iterdir())
     want = {str(photos / r["path"].replace("/", "__")): r["faces"] for r in rows}
     grid = Grid(ctx, ctx.beanstalkd(), "defaults")
-    ours, theirs, stages, fast, loops = [], [], [], [], []
+    ours, theirs, stages, fast, loops, cand, cand_stages = [], [], [], [], [], [], []
     for i in range(ctx.sizes.repeats):
         t, fr_counts = fr_baseline(paths)
         theirs.append(t)
@@ -572,10 +573,13 @@ def sec_defaults(ctx: Context) -> None:
         stages.append(g.stage_ms())
         t, _, fast_counts = filter_process(ctx, grid, photos, FAST_SMALL)
         fast.append(t)
+        t, g, cand_counts = filter_process(ctx, grid, photos, PROPOSALS)
+        cand.append(t)
+        cand_stages.append(g.stage_ms())
         loops.append((pipeline_process(baseline_python(), paths), pipeline_process(Path(PY), paths)))
         log(
             f"defaults repeat {i + 1}: face_recognition {theirs[-1]:.1f} s, filter.py {ours[-1]:.1f} s, "
-            f"with {FAST_SMALL[1]} {fast[-1]:.1f} s"
+            f"with {FAST_SMALL[1]} {fast[-1]:.1f} s, with {PROPOSALS[1]} {cand[-1]:.1f} s"
         )
     n = len(rows)
     f = ctx.settings.filter
@@ -614,6 +618,22 @@ def sec_defaults(ctx: Context) -> None:
     fast_found = sum(min(fast_counts.get(p, 0), k) for p, k in want.items())
     rep.add("defaults", f"with {FAST_SMALL[1]}: labelled faces found", f"{fast_found}/{labelled_total}")
     rep.add("defaults", f"with {FAST_SMALL[1]}: speed-up over face_recognition", f"{med(theirs) / med(fast):.2f}x")
+    cand_found = sum(min(cand_counts.get(p, 0), k) for p, k in want.items())
+    cand_same = sum(cand_counts.get(p) == k for p, k in want.items())
+    rep.add(
+        "defaults",
+        f"with {PROPOSALS[1]}: labelled faces found",
+        f"{cand_found}/{labelled_total}",
+        ">= fr's",
+        cand_found >= fr_found,
+    )
+    rep.add("defaults", f"with {PROPOSALS[1]}: photos with the labelled face count", f"{cand_same}/{n}")
+    ratio = med(theirs) / med(cand)
+    rep.add("defaults", f"with {PROPOSALS[1]}: speed-up over face_recognition", f"{ratio:.2f}x", ">= 4x", ratio >= 4)
+    split = " / ".join(
+        f"{med([s[k] for s in cand_stages]):.0f}" for k in ("decode_ms", "detect_ms", "encode_ms", "annotate_ms")
+    )
+    rep.add("defaults", f"with {PROPOSALS[1]}: decode / detect / encode / annotate ms per photo", split)
     decode_rows(ctx, [p.read_bytes() for p in paths if p.suffix.lower() in (".jpg", ".jpeg")], "labelled JPEGs")
     decode_rows(ctx, [make_big_jpeg(ctx.tmp / "24mp.jpg").read_bytes()], "24 MP JPEG")
 
@@ -689,7 +709,7 @@ def sec_camera(ctx: Context) -> None:
     folder = ctx.tmp / "camera"
     make_camera_photos(folder, max(6, ctx.sizes.photos // 8))
     grid = Grid(ctx, ctx.beanstalkd(), "camera")
-    per, totals, faces, fast = [], [], [], []
+    per, totals, faces, fast, cand, cand_faces = [], [], [], [], [], []
     for _ in range(ctx.sizes.repeats):
         _, g, counts = filter_process(ctx, grid, folder)
         per.append(1 / g.filter_rate())
@@ -698,6 +718,10 @@ def sec_camera(ctx: Context) -> None:
         stages = grid_stage(grid)
         _, g, _ = filter_process(ctx, grid, folder, FAST_SMALL)
         fast.append(1 / g.filter_rate())
+        _, g, counts = filter_process(ctx, grid, folder, PROPOSALS)
+        cand.append(1 / g.filter_rate())
+        cand_faces.append(sum(counts.values()) / len(counts))
+        cand_stages = grid_stage(grid)
     rep = ctx.report
     rep.add("camera", "12 MP JPEG with one face: faces found per photo", f"{med(faces):.2f}", "1", med(faces) == 1)
     rep.add("camera", "12 MP JPEG: the worker's own time per photo (median)", f"{med(totals):.0f} ms")
@@ -713,6 +737,14 @@ def sec_camera(ctx: Context) -> None:
         "camera", "12 MP JPEG: decode / detect / encode / annotate ms per photo", " / ".join(f"{v:.0f}" for v in stages)
     )
     rep.add("camera", f"12 MP JPEG with {FAST_SMALL[1]}, per photo", f"{med(fast) * 1e3:.0f} ms")
+    rep.add("camera", f"12 MP JPEG with {PROPOSALS[1]}: faces found per photo", f"{med(cand_faces):.2f}")
+    v = med(cand) * 1e3
+    rep.add("camera", f"12 MP JPEG with {PROPOSALS[1]}, per photo", f"{v:.0f} ms", "<= 150 ms", v <= 150)
+    rep.add(
+        "camera",
+        f"12 MP JPEG with {PROPOSALS[1]}: decode / detect / encode / annotate ms per photo",
+        " / ".join(f"{v:.0f}" for v in cand_stages),
+    )
 
 
 def grid_stage(grid: Grid) -> list[float]:
@@ -805,6 +837,66 @@ def detect_once(engine, data: bytes, model: str, side: int, up: int, reps: int) 
     return [tuple(round(v / d.scale) for v in b) for b in rects], best
 
 
+CANDIDATES = ("hog around yuface candidates", 1024, 1)  # filter.proposals = yuface at the defaults
+
+
+def detect_candidates_once(engine, data: bytes, reps: int) -> tuple[list, float]:
+    """As detect_once at the defaults' size and upsampling, with filter.proposals = yuface."""
+    from facegrid.faces import SCAN_WHOLE_SIDE
+
+    _, side, up = CANDIDATES
+    best = math.inf
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        d = imaging.decode(data, side, 1 << 40)
+        if max(d.rgb.shape[:2]) > SCAN_WHOLE_SIDE:
+            rects = engine.hog_around_candidates(d.rgb, up)
+        else:
+            rects = engine.face_locations(d.rgb, up, "hog")
+        best = min(best, time.perf_counter() - t0)
+    return [tuple(round(v / d.scale) for v in b) for b in rects], best
+
+
+def pair_faces(b0: list, b1: list) -> list[tuple]:
+    """Each box of b0 with the box of b1 that is the same face (the same box first), if any."""
+    pairs = []
+    for a in b0:
+        same = [b for b in b1 if same_face(a, b)]
+        if same:
+            pairs.append((a, min(same, key=lambda b: sum(abs(u - v) for u, v in zip(a, b, strict=True)))))
+    return pairs
+
+
+def encoding_agreement(engine, items, base, cand) -> tuple[int, int, int, float]:
+    """Faces found both ways: how many encodings are identical, within 0.01, and the largest distance."""
+    dists = []
+    for (_, data, _), b0, b1 in zip(items, base, cand, strict=True):
+        d = imaging.decode(data, 0, 1 << 40)  # boxes are in original pixels
+        pairs = pair_faces(b0, b1)
+        if pairs:
+            e0 = engine.encode(d.rgb, [a for a, _ in pairs])
+            e1 = engine.encode(d.rgb, [b for _, b in pairs])
+            dists += [float(np.linalg.norm(x - y)) for x, y in zip(e0, e1, strict=True)]
+    return len(dists), sum(x == 0 for x in dists), sum(x <= 0.01 for x in dists), max(dists, default=0.0)
+
+
+def shifted_agreement(engine, items, shift: int) -> tuple[int, int, int, float]:
+    """The defaults against themselves: each photo and the same photo with `shift` pixels cut off
+    its top and left, detected and encoded at the defaults; the reference for encoding_agreement."""
+    dists = []
+    for _, data, _ in items:
+        rgb = imaging.decode(data, 0, 1 << 40).rgb
+        cut = np.ascontiguousarray(rgb[shift:, shift:])
+        b0 = engine.detect(rgb)[0]
+        b1 = [(t + shift, r + shift, b + shift, lf + shift) for t, r, b, lf in engine.detect(cut)[0]]
+        pairs = pair_faces(b0, b1)
+        if pairs:
+            e0 = engine.encode(rgb, [a for a, _ in pairs])
+            e1 = engine.encode(cut, [(t - shift, r - shift, b - shift, lf - shift) for _, (t, r, b, lf) in pairs])
+            dists += [float(np.linalg.norm(x - y)) for x, y in zip(e0, e1, strict=True)]
+    return len(dists), sum(x == 0 for x in dists), sum(x <= 0.01 for x in dists), max(dists, default=0.0)
+
+
 def sec_detection(ctx: Context) -> None:
     """Recall of labelled faces against time for sizes and upsampling, on three photo sets."""
     engine, rep = ctx.engine(), ctx.report
@@ -817,6 +909,9 @@ def sec_detection(ctx: Context) -> None:
     else:
         log(f"detection: {LFW} not found: the LFW rows are left out")
     sets["camera"] = make_canvases(engine)
+    from facegrid.faces import FaceEngine
+
+    cand_engine = FaceEngine(dataclasses.replace(engine.conf, proposals="yuface"))
     configs = DETECT_CONFIGS if not ctx.args.quick else DETECT_CONFIGS[:4]
     extra = {
         "labelled": [("hog", 0, 1), ("hog", 0, 0)],  # full size: labels.csv's counts come from (0, 1)
@@ -829,6 +924,24 @@ def sec_detection(ctx: Context) -> None:
             log(f"detection: {name}: {cfg}")
             results[cfg] = [detect_once(engine, data, *cfg, reps) for _, data, _ in items]
         base = [b for b, _ in results[DEFAULT_DETECT]]
+        log(f"detection: {name}: {CANDIDATES}")
+        results[CANDIDATES] = [detect_candidates_once(cand_engine, data, reps) for _, data, _ in items]
+        n_both, identical, close, worst = encoding_agreement(engine, items, base, [b for b, _ in results[CANDIDATES]])
+        rep.add(
+            "detection",
+            f"{name} ({len(items)}): candidates vs defaults, encodings of the faces found both ways: "
+            "identical / within 0.01 / largest distance",
+            f"{identical}/{n_both} / {close}/{n_both} / {worst:.3f}",
+        )
+        if name == "labelled":
+            for shift in (1, 2):
+                n_both, identical, close, worst = shifted_agreement(engine, items, shift)
+                rep.add(
+                    "detection",
+                    f"{name} ({len(items)}): the defaults vs themselves on the photos with {shift} px cut off the "
+                    "top and left, encodings: identical / within 0.01 / largest distance",
+                    f"{identical}/{n_both} / {close}/{n_both} / {worst:.3f}",
+                )
         # "upsample only when small": one upsample for photos up to 1024 px, none above
         small = [max(Image.open(io.BytesIO(d)).size) <= 1024 for _, d, _ in items]
         results[("hog", 1024, "only <= 1024 px")] = [
@@ -1827,11 +1940,8 @@ RUNNERS = {
     "search": sec_search,
     "cli": sec_cli,
     "scale": sec_scale,
-    "video",
-    "growth",
-)
-# video (10 minutes of 1080p), scale (10,000,000 faces) and growth (1,000,000 photos) run only when asked
-DEFAULT_SECTIONS = SECTIONS[:-3]
+    "video": sec_video,
+    "growth": sec_growth,
 }
 
 
