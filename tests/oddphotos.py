@@ -176,7 +176,7 @@ def heic(folder: Path, source: Path) -> Path:
 
 def not_photos(folder: Path) -> dict[str, str]:
     """Files the queuer leaves aside by their extension -> the summary key that counts each."""
-    made = {"clip.mov": ".mov", "notes.txt": ".txt", "README": ".none", "odd.a=b c": ".other"}
+    made = {"song.mp3": ".mp3", "notes.txt": ".txt", "README": ".none", "odd.a=b c": ".other"}
     for name in made:
         (folder / name).write_bytes(b"not a photo\n")
     return made
