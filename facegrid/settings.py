@@ -10,78 +10,119 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
-CHOICES = {
-    "filter.model": ("hog", "cnn"),
-    "filter.proposals": ("off", "yuface"),
-    "filter.clahe": ("auto", "on", "off"),
-    "search.mode": ("min", "mean"),
-}
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """What a setting allows: a test of the value, and the words the error uses for it."""
+
+    ok: Callable[[Any], bool]
+    allowed: str
+    choices: tuple[str, ...] = ()
+
+
+def setting(default: Any, ok: Callable[[Any], bool] | None = None, allowed: str = "", choices: tuple = ()) -> Any:
+    """A setting's default and what it allows, declared once on its dataclass field.
+
+    Settings.validate checks every field by its rule, cli.setting_flag gives a
+    flag the choices; tests/test_settings.py checks that every number has a rule.
+    """
+    if choices:
+        ok, allowed = (lambda v: v in choices), "one of " + ", ".join(choices)
+    meta = {"rule": Rule(ok, allowed, tuple(choices))} if ok else {}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def between(lo: float, hi: float) -> Callable[[Any], bool]:
+    return lambda v: lo <= v <= hi
+
+
+def distance(default: float, what: str = "") -> Any:
+    """A face distance: more than 0, less than 2 (the largest between unit-length encodings)."""
+    return setting(default, lambda v: 0.0 < v < 2.0, f"a distance between 0 and 2{what}")
+
+
+def _tube(name: str) -> bool:
+    return 0 < len(name) <= 200 and " " not in name
+
+
+TUBE = "a tube name of 1-200 characters without spaces"
 
 
 @dataclasses.dataclass(frozen=True)
 class Beanstalkd:
     host: str = "127.0.0.1"
-    port: int = 11300
-    images_tube: str = "images"
-    people_tube: str = "people"
-    ttr: int = 120
-    max_ready: int = 500
-    max_attempts: int = 3
-    retry_delay: int = 2
-    retry_delay_max: int = 300
-    io_timeout: float = 30.0
+    port: int = setting(11300, between(1, 65535), "a port from 1 to 65535")
+    images_tube: str = setting("images", _tube, TUBE)
+    people_tube: str = setting("people", _tube, TUBE)
+    ttr: int = setting(120, lambda v: v >= 2, "at least 2 seconds")
+    max_ready: int = setting(500, lambda v: v >= 0, "0 (no bound) or more")
+    max_attempts: int = setting(3, lambda v: v >= 1, "1 or more")
+    retry_delay: int = setting(2, lambda v: v >= 0, "0 or more seconds")
+    retry_delay_max: int = setting(300, lambda v: v >= 0, "0 or more seconds")
+    io_timeout: float = setting(30.0, lambda v: v > 0, "more than 0 seconds")
 
 
 @dataclasses.dataclass(frozen=True)
 class Queuer:
     state: str = "facegrid-queuer.sqlite"
-    reencode_quality: int = 90
+    reencode_quality: int = setting(90, between(10, 95), "10 to 95")
+
+
+def _workers(v: str) -> bool:
+    return v == "auto" or (v.isdigit() and int(v) >= 1)
 
 
 @dataclasses.dataclass(frozen=True)
 class Filter:
-    model: str = "hog"
-    upsample: int = 1
-    upsample_max_side: int = 0
-    detect_max_side: int = 1024
-    proposals: str = "off"
-    proposal_side: int = 512
-    clahe: str = "auto"
-    jitters: int = 1
-    annotate_max_side: int = 1024
-    annotate_quality: int = 85
-    crop_size: int = 112
-    max_pixels: int = 180_000_000
-    workers: str = "1"
-    log_every: int = 100
+    model: str = setting("hog", choices=("hog", "cnn"))
+    upsample: int = setting(1, between(0, 3), "0, 1, 2 or 3")
+    upsample_max_side: int = setting(0, lambda v: v >= 0, "0 (upsample every photo) or a size in pixels")
+    detect_max_side: int = setting(1024, lambda v: v == 0 or v >= 160, "0 (full size) or at least 160 pixels")
+    proposals: str = setting("off", choices=("off", "yuface"))
+    proposal_side: int = setting(512, lambda v: v >= 160, "at least 160 pixels (512 measured)")
+    clahe: str = setting("auto", choices=("auto", "on", "off"))
+    jitters: int = setting(1, between(1, 100), "1 to 100")
+    annotate_max_side: int = setting(1024, lambda v: v >= 64, "at least 64 pixels")
+    annotate_quality: int = setting(85, between(10, 95), "10 to 95")
+    crop_size: int = setting(112, between(32, 512), "32 to 512 pixels")
+    max_pixels: int = setting(180_000_000, lambda v: v >= 1_000_000, "at least 1000000")
+    workers: str = setting("1", _workers, "'auto' or a whole number from 1")
+    log_every: int = setting(100, lambda v: v >= 1, "1 or more")
 
 
 @dataclasses.dataclass(frozen=True)
 class Collector:
     database: str = "facegrid.db"
-    batch: int = 256
-    log_every: int = 500
+    batch: int = setting(256, lambda v: v >= 1, "1 or more")
+    log_every: int = setting(500, lambda v: v >= 1, "1 or more")
 
 
 @dataclasses.dataclass(frozen=True)
 class Search:
-    tolerance: float = 0.5
-    lookalike_count: int = 15
-    lookalike_spread: float = 0.45
-    lookalike_ratio: float = 0.8
-    mixed_distance: float = 0.65
-    expand_count: int = 20
-    expand_score: float = 0.85
-    mode: str = "mean"
+    tolerance: float = distance(0.5, " (0.5 is the measured default)")
+    lookalike_count: int = setting(15, between(0, 1000), "0 (off) to 1000 (15 is the measured default)")
+    lookalike_spread: float = distance(0.45, " (0.45 is the measured default)")
+    lookalike_ratio: float = setting(
+        0.8, lambda v: 0.0 < v <= 2.0, "more than 0, at most 2 (0.8 is the measured default)"
+    )
+    mixed_distance: float = setting(
+        0.65, lambda v: 0.0 <= v < 2.0, "0 (no check) or a distance below 2 (0.65 is the measured default)"
+    )
+    expand_count: int = setting(20, between(0, 1000), "0 (no second pass) to 1000 (20 is the measured default)")
+    expand_score: float = setting(
+        0.85, lambda v: 0.0 < v <= 1.0, "more than 0, at most 1 (0.85 is the measured default)"
+    )
+    mode: str = setting("mean", choices=("min", "mean"))
     out: str = "matches"
-    limit: int = 0
+    limit: int = setting(0, lambda v: v >= 0, "0 (no limit) or more")
 
     def params(self):
         """The scoring parameters (facegrid.scoring.Params) these settings give."""
@@ -99,14 +140,14 @@ class Search:
 
 @dataclasses.dataclass(frozen=True)
 class Video:
-    fps: float = 1.0
-    min_change: float = 2.0
-    jpeg_quality: int = 90
-    max_side: int = 0
-    track_iou: float = 0.3
-    track_distance: float = 0.6
-    track_jump: float = 0.45
-    track_gap: float = 2.0
+    fps: float = setting(1.0, between(0.01, 30), "0.01 to 30 frames per second (1 is the default)")
+    min_change: float = setting(2.0, between(0, 255), "0 (send every sample) to 255")
+    jpeg_quality: int = setting(90, between(10, 100), "10 to 100")
+    max_side: int = setting(0, lambda v: v == 0 or v >= 160, "0 (full size) or >= 160")
+    track_iou: float = setting(0.3, between(0.0, 1.0), "0 to 1")
+    track_distance: float = distance(0.6)
+    track_jump: float = distance(0.45)
+    track_gap: float = setting(2.0, lambda v: v >= 0, "0 or more seconds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,102 +166,28 @@ class Settings:
     video: Video = Video()
 
     def validate(self) -> Settings:
-        b, f = self.beanstalkd, self.filter
-        _check(0 < b.port < 65536, "beanstalkd.port", b.port, "a port from 1 to 65535")
-        _check(b.ttr >= 2, "beanstalkd.ttr", b.ttr, "at least 2 seconds")
-        _check(b.max_ready >= 0, "beanstalkd.max_ready", b.max_ready, "0 (no bound) or more")
-        _check(b.max_attempts >= 1, "beanstalkd.max_attempts", b.max_attempts, "1 or more")
-        for name in ("images_tube", "people_tube"):
-            tube = getattr(b, name)
-            _check(
-                0 < len(tube) <= 200 and " " not in tube,
-                f"beanstalkd.{name}",
-                tube,
-                "a tube name of 1-200 characters without spaces",
-            )
-        for key, allowed in CHOICES.items():
-            section, field = key.split(".")
-            value = getattr(getattr(self, section), field)
-            _check(value in allowed, key, value, "one of " + ", ".join(allowed))
-        _check(0 <= f.upsample <= 3, "filter.upsample", f.upsample, "0, 1, 2 or 3")
-        _check(
-            f.upsample_max_side >= 0,
-            "filter.upsample_max_side",
-            f.upsample_max_side,
-            "0 (upsample every photo) or a size in pixels",
-        )
-        _check(
-            f.detect_max_side == 0 or f.detect_max_side >= 160,
-            "filter.detect_max_side",
-            f.detect_max_side,
-            "0 (full size) or at least 160 pixels",
-        )
-        _check(f.proposal_side >= 160, "filter.proposal_side", f.proposal_side, "at least 160 pixels (512 measured)")
-        _check(f.annotate_max_side >= 64, "filter.annotate_max_side", f.annotate_max_side, "at least 64 pixels")
-        _check(1 <= f.jitters <= 100, "filter.jitters", f.jitters, "1 to 100")
-        _check(10 <= f.annotate_quality <= 95, "filter.annotate_quality", f.annotate_quality, "10 to 95")
-        _check(32 <= f.crop_size <= 512, "filter.crop_size", f.crop_size, "32 to 512 pixels")
-        _check(f.max_pixels >= 1_000_000, "filter.max_pixels", f.max_pixels, "at least 1000000")
-        _check(
-            f.workers == "auto" or (f.workers.isdigit() and int(f.workers) >= 1),
-            "filter.workers",
-            f.workers,
-            "'auto' or a whole number from 1",
-        )
-        _check(self.collector.batch >= 1, "collector.batch", self.collector.batch, "1 or more")
-        _check(
-            0.0 < self.search.tolerance < 2.0,
-            "search.tolerance",
-            self.search.tolerance,
-            "a distance between 0 and 2 (0.5 is the measured default)",
-        )
-        se = self.search
-        _check(
-            0 <= se.lookalike_count <= 1000,
-            "search.lookalike_count",
-            se.lookalike_count,
-            "0 (off) to 1000 (15 is the measured default)",
-        )
-        _check(
-            0.0 < se.lookalike_spread < 2.0,
-            "search.lookalike_spread",
-            se.lookalike_spread,
-            "a distance between 0 and 2 (0.45 is the measured default)",
-        )
-        _check(
-            0.0 < se.lookalike_ratio <= 2.0,
-            "search.lookalike_ratio",
-            se.lookalike_ratio,
-            "more than 0, at most 2 (0.8 is the measured default)",
-        )
-        _check(
-            0 <= se.expand_count <= 1000,
-            "search.expand_count",
-            se.expand_count,
-            "0 (no second pass) to 1000 (20 is the measured default)",
-        )
-        _check(
-            0.0 < se.expand_score <= 1.0,
-            "search.expand_score",
-            se.expand_score,
-            "more than 0, at most 1 (0.85 is the measured default)",
-        )
-        _check(
-            0.0 <= se.mixed_distance < 2.0,
-            "search.mixed_distance",
-            se.mixed_distance,
-            "0 (no check) or a distance below 2 (0.65 is the measured default)",
-        )
-        vi = self.video
-        _check(0.01 <= vi.fps <= 30, "video.fps", vi.fps, "0.01 to 30 frames per second (1 is the default)")
-        _check(0 <= vi.min_change <= 255, "video.min_change", vi.min_change, "0 (send every sample) to 255")
-        _check(10 <= vi.jpeg_quality <= 100, "video.jpeg_quality", vi.jpeg_quality, "10 to 100")
-        _check(vi.max_side == 0 or vi.max_side >= 160, "video.max_side", vi.max_side, "0 (full size) or >= 160")
-        _check(0.0 <= vi.track_iou <= 1.0, "video.track_iou", vi.track_iou, "0 to 1")
-        _check(0.0 < vi.track_distance < 2.0, "video.track_distance", vi.track_distance, "a distance between 0 and 2")
-        _check(0.0 < vi.track_jump < 2.0, "video.track_jump", vi.track_jump, "a distance between 0 and 2")
-        _check(vi.track_gap >= 0, "video.track_gap", vi.track_gap, "0 or more seconds")
+        """Check every setting against the rule declared on its field."""
+        for section in dataclasses.fields(self):
+            values = getattr(self, section.name)
+            for f in dataclasses.fields(values):
+                rule = f.metadata.get("rule")
+                if rule is not None:
+                    value = getattr(values, f.name)
+                    _check(rule.ok(value), f"{section.name}.{f.name}", value, rule.allowed)
         return self
+
+
+def rules() -> dict[str, Rule]:
+    """Every declared rule, by "section.key"."""
+    out = {}
+    for section in dataclasses.fields(Settings):
+        for f in dataclasses.fields(section.default):  # type: ignore[arg-type]
+            if "rule" in f.metadata:
+                out[f"{section.name}.{f.name}"] = f.metadata["rule"]
+    return out
+
+
+CHOICES = {key: rule.choices for key, rule in rules().items() if rule.choices}
 
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:

@@ -45,8 +45,6 @@ import platform
 import random
 import re
 import shutil
-import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -58,8 +56,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from facegrid import envelope, imaging, store
+from facegrid import envelope, imaging, localgrid, store
 from facegrid import settings as settings_mod
+from facegrid.errors import UsageError
+from facegrid.localgrid import Server, script
 
 ROOT = Path(__file__).resolve().parent.parent
 # Code run by another interpreter (the dlib-bin venv) finds this checkout's package here.
@@ -86,7 +86,6 @@ SECTIONS = (
 )
 # video (10 minutes of 1080p), scale (10,000,000 faces) and growth (1,000,000 photos) run only when asked
 DEFAULT_SECTIONS = SECTIONS[:-3]
-MAX_JOB_SIZE = 16 * 1024 * 1024
 MB = 1024 * 1024
 RSS_WRAPPER = (
     "import resource, subprocess, sys\n"
@@ -176,55 +175,8 @@ def log(msg: str) -> None:
 
 
 # -- processes -----------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """A private beanstalkd: -l HOST -p PORT -z 16 MiB -b BINLOG, optionally inside a namespace."""
-
-    def __init__(self, folder: Path, netns: str | None = None, listen: str = "127.0.0.1", port: int = 0):
-        self.folder, self.netns, self.listen = folder, netns, listen
-        self.port = port or free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> Server:
-        binlog = self.folder / f"binlog-{self.port}"
-        binlog.mkdir(parents=True, exist_ok=True)
-        exe = shutil.which("beanstalkd") or "/usr/bin/beanstalkd"
-        cmd = [exe, "-l", self.listen, "-p", str(self.port), "-z", str(MAX_JOB_SIZE), "-b", str(binlog)]
-        self.proc = subprocess.Popen(in_netns(self.netns, cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        probe = in_netns(
-            self.netns, [PY, "-c", f"import socket; socket.create_connection(('127.0.0.1', {self.port}), 1)"]
-        )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"beanstalkd exited: {self.proc.stderr.read().decode()[:300]}")
-            if subprocess.run(probe, capture_output=True).returncode == 0:
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"beanstalkd did not answer on port {self.port}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(10)
-        self.proc = None
-
-
 def in_netns(netns: str | None, cmd: list[str]) -> list[str]:
     return ["ip", "netns", "exec", netns, *cmd] if netns else cmd
-
-
-def script(name: str, *args) -> list[str]:
-    return [PY, str(ROOT / name), *map(str, args)]
 
 
 def run(cmd: list[str], logfile: Path, timeout: float = 3600) -> float:
@@ -455,7 +407,7 @@ class Context:
 
     def beanstalkd(self) -> Server:
         if self.server is None:
-            self.server = Server(self.tmp).start()
+            self.server = Server(self.tmp / "binlog").start()
         return self.server
 
     def close(self) -> None:
@@ -1091,7 +1043,7 @@ def cpu_ceiling(workers: int, n: int = 20_000_000) -> float:
     return workers * one / many
 
 
-class Netns:
+class Netns(localgrid.Namespaces):
     """An arbiter namespace and two filter namespaces, joined by veth pairs.
 
     Every address used lives inside these namespaces (10.250.N.1 arbiter side,
@@ -1099,54 +1051,28 @@ class Netns:
     """
 
     def __init__(self):
-        tag = f"fgb{os.getpid() % 100000}"
-        self.arb, self.filters = f"{tag}a", [f"{tag}f0", f"{tag}f1"]
-        self.tag = tag
+        super().__init__(f"fgb{os.getpid() % 100000}")
 
     def __enter__(self) -> Netns:
         try:
-            for ns in (self.arb, *self.filters):
-                ip("netns", "add", ns)
-                ip("-n", ns, "link", "set", "lo", "up")
+            self.arb = self.add("a")
+            self.filters = [self.add(f"f{i}") for i in range(2)]
             for i, ns in enumerate(self.filters):
-                a, b = f"{self.tag}v{i}a", f"{self.tag}v{i}b"
-                ip("link", "add", a, "netns", self.arb, "type", "veth", "peer", "name", b, "netns", ns)
-                ip("-n", self.arb, "addr", "add", f"10.250.{i}.1/30", "dev", a)
-                ip("-n", ns, "addr", "add", f"10.250.{i}.2/30", "dev", b)
-                ip("-n", self.arb, "link", "set", a, "up")
-                ip("-n", ns, "link", "set", b, "up")
+                self.link(self.arb, ns, f"10.250.{i}.1", f"10.250.{i}.2", f"v{i}")
         except BaseException:
-            self.__exit__()
+            self.close()
             raise
         return self
-
-    def __exit__(self, *exc) -> None:
-        for ns in (self.arb, *self.filters):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-
-
-def ip(*args: str) -> None:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if proc.returncode:
-        raise PermissionError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
-
-
-def netns_unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (ip netns add)"
-    if not shutil.which("ip"):
-        return "the ip tool (iproute2) is not installed"
-    return None
 
 
 def scaling_netns(ctx: Context, photos: Path, one_rate: float) -> None:
     rep = ctx.report
-    why = netns_unavailable()
+    why = localgrid.Namespaces.unavailable()
     if why:
         return rep.skip("scaling", "2 filters in separate network namespaces over veth", why)
     try:
         with Netns() as ns:
-            server = Server(ctx.tmp / "netns", netns=ns.arb, listen="0.0.0.0", port=11300).start()
+            server = Server(ctx.tmp / "netns" / "binlog", netns=ns.arb, listen="0.0.0.0", port=11300).start()
             try:
                 grid = Grid(ctx, server, "scaling-netns")
                 rates = []
@@ -1155,7 +1081,7 @@ def scaling_netns(ctx: Context, photos: Path, one_rate: float) -> None:
                     rates.append(grid.filters_then_collector(photos, cmds).filter_rate())
             finally:
                 server.stop()
-    except (PermissionError, RuntimeError) as exc:
+    except (PermissionError, RuntimeError, UsageError) as exc:
         return rep.skip("scaling", "2 filters in separate network namespaces over veth", str(exc)[:200])
     rep.add("scaling", "2 filters, each in its own netns over veth: photos/s", f"{med(rates):.2f}")
     rep.add("scaling", "2 netns filters / 1 process", f"{med(rates) / one_rate:.2f}x")
@@ -1313,7 +1239,7 @@ def sec_memory(ctx: Context) -> None:
                 folder / "log",
             )
             peaks[sub].append(rss)
-            drain(server, "people")
+            server.drain("people")
     rep = ctx.report
     rep.add("memory", "filter process peak RSS, a 480p photo", f"{med(peaks['small']) / MB:.0f} MB")
     big = med(peaks["big"])
@@ -1372,17 +1298,6 @@ def png_decode_peak(path: Path, side: int) -> tuple[int, int]:
         [sys.executable, "-c", PNG_PEAK, str(path)], cwd=ROOT, capture_output=True, text=True, check=True
     )
     return int(out.stdout.split()[-1]), side * side
-
-
-def drain(server: Server, tube: str) -> None:
-    import greenstalk
-
-    with greenstalk.Client(("127.0.0.1", server.port), encoding=None, watch=tube) as c:
-        while True:
-            try:
-                c.delete(c.reserve(timeout=0))
-            except greenstalk.TimedOutError:
-                return
 
 
 # -- 5. search --------------------------------------------------------------------------
@@ -1818,7 +1733,7 @@ def make_bench_video(path: Path, seconds: int, fps: int = 30, size=(1920, 1080),
 def queuer_rss(ctx: Context, video: Path, tag: str) -> tuple[float, float, int]:
     """(wall seconds, peak RSS bytes, frames put) of queuer.py on one video, with no backlog bound."""
     folder = video.parent
-    server = Server(ctx.tmp / f"bs-{tag}").start()
+    server = Server(ctx.tmp / f"bs-{tag}" / "binlog").start()
     try:
         out = ctx.tmp / f"rss-{tag}"
         cmd = [
@@ -1838,21 +1753,10 @@ def queuer_rss(ctx: Context, video: Path, tag: str) -> tuple[float, float, int]:
             ),
         ]
         wall = run(cmd, ctx.tmp / f"queuer-{tag}.log")
-        frames = int(stats_tube(server.address, "images").get("current-jobs-ready", 0))
+        frames = int(server.tube("images")["current-jobs-ready"])
         return wall, float(out.read_text()), frames
     finally:
         server.stop()
-
-
-def stats_tube(address: str, tube: str) -> dict:
-    import greenstalk
-
-    host, port = address.rsplit(":", 1)
-    with greenstalk.Client((host, int(port)), encoding=None) as c:
-        try:
-            return c.stats_tube(tube)
-        except greenstalk.NotFoundError:  # nothing was ever put on it
-            return {}
 
 
 def sec_video(ctx: Context) -> None:
@@ -1888,7 +1792,7 @@ def sec_video(ctx: Context) -> None:
     ]
     long_wall = run(cmd, ctx.tmp / "queuer-long.log")
     long_rss = float(out.read_text())
-    frames = int(stats_tube(server.address, "images").get("current-jobs-ready", 0))
+    frames = int(server.tube("images")["current-jobs-ready"])
     workers = ctx.args.scale_workers
     filter_wall = run(
         script("filter.py", "--beanstalkd", server.address, "--burst", "--workers", workers),

@@ -11,7 +11,6 @@ import csv
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,82 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from facegrid import localgrid
+
 ROOT = Path(__file__).resolve().parent.parent
 FACES = Path(os.environ.get("FACEGRID_FACES", ROOT.parent / "shared" / "faces"))
-MAX_JOB_SIZE = 16 * 1024 * 1024
+free_port = localgrid.free_port
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Beanstalkd:
-    """A private beanstalkd: -l 127.0.0.1 -p <free port> -z 16 MiB -b <binlog dir>."""
-
-    def __init__(self, binlog: Path, max_job_size: int = MAX_JOB_SIZE, host: str = "127.0.0.1"):
-        self.binlog, self.max_job_size, self.host = binlog, max_job_size, host
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        binlog.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def start(self) -> Beanstalkd:
-        exe = shutil.which("beanstalkd") or "/usr/bin/beanstalkd"
-        self.proc = subprocess.Popen(
-            [exe, "-l", self.host, "-p", str(self.port), "-z", str(self.max_job_size), "-b", str(self.binlog)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection((self.host, self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"beanstalkd exited: {self.proc.stderr.read().decode()}") from None
-                time.sleep(0.05)
-        raise RuntimeError(f"beanstalkd did not answer on {self.address}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(10)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop(signal.SIGKILL)
-        self.start()
-
-    def client(self, **kw):
-        import greenstalk
-
-        return greenstalk.Client((self.host, self.port), encoding=None, **kw)
-
-    def tube(self, name: str) -> dict:
-        """stats-tube; a tube beanstalkd has dropped (empty, nobody on it) reads as empty.
-
-        Any other failure (beanstalkd gone, say) is raised, not read as an empty tube.
-        """
-        import greenstalk
-
-        with self.client() as c:
-            try:
-                return c.stats_tube(name)
-            except greenstalk.NotFoundError:
-                return {
-                    "current-jobs-ready": 0,
-                    "current-jobs-reserved": 0,
-                    "current-jobs-buried": 0,
-                    "current-jobs-delayed": 0,
-                    "current-watching": 0,
-                    "total-jobs": 0,
-                }
+Beanstalkd = localgrid.Server  # the project's own launcher, shared with scripts/bench.py and scripts/evaluate.py
 
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -25,7 +24,7 @@ import oddphotos
 import pytest
 from conftest import Beanstalkd, children, db_rows, run_script, script_cmd, start_script, wait_for
 
-from facegrid import envelope, store
+from facegrid import envelope, localgrid, store
 from facegrid.envelope import ImageJob
 
 pytestmark = pytest.mark.chaos
@@ -376,57 +375,39 @@ def test_poison_photo_becomes_an_error_row_and_is_buried(beanstalkd, faces_dir, 
 
 
 # network partition -------------------------------------------------------------------
-class Netns:
-    """A namespace joined to the host by a veth pair on a private /30 made here."""
+class Netns(localgrid.Namespaces):
+    """One namespace joined to the host by a veth pair on a private /30 chosen at random."""
 
     def __init__(self):
-        tag = f"{os.getpid() % 10000}{random.randint(0, 99)}"
-        self.ns, self.host_if, self.ns_if = f"fgns{tag}", f"fgh{tag}", f"fgn{tag}"
-        octet = random.randint(0, 63) * 4
-        self.net = f"10.{random.randint(100, 250)}.{random.randint(0, 255)}"
-        self.host_ip, self.ns_ip = f"{self.net}.{octet + 1}", f"{self.net}.{octet + 2}"
-
-    def ip(self, *args: str, ns: bool = False) -> None:
-        cmd = ["ip", "netns", "exec", self.ns, "ip", *args] if ns else ["ip", *args]
-        subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=30)
+        super().__init__(f"fg{os.getpid() % 10000}{random.randint(0, 99)}")
+        net, octet = f"10.{random.randint(100, 250)}.{random.randint(0, 255)}", random.randint(0, 63) * 4
+        self.host_ip, self.ns_ip = f"{net}.{octet + 1}", f"{net}.{octet + 2}"
 
     def up(self) -> Netns:
-        self.ip("netns", "add", self.ns)
-        self.ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
-        self.ip("link", "set", self.ns_if, "netns", self.ns)
-        self.ip("addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
-        self.ip("link", "set", self.host_if, "up")
-        self.ip("addr", "add", f"{self.ns_ip}/30", "dev", self.ns_if, ns=True)
-        self.ip("link", "set", self.ns_if, "up", ns=True)
-        self.ip("link", "set", "lo", "up", ns=True)
+        self.ns = self.add("n")
+        _, self.ns_if = self.link(None, self.ns, self.host_ip, self.ns_ip, "v")
         return self
 
     def cut(self) -> None:
-        self.ip("link", "set", self.ns_if, "down", ns=True)
+        self.set_link(self.ns, self.ns_if, up=False)
 
     def mend(self) -> None:
-        self.ip("link", "set", self.ns_if, "up", ns=True)
-
-    def down(self) -> None:
-        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, timeout=30)
-        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, timeout=30)
+        self.set_link(self.ns, self.ns_if, up=True)
 
 
 @pytest.fixture
 def netns():
-    if os.geteuid() != 0 or not shutil.which("ip"):
-        pytest.skip("network namespaces need root and iproute2's ip")
+    why = localgrid.Namespaces.unavailable()
+    if why:
+        pytest.skip(f"network namespaces: {why}")
     net = Netns()
     try:
         net.up()
-    except (subprocess.CalledProcessError, OSError) as exc:
-        net.down()
-        pytest.skip(
-            f"cannot make a network namespace here ({getattr(exc, 'stderr', '') or exc}); "
-            "run as root where namespaces are allowed"
-        )
+    except (PermissionError, subprocess.TimeoutExpired, OSError) as exc:
+        net.close()
+        pytest.skip(f"cannot make a network namespace here ({exc}); run as root where namespaces are allowed")
     yield net
-    net.down()
+    net.close()
 
 
 def test_filter_cut_off_mid_job(netns, faces_dir, tmp_path, request):

@@ -1,5 +1,7 @@
 """settings.ini -> Settings: defaults, overrides, and one-line errors (no server)."""
 
+import dataclasses
+
 import pytest
 from conftest import ROOT
 
@@ -10,7 +12,7 @@ from facegrid.errors import ConfigError
 def test_shipped_settings_ini_loads_and_matches_the_defaults():
     shipped = settings.load(ROOT / "settings.ini")
     defaults = settings.Settings()
-    for section in ("beanstalkd", "queuer", "filter", "collector", "search"):
+    for section in ("grid", "beanstalkd", "queuer", "filter", "collector", "search", "video"):
         assert getattr(shipped, section) == getattr(defaults, section), section
 
 
@@ -49,6 +51,36 @@ def test_bad_values_name_the_setting_and_the_fix(tmp_path, text, needle):
         settings.load(ini)
     assert needle in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_every_number_and_choice_declares_what_it_allows():
+    """A setting's rule sits on its dataclass field, so validate() cannot miss a new one."""
+    rules = settings.rules()
+    numbers = [
+        f"{section.name}.{f.name}"
+        for section in dataclasses.fields(settings.Settings)
+        for f in dataclasses.fields(section.default)
+        if settings.kind_of(f"{section.name}.{f.name}") in (int, float)
+    ]
+    assert numbers and not [key for key in numbers if key not in rules]
+    assert set(settings.CHOICES) == {"filter.model", "filter.proposals", "filter.clahe", "search.mode"}
+
+
+@pytest.mark.parametrize(
+    "key, bad",
+    [
+        ("beanstalkd.retry_delay", "-1"),
+        ("beanstalkd.io_timeout", "0"),
+        ("queuer.reencode_quality", "101"),
+        ("filter.log_every", "0"),
+        ("search.limit", "-5"),
+        ("video.track_distance", "2.5"),
+    ],
+)
+def test_a_value_outside_its_rule_is_refused_in_one_line(key, bad):
+    with pytest.raises(ConfigError) as e:
+        settings.load(overrides={key: bad})
+    assert str(e.value).startswith(f"setting {key} = ") and "use " in str(e.value) and "\n" not in str(e.value)
 
 
 def test_missing_explicit_config_is_an_error(tmp_path):
