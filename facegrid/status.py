@@ -181,7 +181,9 @@ def render(snap: dict) -> str:
         lines.append(f"database {snap['database']}: not there yet (the collector creates it)")
     else:
         lines.append(
-            f"database {snap['database']}: {c['images']} photos, {c['faces']} faces; "
+            f"database {snap['database']}: {c['images'] - c.get('frames', 0)} photos, "
+            + (f"{c['videos']} videos ({c['frames']} frames), " if c.get("videos") else "")
+            + f"{c['faces']} faces; "
             f"ok {c.get('ok', 0)}, no_faces {c.get('no_faces', 0)}, errors {c.get('error', 0)}"
         )
     lines.append(f"ETA to drain the queued photos: {fmt_duration(snap['eta_s'])}")
@@ -219,10 +221,12 @@ def prometheus(snap: dict) -> str:
     c = snap["db"]
     if c is not None:
         db = {"database": snap["database"]}
-        metric("db_images", "gauge", "photos stored in the database", [(db, c["images"])])
+        metric("db_images", "gauge", "pictures stored in the database (photos and video frames)", [(db, c["images"])])
+        metric("db_videos", "gauge", "videos stored in the database", [(db, c.get("videos"))])
+        metric("db_frames", "gauge", "sampled video frames stored in the database", [(db, c.get("frames"))])
         metric("db_faces", "gauge", "faces stored in the database", [(db, c["faces"])])
         statuses = [({**db, "status": s}, c.get(s, 0)) for s in ("ok", "no_faces", "error")]
-        metric("db_images_by_status", "gauge", "stored photos by status", statuses)
+        metric("db_images_by_status", "gauge", "stored pictures (photos and video frames) by status", statuses)
     metric("status_time_seconds", "gauge", "when these figures were taken (Unix time)", [({}, snap["time"])])
     return "\n".join(out) + "\n"
 

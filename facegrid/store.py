@@ -441,11 +441,15 @@ def videos(db: sqlite_utils.Database) -> list[dict]:
 
 
 def counts(db: sqlite_utils.Database) -> dict[str, int]:
-    out = {"images": 0, "faces": 0, "ok": 0, "no_faces": 0, "error": 0}
+    """Stored pictures by status (photos and sampled video frames), faces, videos and frames."""
+    out = {"images": 0, "faces": 0, "ok": 0, "no_faces": 0, "error": 0, "videos": 0, "frames": 0}
     for status, n in db.execute("SELECT status, count(*) FROM images GROUP BY status"):
         out[status] = n
         out["images"] += n
     out["faces"] = db.execute("SELECT count(*) FROM faces").fetchone()[0]
+    if "frames" in db.table_names():  # a database from before schema 3 has no videos
+        out["videos"] = db.execute("SELECT count(*) FROM videos").fetchone()[0]
+        out["frames"] = db.execute("SELECT count(*) FROM frames").fetchone()[0]
     return out
 
 

@@ -102,6 +102,17 @@ def test_people_counts_video_appearances(clip_grid):
         assert f"Clip.MP4 @ 00:00:{start:02d}-" in html
 
 
+def test_status_counts_videos_and_frames_apart_from_photos(clip_grid, beanstalkd):
+    work, clip, db = clip_grid
+    (frames,), (faces,) = db_rows(db, "SELECT count(*) FROM frames")[0], db_rows(db, "SELECT count(*) FROM faces")[0]
+    assert frames > 3
+    args = ("--beanstalkd", beanstalkd.address, "--sample", "0", "--db", db)
+    snap = json.loads(run_script("scripts/status", *args, "--json", check=True).stdout)
+    assert (snap["db"]["videos"], snap["db"]["frames"], snap["db"]["images"]) == (1, frames, frames)
+    table = run_script("scripts/status", *args, check=True).stdout
+    assert f"0 photos, 1 videos ({frames} frames), {faces} faces" in table, table
+
+
 def test_requeue_changes_nothing(clip_grid, beanstalkd):
     work, clip, db = clip_grid
     before = db_rows(db, "SELECT image_id, t, t_end FROM frames ORDER BY t")
