@@ -454,14 +454,13 @@ def _decode_image(header: dict, blobs: dict[str, bytes]) -> ImageJob:
         return job
     if not job.image:
         raise BadJob("an image job without an error needs an image blob")
-    if job.frame is not None:
-        if job.reencoded is not None or len(job.image) != job.size:
-            raise BadJob(f"frame blob is {len(job.image)} bytes but the job says size {job.size}")
-        _jpeg(job.image, "frame image blob")
-    elif job.reencoded is None:
+    what = "image" if job.frame is None else "frame"
+    if job.reencoded is None:
         if len(job.image) != job.size:
-            raise BadJob(f"image blob is {len(job.image)} bytes but the job says size {job.size}")
-        if hashlib.sha256(job.image).hexdigest() != job.id:
+            raise BadJob(f"{what} blob is {len(job.image)} bytes but the job says size {job.size}")
+        if job.frame is not None:  # a frame's id is frame_id(video_id, t), checked with the frame
+            _jpeg(job.image, "frame image blob")
+        elif hashlib.sha256(job.image).hexdigest() != job.id:
             raise BadJob("image blob's sha256 is not the job's id: the bytes are not the photo the job names")
     else:
         if job.reencoded["original_bytes"] != job.size:

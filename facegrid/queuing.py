@@ -139,14 +139,22 @@ def make_body(
     path: str,
     data: bytes,
     st: os.stat_result,
-    sha: str,
+    job_id: str,
     limit: int,
     settings: Settings,
     keys: envelope.Keyring | None = None,
+    frame: dict | None = None,
 ) -> tuple[bytes, bool]:
-    """The job body, re-encoded smaller when the photo would not fit max-job-size."""
+    """The job body of a photo (or of a video's frame), re-encoded smaller when it would not fit max-job-size."""
     job = ImageJob(
-        id=sha, path=display_path(path), host=HOST, size=len(data), mtime=st.st_mtime, queued_at=time.time(), image=data
+        id=job_id,
+        path=display_path(path),
+        host=HOST,
+        size=len(data),
+        mtime=st.st_mtime,
+        queued_at=time.time(),
+        image=data,
+        frame=frame,
     )
     body = envelope.encode_image_job(job, keys)
     if len(body) <= limit:
@@ -312,26 +320,12 @@ def _queue_video(path, st, requeue, settings, queue, state, backlog, limit, coun
                 "fps": v.fps,
                 "duration": info.duration if info else None,
             }
-            job = ImageJob(
-                id=envelope.frame_id(sha, item.t),
-                path=shown,
-                host=HOST,
-                size=len(item.jpeg),
-                mtime=st.st_mtime,
-                queued_at=time.time(),
-                image=item.jpeg,
-                frame=frame,
-            )
-            body = envelope.encode_image_job(job, keys)
+            body, shrunk = make_body(path, item.jpeg, st, envelope.frame_id(sha, item.t), limit, settings, keys, frame)
             if backlog.should_stop():  # SIGTERM mid-video: the next run resumes after the last frame put
                 state.commit()
                 log.warning("%s: stopping at %s; run again to resume there", shown, video.clock(last_t))
                 return
-            if len(body) > limit:
-                raise video.VideoUnreadable(
-                    f"a {len(item.jpeg)}-byte frame is over beanstalkd max-job-size {limit}; "
-                    "lower [video] max_side or start beanstalkd with a larger -z"
-                )
+            counts["reencoded"] += shrunk
             backlog.wait()
             queue.put(body, priority=1024)
             state.video_put(sha, item.t_end)

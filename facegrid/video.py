@@ -58,7 +58,14 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
 
 
 def open_video(path: str) -> tuple[cv2.VideoCapture, Info]:
-    cap = cv2.VideoCapture(os.fsdecode(path), cv2.CAP_FFMPEG)
+    """The video opened by FFmpeg through a descriptor of ours (/proc/self/fd/N): the file the
+    queuer checked and hashed, whatever bytes its name holds (a name that is not UTF-8 would
+    crash OpenCV). The descriptor is closed when this returns: FFmpeg holds its own."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        cap = cv2.VideoCapture(f"/proc/self/fd/{fd}", cv2.CAP_FFMPEG)
+    finally:
+        os.close(fd)
     if not cap.isOpened():
         cap.release()
         raise VideoUnreadable("not a readable video (FFmpeg cannot open it)")
@@ -104,13 +111,13 @@ def sample(
                 continue
             while next_t <= t + 1e-6:  # the next sample on the grid after this frame
                 next_t += step
+            t = round(t, 3)
+            if t <= after:  # sent by an earlier run: not decoded again
+                continue
             ok, bgr = cap.retrieve()
             if not ok or bgr is None:
                 break
             decoded += 1
-            t = round(t, 3)
-            if t <= after:
-                continue
             thumb = _thumb(bgr)
             if held is not None and held_thumb is not None and float(np.abs(thumb - held_thumb).mean()) < min_change:
                 held.t_end = t  # barely changed: the kept frame stands for this sample too

@@ -7,12 +7,13 @@ known people in known time spans and stretches with no one.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import db_rows, run_script
+from conftest import Beanstalkd, db_rows, run_script
 from videomaker import make_video
 
 from facegrid import envelope
@@ -142,6 +143,33 @@ def test_interrupted_video_resumes_where_it_stopped(beanstalkd, faces_dir, tmp_p
     again = run_script("queuer.py", "--beanstalkd", beanstalkd.address, "--state", state, *every, folder)
     assert again.returncode == 0 and "resuming after 5.0 s" in again.stderr, again.stderr
     assert beanstalkd.tube("images")["current-jobs-ready"] - whole == 6  # the frames at 6..11 s only
+
+
+def test_a_video_whose_name_is_not_utf8_is_queued(beanstalkd, faces_dir, tmp_path):
+    folder = tmp_path / "v"
+    folder.mkdir()
+    odd = make_video(tmp_path / "odd.mp4", [(0, 3, faces_dir / CAST[0][2])], 3)
+    os.rename(odd, os.path.join(os.fsencode(folder), b"caf\xe9-\xff.mp4"))
+    make_video(folder / "plain.mp4", [(0, 3, faces_dir / CAST[2][2])], 3)
+    db = grid(beanstalkd, tmp_path, folder)
+    paths = sorted(p for (p,) in db_rows(db, "SELECT path FROM videos"))
+    assert [os.path.basename(p) for p in paths] == ["caf\\xe9-\\xff.mp4", "plain.mp4"], paths
+    assert db_rows(db, "SELECT count(*) FROM images WHERE status = 'error'") == [(0,)]
+    assert db_rows(db, "SELECT count(*) FROM tracks") == [(2,)]
+
+
+def test_a_frame_over_max_job_size_is_reencoded_like_a_photo(faces_dir, tmp_path):
+    server = Beanstalkd(tmp_path / "binlog", max_job_size=24_000).start()
+    try:
+        folder = tmp_path / "v"
+        folder.mkdir()
+        make_video(folder / "big.mp4", [(0, 4, faces_dir / CAST[0][2])], 4, size=(1280, 720), drift=True)
+        db = grid(server, tmp_path, folder, "--set", "video.min_change=0")
+    finally:
+        server.stop()
+    assert db_rows(db, "SELECT count(*), sum(status = 'ok') FROM images") == [(4, 4)]
+    assert db_rows(db, "SELECT frames FROM videos") == [(4,)]
+    assert db_rows(db, "SELECT count(*) FROM tracks") == [(1,)]
 
 
 def sha(path: Path) -> str:
