@@ -146,6 +146,8 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
             )
         if version is not None and int(version) < SCHEMA_VERSION:
             _migrate(db)
+        elif "track_faces" in db.table_names():
+            _video_tables(db)  # an index added within schema 3 (nothing else changes)
         return
     with db.conn:
         db.execute("BEGIN IMMEDIATE")
@@ -192,7 +194,7 @@ def _video_tables(db: sqlite_utils.Database) -> None:
         "CREATE TABLE IF NOT EXISTS track_faces (image_id TEXT NOT NULL, idx INTEGER NOT NULL, "
         "video_id TEXT NOT NULL, track INTEGER, sharpness REAL, PRIMARY KEY (image_id, idx))"
     )
-    db.execute("CREATE INDEX IF NOT EXISTS track_faces_video ON track_faces (video_id)")
+    db.execute("CREATE INDEX IF NOT EXISTS track_faces_track ON track_faces (video_id, track)")
 
 
 def _migrate(db: sqlite_utils.Database) -> None:
@@ -303,14 +305,25 @@ def store_results(db: sqlite_utils.Database, results: Iterable[Result], video=No
 
 
 def _store_frames(conn: sqlite3.Connection, results: list[Result], now: float, video) -> None:
-    """Frames, their video's row, the sharpness of their faces, then the video's tracks made again."""
+    """Frames, their video's row, the sharpness of their faces, then the video's tracks made again
+    from the batch's earliest frame on (the tracks open there read before this batch changes them)."""
     if not results:
         return
+    if video is None:
+        from .settings import Video
+
+        video = Video()
     touched: dict[str, tuple[Result, dict]] = {}
+    since: dict[str, float] = {}  # per video, the earliest frame of this batch
     for r in results:
         f = r.frame
         assert f is not None  # the caller passes frames only
         touched[f["video_id"]] = (r, f)
+        since[f["video_id"]] = min(f["t"], since.get(f["video_id"], f["t"]))
+    carried = {v: _open_tracks(conn, v, since[v], 1.0 / f["fps"] + video.track_gap) for v, (_, f) in touched.items()}
+    for r in results:
+        f = r.frame
+        assert f is not None
         conn.execute(
             "INSERT INTO frames VALUES (?, ?, ?, ?, ?) ON CONFLICT (image_id) DO UPDATE SET "
             "t_end = max(t_end, excluded.t_end), frame_index = excluded.frame_index",
@@ -333,33 +346,89 @@ def _store_frames(conn: sqlite3.Connection, results: list[Result], now: float, v
             "UPDATE videos SET frames = (SELECT count(*) FROM frames WHERE video_id = ?) WHERE id = ?",
             (video_id, video_id),
         )
-        _make_tracks(conn, video_id, f["fps"], video)
+        _make_tracks(conn, video_id, f["fps"], video, since[video_id], carried[video_id])
 
 
-def _make_tracks(conn: sqlite3.Connection, video_id: str, fps: float, video) -> None:
-    if video is None:
-        from .settings import Video
+TRACK_FACE_SQL = (  # a video's faces, found through its frames (frames_video: video_id, t)
+    "SELECT tf.image_id, tf.idx, fr.t, fr.t_end, f.top, f.right, f.bottom, f.left, f.encoding, tf.sharpness "
+    "FROM frames fr JOIN track_faces tf ON tf.image_id = fr.image_id "
+    "JOIN faces f ON f.image_id = tf.image_id AND f.idx = tf.idx WHERE fr.video_id = ? "
+)
+# tracks.best_key in SQL: area x sharpness (none or 0: 1), then area, then the earliest
+BEST_ORDER = (
+    "ORDER BY max(0, f.right - f.left) * max(0, f.bottom - f.top) * "
+    "(CASE WHEN tf.sharpness IS NULL OR tf.sharpness = 0 THEN 1.0 ELSE tf.sharpness END) DESC, "
+    "max(0, f.right - f.left) * max(0, f.bottom - f.top) DESC, fr.t ASC LIMIT 1"
+)
 
-        video = Video()
+
+def _open_tracks(conn: sqlite3.Connection, video_id: str, since: float, reach: float) -> list[tracks.Track]:
+    """The stored tracks that may go on past `since` (they start before it and end within reach
+    seconds of it), each as of its frames before `since`: its last face, and its start, face count
+    and best face before that (from its tracks row, less its faces from `since` on; the best face is
+    looked for again only when the stored one lies from `since` on). Read before the batch changes
+    track_faces, so the stored rows and the assignments agree."""
+    out = []
+    before = TRACK_FACE_SQL + "AND fr.t < ? AND tf.track = ? "
     rows = conn.execute(
-        "SELECT tf.image_id, tf.idx, fr.t, fr.t_end, f.top, f.right, f.bottom, f.left, f.encoding, tf.sharpness "
-        "FROM track_faces tf JOIN frames fr ON fr.image_id = tf.image_id "
-        "JOIN faces f ON f.image_id = tf.image_id AND f.idx = tf.idx WHERE tf.video_id = ?",
-        (video_id,),
+        "SELECT track, start_s, faces, best_image_id, best_idx FROM tracks "
+        "WHERE video_id = ? AND start_s < ? AND end_s >= ?",
+        (video_id, since, since - reach - 1e-6),
     ).fetchall()
-    faces = [tracks.FrameFace(r[0], r[1], r[2], r[3], (r[4], r[5], r[6], r[7]), _vector(r[8]), r[9]) for r in rows]
-    found = tracks.build(faces, 1.0 / fps, video.track_gap, video.track_iou, video.track_distance, video.track_jump)
-    conn.execute("DELETE FROM tracks WHERE video_id = ?", (video_id,))
-    for n, tr in enumerate(found):
+    for number, start, count, best_id, best_idx in rows:
+        key = (video_id, since, number)
+        last = conn.execute(before + "ORDER BY fr.t DESC LIMIT 1", key).fetchone()
+        (moved,) = conn.execute(
+            "SELECT count(*) FROM frames fr JOIN track_faces tf ON tf.image_id = fr.image_id "
+            "WHERE fr.video_id = ? AND fr.t >= ? AND tf.track = ?",
+            key,
+        ).fetchone()
+        best = conn.execute(before + "AND tf.image_id = ? AND tf.idx = ?", (*key, best_id, best_idx)).fetchone()
+        if best is None:  # the stored best face lies from `since` on: the best of those before it
+            best = conn.execute(before + BEST_ORDER, key).fetchone()
+        earlier = tracks.Earlier(start, count - moved - 1, _frame_face(best))
+        out.append(tracks.Track([_frame_face(last)], number, earlier))
+    return out
+
+
+def _make_tracks(
+    conn: sqlite3.Connection, video_id: str, fps: float, video, since: float, carried: list[tracks.Track]
+) -> None:
+    """The video's tracks made again from `since` (its earliest frame in this batch) on.
+
+    Tracks are built in time order, so the faces before `since` keep the tracks they
+    have; the tracks open there (`carried`, see _open_tracks) go on, and every face
+    from `since` on is assigned again. A batch of the newest frames reads those
+    frames' faces and a few rows per open track, not the whole video.
+    """
+    later = [_frame_face(row) for row in conn.execute(TRACK_FACE_SQL + "AND fr.t >= ?", (video_id, since))]
+    found = tracks.build(
+        later, 1.0 / fps, video.track_gap, video.track_iou, video.track_distance, video.track_jump, active=carried
+    )
+    numbers = [tr.number for tr in carried]
+    marks = ",".join("?" * len(numbers))
+    conn.execute(
+        f"DELETE FROM tracks WHERE video_id = ? AND (start_s >= ? OR track IN ({marks}))", (video_id, since, *numbers)
+    )
+    (top,) = conn.execute("SELECT coalesce(max(track), -1) FROM tracks WHERE video_id = ?", (video_id,)).fetchone()
+    top = max([top, *numbers])  # new tracks take numbers above every one kept or carried on
+    for tr in found:
+        if tr.number is None:
+            top += 1
+            tr.number = top
+        conn.executemany(
+            "UPDATE track_faces SET track = ? WHERE image_id = ? AND idx = ?",
+            [(tr.number, f.image_id, f.idx) for f in tr.faces if f.t >= since],
+        )
         best = tr.best
         conn.execute(
             "INSERT INTO tracks VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (video_id, n, tr.start, tr.end, best.image_id, best.idx, len(tr.faces)),
+            (video_id, tr.number, tr.start, tr.end, best.image_id, best.idx, tr.count),
         )
-        conn.executemany(
-            "UPDATE track_faces SET track = ? WHERE image_id = ? AND idx = ?",
-            [(n, f.image_id, f.idx) for f in tr.faces],
-        )
+
+
+def _frame_face(row) -> tracks.FrameFace:
+    return tracks.FrameFace(row[0], row[1], row[2], row[3], (row[4], row[5], row[6], row[7]), _vector(row[8]), row[9])
 
 
 def _vector(blob: bytes):

@@ -8,7 +8,8 @@ track_distance, or, wherever it moved to (a cut, a pan), closer than track_jump.
 Pairs are taken closest first, one face per track per frame; a face that
 continues nothing starts a track. A track spans from its first frame's time to
 its last frame's t_end (a frame stands for the unchanged samples after it), and
-its best face is the largest, then sharpest, one.
+its best face is the one with the largest area x sharpness (then the largest, then
+the earliest).
 """
 
 from __future__ import annotations
@@ -35,20 +36,41 @@ class FrameFace:
 
 
 @dataclasses.dataclass
+class Earlier:
+    """What a stored track held before the face it is carried on from."""
+
+    start: float
+    count: int
+    best: FrameFace
+
+
+@dataclasses.dataclass
 class Track:
-    faces: list[FrameFace]
+    faces: list[FrameFace]  # in time order (a track carried on: from its last stored face)
+    number: int | None = None  # its number in the database, once stored
+    earlier: Earlier | None = None  # a track carried on: its faces before faces[0], summed up
 
     @property
     def start(self) -> float:
-        return self.faces[0].t
+        return self.earlier.start if self.earlier else self.faces[0].t
 
     @property
     def end(self) -> float:
         return max(f.t_end for f in self.faces)
 
     @property
+    def count(self) -> int:
+        return len(self.faces) + (self.earlier.count if self.earlier else 0)
+
+    @property
     def best(self) -> FrameFace:
-        return max(self.faces, key=lambda f: (f.area * (f.sharpness or 1.0), f.area, -f.t))
+        held = self.faces + ([self.earlier.best] if self.earlier else [])
+        return max(held, key=best_key)
+
+
+def best_key(f: FrameFace) -> tuple[float, int, float]:
+    """The best face of a track: the largest area x sharpness, then the largest, then the earliest."""
+    return (f.area * (f.sharpness or 1.0), f.area, -f.t)
 
 
 def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -60,13 +82,26 @@ def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def build(faces: list[FrameFace], step: float, gap: float, min_iou: float, distance: float, jump: float) -> list[Track]:
-    """Tracks of one video, in order of their start."""
+def build(
+    faces: list[FrameFace],
+    step: float,
+    gap: float,
+    min_iou: float,
+    distance: float,
+    jump: float,
+    active: list[Track] | None = None,
+) -> list[Track]:
+    """Tracks of one video, in order of their start.
+
+    active: tracks made from the frames before the first of ``faces`` that may go
+    on into them. Frames are taken in time order, so building on from there gives
+    what building over every frame would.
+    """
     frames: dict[tuple[float, str], list[FrameFace]] = {}
     for f in faces:
         frames.setdefault((f.t, f.image_id), []).append(f)
     done: list[Track] = []
-    active: list[Track] = []
+    active = list(active or [])
     for (t, _), here in sorted(frames.items()):
         still: list[Track] = []
         for tr in active:

@@ -104,3 +104,116 @@ def test_backlog_waits_at_the_bound_and_asks_once_per_budget(beanstalkd):
         assert beanstalkd.tube("images")["current-jobs-ready"] == 3
     finally:
         queue.close()
+
+
+def _walk_faces(seed: int, frames: int = 60) -> list:
+    """Two or three people drifting across sampled frames, leaving and coming back."""
+    from facegrid.tracks import FrameFace
+
+    rng = np.random.default_rng(seed)
+    people = [rng.normal(size=ENCODING_DIM).astype(np.float32) * 0.05 for _ in range(3)]
+    out = []
+    for n in range(frames):
+        t = float(n)
+        for p, base in enumerate(people):
+            if rng.random() < 0.3:  # off screen in this frame
+                continue
+            x = int(40 + 200 * p + 3 * n + rng.integers(-4, 5))
+            box = (50, x + 80, 130, x)
+            enc = base + rng.normal(size=ENCODING_DIM).astype(np.float32) * 0.01
+            out.append(FrameFace(f"f{n:03d}", p, t, t + float(rng.integers(0, 2)), box, enc, float(rng.random())))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_tracks_built_on_from_any_frame_equal_tracks_built_at_once(seed):
+    """What the collector does per batch: the tracks before a frame stay, open ones are carried on."""
+    from facegrid import tracks
+
+    faces = _walk_faces(seed)
+    args = (1.0, 2.0, 0.3, 0.6, 0.45)
+
+    def members(found):
+        return sorted(sorted((f.image_id, f.idx) for f in tr.faces) for tr in found)
+
+    whole = tracks.build(faces, *args)
+    assert 3 <= len(whole) < len(faces) / 2  # people leave and come back: several tracks, most faces joined
+    for since in (1.0, 17.0, 30.0, 59.0):
+        before = tracks.build([f for f in faces if f.t < since], *args)
+        reach = since - args[0] - args[1] - 1e-6
+        still = [tr for tr in before if tr.faces[-1].t_end >= reach]
+        closed = [tr for tr in before if tr.faces[-1].t_end < reach]
+        later = tracks.build([f for f in faces if f.t >= since], *args, active=still)
+        assert members(closed + later) == members(whole), since
+
+
+def _frame_results(n: int = 40, seed: int = 5) -> list:
+    """Stand-in filter results of one video's frames: two people, leaving and coming back."""
+    import io
+
+    from PIL import Image
+
+    from facegrid import envelope
+
+    rng = np.random.default_rng(seed)
+    people = [rng.normal(size=ENCODING_DIM).astype(np.float32) * 0.05 for _ in range(2)]
+    out = []
+    for k in range(n):
+        t, faces = float(k), []
+        for p, base in enumerate(people):
+            if rng.random() < 0.25:
+                continue
+            buf = io.BytesIO()
+            Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(buf, "JPEG")
+            x = 20 + 150 * p + k % 30
+            box = (40, x + 60 + int(rng.integers(0, 20)), 110, x)
+            faces.append(Face(box, base + rng.normal(size=ENCODING_DIM).astype(np.float32) * 0.01, buf.getvalue()))
+        frame = {"video_id": "ab" * 32, "t": t, "t_end": t, "index": 30 * k, "fps": 1.0, "duration": float(n)}
+        out.append(
+            envelope.Result(
+                id=envelope.frame_id("ab" * 32, t),
+                path="v.mp4",
+                host="h",
+                size=1000,
+                mtime=0.0,
+                queued_at=0.0,
+                status="ok" if faces else "no_faces",
+                width=320,
+                height=180,
+                faces=faces,
+                frame=frame,
+            )
+        )
+    return out
+
+
+def test_tracks_stored_in_any_batches_and_order_equal_tracks_stored_at_once(tmp_path):
+    """The collector builds tracks on from each batch's earliest frame: batches of one, out of
+    order, and frames stored twice give the tracks of one batch holding every frame (real SQLite)."""
+    import random
+
+    from facegrid import store
+
+    results = _frame_results()
+    tracks_sql = "SELECT start_s, end_s, faces, best_image_id, best_idx FROM tracks ORDER BY start_s"
+    members_sql = "SELECT image_id, idx FROM track_faces ORDER BY track, image_id, idx"
+
+    def stored(name: str, batches: list[list]) -> tuple[list, list]:
+        db = store.open_db(tmp_path / f"{name}.db")
+        for batch in batches:
+            store.store_results(db, batch)
+        return db.execute(tracks_sql).fetchall(), [tuple(r) for r in db.execute(members_sql)]
+
+    whole = stored("whole", [results])
+    assert len(whole[0]) >= 3  # people leave and come back
+    shuffled = results[:]
+    random.Random(1).shuffle(shuffled)
+    twice = [results[i : i + 3] for i in range(0, len(results), 3)] + [results[10:14], results[2:5]]
+    for name, batches in (
+        ("in-order", [[r] for r in results]),
+        ("shuffled", [[r] for r in shuffled]),
+        ("twice", twice),
+    ):
+        got = stored(name, batches)
+        assert got[0] == whole[0], name
+        assert sorted(got[1]) == sorted(whole[1]), name

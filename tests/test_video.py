@@ -114,6 +114,20 @@ def test_status_counts_videos_and_frames_apart_from_photos(clip_grid, beanstalkd
     assert f"0 photos, 1 videos ({frames} frames), {faces} faces" in table, table
 
 
+def test_tracks_stored_one_frame_at_a_time_equal_tracks_stored_at_once(clip_grid, beanstalkd, tmp_path):
+    """The collector builds a video's tracks on from each batch's earliest frame."""
+    work, clip, db = clip_grid
+    address = ("--beanstalkd", beanstalkd.address)
+    run_script("queuer.py", *address, "--state", tmp_path / "again.sqlite", clip.parent, check=True)
+    run_script("filter.py", *address, "--burst", "--workers", "1", check=True, timeout=600)
+    one_by_one = tmp_path / "one-by-one.db"
+    run_script("collector.py", *address, "--burst", "--batch", "1", "--db", one_by_one, check=True)
+    sql = "SELECT start_s, end_s, faces, best_image_id, best_idx FROM tracks ORDER BY start_s"
+    assert db_rows(one_by_one, sql) == db_rows(db, sql) and len(db_rows(db, sql)) == 3
+    per_face = "SELECT image_id, idx, track FROM track_faces ORDER BY image_id, idx"
+    assert all(track is not None for *_, track in db_rows(one_by_one, per_face))
+
+
 def test_requeue_changes_nothing(clip_grid, beanstalkd):
     work, clip, db = clip_grid
     before = db_rows(db, "SELECT image_id, t, t_end FROM frames ORDER BY t")
