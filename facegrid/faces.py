@@ -228,7 +228,9 @@ class FaceEngine:
                 self.around = True
             except (ImportError, ValueError) as e:  # no yuface wheel here, or another dlib
                 self.build.pop("yuface", None)
-                self.build["proposals_off"] = f"filter.proposals = yuface, but {e}: the full scan finds the same boxes"
+                self.build["proposals_off"] = (
+                    f"filter.proposals = yuface, but {e}: scanning whole pictures (the same boxes, slower)"
+                )
                 logging.getLogger(__name__).warning("%s", self.build["proposals_off"])
 
     def describe(self) -> str:
