@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ class LevelScan:
     """dlib's frontal face detector made to score one pyramid level and keep every window
     (no suppression), with the overlap test the full detector suppresses windows by."""
 
-    detector: object
+    detector: Any  # dlib.fhog_object_detector
     match: float  # boxes overlap: intersection / bounding box of both above this,
     covered: float  # or intersection / either box above this
     min_side: int  # the scanner's smallest pyramid level (pixels)
