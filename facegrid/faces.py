@@ -40,6 +40,8 @@ HOG_CELL, BOX_WIDTH = 8, 73
 # centre, plus CROP_MARGIN px where windows are not kept (fHOG's gradients and block
 # normalisation need about 2 cells beyond a window to equal the full scan's).
 CANDIDATE_TO_BOX, LEVELS_AROUND, CROP_REACH, CROP_MARGIN = 0.76, 2, 0.75, 24
+# A level whose crops add up to this share of it is scored whole, once.
+WHOLE_LEVEL_SHARE = 0.6
 
 
 @dataclasses.dataclass
@@ -315,17 +317,24 @@ class FaceEngine:
             return []
         top = max(0, max(p[3] for p in plans) + LEVELS_AROUND)
         levels = self.pyramid(rgb, upsample, top)
-        windows: dict[tuple, float] = {}
+        crops: dict[int, list[tuple[int, int, int, int]]] = {}
         for cx, cy, side, guess in plans:
             for j in range(max(0, guess - LEVELS_AROUND), min(len(levels) - 1, guess + LEVELS_AROUND) + 1):
-                img, f = levels[j], (5 / 6) ** j
-                big_h, big_w = img.shape[:2]
+                big_h, big_w = levels[j].shape[:2]
+                f = (5 / 6) ** j
                 reach = max(side * f, BOX_WIDTH) * CROP_REACH + CROP_MARGIN
                 x0 = max(0, int(cx * f - reach)) // HOG_CELL * HOG_CELL
                 y0 = max(0, int(cy * f - reach)) // HOG_CELL * HOG_CELL
                 x1, y1 = min(big_w, math.ceil(cx * f + reach)), min(big_h, math.ceil(cy * f + reach))
-                if x1 - x0 < BOX_WIDTH or y1 - y0 < BOX_WIDTH:
-                    continue
+                if x1 - x0 >= BOX_WIDTH and y1 - y0 >= BOX_WIDTH:
+                    crops.setdefault(j, []).append((x0, y0, x1, y1))
+        windows: dict[tuple, float] = {}
+        for j, boxes_j in crops.items():
+            img = levels[j]
+            big_h, big_w = img.shape[:2]
+            if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes_j) >= WHOLE_LEVEL_SHARE * big_w * big_h:
+                boxes_j = [(0, 0, big_w, big_h)]  # crops would cover most of it: score the level once
+            for x0, y0, x1, y1 in boxes_j:
                 rects, scores, kinds = scan.detector.run(np.ascontiguousarray(img[y0:y1, x0:x1]), 0, 0.0)
                 for r, score, kind in zip(rects, scores, kinds, strict=True):
                     inside = (
