@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -273,18 +274,19 @@ class FaceEngine:
             if r[0] >= PROPOSAL_MIN_SCORE
         ]
 
-    def pyramid(self, rgb: np.ndarray, upsample: int, top_level: int) -> list[np.ndarray]:
-        """The full scan's pyramid levels 0..top_level, pixel for pixel: dlib's pyramid_up
-        (`upsample` times), then pyramid_down<6> from each level to the next, over the whole
-        picture (each resize depends on the whole picture's size, so a crop would differ)."""
+    def pyramid(self, rgb: np.ndarray, upsample: int, top_level: int) -> Iterator[tuple[int, np.ndarray]]:
+        """The full scan's pyramid levels 0..top_level, pixel for pixel, one at a time: dlib's
+        pyramid_up (`upsample` times), then pyramid_down<6> from each level to the next, over the
+        whole picture (each resize depends on the whole picture's size: a crop would differ)."""
         img = np.ascontiguousarray(rgb)
         for _ in range(upsample):
             r = self.pyr2.rect_up(self.dlib.rectangle(0, 0, img.shape[1] - 1, img.shape[0] - 1))
             img = self.dlib.resize_image(img, r.bottom() + 1, r.right() + 1)
-        levels = [img]
-        for _ in range(min(top_level, self.level_count(img.shape[1], img.shape[0]) - 1)):
-            levels.append(self.pyr6(levels[-1]))
-        return levels
+        count = self.level_count(img.shape[1], img.shape[0])
+        for j in range(min(top_level + 1, count)):
+            yield j, img
+            if j + 1 < min(top_level + 1, count):
+                img = self.pyr6(img)
 
     def level_count(self, width: int, height: int) -> int:
         """How many pyramid levels dlib's scanner makes for a picture this size."""
@@ -315,26 +317,23 @@ class FaceEngine:
             plans.append(((x + cw / 2) * up, (y + ch / 2) * up, side, guess))
         if not plans:
             return []
-        top = max(0, max(p[3] for p in plans) + LEVELS_AROUND)
-        levels = self.pyramid(rgb, upsample, top)
-        crops: dict[int, list[tuple[int, int, int, int]]] = {}
-        for cx, cy, side, guess in plans:
-            for j in range(max(0, guess - LEVELS_AROUND), min(len(levels) - 1, guess + LEVELS_AROUND) + 1):
-                big_h, big_w = levels[j].shape[:2]
-                f = (5 / 6) ** j
+        windows: dict[tuple, float] = {}
+        for j, img in self.pyramid(rgb, upsample, max(p[3] for p in plans) + LEVELS_AROUND):
+            big_h, big_w = img.shape[:2]
+            f = (5 / 6) ** j
+            crops = []
+            for cx, cy, side, guess in plans:
+                if abs(j - guess) > LEVELS_AROUND:
+                    continue
                 reach = max(side * f, BOX_WIDTH) * CROP_REACH + CROP_MARGIN
                 x0 = max(0, int(cx * f - reach)) // HOG_CELL * HOG_CELL
                 y0 = max(0, int(cy * f - reach)) // HOG_CELL * HOG_CELL
                 x1, y1 = min(big_w, math.ceil(cx * f + reach)), min(big_h, math.ceil(cy * f + reach))
                 if x1 - x0 >= BOX_WIDTH and y1 - y0 >= BOX_WIDTH:
-                    crops.setdefault(j, []).append((x0, y0, x1, y1))
-        windows: dict[tuple, float] = {}
-        for j, boxes_j in crops.items():
-            img = levels[j]
-            big_h, big_w = img.shape[:2]
-            if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes_j) >= WHOLE_LEVEL_SHARE * big_w * big_h:
-                boxes_j = [(0, 0, big_w, big_h)]  # crops would cover most of it: score the level once
-            for x0, y0, x1, y1 in boxes_j:
+                    crops.append((x0, y0, x1, y1))
+            if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in crops) >= WHOLE_LEVEL_SHARE * big_w * big_h:
+                crops = [(0, 0, big_w, big_h)]  # crops would cover most of it: score the level once
+            for x0, y0, x1, y1 in crops:
                 rects, scores, kinds = scan.detector.run(np.ascontiguousarray(img[y0:y1, x0:x1]), 0, 0.0)
                 for r, score, kind in zip(rects, scores, kinds, strict=True):
                     inside = (

@@ -77,7 +77,7 @@ def test_the_pyramid_and_one_level_scans_are_the_full_scan(engine, candidates_en
         rgb = imaging.decode((faces_dir / name).read_bytes(), 1024, 1 << 40).rgb
         rects, scores, kinds = engine.hog.run(rgb, 1, 0.0)
         want = sorted(zip([(r.left(), r.top(), r.right(), r.bottom()) for r in rects], scores, kinds, strict=True))
-        levels = candidates_engine.pyramid(rgb, 1, 1000)
+        levels = [level for _, level in candidates_engine.pyramid(rgb, 1, 1000)]
         assert len(levels) == candidates_engine.level_count(levels[0].shape[1], levels[0].shape[0]) > 10
         windows = []
         for j, level in enumerate(levels):
