@@ -40,7 +40,7 @@ HOG_CELL, BOX_WIDTH = 8, 73
 # a crop reaches CROP_REACH times the larger of the box and the window from the candidate's
 # centre, plus CROP_MARGIN px where windows are not kept (fHOG's gradients and block
 # normalisation need about 2 cells beyond a window to equal the full scan's).
-CANDIDATE_TO_BOX, LEVELS_AROUND, CROP_REACH, CROP_MARGIN = 0.76, 2, 0.75, 24
+CANDIDATE_TO_BOX, LEVELS_AROUND, CROP_REACH, CROP_MARGIN = 0.76, 2, 1.0, 24
 # A level whose crops add up to this share of it is scored whole, once.
 WHOLE_LEVEL_SHARE = 0.6
 
