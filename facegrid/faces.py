@@ -36,11 +36,12 @@ SCAN_WHOLE_SIDE = 320
 # dlib's frontal HOG detector: 8 px cells; its boxes are 73 px wide at pyramid level 0.
 HOG_CELL, BOX_WIDTH = 8, 73
 # Around each candidate (hog_around_candidates): its HOG box is about this many times its
-# width; the levels scanned are the level of that width and LEVELS_AROUND on either side;
+# width; the levels scanned are the level of that width, LEVELS_BELOW below it and
+# LEVELS_ABOVE above (the full scan's boxes were 2 below to 1 above on the labelled photos);
 # a crop reaches CROP_REACH times the larger of the box and the window from the candidate's
 # centre, plus CROP_MARGIN px where windows are not kept (fHOG's gradients and block
 # normalisation need about 2 cells beyond a window to equal the full scan's).
-CANDIDATE_TO_BOX, LEVELS_AROUND, CROP_REACH, CROP_MARGIN = 0.76, 2, 1.0, 24
+CANDIDATE_TO_BOX, LEVELS_BELOW, LEVELS_ABOVE, CROP_REACH, CROP_MARGIN = 0.76, 2, 2, 1.0, 24
 # A level whose crops add up to this share of it is scored whole, once.
 WHOLE_LEVEL_SHARE = 0.6
 
@@ -318,12 +319,12 @@ class FaceEngine:
         if not plans:
             return []
         windows: dict[tuple, float] = {}
-        for j, img in self.pyramid(rgb, upsample, max(p[3] for p in plans) + LEVELS_AROUND):
+        for j, img in self.pyramid(rgb, upsample, max(p[3] for p in plans) + LEVELS_ABOVE):
             big_h, big_w = img.shape[:2]
             f = (5 / 6) ** j
             crops = []
             for cx, cy, side, guess in plans:
-                if abs(j - guess) > LEVELS_AROUND:
+                if not guess - LEVELS_BELOW <= j <= guess + LEVELS_ABOVE:
                     continue
                 reach = max(side * f, BOX_WIDTH) * CROP_REACH + CROP_MARGIN
                 x0 = max(0, int(cx * f - reach)) // HOG_CELL * HOG_CELL
