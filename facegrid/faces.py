@@ -7,8 +7,9 @@ landmarks, ResNet encoder; the CNN detector only for model = cnn), not the five
 (tests/test_encoder.py), a worker starts faster and holds less memory.
 ``analyse`` is the one pipeline shared by the filter, search.py and the
 benchmarks, so a target photo is seen exactly as a stored photo was.
-With filter.proposals = yuface, HOG runs only around candidate faces that
-libfacedetection's small CNN finds (hog_around_candidates; docs/benchmarks.md).
+With filter.proposals = yuface, HOG scores windows only around candidate faces that
+libfacedetection's small CNN finds, on the full scan's own pyramid levels, and keeps
+them as the full scan does: the same boxes (hog_around_candidates; docs/benchmarks.md).
 """
 
 from __future__ import annotations
