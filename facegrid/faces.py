@@ -234,10 +234,10 @@ class FaceEngine:
                 self.around = True
             except (ImportError, ValueError) as e:  # no yuface wheel here, or another dlib
                 self.build.pop("yuface", None)
-                self.build["proposals_off"] = (
-                    f"filter.proposals = yuface, but {e}: scanning whole pictures (the same boxes, slower)"
+                self.build["proposals_off"] = "filter.proposals = yuface, but the candidate finder is not set up"
+                logging.getLogger(__name__).warning(
+                    "filter.proposals = yuface, but %s: scanning whole pictures (the same boxes, slower)", e
                 )
-                logging.getLogger(__name__).warning("%s", self.build["proposals_off"])
 
     def describe(self) -> str:
         return describe_build(self.build, self.conf)
