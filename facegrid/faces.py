@@ -7,21 +7,24 @@ landmarks, ResNet encoder; the CNN detector only for model = cnn), not the five
 (tests/test_encoder.py), a worker starts faster and holds less memory.
 ``analyse`` is the one pipeline shared by the filter, search.py and the
 benchmarks, so a target photo is seen exactly as a stored photo was.
-With filter.proposals = yuface, HOG runs only around candidate faces that
-libfacedetection's small CNN finds (hog_around_candidates; docs/benchmarks.md).
+With filter.proposals = yuface, HOG scores windows only around candidate faces that
+libfacedetection's small CNN finds, on the full scan's own pyramid levels, and keeps
+them as the full scan does: the same boxes (hog_around_candidates; docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
 from . import imaging
-from .errors import ConfigError
 from .settings import Filter
 
 Box = tuple[int, int, int, int]  # top, right, bottom, left
@@ -31,11 +34,100 @@ Box = tuple[int, int, int, int]  # top, right, bottom, left
 PROPOSAL_MIN_SCORE = 30
 # Copies up to this size are scanned whole: HOG on them costs less than the candidates.
 SCAN_WHOLE_SIDE = 320
-# dlib's frontal HOG detector scans an 80x80 window in 8 px cells over a pyramid of 5/6
-# steps (after `upsample` doublings); at pyramid level j its boxes are the rectangles
-# (8m+5, 8n+5, 8m+77, 8n+77) of that level mapped up to the picture (measured on the
-# labelled photos and LFW: every box of the full scan is one of them).
-HOG_CELL, HOG_ORIGIN, HOG_WINDOW = 8, 5, 72
+# dlib's frontal HOG detector: 8 px cells; its boxes are 73 px wide at pyramid level 0.
+HOG_CELL, BOX_WIDTH = 8, 73
+# Around each candidate (hog_around_candidates): its HOG box is about this many times its
+# width; the levels scanned are the level of that width, LEVELS_BELOW below it and
+# LEVELS_ABOVE above (the full scan's boxes were 2 below to 1 above on the labelled photos);
+# a crop reaches CROP_REACH times the larger of the box and the window from the candidate's
+# centre, plus CROP_MARGIN px where windows are not kept (fHOG's gradients and block
+# normalisation need about 2 cells beyond a window to equal the full scan's).
+CANDIDATE_TO_BOX, LEVELS_BELOW, LEVELS_ABOVE, CROP_REACH, CROP_MARGIN = 0.76, 2, 2, 1.0, 24
+# A level whose crops add up to this share of it is scored whole, once.
+WHOLE_LEVEL_SHARE = 0.6
+
+
+@dataclasses.dataclass
+class LevelScan:
+    """dlib's frontal face detector made to score one pyramid level and keep every window
+    (no suppression), with the overlap test the full detector suppresses windows by."""
+
+    detector: Any  # dlib.fhog_object_detector
+    match: float  # boxes overlap: intersection / bounding box of both above this,
+    covered: float  # or intersection / either box above this
+    min_side: int  # the scanner's smallest pyramid level (pixels)
+
+    def overlaps(self, a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+        """dlib's test_box_overlap on (left, top, right, bottom), inclusive."""
+
+        def area(left, top, right, bottom):
+            return max(0, right - left + 1) * max(0, bottom - top + 1)
+
+        inner = area(max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+        if inner == 0:
+            return False
+        outer = area(min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+        return inner / outer > self.match or inner / area(*a) > self.covered or inner / area(*b) > self.covered
+
+
+def _int_at(data: bytes, i: int) -> tuple[int, int]:
+    """dlib's serialized integer: a byte with the length (and 0x80 for negative), then little-endian bytes."""
+    n = data[i] & 0x0F
+    value = int.from_bytes(data[i + 1 : i + 1 + n], "little")
+    return (-value if data[i] & 0x80 else value), i + 1 + n
+
+
+def _int_bytes(value: int) -> bytes:
+    n = max(1, (abs(value).bit_length() + 7) // 8)
+    return bytes([n | (0x80 if value < 0 else 0)]) + abs(value).to_bytes(n, "little")
+
+
+def _double_at(data: bytes, i: int) -> tuple[float, int]:
+    """dlib's serialized double: mantissa and exponent, two integers."""
+    mantissa, i = _int_at(data, i)
+    exponent, i = _int_at(data, i)
+    return math.ldexp(mantissa, exponent), i
+
+
+def level_scan(dlib, hog) -> LevelScan:
+    """One-level, every-window copy of `hog` (object_detector<scan_fhog_pyramid<pyramid_down<6>>>),
+    made by rewriting two fields of its serialized form: the scanner's max_pyramid_levels (to 1)
+    and the overlap test (to 1.0, 1.0: nothing overlaps). Raises ValueError if the layout is not
+    the one expected (another dlib), and the caller scans whole pictures instead."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "frontal.svm")
+        hog.save(path)
+        with open(path, "rb") as fh:
+            data = fh.read()
+        i, head = 0, []
+        # object_detector version, scanner version, feature extractor, feature pyramid,
+        # cell size, padding, window width, window height
+        for _ in range(8):
+            value, i = _int_at(data, i)
+            head.append(value)
+        if head[0] != 2 or head[1] != 1 or head[4] != HOG_CELL or head[6:8] != [80, 80]:
+            raise ValueError(f"unexpected dlib detector layout {head}")
+        at_levels = i
+        _, i = _int_at(data, i)  # max_pyramid_levels
+        min_width, i = _int_at(data, i)
+        min_height, i = _int_at(data, i)
+        _, i = _double_at(data, i)  # nuclear norm regularisation
+        _, i = _int_at(data, i)  # dimensions
+        at_overlap = i
+        match, i = _double_at(data, i)
+        covered, i = _double_at(data, i)
+        detectors, _ = _int_at(data, i)
+        if not (0 < match <= 1 and 0 < covered <= 1 and detectors == hog.num_detectors):
+            raise ValueError(f"unexpected dlib overlap test {match}, {covered}, {detectors}")
+        _, after_levels = _int_at(data, at_levels)
+        one = _int_bytes(1) + _int_bytes(0)  # 1.0 = 1 * 2**0
+        patched = data[:at_levels] + _int_bytes(1) + data[after_levels:at_overlap] + one + one + data[i:]
+        with open(path, "wb") as fh:
+            fh.write(patched)
+        detector = dlib.fhog_object_detector(path)
+    return LevelScan(detector, match, covered, min(min_width, min_height))
 
 
 @dataclasses.dataclass
@@ -94,10 +186,13 @@ def describe_build(build: dict, conf: Filter) -> str:
         + f", on a copy of at most {conf.detect_max_side or 'full size'} px"
     )
     if conf.proposals == "yuface" and conf.model == "hog":
-        text += (
-            f", only around candidate faces found by libfacedetection (yuface {build.get('yuface', '?')}) "
-            f"on a copy of at most {conf.proposal_side} px"
-        )
+        if build.get("yuface"):
+            text += (
+                f", only around candidate faces found by libfacedetection (yuface {build['yuface']}) "
+                f"on a copy of at most {conf.proposal_side} px (the full scan's boxes)"
+            )
+        else:
+            text += f", whole pictures ({build.get('proposals_off', 'the candidate finder is not set up')})"
     if not build["blas"]:
         text += " (BLAS off: encodings about 5x slower; scripts/setup.sh builds the fast encoder)"
     return text
@@ -126,14 +221,23 @@ class FaceEngine:
         self._cnn = None
         self._propose = None
         self.pyr6, self.pyr2 = dlib.pyramid_down(6), dlib.pyramid_down(2)
-        self._widths: dict[int, list[int]] = {}
         self.hog = dlib.get_frontal_face_detector()
+        self.around = False  # HOG only around candidate faces (filter.proposals = yuface)
         self.landmarks = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
         self.encoder = dlib.face_recognition_model_v1(models.face_recognition_model_location())
         if conf.model == "cnn":
             self.cnn()
         if conf.proposals == "yuface" and conf.model == "hog":
-            self.proposer()
+            try:
+                self.proposer()
+                self.level_scan = level_scan(dlib, self.hog)
+                self.around = True
+            except (ImportError, ValueError) as e:  # no yuface wheel here, or another dlib
+                self.build.pop("yuface", None)
+                self.build["proposals_off"] = "filter.proposals = yuface, but the candidate finder is not set up"
+                logging.getLogger(__name__).warning(
+                    "filter.proposals = yuface, but %s: scanning whole pictures (the same boxes, slower)", e
+                )
 
     def describe(self) -> str:
         return describe_build(self.build, self.conf)
@@ -150,14 +254,13 @@ class FaceEngine:
         score, x, y, w, h, 5 landmarks."""
         if self._propose is None:
             os.environ.setdefault("OMP_NUM_THREADS", "1")  # one worker per core
-            try:
-                import importlib.metadata as md
+            import importlib.metadata as md
 
+            try:
                 from yuface import yuface
             except ImportError as e:
-                raise ConfigError(
-                    f"filter.proposals = yuface needs the yuface package ({e}): "
-                    "run scripts/setup.sh (it installs yuface where it has wheels), or set filter.proposals = off"
+                raise ImportError(
+                    f"the yuface package does not load ({e}; scripts/setup.sh installs it where it has wheels)"
                 ) from None
             self.build["yuface"] = md.version("yuface")
             self._propose = yuface.detect
@@ -173,75 +276,90 @@ class FaceEngine:
             if r[0] >= PROPOSAL_MIN_SCORE
         ]
 
-    def level_widths(self, upsample: int) -> list[int]:
-        """Width in the picture of the full scan's boxes at each pyramid level."""
-        if upsample not in self._widths:
-            self._widths[upsample] = [
-                self.grid_box(0, 0, j, upsample).width() for j in range(40)
-            ]  # 1.2^40: any picture
-        return self._widths[upsample]
-
-    def grid_box(self, m: int, n: int, level: int, upsample: int):
-        o = HOG_ORIGIN
-        r = self.dlib.rectangle(
-            HOG_CELL * m + o, HOG_CELL * n + o, HOG_CELL * m + o + HOG_WINDOW, HOG_CELL * n + o + HOG_WINDOW
-        )
-        r = self.pyr6.rect_up(r, level) if level else r
+    def pyramid(self, rgb: np.ndarray, upsample: int, top_level: int) -> Iterator[tuple[int, np.ndarray]]:
+        """The full scan's pyramid levels 0..top_level, pixel for pixel, one at a time: dlib's
+        pyramid_up (`upsample` times), then pyramid_down<6> from each level to the next, over the
+        whole picture (each resize depends on the whole picture's size: a crop would differ)."""
+        img = np.ascontiguousarray(rgb)
         for _ in range(upsample):
-            r = self.pyr2.rect_down(r)
-        return r
+            r = self.pyr2.rect_up(self.dlib.rectangle(0, 0, img.shape[1] - 1, img.shape[0] - 1))
+            img = self.dlib.resize_image(img, r.bottom() + 1, r.right() + 1)
+        count = self.level_count(img.shape[1], img.shape[0])
+        for j in range(min(top_level + 1, count)):
+            yield j, img
+            if j + 1 < min(top_level + 1, count):
+                img = self.pyr6(img)
 
-    def snap(self, box: Box, upsample: int) -> Box:
-        """The box of the full scan's grid nearest to box: same level (by width), nearest cell."""
-        top, right, bottom, left = box
-        widths = self.level_widths(upsample)
-        level = min(range(len(widths)), key=lambda j: abs(widths[j] - (right - left)))
-        r = self.dlib.drectangle(left, top, right, bottom)
-        for _ in range(upsample):
-            r = self.pyr2.rect_up(r)
-        r = self.pyr6.rect_down(r, level) if level else r
-        m, n = round((r.left() - HOG_ORIGIN) / HOG_CELL), round((r.top() - HOG_ORIGIN) / HOG_CELL)
-        g = self.grid_box(m, n, level, upsample)
-        return g.top(), g.right(), g.bottom(), g.left()
+    def level_count(self, width: int, height: int) -> int:
+        """How many pyramid levels dlib's scanner makes for a picture this size."""
+        rect, n = self.dlib.rectangle(0, 0, width - 1, height - 1), 0
+        while True:
+            rect, n = self.pyr6.rect_down(rect), n + 1
+            if rect.width() < self.level_scan.min_side or rect.height() < self.level_scan.min_side:
+                return n
 
     def hog_around_candidates(self, rgb: np.ndarray, upsample: int) -> list[Box]:
-        """HOG only around candidate faces. A face the full scan finds at its first pyramid
-        level is scanned as the full scan does it (dlib upsamples a crop whose corner sits on
-        the scan's cells: the same pixels, the same box); a larger face's surroundings are
-        scaled to a level a little above the one where the full scan finds it, and the box
-        found is put on the full scan's grid. Overlapping boxes keep the higher score."""
-        import cv2
+        """The full scan's boxes, with HOG run only around candidate faces.
 
+        dlib's full scan upsamples the picture, makes a pyramid (5/6 per level), scores every
+        80x80 window of every level (8 px cells) and keeps the best-scoring window among
+        overlapping ones. Here the levels are made the same way (pyramid: the same pixels),
+        but scored only in crops around each candidate, at the levels where its face can be
+        found: a crop whose corner sits on a cell corner gives the full scan's features, and
+        so its windows, away from the crop's edges (CROP_MARGIN). The windows kept are then
+        suppressed as dlib does (its own overlap test, by score), so the boxes are the full
+        scan's: every face the full scan finds near a candidate, with the very same box."""
+        scan = self.level_scan
         h, w = rgb.shape[:2]
-        found: list[tuple[float, Box]] = []
+        up = 2**upsample
+        plans = []
         for x, y, cw, ch in self.candidates(rgb):
-            side = max(cw, ch) * 2**upsample  # its size in the full scan's first level
-            level = max(0, math.floor(math.log(max(side, 1) / 110) / math.log(1.2)))
-            scale = 2**upsample * (5 / 6) ** level
-            cx, cy, half = x + cw / 2, y + ch / 2, max(cw, ch) * 1.3 + 24 / scale
-            x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
-            x1, y1 = min(w, int(cx + half)), min(h, int(cy + half))
-            if level == 0:  # the crop's corner on a cell corner of the upsampled picture
-                step = max(1, HOG_CELL >> upsample)
-                x0, y0 = x0 - x0 % step, y0 - y0 % step
-            if x1 - x0 < 8 or y1 - y0 < 8:
-                continue
-            if level == 0:
-                crop, up, scale = np.ascontiguousarray(rgb[y0:y1, x0:x1]), upsample, 1.0
-            else:
-                size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
-                crop, up = cv2.resize(rgb[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA), 0
-            rects, scores, _ = self.hog.run(crop, up, 0.0)
-            for r, score in zip(rects, scores, strict=True):
-                t, rt, b, lf = self.snap(
-                    (r.top() / scale + y0, r.right() / scale + x0, r.bottom() / scale + y0, r.left() / scale + x0),
-                    upsample,
-                )
-                found.append((score, (max(t, 0), min(rt, w), min(b, h), max(lf, 0))))
+            side = max(cw, ch) * up * CANDIDATE_TO_BOX  # the box's width in the upsampled picture
+            guess = round(math.log(max(side, 1.0) / BOX_WIDTH) / math.log(1.2))
+            plans.append(((x + cw / 2) * up, (y + ch / 2) * up, side, guess))
+        if not plans:
+            return []
+        windows: dict[tuple, float] = {}
+        for j, img in self.pyramid(rgb, upsample, max(p[3] for p in plans) + LEVELS_ABOVE):
+            big_h, big_w = img.shape[:2]
+            f = (5 / 6) ** j
+            crops = []
+            for cx, cy, side, guess in plans:
+                if not guess - LEVELS_BELOW <= j <= guess + LEVELS_ABOVE:
+                    continue
+                reach = max(side * f, BOX_WIDTH) * CROP_REACH + CROP_MARGIN
+                x0 = max(0, int(cx * f - reach)) // HOG_CELL * HOG_CELL
+                y0 = max(0, int(cy * f - reach)) // HOG_CELL * HOG_CELL
+                x1, y1 = min(big_w, math.ceil(cx * f + reach)), min(big_h, math.ceil(cy * f + reach))
+                if x1 - x0 >= BOX_WIDTH and y1 - y0 >= BOX_WIDTH:
+                    crops.append((x0, y0, x1, y1))
+            if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in crops) >= WHOLE_LEVEL_SHARE * big_w * big_h:
+                crops = [(0, 0, big_w, big_h)]  # crops would cover most of it: score the level once
+            for x0, y0, x1, y1 in crops:
+                rects, scores, kinds = scan.detector.run(np.ascontiguousarray(img[y0:y1, x0:x1]), 0, 0.0)
+                for r, score, kind in zip(rects, scores, kinds, strict=True):
+                    inside = (
+                        (x0 == 0 or r.left() >= CROP_MARGIN)
+                        and (y0 == 0 or r.top() >= CROP_MARGIN)
+                        and (x1 == big_w or x1 - x0 - 1 - r.right() >= CROP_MARGIN)
+                        and (y1 == big_h or y1 - y0 - 1 - r.bottom() >= CROP_MARGIN)
+                    )
+                    if inside:
+                        key = (j, r.left() + x0, r.top() + y0, r.right() + x0, r.bottom() + y0, kind)
+                        windows[key] = max(score, windows.get(key, score))
+        kept: list[tuple[int, int, int, int]] = []
+        for (j, left, top, right, bottom, _), _score in sorted(windows.items(), key=lambda kv: -kv[1]):
+            r = self.dlib.rectangle(left, top, right, bottom)
+            r = self.pyr6.rect_up(r, j) if j else r
+            box = (r.left(), r.top(), r.right(), r.bottom())
+            if not any(scan.overlaps(box, other) for other in kept):
+                kept.append(box)
         boxes: list[Box] = []
-        for _, box in sorted(found, key=lambda f: -f[0]):
-            if not any(same_face(box, other) for other in boxes):
-                boxes.append(box)
+        for left, top, right, bottom in kept:
+            r = self.dlib.rectangle(left, top, right, bottom)
+            for _ in range(upsample):
+                r = self.pyr2.rect_down(r)
+            boxes.append((max(r.top(), 0), min(r.right(), w), min(r.bottom(), h), max(r.left(), 0)))
         return boxes
 
     def face_locations(self, rgb: np.ndarray, upsample: int, model: str) -> list[Box]:
@@ -268,7 +386,7 @@ class FaceEngine:
         if clahe:
             small = imaging.apply_clahe(small)
         upsample = self.upsample_for(original_side or max(rgb.shape[:2]))
-        if c.model == "hog" and c.proposals == "yuface" and max(small.shape[:2]) > SCAN_WHOLE_SIDE:
+        if c.model == "hog" and self.around and max(small.shape[:2]) > SCAN_WHOLE_SIDE:
             found = self.hog_around_candidates(small, upsample)
         else:
             found = self.face_locations(small, upsample, c.model)

