@@ -86,7 +86,7 @@ class Filter:
     upsample: int = setting(1, between(0, 3), "0, 1, 2 or 3")
     upsample_max_side: int = setting(0, lambda v: v >= 0, "0 (upsample every photo) or a size in pixels")
     detect_max_side: int = setting(1024, lambda v: v == 0 or v >= 160, "0 (full size) or at least 160 pixels")
-    proposals: str = setting("off", choices=("off", "yuface"))
+    proposals: str = setting("yuface", choices=("off", "yuface"))
     proposal_side: int = setting(512, lambda v: v >= 160, "at least 160 pixels (512 measured)")
     clahe: str = setting("auto", choices=("auto", "on", "off"))
     jitters: int = setting(1, between(1, 100), "1 to 100")
