@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""queuer.py: put one job per photo on the images tube (see --help)."""
+"""queuer.py: put one job per photo, and per sampled video frame, on the images tube (see --help)."""
 
 import sys
 
@@ -14,7 +14,7 @@ examples:
   queuer.py --max-ready 0 /srv/photos         no bound on the backlog in beanstalkd
   queuer.py --set video.fps=2 /srv/newsroom   videos sampled at 2 frames a second
 
-Photos: jpg jpeg png bmp webp tif tiff gif, any case, found recursively; folder links are
+Photos: jpg jpeg png bmp webp tif tiff gif heic heif, any case, found recursively; folder links are
 followed once. The queuer never writes to, moves or renames your files. A photo
 larger than beanstalkd's max-job-size is re-encoded smaller, and the job says so.
 Videos: mp4 mov m4v mkv avi webm mts, any case: decoded on this host, sampled at
@@ -25,7 +25,11 @@ exit codes: 0 done, 2 usage or settings error, 3 beanstalkd unreachable
 
 
 def main(argv=None) -> int:
-    p = cli.parser("queuer.py", "Walk folders of photos and put one job per photo on the images tube.", EPILOG)
+    p = cli.parser(
+        "queuer.py",
+        "Walk folders of photos and videos and put one job per photo or sampled frame on the images tube.",
+        EPILOG,
+    )
     p.add_argument("folders", nargs="+", metavar="DIR", help="folders to walk recursively")
     max_ready_help = "wait while the tube holds more than N ready jobs (0: no bound)"
     cli.setting_flag(p, "--max-ready", "beanstalkd.max_ready", max_ready_help, "N")

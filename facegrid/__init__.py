@@ -4,4 +4,4 @@ Shared code for the four thin scripts at the top of the repository:
 queuer.py, filter.py, collector.py and search.py.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.9.0"

@@ -1,6 +1,7 @@
 """search.py --people: who is in this collection.
 
-Every stored face is clustered into persons with dlib's Chinese whispers graph
+Every stored face of a photo, and each video track's best face (one per
+appearance), is clustered into persons with dlib's Chinese whispers graph
 clustering over a graph that joins two faces when each would find the other
 with search.py's own rule (the tolerance, tightened among look-alikes; see
 facegrid/scoring.py) and they come from different photos. docs/search.md has

@@ -1,4 +1,4 @@
-"""The queuer: folders -> one job per photo on the images tube.
+"""The queuer: folders -> one job per photo (and per sampled video frame) on the images tube.
 
 It never writes, moves or renames the user's files. Its own state (which
 files it queued) lives in a small SQLite file, so a second run over the same
@@ -108,7 +108,7 @@ class Progress:
         if sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="photo", desc="queued", file=sys.stderr, smoothing=0.1)
+            self.bar = tqdm(total=total, unit="file", desc="queued", file=sys.stderr, smoothing=0.1)
 
     def update(self, n: int = 1, **counts: int) -> None:
         self.done += n
@@ -234,7 +234,7 @@ def run_queuer(
             ", ".join(f"{e} {n}" for e, n in sorted(skipped.items())),
         )
     log.info(
-        "found %d image files; queuing on %s (%s), max-job-size %d bytes",
+        "found %d photo and video files; queuing on %s (%s), max-job-size %d bytes",
         len(files),
         b.images_tube,
         queue.address,

@@ -9,17 +9,7 @@ import logging
 from pathlib import Path
 
 from . import store
-from .htmlkit import (  # noqa: F401 (the kit's names stay importable from here)
-    CSS,
-    THUMB_QUALITY,
-    THUMB_SIDE,
-    data_uri,
-    esc,
-    img_tag,
-    page,
-    readable_jpeg,
-    thumbnail,
-)
+from .htmlkit import esc, img_tag, page, thumbnail
 
 log = logging.getLogger("facegrid.report")
 

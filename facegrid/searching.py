@@ -224,14 +224,14 @@ def write_outputs(db, matches: list[Match], targets: list[Target], out_dir: Path
 
     The previous run's files in out_dir go first, and only those (outfiles.py).
     """
-    from . import report
+    from . import htmlkit, report
 
     written = outfiles.Written(out_dir)
     written.clear_previous()
     for m in matches:
         jpeg = store.annotated_jpeg(db, m.image_id)
         if jpeg:
-            if not report.readable_jpeg(jpeg):
+            if not htmlkit.readable_jpeg(jpeg):
                 log.warning(
                     "%s (photo %s): its stored annotated copy is not a readable JPEG; no copy made", m.path, m.image_id
                 )

@@ -1,8 +1,9 @@
 """settings.ini -> one frozen Settings object.
 
 Every value has a default here, so a missing file section still gives a working
-grid. Command-line flags override the file: each script turns its flags into a
-``{"section.key": value}`` dict and passes it to :func:`load`.
+grid. Each setting is declared once, on its dataclass field (`setting`: default and
+what it allows); validate() and the flags (cli.setting_flag) read the declarations.
+Command-line flags override the file: :func:`load` takes them as ``{"section.key": value}``.
 """
 
 from __future__ import annotations

@@ -471,25 +471,6 @@ def face_row(db: sqlite_utils.Database, image_id: str, idx: int) -> dict | None:
     return rows[0] if rows else None
 
 
-def frame_ids(db: sqlite_utils.Database) -> set[str]:
-    """Ids of every images row that is a video's frame (not a photo)."""
-    if not has_videos(db):
-        return set()
-    return {r[0] for r in db.execute("SELECT image_id FROM frames")}
-
-
-def video_tracks(db: sqlite_utils.Database) -> list[dict]:
-    """Every track with its video's path: video_id, track, start_s, end_s, best_image_id, best_idx, path."""
-    if not has_videos(db):
-        return []
-    return list(
-        db.query(
-            "SELECT t.video_id, t.track, t.start_s, t.end_s, t.best_image_id, t.best_idx, t.faces, v.path, v.host "
-            "FROM tracks t JOIN videos v ON v.id = t.video_id ORDER BY v.path, t.start_s"
-        )
-    )
-
-
 def people_faces(db: sqlite_utils.Database):
     """Faces for --people: every photo's, and of a video only each track's best face (one per
     appearance), with the video's path and the span: (image_id, idx, encoding, crop, path, host,
@@ -503,12 +484,6 @@ def people_faces(db: sqlite_utils.Database):
     )
 
 
-def videos(db: sqlite_utils.Database) -> list[dict]:
-    if not has_videos(db):
-        return []
-    return list(db.query("SELECT * FROM videos ORDER BY path"))
-
-
 def counts(db: sqlite_utils.Database) -> dict[str, int]:
     """Stored pictures by status (photos and sampled video frames), faces, videos and frames."""
     out = {"images": 0, "faces": 0, "ok": 0, "no_faces": 0, "error": 0, "videos": 0, "frames": 0}
@@ -516,7 +491,7 @@ def counts(db: sqlite_utils.Database) -> dict[str, int]:
         out[status] = n
         out["images"] += n
     out["faces"] = db.execute("SELECT count(*) FROM faces").fetchone()[0]
-    if "frames" in db.table_names():  # a database from before schema 3 has no videos
+    if has_videos(db):  # a database from before schema 3 has no videos
         out["videos"] = db.execute("SELECT count(*) FROM videos").fetchone()[0]
         out["frames"] = db.execute("SELECT count(*) FROM frames").fetchone()[0]
     return out
@@ -590,11 +565,9 @@ def changes_since(db, since: int) -> tuple[list, list[int]]:
 
 
 def stored_status(db_path: str, image_id: str) -> tuple[str, str | None] | None:
-    """(status, error) of one photo, read without changing the database; None if not stored or unreadable."""
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    """(status, error) of one photo, read without changing the database (open_readonly); None if not stored."""
+    db = open_readonly(db_path)
     try:
-        return conn.execute("SELECT status, error FROM images WHERE id = ?", [image_id]).fetchone()
-    except sqlite3.Error:
-        return None
+        return db.execute("SELECT status, error FROM images WHERE id = ?", [image_id]).fetchone()
     finally:
-        conn.close()
+        db.conn.close()

@@ -27,7 +27,7 @@ def inside(path: str, roots: list[str]) -> bool:
 
 
 def skipped_key(path: str) -> str:
-    """How the summary names a file that is not a photo: its extension (.mov), .none or .other.
+    """How the summary names a file that is not a photo: its extension (.mp3), .none or .other.
 
     A name's extension is the user's text: anything but a short plain one is counted as .other,
     so the summary stays KEY=N words."""

@@ -1,0 +1,358 @@
+"""scripts/buried: list buried jobs with their reasons, kick or requeue them.
+
+Listing must not change anything, and peek-buried shows only the first buried
+job of a tube. beanstalkd 1.12 answers ``stats-job <id>`` and ``peek <id>`` for
+any job in any state, and job ids are handed out in increasing order, so the
+list is made by scanning ids with stats-job (pipelined, read-only) until every
+job that stats-tube counts as buried has been found. The bodies are then
+peeked, never reserved.
+
+Reasons: beanstalkd keeps none, so they are reconstructed honestly:
+  - a body that envelope.decode refuses was buried for exactly that fault;
+  - a photo the filter gave up on has an error result in the database, whose
+    error column holds the reason (pass --db);
+  - otherwise the worker's log has it: grep for "burying job <id>".
+
+kick moves buried jobs back to ready. A job the filter buried after
+beanstalkd.max_attempts keeps its reserve count, so the filter would bury it
+again at once: requeue puts a fresh copy of the body (same tube, priority and
+TTR) and only then deletes the buried job, so nothing is lost even if the
+requeue stops half way (at worst a photo is done twice; the upserts make that
+harmless).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import socket
+import sys
+from pathlib import Path
+
+import greenstalk
+
+from . import cli, envelope, store
+from .envelope import ImageJob, Result
+from .errors import BadJob, QueueUnavailable
+from .queue import Queue
+from .settings import Beanstalkd
+from .textsafe import printable
+
+SCAN_CHUNK = 1000  # stats-job commands in flight at once
+SCAN_TAIL = 100_000  # ids scanned past the last known id before giving up
+
+
+@dataclasses.dataclass
+class BuriedJob:
+    id: int
+    tube: str
+    pri: int
+    ttr: int
+    age: int
+    reserves: int
+    releases: int
+    timeouts: int
+    kicks: int
+    path: str = ""
+    image_id: str = ""
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class Scanner:
+    """stats-job for a range of ids over one raw socket, pipelined.
+
+    Its own small client because greenstalk sends one command and waits for its
+    answer: a scan asks about up to SCAN_TAIL ids, SCAN_CHUNK at a time. Whatever goes
+    wrong on the wire (a dropped connection, a timeout, an answer that is not
+    beanstalkd's) ends as one QueueUnavailable line, never a traceback."""
+
+    def __init__(self, conf: Beanstalkd):
+        self.address = f"{conf.host}:{conf.port}"
+        try:
+            self.sock = socket.create_connection((conf.host, conf.port), timeout=max(conf.io_timeout, 10))
+        except OSError as exc:
+            raise QueueUnavailable(
+                f"cannot reach beanstalkd at {conf.host}:{conf.port} ({exc}); pass --beanstalkd HOST:PORT"
+            ) from None
+        self.reader = self.sock.makefile("rb")
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+    def stats(self, first: int, last: int) -> dict[int, dict]:
+        """{id: stats} for the jobs that exist among first..last."""
+        try:
+            return self._stats(first, last)
+        except (OSError, EOFError, ValueError, IndexError) as exc:
+            raise QueueUnavailable(
+                f"beanstalkd at {self.address} stopped answering during the scan ({type(exc).__name__}: {exc}); "
+                "check it is running and run scripts/buried again"
+            ) from None
+
+    def _stats(self, first: int, last: int) -> dict[int, dict]:
+        self.sock.sendall(b"".join(b"stats-job %d\r\n" % i for i in range(first, last + 1)))
+        out = {}
+        for job_id in range(first, last + 1):
+            line = self.reader.readline()
+            if not line:
+                raise EOFError("the connection was closed")
+            if line.startswith(b"OK "):
+                size = int(line.split()[1])
+                body = self.reader.read(size + 2)
+                if len(body) != size + 2:
+                    raise EOFError("the connection was closed inside an answer")
+                out[job_id] = _parse_yaml(body.decode("utf-8", "replace"))
+            elif not line.startswith(b"NOT_FOUND"):
+                raise QueueUnavailable(
+                    f"beanstalkd at {self.address} answered {line[:60]!r} to stats-job {job_id}; "
+                    "is that address a beanstalkd?"
+                )
+        return out
+
+
+def _parse_yaml(text: str) -> dict:
+    """beanstalkd's flat YAML dictionaries: 'key: value' lines."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep:
+            value = value.strip()
+            out[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
+    return out
+
+
+def buried_counts(client: greenstalk.Client, tubes: list[str]) -> dict[str, int]:
+    out = {}
+    for tube in tubes:
+        try:
+            out[tube] = int(client.stats_tube(tube)["current-jobs-buried"])
+        except greenstalk.NotFoundError:
+            out[tube] = 0
+    return out
+
+
+def _known_ids(client: greenstalk.Client, tubes: list[str]) -> list[int]:
+    """Ids that certainly exist (the first ready/delayed/buried of each tube)."""
+    ids = []
+    for tube in tubes:
+        try:
+            client.use(tube)
+        except greenstalk.Error:
+            continue
+        for peek in (client.peek_ready, client.peek_delayed, client.peek_buried):
+            with contextlib.suppress(greenstalk.NotFoundError):
+                ids.append(peek().id)
+    return ids
+
+
+def scan(conf: Beanstalkd, client: greenstalk.Client, tubes: list[str]) -> tuple[list[BuriedJob], dict[str, int]]:
+    """Every buried job on these tubes (read-only), and the counts stats-tube reported."""
+    want = buried_counts(client, tubes)
+    if not any(want.values()):
+        return [], want
+    horizon = max([int(client.stats().get("total-jobs", 0))] + _known_ids(client, tubes))
+    found: list[BuriedJob] = []
+    scanner = Scanner(conf)
+    try:
+        job_id = 1
+        while len(found) < sum(want.values()) and job_id <= horizon + SCAN_TAIL:
+            last = job_id + SCAN_CHUNK - 1
+            for jid, st in scanner.stats(job_id, last).items():
+                horizon = max(horizon, jid)
+                if st.get("state") == "buried" and st.get("tube") in want:
+                    found.append(_job(jid, st))
+            job_id = last + 1
+    finally:
+        scanner.close()
+    return found, want
+
+
+def _job(jid: int, st: dict) -> BuriedJob:
+    return BuriedJob(
+        jid,
+        str(st.get("tube")),
+        int(st.get("pri", 0)),
+        int(st.get("ttr", 0)),
+        int(st.get("age", 0)),
+        int(st.get("reserves", 0)),
+        int(st.get("releases", 0)),
+        int(st.get("timeouts", 0)),
+        int(st.get("kicks", 0)),
+    )
+
+
+def explain(
+    client: greenstalk.Client, job: BuriedJob, db_path: str | None, keys: envelope.Keyring | None = None
+) -> None:
+    """Fill in path, image id and reason from the body (peeked) and the database."""
+    try:
+        body = client.peek(job.id).body
+    except greenstalk.NotFoundError:
+        job.reason = "gone since the scan (kicked or deleted)"
+        return
+    try:
+        decoded = envelope.decode(body, keys)
+    except BadJob as exc:
+        job.reason = f"bad job body: {exc}"
+        return
+    job.path, job.image_id = decoded.path, decoded.id
+    stored = _stored_error(db_path, decoded.id)
+    if isinstance(decoded, ImageJob) and stored:
+        job.reason = stored
+    elif isinstance(decoded, Result):
+        job.reason = (
+            "collector could not store this result (its log has the SQLite error); "
+            f"database has it: {'yes' if stored is not None else 'no'}"
+        )
+    else:
+        job.reason = f"not in the database; see the filter's log: grep 'burying job {job.id}'"
+
+
+def _stored_error(db_path: str | None, image_id: str) -> str | None:
+    """The stored error for this photo, '' if stored without one, None if not stored."""
+    if not db_path or not Path(db_path).exists():
+        return None
+    row = store.stored_status(db_path, image_id)
+    return None if row is None else (row[1] or "")
+
+
+def kick(client: greenstalk.Client, tubes: list[str], bound: int | None) -> dict[str, int]:
+    """Kick up to bound buried jobs per tube (None: all of them)."""
+    done = {}
+    for tube, count in buried_counts(client, tubes).items():
+        if count:
+            client.use(tube)
+            done[tube] = client.kick(count if bound is None else bound)
+    return done
+
+
+def kick_ids(client: greenstalk.Client, ids: list[int]) -> int:
+    n = 0
+    for jid in ids:
+        try:
+            client.kick_job(jid)
+            n += 1
+        except greenstalk.NotFoundError:
+            pass
+    return n
+
+
+def requeue(client: greenstalk.Client, jobs: list[BuriedJob]) -> int:
+    """A fresh copy of each body on its tube, then delete the buried job."""
+    n = 0
+    for job in jobs:
+        try:
+            body = client.peek(job.id).body
+        except greenstalk.NotFoundError:
+            continue
+        client.use(job.tube)
+        client.put(body, priority=job.pri, ttr=max(job.ttr, 1))
+        with contextlib.suppress(greenstalk.NotFoundError):
+            client.delete(job.id)
+        n += 1
+    return n
+
+
+def render(jobs: list[BuriedJob], want: dict[str, int]) -> str:
+    lines = [f"{'id':>8}  {'tube':<8}  {'age':>7}  {'tries':>5}  path / reason"]
+    for j in sorted(jobs, key=lambda j: j.id):
+        lines.append(f"{j.id:>8}  {j.tube:<8}  {_age(j.age):>7}  {j.reserves:>5}  {printable(j.path or '(no path)')}")
+        lines.append(f"{'':>37}{printable(j.reason)}")
+    total, found = sum(want.values()), len(jobs)
+    lines.append(f"{found} buried job(s) on {', '.join(f'{t} ({n})' for t, n in want.items())}")
+    if found < total:
+        lines.append(
+            f"{total - found} counted by beanstalkd were not found by the id scan (buried meanwhile?); run it again"
+        )
+    return "\n".join(lines)
+
+
+def _age(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds}s"
+    return f"{seconds // 60}m" if seconds < 7200 else f"{seconds // 3600}h"
+
+
+# -- the command line: python -m facegrid.buried (scripts/buried) ----------------------------
+EPILOG = """\
+examples:
+  scripts/buried list                         every buried job, its photo and why (read-only)
+  scripts/buried list --db /srv/facegrid/faces.db --json
+  scripts/buried kick 10                      back to ready: at most 10 per tube
+  scripts/buried kick --all --tube people     after fixing the collector's disk
+  scripts/buried requeue --all --tube images  after a filter fix: fresh jobs, attempts from 0
+
+kick keeps a job's reserve count: the filter buries a photo again at once when
+it was buried for beanstalkd.max_attempts; requeue puts a fresh copy first and
+then deletes the buried job. docs/operators.md explains how the list is made.
+exit codes: 0 ok (list: nothing buried or listed), 2 usage, 3 beanstalkd unreachable
+"""
+
+
+def main(argv=None) -> int:
+    p = cli.parser("buried", "List, kick or requeue buried jobs.", EPILOG)
+    p.add_argument("action", choices=("list", "kick", "requeue"))
+    p.add_argument("count", nargs="?", type=int, metavar="N", help="kick/requeue: at most N jobs per tube")
+    p.add_argument("--all", action="store_true", help="kick/requeue: every buried job")
+    p.add_argument(
+        "--id", type=int, action="append", default=[], metavar="JOB", help="kick/requeue: only this job id (repeatable)"
+    )
+    p.add_argument(
+        "--tube",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this tube (repeatable; default: the images and people tubes)",
+    )
+    p.add_argument("--db", metavar="PATH", help="database with the stored error of each photo ([collector] database)")
+    p.add_argument("--json", action="store_true", help="list: JSON instead of a table")
+    args = p.parse_args(argv)
+    chosen = sum((args.count is not None, args.all, bool(args.id)))
+    if args.action == "list" and chosen:
+        p.error("list takes no N, --all or --id")
+    if args.action != "list" and chosen != 1:
+        p.error(f"{args.action}: give exactly one of N, --all or --id JOB")
+    if args.count is not None and args.count < 1:
+        p.error("N must be 1 or more")
+    cli.setup_logging(args)
+    settings = cli.load_settings(args, {"collector.database": args.db})
+    keys = envelope.load_keys(settings.grid.key_file)  # a forged job then shows why it was buried
+
+    b = settings.beanstalkd
+    tubes = args.tube or [b.images_tube, b.people_tube]
+    queue = Queue(b).connect()  # exit code 3 when unreachable
+    client = queue.client
+    if client is None:  # connect() opens it or raises: never here
+        raise QueueUnavailable(f"no connection to beanstalkd at {queue.address}")
+    if args.action == "kick" and not args.id:
+        done = kick(client, tubes, None if args.all else args.count)
+        print(f"kicked {sum(done.values())} job(s): " + ", ".join(f"{t} {n}" for t, n in done.items()))
+        return 0
+    if args.action == "kick":
+        print(f"kicked {kick_ids(client, args.id)} of {len(args.id)} job(s)")
+        return 0
+    jobs, want = scan(b, client, tubes)
+    if args.action == "requeue":
+        if args.id:
+            jobs = [j for j in jobs if j.id in set(args.id)]
+        else:
+            jobs = sorted(jobs, key=lambda j: j.id)
+            jobs = jobs if args.all else [j for t in tubes for j in [x for x in jobs if x.tube == t][: args.count]]
+        print(f"requeued {requeue(client, jobs)} job(s) as fresh jobs")
+        return 0
+    for job in jobs:
+        explain(client, job, settings.collector.database, keys)
+    if args.json:
+        print(json.dumps({"buried": [j.as_dict() for j in jobs], "counted": want}, indent=2))
+    else:
+        print(render(jobs, want))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

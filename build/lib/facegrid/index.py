@@ -1,0 +1,372 @@
+"""A memory-mapped matrix of every stored encoding, kept up to date in steps.
+
+Beside the database sits ``<db>.index/``: immutable *segments*, each a folder
+with vectors.npy (float32 N x 128), sqnorms.npy (float32 N, the squared norms)
+and rowids.npy (int64 N, faces.rowid, ascending), plus manifest.json naming the
+segments, the database generation they reach, and for each segment that newer
+writes have touched its live mask (live-*.npy, bool N, False where a row was
+replaced or deleted) and how many of its rows are dead.
+
+Opening an index reads no row of it: every array is memory-mapped, the live
+masks included, and the rowids of all segments are addressed in place (no
+concatenated copy), so bringing the index up to date costs the changed rows and
+the masks of the segments they touch, not the size of the index.
+
+Bringing the index up to date reads only the faces written since its
+generation (faces.gen, an indexed column) and those deleted since
+(deleted_faces): they become one new segment, and the rows they replace are
+cleared in the older segments' live masks (a new mask file, never rewritten in
+place). A new manifest is written to a temporary name
+and renamed over the old one, so a search that runs meanwhile keeps the
+consistent snapshot it opened. When more than MAX_SEGMENTS pile up, all but the
+first are merged into one; when a tenth of the rows are dead, or the database is
+not the one the index was made from, the index is built again whole.
+
+Distances are Euclidean, as face_recognition's face_distance:
+|a - b|^2 = |a|^2 + |b|^2 - 2 a.b, computed in chunks so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .envelope import ENCODING_DIM
+
+log = logging.getLogger("facegrid.index")
+CHUNK = 262_144  # rows per step: 128 MB of float32 at most in flight
+INDEX_FORMAT = 3
+MAX_SEGMENTS = 8
+MAX_DEAD_SHARE = 0.1
+NAMES = ("vectors", "sqnorms", "rowids")
+
+
+class Segment:
+    """One immutable part of the index, with the rows still live in it."""
+
+    def __init__(self, folder: Path, live: Path | None = None):
+        self.folder: Path | None = folder  # None: arrays in memory (FaceIndex.from_arrays)
+        self.vectors, self.sqnorms, self.rowids = (np.load(folder / f"{n}.npy", mmap_mode="r") for n in NAMES)
+        self.live = np.load(live, mmap_mode="r") if live is not None else None
+        if self.live is not None and self.live.shape != self.rowids.shape:
+            raise ValueError(f"live mask {live} does not fit segment {folder.name}")
+
+    def __len__(self) -> int:
+        return len(self.rowids)
+
+
+class Rows:
+    """The vectors of several segments addressed as one matrix (rows by global position)."""
+
+    def __init__(self, segments: list[Segment]):
+        self.segments = segments
+        self.starts = np.cumsum([0] + [len(s) for s in segments])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, positions) -> np.ndarray:
+        positions = np.atleast_1d(np.asarray(positions, dtype=np.int64))
+        out = np.empty((len(positions), ENCODING_DIM), dtype=np.float32)
+        which = np.searchsorted(self.starts, positions, side="right") - 1
+        for k in np.unique(which):
+            sel = which == k
+            out[sel] = self.segments[k].vectors[positions[sel] - self.starts[k]]
+        return out
+
+
+class Ids:
+    """The rowids of several segments addressed as one array (by global position), read in place."""
+
+    def __init__(self, segments: list[Segment]):
+        self.segments = segments
+        self.starts = np.cumsum([0] + [len(s) for s in segments])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, positions):
+        if np.isscalar(positions):
+            k = int(np.searchsorted(self.starts, positions, side="right") - 1)
+            return self.segments[k].rowids[int(positions) - self.starts[k]]
+        positions = np.asarray(positions, dtype=np.int64)
+        out = np.empty(positions.shape, dtype=np.int64)
+        which = np.searchsorted(self.starts, positions, side="right") - 1
+        for k in np.unique(which):
+            sel = which == k
+            out[sel] = self.segments[k].rowids[positions[sel] - self.starts[k]]
+        return out
+
+    def __iter__(self):
+        for seg in self.segments:
+            yield from seg.rowids
+
+    def __array__(self, dtype=None, copy=None):
+        whole = np.concatenate([s.rowids for s in self.segments]) if self.segments else np.zeros(0, np.int64)
+        return whole if dtype is None else whole.astype(dtype)
+
+
+class FaceIndex:
+    """Every live stored face, as of one database generation."""
+
+    def __init__(self, segments: list[Segment], generation: int):
+        self.segments, self.generation = segments, generation
+        self.vectors = Rows(segments)
+        self.rowids = Ids(segments)
+
+    @classmethod
+    def from_arrays(cls, vectors: np.ndarray, sqnorms: np.ndarray, rowids: np.ndarray, generation: int = 0):
+        """An index over arrays in memory (no files): for tests and tools."""
+        seg = Segment.__new__(Segment)
+        seg.folder, seg.vectors, seg.sqnorms, seg.rowids = None, vectors, sqnorms, rowids
+        seg.live = None
+        return cls([seg], generation)
+
+    def __len__(self) -> int:
+        return len(self.rowids)
+
+    def live_count(self) -> int:
+        return sum(len(s) if s.live is None else int(s.live.sum()) for s in self.segments)
+
+    def distances(self, targets: np.ndarray, mode: str) -> np.ndarray:
+        """Distance of every indexed face to the target profile (inf for a dead row).
+
+        mode "min": to the nearest target encoding; "mean": to their mean.
+        """
+        targets = np.atleast_2d(np.asarray(targets, dtype=np.float32))
+        if mode == "mean":
+            targets = targets.mean(axis=0, keepdims=True)
+        tnorm = (targets**2).sum(axis=1)
+        out = np.empty(len(self), dtype=np.float32)
+        at = 0
+        for seg in self.segments:
+            part = out[at : at + len(seg)]
+            for start in range(0, len(seg), CHUNK):
+                d2 = seg.vectors[start : start + CHUNK] @ targets.T  # in place from here: no temporaries
+                d2 *= -2.0
+                d2 += seg.sqnorms[start : start + CHUNK, None]
+                d2 += tnorm[None, :]
+                d2.min(axis=1, out=part[start : start + CHUNK])
+            np.maximum(part, 0, out=part)
+            np.sqrt(part, out=part)
+            if seg.live is not None:
+                part[~seg.live] = np.inf
+            at += len(seg)
+        return out
+
+
+def index_dir(db_path: str | Path) -> Path:
+    """<db>.index beside the database, or a per-user cache folder when that folder is read-only."""
+    beside = Path(str(db_path) + ".index")
+    if _writable(beside.parent):
+        return beside
+    real = str(Path(db_path).resolve())
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facegrid" / "index"
+    name = f"{Path(real).name}-{hashlib.sha256(real.encode()).hexdigest()[:16]}.index"
+    for base in (cache, Path(tempfile.gettempdir()) / f"facegrid-index-{os.getuid()}"):
+        try:
+            base.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if _writable(base):
+                return base / name
+        except OSError:
+            continue
+    return beside  # nowhere to write: build() names the folder in its error
+
+
+def _writable(folder: Path) -> bool:
+    """Can this process make files in folder? (os.access says yes to root on a read-only mount.)"""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def _manifest(folder: Path) -> dict | None:
+    try:
+        meta = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == INDEX_FORMAT else None
+
+
+def _open(folder: Path, meta: dict) -> FaceIndex:
+    segments = [Segment(folder / e["name"], folder / e["live"] if e.get("live") else None) for e in meta["segments"]]
+    return FaceIndex(segments, meta["generation"])
+
+
+def load(db, db_path: str | Path) -> FaceIndex:
+    """The index for this database, brought up to date first if the database changed."""
+    folder = index_dir(db_path)
+    gen = store.generation(db)
+    meta = _manifest(folder)
+    ident = store.db_id(db)  # the generation alone would take another database's index for this one's
+    if meta and ident is not None and meta.get("db_id") == ident:
+        try:
+            if meta["generation"] == gen:
+                return _open(folder, meta)
+            if store.has_change_log(db) and meta["generation"] < gen:
+                return update(db, db_path, folder, meta)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("search index in %s is unreadable (%s); building it again", folder, exc)
+    return build(db, db_path, gen)
+
+
+def _write_segment(folder: Path, name: str, rows) -> int:
+    """rows: an iterator of (rowid, encoding blob) in rowid order. Returns the count."""
+    seg = folder / name
+    seg.mkdir(parents=True)
+    ids, blobs = [], []
+    for rowid, blob in rows:
+        if blob and len(blob) == ENCODING_DIM * 4:
+            ids.append(rowid)
+            blobs.append(blob)
+    n = len(ids)
+    vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(n, ENCODING_DIM)
+    np.save(seg / "vectors.npy", vectors)
+    np.save(seg / "sqnorms.npy", np.einsum("ij,ij->i", vectors, vectors).astype(np.float32))
+    np.save(seg / "rowids.npy", np.asarray(ids, dtype=np.int64))
+    return n
+
+
+def _commit(folder: Path, meta: dict) -> None:
+    tmp = folder / f"manifest.json.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(meta))
+    os.replace(tmp, folder / "manifest.json")
+
+
+def _stamp() -> str:
+    return f"{time.time_ns():x}-{os.getpid()}"
+
+
+def update(db, db_path: str | Path, folder: Path, meta: dict) -> FaceIndex:
+    """Add the faces written since meta's generation as a new segment; mark what they replace."""
+    t0 = time.perf_counter()
+    since = meta["generation"]
+    db.execute("BEGIN")  # one snapshot: the generation, the changed rows and the deletions agree
+    try:
+        gen = store.generation(db)
+        changed, deleted = store.changes_since(db, since)
+    finally:
+        db.execute("COMMIT")
+    stamp = _stamp()
+    name = f"seg-{stamp}"
+    added = _write_segment(folder, name, changed) if changed else 0
+    gone = np.unique(np.asarray([r for r, _ in changed] + deleted, dtype=np.int64))
+    entries, dead_total, total = [], 0, 0
+    for k, entry in enumerate(meta["segments"]):
+        rowids = np.load(folder / entry["name"] / "rowids.npy", mmap_mode="r")  # read only where bisected
+        hit = gone[(gone >= rowids[0]) & (gone <= rowids[-1])] if len(rowids) and len(gone) else gone[:0]
+        at = np.minimum(np.searchsorted(rowids, hit), len(rowids) - 1)
+        at = at[rowids[at] == hit]
+        if len(at):
+            live = np.load(folder / entry["live"]) if entry.get("live") else np.ones(len(rowids), dtype=bool)
+            fresh = int(live[at].sum())
+            if fresh:
+                live[at] = False
+                entry = dict(entry, live=f"live-{k}-{stamp}.npy", dead=entry.get("dead", 0) + fresh)
+                np.save(folder / entry["live"], live)
+        entries.append(entry)
+        dead_total += entry.get("dead", 0)
+        total += len(rowids)
+    if added:
+        entries.append({"name": name})
+        total += added
+    new = dict(meta, generation=gen, segments=entries)
+    if dead_total > MAX_DEAD_SHARE * max(total, 1):
+        shutil.rmtree(folder / name, ignore_errors=True)
+        return build(db, db_path, gen)
+    if len(entries) > MAX_SEGMENTS:
+        new = _merge_tail(folder, new)
+    _commit(folder, new)
+    _sweep(folder, new)
+    log.info(
+        "updated the search index: %d new or changed face(s), %d deleted, in %.2fs (%s)",
+        len(changed),
+        len(deleted),
+        time.perf_counter() - t0,
+        folder,
+    )
+    return _open(folder, new)
+
+
+def _merge_tail(folder: Path, meta: dict) -> dict:
+    """All segments but the first, merged into one (their live rows only)."""
+    head, tail = meta["segments"][0], meta["segments"][1:]
+    index = _open(folder, dict(meta, segments=tail))
+    rows = []
+    for seg in index.segments:
+        keep = np.arange(len(seg)) if seg.live is None else np.flatnonzero(seg.live)
+        rows += [(int(seg.rowids[i]), np.asarray(seg.vectors[i], dtype="<f4").tobytes()) for i in keep]
+    rows.sort(key=lambda r: r[0])
+    name = f"seg-{_stamp()}"
+    _write_segment(folder, name, rows)
+    return dict(meta, segments=[head, {"name": name}])
+
+
+def _sweep(folder: Path, meta: dict, grace: float = 600.0) -> None:
+    """Remove segments and live masks no manifest names, once no search can still be opening them."""
+    used = {e["name"] for e in meta["segments"]} | {e["live"] for e in meta["segments"] if e.get("live")}
+    now = time.time()
+    for path in folder.iterdir():
+        if path.name.startswith(("seg-", "live-")) and path.name not in used:
+            try:
+                if now - path.stat().st_mtime > grace:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+            except OSError:
+                pass
+
+
+def build(db, db_path: str | Path, gen: int) -> FaceIndex:
+    """The whole index again, as one segment."""
+    t0 = time.perf_counter()
+    folder = index_dir(db_path)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    db.execute("BEGIN")  # one snapshot: the count, the rows and the generation agree
+    try:
+        gen = store.generation(db)
+        n = store.face_count(db)
+        name = f"seg-{_stamp()}"
+        seg = tmp / name
+        seg.mkdir()
+        vectors = np.lib.format.open_memmap(seg / "vectors.npy", mode="w+", dtype=np.float32, shape=(n, ENCODING_DIM))
+        rowids = np.lib.format.open_memmap(seg / "rowids.npy", mode="w+", dtype=np.int64, shape=(n,))
+        sqnorms = np.zeros(n, dtype=np.float32)  # filled chunk by chunk: no second copy of the matrix
+        i = 0
+        cursor = store.encodings_in_order(db)
+        while i < n:
+            rows = cursor.fetchmany(65536)
+            if not rows:
+                break
+            k = min(len(rows), n - i)
+            rowids[i : i + k] = [r[0] for r in rows[:k]]
+            block = np.frombuffer(b"".join(r[1] for r in rows[:k]), dtype="<f4").reshape(k, ENCODING_DIM)
+            vectors[i : i + k] = block
+            sqnorms[i : i + k] = np.einsum("ij,ij->i", block, block)
+            i += k
+    finally:
+        db.execute("COMMIT")
+    vectors.flush()
+    rowids.flush()
+    del vectors, rowids
+    np.save(seg / "sqnorms.npy", sqnorms)
+    meta = {"format": INDEX_FORMAT, "generation": gen, "db_id": store.db_id(db), "segments": [{"name": name}]}
+    _commit(tmp, meta)
+    old = folder.with_name(folder.name + f".old{os.getpid()}")
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+    log.info("built the search index: %d faces in %.1fs (%s)", i, time.perf_counter() - t0, folder)
+    return _open(folder, meta)

@@ -1,0 +1,144 @@
+"""Run N filter workers as child processes and keep them running.
+
+A crash in dlib or OpenCV takes down one child, not the pool: the parent logs
+why and starts another (the job it held goes back to the tube when its
+connection closes). SIGTERM/SIGINT to the parent is passed on as SIGTERM, so
+each child finishes its current job; a second one (not the same one delivered
+twice within 0.1 s) ends them at once (SIGKILL).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import time
+from multiprocessing.process import BaseProcess
+
+from .errors import EXIT_QUEUE, EXIT_USAGE, FacegridError
+from .settings import Settings
+
+log = logging.getLogger("facegrid.pool")
+
+# Peak RSS of one filter worker, measured by scripts/bench.py ("memory"): about
+# 150-165 MB on a 24-megapixel JPEG (JPEGs decode at the working size, and only
+# the models in use are loaded), plus what a
+# photo that must be decoded at full size costs (PNG, WebP, TIFF). An RGBA PNG
+# of 144 megapixels peaked at 7.9 bytes per pixel above the base: its pixels, and
+# Pillow's premultiplied copy while it shrinks them. A worker may be handed a
+# photo of up to filter.max_pixels, so that is what --workers auto budgets for.
+WORKER_BASE_BYTES = 256 * 1024 * 1024
+WORKER_BYTES_PER_PIXEL = 8
+WORKER_PEAK_BYTES = 512 * 1024 * 1024  # the base with JPEG headroom: the least any worker is given
+FATAL_CODES = (EXIT_USAGE, EXIT_QUEUE)  # a restart cannot fix these
+REPEAT_WINDOW = 0.1  # seconds: a stop signal repeated within this is the same request
+
+
+def available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def auto_workers(need: int = WORKER_PEAK_BYTES) -> int:
+    """min(cores, available memory / measured need per worker), at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, available_memory() // need))
+
+
+def worker_need(max_pixels: int) -> int:
+    """Memory one worker may need: the base plus the largest photo it accepts, decoded."""
+    return max(WORKER_PEAK_BYTES, WORKER_BASE_BYTES + WORKER_BYTES_PER_PIXEL * max_pixels)
+
+
+def resolve_workers(value: str, max_pixels: int = 180_000_000) -> int:
+    return auto_workers(worker_need(max_pixels)) if value == "auto" else int(value)
+
+
+def _child(settings: Settings, burst: bool, index: int) -> None:
+    from . import filtering
+    from .worker import Stopper
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches us through the parent
+    stopper = Stopper(signals=(signal.SIGTERM,)).install()
+    code = 1
+    try:
+        code = filtering.run_worker(settings, burst, stopper)
+    except FacegridError as exc:
+        log.error("worker %d: %s", index, exc)
+        code = exc.exit_code
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+def run_pool(settings: Settings, workers: int, burst: bool) -> int:
+    ctx = mp.get_context("fork")
+    stopping = {"n": 0, "at": 0.0}
+
+    def on_signal(signum, frame):
+        now = time.monotonic()
+        if stopping["n"] == 1 and now - stopping["at"] < REPEAT_WINDOW:
+            log.info("got %s again at once: still finishing the current job", signal.Signals(signum).name)
+            return  # one request delivered twice (to the group and by a supervisor), not a second one
+        stopping["n"] += 1
+        stopping["at"] = now
+        log.info(
+            "got %s: asking %d worker(s) to %s",
+            signal.Signals(signum).name,
+            len(procs),
+            "finish their current job" if stopping["n"] == 1 else "exit now",
+        )
+        # A child's Python handler cannot run inside a long dlib call, so a second
+        # SIGTERM could wait for the call to end: the second request is SIGKILL.
+        # The job it held goes back to the tube when its connection closes.
+        sig = signal.SIGTERM if stopping["n"] == 1 else signal.SIGKILL
+        for p in procs.values():
+            if p.is_alive():
+                os.kill(p.pid, sig)
+
+    procs: dict[int, BaseProcess] = {}
+    restarts: dict[int, list[float]] = {}
+
+    def start(i: int) -> None:
+        p = ctx.Process(target=_child, args=(settings, burst, i), name=f"filter-{i}", daemon=False)
+        p.start()
+        procs[i] = p
+
+    for i in range(workers):
+        start(i)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("filter pool: %d worker(s)%s", workers, ", burst mode" if burst else "")
+    code = 0
+    while procs:
+        time.sleep(0.2)
+        for i, p in list(procs.items()):
+            if p.is_alive():
+                continue
+            p.join()
+            del procs[i]
+            rc = p.exitcode
+            if rc is None or rc == 0:  # None: never after join(), but not promised by the type
+                continue
+            if rc in FATAL_CODES:
+                log.error("worker %d exited with code %d; not restarting it", i, rc)
+                code = rc
+                continue
+            why = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
+            if stopping["n"]:
+                log.warning("worker %d ended by %s while stopping", i, why)
+                continue
+            recent = [t for t in restarts.get(i, []) if time.monotonic() - t < 60]
+            restarts[i] = recent + [time.monotonic()]
+            delay = min(2 ** len(recent) - 1, 30)
+            log.error("worker %d died (%s); restarting it in %ds", i, why, delay)
+            time.sleep(delay)
+            start(i)
+    return code

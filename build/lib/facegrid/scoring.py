@@ -1,0 +1,241 @@
+"""How a stored face is judged against a target profile (docs/search.md).
+
+A single global tolerance fails among look-alikes: a few people's faces sit
+close together in the 128-d space, and a tolerance that finds everyone else's
+photos lets dozens of strangers through for them. So each search gets its own
+tolerance:
+
+    tolerance(q) = min(tolerance, lookalike_ratio x d_k(q))
+
+d_k(q) is the distance from the profile to its k-th nearest *distinct*
+look-alike: walking the stored faces nearest first, a face counts only when it
+is at least lookalike_spread away from every target face and from every face
+counted before it. So the person's own photos (however many) never count, and
+repeated photos of one stranger count once. Where the collection holds many faces
+like the target's, d_k is small and the tolerance tightens; where it holds
+few, the plain tolerance applies. A collection that grows tightens it as
+needed, which keeps precision steady as it grows.
+
+Then a second pass (query expansion): the first pass's most confident matches
+join the target photos, and the profile and its tolerance are made again from
+them all. It finds photos of the person in looks the target photos lack.
+
+Everything here is pure NumPy over arrays: no database, no models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+import numpy as np
+
+
+class Vectors(Protocol):
+    """Stored face vectors addressed by row: an array, or index.Rows over several segments."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, positions, /) -> np.ndarray: ...
+
+
+# Precision measured at each normalised score d / tolerance(q) on lfw-dev (6,403
+# photos, 443 searches) with the default settings: `scripts/evaluate.py
+# --calibrate` prints this table. Upper edges of the score bins and the share of
+# right matches in each bin, pooled so that it never rises with the score.
+CALIBRATION: tuple[tuple[float, float], ...] = (
+    (0.65, 0.997),
+    (0.75, 0.996),
+    (0.85, 0.995),
+    (0.9, 0.987),
+    (0.95, 0.94),
+    (1.0, 0.757),
+    (1.05, 0.5),
+    (1.1, 0.176),
+    (1.15, 0.044),
+    (1.2, 0.012),
+    (1.25, 0.002),
+    (1.3, 0.001),
+    (1.35, 0.0),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    tolerance: float = 0.5
+    lookalike_count: int = 15  # k; 0 turns the adaptive tolerance off
+    lookalike_spread: float = 0.45
+    lookalike_ratio: float = 0.8
+    expand_count: int = 20  # query expansion: at most this many confident matches join the profile
+    expand_score: float = 0.85  # ... those with a score (distance / tolerance) at most this
+
+
+def profile(targets: np.ndarray, mode: str) -> np.ndarray:
+    """The vectors distances are taken to: their mean (mode mean) or each target (mode min)."""
+    targets = np.atleast_2d(np.asarray(targets, dtype=np.float32))
+    return targets.mean(axis=0, keepdims=True) if mode == "mean" else targets
+
+
+def _sqdist(rows: np.ndarray, v: np.ndarray) -> np.ndarray:
+    diff = rows - v
+    return np.einsum("ij,ij->i", diff, diff)
+
+
+def kth_distinct(
+    dist: np.ndarray, vectors: Vectors, seeds: np.ndarray, k: int, spread: float, first: int = 512
+) -> float:
+    """Distance to the k-th nearest face that is at least `spread` from the seeds and each earlier one.
+
+    dist: distance of every stored face to the profile; vectors: the stored faces
+    (row i belongs to dist[i]); seeds: the target encodings. Returns inf when the
+    collection has fewer than k such faces.
+    """
+    n = len(dist)
+    if k <= 0 or n == 0:
+        return float("inf")
+    s2 = spread * spread
+    m = first
+    while True:
+        m = min(m, n)
+        near = np.argpartition(dist, m - 1)[:m] if m < n else np.arange(n)
+        near = near[np.argsort(dist[near], kind="stable")]
+        order = np.argsort(near)  # read the rows in file order, keep them in distance order
+        rows = np.asarray(vectors[near[order]], dtype=np.float32)
+        x = np.empty_like(rows)
+        x[order] = rows
+        covered = np.zeros(m, dtype=bool)
+        for seed in np.atleast_2d(seeds):
+            covered |= _sqdist(x, np.asarray(seed, dtype=np.float32)) < s2
+        counted, pos = 0, 0
+        while True:
+            free = np.flatnonzero(~covered[pos:])
+            if not len(free):
+                break
+            j = pos + int(free[0])
+            counted += 1
+            if counted == k:
+                return float(dist[near[j]])
+            covered[j:] |= _sqdist(x[j:], x[j]) < s2
+            pos = j + 1
+        if m == n:
+            return float("inf")
+        m *= 4
+
+
+def search_tolerance(dist: np.ndarray, vectors: Vectors, targets: np.ndarray, p: Params) -> float:
+    """This search's tolerance: the plain one, tightened where look-alikes crowd the target."""
+    if p.lookalike_count <= 0:
+        return p.tolerance
+    dk = kth_distinct(dist, vectors, targets, p.lookalike_count, p.lookalike_spread)
+    return min(p.tolerance, p.lookalike_ratio * dk)
+
+
+def expanded(targets: np.ndarray, dist: np.ndarray, vectors: Vectors, tol: float, p: Params) -> np.ndarray:
+    """The targets plus the nearest confident matches of a first pass (query expansion).
+
+    A second pass from this larger set sees more of the person's looks (angles,
+    ages, light) than the target photos alone, and finds photos the first missed.
+    """
+    if p.expand_count <= 0:
+        return targets
+    sure = np.flatnonzero(dist <= p.expand_score * tol)
+    if not len(sure):
+        return targets
+    sure = sure[np.argsort(dist[sure], kind="stable")][: p.expand_count]
+    return np.concatenate([np.atleast_2d(targets), np.asarray(vectors[np.sort(sure)], dtype=np.float32)])
+
+
+def precision_at(score: float) -> float | None:
+    """Measured precision of a match with this normalised score (None before calibration)."""
+    for edge, precision in CALIBRATION:
+        if score <= edge:
+            return precision
+    return CALIBRATION[-1][1] if CALIBRATION else None
+
+
+# A face smaller than this (pixels wide in its photo) or blurrier than this
+# (variance of the Laplacian of its stored crop) is never called strong: the
+# calibration above rests on lfw-dev, where 95% of faces are 52 px wide or more
+# and 99% of crops score 120 or sharper, so it says little about faces below these.
+STRONG_MIN_FACE_PX = 40
+STRONG_MIN_SHARPNESS = 60.0
+
+
+def confidence(score: float, face_px: int | None = None, sharp: float | None = None) -> tuple[str, float | None]:
+    """A word and the measured precision behind it: strong >= 0.99, likely >= 0.9, else weak."""
+    p = precision_at(score)
+    if p is None:  # uncalibrated: by score alone
+        word = "strong" if score <= 0.8 else "likely" if score <= 0.92 else "weak"
+    else:
+        word = "strong" if p >= 0.99 else "likely" if p >= 0.9 else "weak"
+    small = face_px is not None and face_px < STRONG_MIN_FACE_PX
+    blurred = sharp is not None and sharp < STRONG_MIN_SHARPNESS
+    if word == "strong" and (small or blurred):
+        word = "likely"
+    return word, p
+
+
+def groups(encodings: np.ndarray, distance: float) -> list[list[int]]:
+    """Single-linkage groups: two encodings share a group when a chain of steps <= distance joins them."""
+    x = np.atleast_2d(np.asarray(encodings, dtype=np.float32))
+    label = list(range(len(x)))
+
+    def root(i: int) -> int:
+        while label[i] != i:
+            label[i] = label[label[i]]
+            i = label[i]
+        return i
+
+    for i in range(len(x)):
+        near = np.flatnonzero(np.sqrt(_sqdist(x[i + 1 :], x[i])) <= distance) + i + 1
+        for j in near:
+            label[root(int(j))] = root(i)
+    out: dict[int, list[int]] = {}
+    for i in range(len(x)):
+        out.setdefault(root(i), []).append(i)
+    return sorted(out.values(), key=lambda g: (-len(g), g[0]))
+
+
+def neighbour_graph(
+    vectors: np.ndarray,
+    photos: np.ndarray,
+    p: Params,
+    neighbours: int = 30,
+    listed: int = 256,
+    exact_limit: int | None = None,
+) -> list[tuple[int, int]]:
+    """Edges between faces that match each other under the search's own rule.
+
+    Face i and j are joined when j is among i's `neighbours` nearest faces from
+    other photos (or i among j's: two faces in one photo are never the same
+    person), and their distance is within both faces' own search tolerance: the
+    look-alike rule with the face itself as the target, its look-alikes counted
+    among its `listed` nearest faces (facegrid/neighbours.py; exact up to 50,000
+    faces, approximate beyond).
+    """
+    from . import neighbours as nn
+
+    x = np.asarray(vectors, dtype=np.float32)
+    n = len(x)
+    if n < 2:
+        return []
+    kw = {} if exact_limit is None else {"exact_limit": exact_limit}
+    dist, pos = nn.nearest(x, min(listed, n), **kw)
+    full = dist.shape[1] == n  # the lists hold every face: nothing lies beyond them
+    tol = np.empty(n, dtype=np.float32)
+    for i in range(n):
+        ok = pos[i] >= 0
+        d, j = dist[i][ok], pos[i][ok]
+        dk = float("inf")
+        if p.lookalike_count > 0:
+            dk = kth_distinct(d, x[j], x[i], p.lookalike_count, p.lookalike_spread, first=len(d))
+            if dk == float("inf") and not full:  # not within the list: its end is a lower bound
+                dk = float(d[-1])
+        tol[i] = min(p.tolerance, p.lookalike_ratio * dk)
+    edges = set()
+    for i in range(n):
+        ok = (pos[i] >= 0) & (photos[np.maximum(pos[i], 0)] != photos[i])
+        for j, d in zip(pos[i][ok][:neighbours], dist[i][ok][:neighbours], strict=False):
+            if d <= tol[i] and d <= tol[j]:
+                edges.add((min(i, int(j)), max(i, int(j))))
+    return sorted(edges)

@@ -1,0 +1,314 @@
+"""search.py's work: target photos -> profile -> ranked matches -> files.
+
+Target photos go through exactly the filter's pipeline (faces.FaceEngine), so
+a target is decoded, oriented, scaled and encoded as the stored photos were.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import imaging, outfiles, scoring, store, video
+from . import index as index_mod
+from .collection import Collection
+from .errors import ImageUnreadable, UsageError
+from .faces import FaceEngine
+from .settings import Settings
+from .textsafe import csv_cell, printable
+from .walking import display_path, walk
+
+log = logging.getLogger("facegrid.search")
+
+
+@dataclasses.dataclass
+class Target:
+    path: str
+    id: str
+    encoding: np.ndarray
+    crop: bytes
+
+
+@dataclasses.dataclass
+class Match:
+    rank: int
+    distance: float
+    image_id: str
+    face_index: int
+    path: str
+    host: str
+    box: tuple[int, int, int, int]
+    score: float  # distance / this search's tolerance: a match has 1 or less
+    confidence: str
+    precision: float | None  # measured on lfw-dev at this score (docs/search.md)
+    face_px: int = 0  # width of the face in its photo
+    sharpness: float | None = None  # of the stored face crop (imaging.sharpness)
+    database: str = ""  # the database it came from, when several are searched
+    file: str = ""  # the annotated copy written to --out, relative to it
+    video: bool = False  # an appearance in a video: image_id/box are its track's best frame and face
+    start_s: float | None = None  # the appearance's span in the video, in seconds
+    end_s: float | None = None
+
+    @property
+    def where(self) -> str:
+        """The path, and for a video the span: clip.mp4 @ 00:00:11-00:00:16."""
+        if not self.video:
+            return self.path
+        return f"{self.path} @ {video.clock(self.start_s or 0)}-{video.clock(self.end_s or 0)}"
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if not self.video:
+            for key in ("video", "start_s", "end_s"):
+                del d[key]
+        d["box"] = {"top": self.box[0], "right": self.box[1], "bottom": self.box[2], "left": self.box[3]}
+        d["sharpness"] = None if self.sharpness is None else round(self.sharpness, 1)
+        d["distance"] = round(self.distance, 4)
+        d["score"] = round(self.score, 4)
+        return d
+
+
+@dataclasses.dataclass
+class Found:
+    """What one search returns: the matches and the tolerance this search used."""
+
+    matches: list[Match]
+    tolerance: float
+
+
+def target_files(folder: str) -> list[str]:
+    if not os.path.isdir(folder):
+        raise UsageError(
+            f"{folder}: not a folder; put one or more photos of the person in a folder "
+            "and pass it, as in search.py target/"
+        )
+    # the queuer's own walk: the same photos, links followed once and only inside the folder
+    files = sorted(walk([folder], lambda path, why: log.warning("%s: %s", display_path(path), why)))
+    if not files:
+        raise UsageError(f"{folder}: no photos (.jpg .png .webp .tif .bmp .heic) in it; add photos of the person")
+    return files
+
+
+def encode_targets(engine: FaceEngine, folder: str, mixed_distance: float = 0.0) -> list[Target]:
+    """One encoding per target photo; photos with no face or several are named and left out.
+
+    Target photos that fall into more than one group at mixed_distance (0: no
+    check) show different people: the search is refused, naming the groups.
+    """
+    targets = []
+    for path in target_files(folder):
+        data = Path(path).read_bytes()
+        try:
+            a = engine.analyse(data)
+        except ImageUnreadable as exc:
+            log.warning("%s: %s; left out of the profile", display_path(path), exc)
+            continue
+        if len(a.boxes) != 1:
+            what = "no face found" if not a.boxes else f"{len(a.boxes)} faces found"
+            log.warning(
+                "%s: %s; left out of the profile (use photos with exactly one face, or crop them)",
+                display_path(path),
+                what,
+            )
+            continue
+        crop = imaging.jpeg(imaging.crop(a.decoded.rgb, a.boxes[0], engine.conf.crop_size), 85)
+        targets.append(Target(display_path(path), hashlib.sha256(data).hexdigest(), a.encodings[0], crop))
+    if not targets:
+        raise UsageError(f"{folder}: no photo with exactly one face; add a clear photo of the person")
+    if mixed_distance > 0:
+        check_one_person(folder, targets, mixed_distance)
+    return targets
+
+
+def check_one_person(folder: str, targets: list[Target], distance: float) -> None:
+    found = scoring.groups(np.stack([t.encoding for t in targets]), distance)
+    if len(found) > 1:
+        listed = " | ".join(", ".join(Path(targets[i].path).name for i in g) for g in found)
+        raise UsageError(
+            f"{folder}: the target photos show {len(found)} different people ({listed}); "
+            "put each person's photos in a folder of their own and search for each "
+            f"(or raise --set search.mixed_distance={distance:g} if they are one person)"
+        )
+
+
+def find(
+    coll: Collection, targets: list[Target], params: scoring.Params, mode: str, limit: int = 0, reach: float = 1.0
+) -> Found:
+    """Stored faces within this search's tolerance of the profile, best face per photo, ranked.
+
+    Several databases are searched as one collection: the look-alike rule and
+    the second pass see all of their faces. reach > 1 also returns faces up to
+    reach x the tolerance (the evaluation's curves).
+    """
+    parts = [index_mod.load(db, path) for path, db in coll]
+    idx = index_mod.FaceIndex([seg for part in parts for seg in part.segments], 0)
+    owner = np.repeat(np.arange(len(parts)), [len(part) for part in parts])
+    if not len(idx):
+        return Found([], params.tolerance)
+    encodings = np.stack([t.encoding for t in targets])
+    dist = idx.distances(encodings, mode)
+    tol = scoring.search_tolerance(dist, idx.vectors, encodings, params)
+    wider = scoring.expanded(encodings, dist, idx.vectors, tol, params)
+    if len(wider) > len(encodings):
+        dist = idx.distances(wider, mode)
+        tol = scoring.search_tolerance(dist, idx.vectors, wider, params)
+    hits = np.flatnonzero(dist <= tol * reach)
+    hits = hits[np.argsort(dist[hits], kind="stable")]
+    target_ids = {t.id for t in targets}
+    matches: list[Match] = []
+    seen: set[str] = set()
+    rows: dict[tuple[int, int], dict] = {}
+    in_track: dict[tuple[int, str, int], dict] = {}  # a video's face -> its track (one result per appearance)
+    for k, db in enumerate(coll.dbs):
+        mine = hits[owner[hits] == k]
+        found_rows = _face_rows(db, [int(idx.rowids[i]) for i in mine])
+        rows.update({(k, r): row for r, row in found_rows.items()})
+        for face_key, track in store.face_tracks(db, [(r["image_id"], r["idx"]) for r in found_rows.values()]).items():
+            in_track[(k, *face_key)] = track
+    for i in hits:
+        found = rows.get((int(owner[i]), int(idx.rowids[i])))
+        if found is None or found["image_id"] in target_ids:
+            continue
+        row = found
+        tr = in_track.get((int(owner[i]), row["image_id"], row["idx"]))
+        key = f"track:{tr['video_id']}:{tr['track']}" if tr else row["image_id"]
+        if key in seen:
+            continue
+        seen.add(key)
+        if tr:  # shown by its best face (largest, sharpest), ranked by its closest one
+            best = store.face_row(coll.dbs[int(owner[i])], tr["best_image_id"], tr["best_idx"]) or row
+            row = dict(row, image_id=best["image_id"], idx=best["idx"], crop=best["crop"], path=tr["path"])
+            row.update({side: best[side] for side in ("top", "right", "bottom", "left")})
+        d = float(dist[i])
+        box = (row["top"], row["right"], row["bottom"], row["left"])
+        face_px, sharp = max(0, box[1] - box[3]), imaging.sharpness(row["crop"])
+        word, precision = scoring.confidence(d / tol, face_px, sharp)
+        matches.append(
+            Match(
+                len(matches) + 1,
+                d,
+                row["image_id"],
+                row["idx"],
+                row["path"],
+                row["host"],
+                box,
+                d / tol,
+                word,
+                precision,
+                face_px,
+                sharp,
+                coll.paths[owner[i]] if len(coll) > 1 else "",
+                video=tr is not None,
+                start_s=tr["start_s"] if tr else None,
+                end_s=tr["end_s"] if tr else None,
+            )
+        )
+        if limit and len(matches) >= limit:
+            break
+    return Found(matches, tol)
+
+
+def _face_rows(db, rowids: list[int]) -> dict[int, dict]:
+    return store.face_rows(db, rowids)
+
+
+def write_outputs(db, matches: list[Match], targets: list[Target], out_dir: Path, settings: Settings) -> None:
+    """Annotated copies named only from rank and id, report.csv and report.html.
+
+    The previous run's files in out_dir go first, and only those (outfiles.py).
+    """
+    from . import report
+
+    written = outfiles.Written(out_dir)
+    written.clear_previous()
+    for m in matches:
+        jpeg = store.annotated_jpeg(db, m.image_id)
+        if jpeg:
+            if not report.readable_jpeg(jpeg):
+                log.warning(
+                    "%s (photo %s): its stored annotated copy is not a readable JPEG; no copy made", m.path, m.image_id
+                )
+                continue
+            m.file = written.add(f"{m.rank:04d}-{m.image_id[:16]}.jpg")
+            (out_dir / m.file).write_bytes(jpeg)
+    with open(out_dir / written.add("report.csv"), "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "rank",
+                "distance",
+                "confidence",
+                "path",
+                "host",
+                "top",
+                "right",
+                "bottom",
+                "left",
+                "image_id",
+                "face_index",
+                "file",
+                "video_start_s",
+                "video_end_s",
+            ]
+        )
+        for m in matches:
+            w.writerow(
+                [
+                    csv_cell(v)
+                    for v in (
+                        m.rank,
+                        f"{m.distance:.4f}",
+                        m.confidence,
+                        m.path,
+                        m.host,
+                        *m.box,
+                        m.image_id,
+                        m.face_index,
+                        m.file,
+                        "" if m.start_s is None else f"{m.start_s:.3f}",
+                        "" if m.end_s is None else f"{m.end_s:.3f}",
+                    )
+                ]
+            )
+    report.write_match_report(db, matches, targets, out_dir, settings)
+    written.add("report.html")
+    written.save()
+
+
+def as_json(found: Found, targets: list[Target], settings: Settings, out_dir: Path) -> str:
+    return json.dumps(
+        {
+            "matches": [m.as_dict() for m in found.matches],
+            "targets": [t.path for t in targets],
+            "tolerance": settings.search.tolerance,
+            "search_tolerance": round(found.tolerance, 4),
+            "mode": settings.search.mode,
+            "out": str(out_dir),
+        },
+        indent=2,
+    )
+
+
+def print_table(matches: list[Match]) -> None:
+    if not matches:
+        return
+    print(f"{'rank':>4}  {'distance':>8}  {'confidence':<16}  {'face':>6}  {'host':<12}  {'box (t,r,b,l)':<22}  path")
+    for m in matches:
+        box = ",".join(map(str, m.box))
+        sure = f"{m.confidence} {100 * m.precision:.1f}%" if m.precision is not None else m.confidence
+        print(
+            f"{m.rank:>4}  {m.distance:8.4f}  {sure:<16}  {m.face_px:>4}px  {printable(m.host)[:12]:<12}  {box:<22}  "
+            f"{printable(m.where)}"
+        )
+
+
+def open_store(db_paths: list[str]) -> Collection:
+    """Read-only: search never changes a database, and refuses one that is not facegrid's."""
+    return Collection(db_paths)

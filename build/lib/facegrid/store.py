@@ -1,0 +1,598 @@
+"""The SQLite database: schema, batched upserts keyed by sha256, reads.
+
+Tables (docs/protocol.md has every column):
+  images     one row per photo, keyed by the sha256 of its bytes
+  faces      one row per face: box, float32 encoding BLOB, small JPEG crop
+  annotated  the annotated JPEG of each photo, apart so encodings read fast
+  meta       schema_version, generation (bumped by every stored batch), and
+             db_id (random, made once: the search index is bound to it)
+  deleted_faces  rowids of faces removed by a later result, with the generation
+  videos     one row per video file: path, host, duration, fps sampled, frames
+  frames     one row per sampled frame sent (its picture is an images row)
+  tracks     a video's faces grouped into appearances: span and best face
+  track_faces  which track each face of a frame belongs to, with its sharpness
+
+Every face row carries `gen`, the generation of the batch that last wrote it, so
+the search index reads only what changed since it was made (index.py).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import quote
+
+import sqlite_utils
+
+from . import imaging, tracks
+from .envelope import FRAME_VERSION, Result
+from .envelope import VERSION as ENVELOPE_VERSION
+from .errors import StoreError, UsageError
+
+SCHEMA_VERSION = 3  # 2: faces.gen, deleted_faces, meta db_id; 3: videos, frames, tracks, track_faces
+
+IMAGE_COLUMNS = {
+    "id": str,
+    "path": str,
+    "host": str,
+    "size": int,
+    "mtime": float,
+    "width": int,
+    "height": int,
+    "status": str,
+    "error": str,
+    "face_count": int,
+    "settings": str,
+    "filter_host": str,
+    "filter_pid": int,
+    "filter_version": str,
+    "timings": str,
+    "reencoded": str,
+    "attempts": int,
+    "queued_at": float,
+    "processed_at": float,
+    "stored_at": float,
+    "envelope_version": int,
+}
+FACE_COLUMNS = {
+    "image_id": str,
+    "idx": int,
+    "top": int,
+    "right": int,
+    "bottom": int,
+    "left": int,
+    "encoding": bytes,
+    "crop": bytes,
+    "model": str,
+    "gen": int,
+}
+
+
+def open_db(path: str | Path, create: bool = True, threads: bool = False) -> sqlite_utils.Database:
+    """threads=True: the connection may be used from another thread, one at a time."""
+    path = Path(path)
+    if not create and not path.exists():
+        raise StoreError(f"database {path} does not exist; run collector.py first or pass --db PATH")
+    try:
+        conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=not threads)
+        db = sqlite_utils.Database(conn)
+        tables = set(db.table_names())
+        if tables and "meta" not in tables:  # another program's database: change nothing in it
+            conn.close()
+            raise UsageError(
+                f"{path}: not a facegrid database (it has tables {', '.join(sorted(tables))[:80]} "
+                "and no facegrid meta table); pass --db with a new or a facegrid database"
+            )
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=30000")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot open database {path}: {exc}; pass --db with a facegrid database") from None
+    ensure_schema(db)
+    return db
+
+
+def open_readonly(path: str | Path) -> sqlite_utils.Database:
+    """A facegrid database opened for reading only: nothing in it or beside it changes.
+
+    A copy in a folder this user may not write (no -shm can be made) is opened
+    as immutable. A file that is not facegrid's is refused with a UsageError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"database {path} does not exist; run collector.py first or pass --db PATH")
+    uri = "file:" + quote(str(path.resolve()))
+    for extra in ("?mode=ro", "?mode=ro&immutable=1"):
+        try:
+            conn = sqlite3.connect(uri + extra, uri=True, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA query_only=1")
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            break
+        except sqlite3.OperationalError as exc:  # no -shm can be made beside it: read it as immutable
+            if "immutable" in extra:
+                raise StoreError(f"cannot open database {path} for reading: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(
+                f"{path}: not a facegrid database ({exc}); pass --db with the database collector.py wrote"
+            ) from None
+    if not {"meta", "images", "faces", "annotated"} <= tables:
+        conn.close()
+        raise UsageError(
+            f"{path}: not a facegrid database (it has no facegrid tables); pass --db with the "
+            "database collector.py wrote"
+        )
+    db = sqlite_utils.Database(conn)
+    version = get_meta(db, "schema_version")
+    if version is None or not str(version).isdigit():
+        raise UsageError(
+            f"{path}: not a facegrid database (no schema_version); pass --db with the database collector.py wrote"
+        )
+    if int(version) > SCHEMA_VERSION:
+        raise StoreError(f"database schema {version} is newer than this facegrid ({SCHEMA_VERSION}); upgrade facegrid")
+    return db
+
+
+def ensure_schema(db: sqlite_utils.Database) -> None:
+    """Create the tables, or check that an existing database speaks our schema."""
+    if "meta" in db.table_names():
+        version = get_meta(db, "schema_version")
+        if version is not None and int(version) > SCHEMA_VERSION:
+            raise StoreError(
+                f"database schema {version} is newer than this facegrid ({SCHEMA_VERSION}); upgrade facegrid"
+            )
+        if version is not None and int(version) < SCHEMA_VERSION:
+            _migrate(db)
+        elif "track_faces" in db.table_names():
+            _video_tables(db)  # an index added within schema 3 (nothing else changes)
+        return
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        if "meta" in db.table_names():  # another process won the race
+            return
+        db.table("images").create(IMAGE_COLUMNS, pk="id", not_null={"status"})
+        db.table("images").create_index(["status"])
+        db.table("faces").create(FACE_COLUMNS, pk=("image_id", "idx"), not_null={"gen"}, defaults={"gen": 0})
+        _change_log(db)
+        _video_tables(db)
+        db.table("annotated").create({"image_id": str, "jpeg": bytes}, pk="image_id")
+        db.table("meta").create({"key": str, "value": str}, pk="key")
+        db.table("meta").insert_all(
+            [
+                {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                {"key": "generation", "value": "0"},
+                {"key": "db_id", "value": secrets.token_hex(16)},
+            ]
+        )
+
+
+def _change_log(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE INDEX IF NOT EXISTS faces_gen ON faces (gen)")
+    db.execute("CREATE TABLE IF NOT EXISTS deleted_faces (face_rowid INTEGER NOT NULL, gen INTEGER NOT NULL)")
+    db.execute("CREATE INDEX IF NOT EXISTS deleted_faces_gen ON deleted_faces (gen)")
+
+
+def _video_tables(db: sqlite_utils.Database) -> None:
+    """Schema 3: videos, their sampled frames, and the tracks their faces form."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS videos (id TEXT PRIMARY KEY, path TEXT, host TEXT, duration REAL, "
+        "fps REAL, frames INTEGER NOT NULL DEFAULT 0, mtime REAL, stored_at REAL)"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS frames (image_id TEXT PRIMARY KEY, video_id TEXT NOT NULL, t REAL NOT NULL, "
+        "t_end REAL NOT NULL, frame_index INTEGER)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS frames_video ON frames (video_id, t)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS tracks (video_id TEXT NOT NULL, track INTEGER NOT NULL, start_s REAL, "
+        "end_s REAL, best_image_id TEXT, best_idx INTEGER, faces INTEGER, PRIMARY KEY (video_id, track))"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS track_faces (image_id TEXT NOT NULL, idx INTEGER NOT NULL, "
+        "video_id TEXT NOT NULL, track INTEGER, sharpness REAL, PRIMARY KEY (image_id, idx))"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS track_faces_track ON track_faces (video_id, track)")
+
+
+def _migrate(db: sqlite_utils.Database) -> None:
+    """Schema 1 or 2 -> 3, in one transaction: faces.gen (0 for every old row), deleted_faces,
+    db_id (2); the video tables, empty (3)."""
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        if int(get_meta(db, "schema_version") or 0) >= SCHEMA_VERSION:  # another process did it
+            return
+        if "gen" not in db["faces"].columns_dict:
+            db.execute("ALTER TABLE faces ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")
+        _change_log(db)
+        _video_tables(db)
+        if get_meta(db, "db_id") is None:
+            db.execute("INSERT INTO meta (key, value) VALUES ('db_id', ?)", [secrets.token_hex(16)])
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+
+
+def get_meta(db: sqlite_utils.Database, key: str) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return row[0] if row else None
+
+
+def generation(db: sqlite_utils.Database) -> int:
+    return int(get_meta(db, "generation") or 0)
+
+
+def db_id(db: sqlite_utils.Database) -> str | None:
+    """A random id made once with the database (None for a database no collector opened since):
+    an index made from another database is never taken for it."""
+    return get_meta(db, "db_id")
+
+
+def has_change_log(db: sqlite_utils.Database) -> bool:
+    """Whether faces carry their generation (schema 2), so the index can follow in steps."""
+    return "deleted_faces" in db.table_names()
+
+
+def _image_row(r: Result, now: float) -> dict:
+    f = r.filter or {}
+    return {
+        "id": r.id,
+        "path": r.path,
+        "host": r.host,
+        "size": r.size,
+        "mtime": r.mtime,
+        "width": r.width,
+        "height": r.height,
+        "status": r.status,
+        "error": r.error,
+        "face_count": len(r.faces),
+        "settings": json.dumps(r.settings, sort_keys=True),
+        "filter_host": f.get("host"),
+        "filter_pid": f.get("pid"),
+        "filter_version": f.get("version"),
+        "timings": json.dumps(r.timings, sort_keys=True),
+        "reencoded": json.dumps(r.reencoded) if r.reencoded else None,
+        "attempts": r.attempts,
+        "queued_at": r.queued_at,
+        "processed_at": r.processed_at,
+        "stored_at": now,
+        "envelope_version": FRAME_VERSION if r.frame else ENVELOPE_VERSION,
+    }
+
+
+def _upsert_sql(table: str, columns: list[str], pk: tuple[str, ...]) -> str:
+    cols = ", ".join(f'"{c}"' for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c not in pk)
+    return f'INSERT INTO "{table}" ({cols}) VALUES ({marks}) ON CONFLICT ({", ".join(pk)}) DO UPDATE SET {updates}'
+
+
+IMAGE_SQL = _upsert_sql("images", list(IMAGE_COLUMNS), ("id",))
+FACE_SQL = _upsert_sql("faces", list(FACE_COLUMNS), ("image_id", "idx"))
+ANNOTATED_SQL = _upsert_sql("annotated", ["image_id", "jpeg"], ("image_id",))
+
+
+def store_results(db: sqlite_utils.Database, results: Iterable[Result], video=None) -> int:
+    """Upsert a batch in one transaction. A result stored twice changes nothing.
+
+    video: the [video] settings (track rules); the tracks of every video a frame
+    of the batch belongs to are made again in the same transaction.
+    """
+    results = list(results)
+    now = time.time()
+    conn = db.conn
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")
+        gen = generation(db) + 1
+        conn.executemany(IMAGE_SQL, [tuple(_image_row(r, now).values()) for r in results])
+        faces, annotated = [], []
+        for r in results:
+            model = (r.settings or {}).get("model", "hog")
+            for i, face in enumerate(r.faces):
+                faces.append((r.id, i, *face.box, face.encoding.astype("<f4").tobytes(), face.crop, model, gen))
+            gone = (r.id, len(r.faces))
+            conn.execute(
+                "INSERT INTO deleted_faces SELECT rowid, ? FROM faces WHERE image_id = ? AND idx >= ?", (gen, *gone)
+            )
+            conn.execute("DELETE FROM faces WHERE image_id = ? AND idx >= ?", gone)
+            if r.annotated:
+                annotated.append((r.id, r.annotated))
+        conn.executemany(FACE_SQL, faces)
+        conn.executemany(ANNOTATED_SQL, annotated)
+        _store_frames(conn, [r for r in results if r.frame], now, video)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(gen),))
+    return len(results)
+
+
+def _store_frames(conn: sqlite3.Connection, results: list[Result], now: float, video) -> None:
+    """Frames, their video's row, the sharpness of their faces, then the video's tracks made again
+    from the batch's earliest frame on (the tracks open there read before this batch changes them)."""
+    if not results:
+        return
+    if video is None:
+        from .settings import Video
+
+        video = Video()
+    touched: dict[str, tuple[Result, dict]] = {}
+    since: dict[str, float] = {}  # per video, the earliest frame of this batch
+    for r in results:
+        f = r.frame
+        assert f is not None  # the caller passes frames only
+        touched[f["video_id"]] = (r, f)
+        since[f["video_id"]] = min(f["t"], since.get(f["video_id"], f["t"]))
+    carried = {v: _open_tracks(conn, v, since[v], 1.0 / f["fps"] + video.track_gap) for v, (_, f) in touched.items()}
+    for r in results:
+        f = r.frame
+        assert f is not None
+        conn.execute(
+            "INSERT INTO frames VALUES (?, ?, ?, ?, ?) ON CONFLICT (image_id) DO UPDATE SET "
+            "t_end = max(t_end, excluded.t_end), frame_index = excluded.frame_index",
+            (r.id, f["video_id"], f["t"], f["t_end"], f["index"]),
+        )
+        conn.execute("DELETE FROM track_faces WHERE image_id = ? AND idx >= ?", (r.id, len(r.faces)))
+        conn.executemany(
+            "INSERT OR REPLACE INTO track_faces (image_id, idx, video_id, track, sharpness) VALUES (?, ?, ?, NULL, ?)",
+            [(r.id, i, f["video_id"], imaging.sharpness(face.crop)) for i, face in enumerate(r.faces)],
+        )
+    for video_id, (r, f) in touched.items():
+        conn.execute(
+            "INSERT INTO videos (id, path, host, duration, fps, frames, mtime, stored_at) "
+            "VALUES (?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (id) DO UPDATE SET path = excluded.path, "
+            "host = excluded.host, duration = coalesce(excluded.duration, duration), fps = excluded.fps, "
+            "mtime = excluded.mtime, stored_at = excluded.stored_at",
+            (video_id, r.path, r.host, f.get("duration"), f["fps"], r.mtime, now),
+        )
+        conn.execute(
+            "UPDATE videos SET frames = (SELECT count(*) FROM frames WHERE video_id = ?) WHERE id = ?",
+            (video_id, video_id),
+        )
+        _make_tracks(conn, video_id, f["fps"], video, since[video_id], carried[video_id])
+
+
+TRACK_FACE_SQL = (  # a video's faces, found through its frames (frames_video: video_id, t)
+    "SELECT tf.image_id, tf.idx, fr.t, fr.t_end, f.top, f.right, f.bottom, f.left, f.encoding, tf.sharpness "
+    "FROM frames fr JOIN track_faces tf ON tf.image_id = fr.image_id "
+    "JOIN faces f ON f.image_id = tf.image_id AND f.idx = tf.idx WHERE fr.video_id = ? "
+)
+# tracks.best_key in SQL: area x sharpness (none or 0: 1), then area, then the earliest
+BEST_ORDER = (
+    "ORDER BY max(0, f.right - f.left) * max(0, f.bottom - f.top) * "
+    "(CASE WHEN tf.sharpness IS NULL OR tf.sharpness = 0 THEN 1.0 ELSE tf.sharpness END) DESC, "
+    "max(0, f.right - f.left) * max(0, f.bottom - f.top) DESC, fr.t ASC LIMIT 1"
+)
+
+
+def _open_tracks(conn: sqlite3.Connection, video_id: str, since: float, reach: float) -> list[tracks.Track]:
+    """The stored tracks that may go on past `since` (they start before it and end within reach
+    seconds of it), each as of its frames before `since`: its last face, and its start, face count
+    and best face before that (from its tracks row, less its faces from `since` on; the best face is
+    looked for again only when the stored one lies from `since` on). Read before the batch changes
+    track_faces, so the stored rows and the assignments agree."""
+    out = []
+    before = TRACK_FACE_SQL + "AND fr.t < ? AND tf.track = ? "
+    rows = conn.execute(
+        "SELECT track, start_s, faces, best_image_id, best_idx FROM tracks "
+        "WHERE video_id = ? AND start_s < ? AND end_s >= ?",
+        (video_id, since, since - reach - 1e-6),
+    ).fetchall()
+    for number, start, count, best_id, best_idx in rows:
+        key = (video_id, since, number)
+        last = conn.execute(before + "ORDER BY fr.t DESC LIMIT 1", key).fetchone()
+        (moved,) = conn.execute(
+            "SELECT count(*) FROM frames fr JOIN track_faces tf ON tf.image_id = fr.image_id "
+            "WHERE fr.video_id = ? AND fr.t >= ? AND tf.track = ?",
+            key,
+        ).fetchone()
+        best = conn.execute(before + "AND tf.image_id = ? AND tf.idx = ?", (*key, best_id, best_idx)).fetchone()
+        if best is None:  # the stored best face lies from `since` on: the best of those before it
+            best = conn.execute(before + BEST_ORDER, key).fetchone()
+        earlier = tracks.Earlier(start, count - moved - 1, _frame_face(best))
+        out.append(tracks.Track([_frame_face(last)], number, earlier))
+    return out
+
+
+def _make_tracks(
+    conn: sqlite3.Connection, video_id: str, fps: float, video, since: float, carried: list[tracks.Track]
+) -> None:
+    """The video's tracks made again from `since` (its earliest frame in this batch) on.
+
+    Tracks are built in time order, so the faces before `since` keep the tracks they
+    have; the tracks open there (`carried`, see _open_tracks) go on, and every face
+    from `since` on is assigned again. A batch of the newest frames reads those
+    frames' faces and a few rows per open track, not the whole video.
+    """
+    later = [_frame_face(row) for row in conn.execute(TRACK_FACE_SQL + "AND fr.t >= ?", (video_id, since))]
+    found = tracks.build(
+        later, 1.0 / fps, video.track_gap, video.track_iou, video.track_distance, video.track_jump, active=carried
+    )
+    numbers = [tr.number for tr in carried]
+    marks = ",".join("?" * len(numbers))
+    conn.execute(
+        f"DELETE FROM tracks WHERE video_id = ? AND (start_s >= ? OR track IN ({marks}))", (video_id, since, *numbers)
+    )
+    (top,) = conn.execute("SELECT coalesce(max(track), -1) FROM tracks WHERE video_id = ?", (video_id,)).fetchone()
+    top = max([top, *numbers])  # new tracks take numbers above every one kept or carried on
+    for tr in found:
+        if tr.number is None:
+            top += 1
+            tr.number = top
+        conn.executemany(
+            "UPDATE track_faces SET track = ? WHERE image_id = ? AND idx = ?",
+            [(tr.number, f.image_id, f.idx) for f in tr.faces if f.t >= since],
+        )
+        best = tr.best
+        conn.execute(
+            "INSERT INTO tracks VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (video_id, tr.number, tr.start, tr.end, best.image_id, best.idx, tr.count),
+        )
+
+
+def _frame_face(row) -> tracks.FrameFace:
+    return tracks.FrameFace(row[0], row[1], row[2], row[3], (row[4], row[5], row[6], row[7]), _vector(row[8]), row[9])
+
+
+def _vector(blob: bytes):
+    import numpy as np
+
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def has_videos(db: sqlite_utils.Database) -> bool:
+    return "tracks" in db.table_names()
+
+
+def face_tracks(db: sqlite_utils.Database, keys: list[tuple[str, int]]) -> dict[tuple[str, int], dict]:
+    """(image_id, idx) of frame faces -> their track: video_id, track, start_s, end_s, best face, video path."""
+    if not keys or not has_videos(db):
+        return {}
+    out = {}
+    for start in range(0, len(keys), 400):
+        part = keys[start : start + 400]
+        where = " OR ".join("(tf.image_id = ? AND tf.idx = ?)" for _ in part)
+        sql = (
+            "SELECT tf.image_id, tf.idx, t.video_id, t.track, t.start_s, t.end_s, t.best_image_id, t.best_idx, "
+            "t.faces, v.path, v.host, v.duration FROM track_faces tf "
+            "JOIN tracks t ON t.video_id = tf.video_id AND t.track = tf.track "
+            f"JOIN videos v ON v.id = t.video_id WHERE {where}"
+        )
+        for row in db.query(sql, [x for k in part for x in k]):
+            out[(row.pop("image_id"), row.pop("idx"))] = row
+    return out
+
+
+def face_row(db: sqlite_utils.Database, image_id: str, idx: int) -> dict | None:
+    """One stored face with its box and crop."""
+    rows = list(
+        db.query(
+            'SELECT image_id, idx, top, "right", bottom, "left", crop FROM faces WHERE image_id = ? AND idx = ?',
+            [image_id, idx],
+        )
+    )
+    return rows[0] if rows else None
+
+
+def frame_ids(db: sqlite_utils.Database) -> set[str]:
+    """Ids of every images row that is a video's frame (not a photo)."""
+    if not has_videos(db):
+        return set()
+    return {r[0] for r in db.execute("SELECT image_id FROM frames")}
+
+
+def video_tracks(db: sqlite_utils.Database) -> list[dict]:
+    """Every track with its video's path: video_id, track, start_s, end_s, best_image_id, best_idx, path."""
+    if not has_videos(db):
+        return []
+    return list(
+        db.query(
+            "SELECT t.video_id, t.track, t.start_s, t.end_s, t.best_image_id, t.best_idx, t.faces, v.path, v.host "
+            "FROM tracks t JOIN videos v ON v.id = t.video_id ORDER BY v.path, t.start_s"
+        )
+    )
+
+
+def people_faces(db: sqlite_utils.Database):
+    """Faces for --people: every photo's, and of a video only each track's best face (one per
+    appearance), with the video's path and the span: (image_id, idx, encoding, crop, path, host,
+    start_s, end_s), start_s and end_s None for a photo."""
+    return db.execute(
+        "SELECT f.image_id, f.idx, f.encoding, f.crop, coalesce(v.path, i.path), i.host, t.start_s, t.end_s "
+        "FROM faces f JOIN images i ON i.id = f.image_id LEFT JOIN frames fr ON fr.image_id = f.image_id "
+        "LEFT JOIN tracks t ON t.best_image_id = f.image_id AND t.best_idx = f.idx "
+        "LEFT JOIN videos v ON v.id = fr.video_id WHERE fr.image_id IS NULL OR t.track IS NOT NULL "
+        "ORDER BY coalesce(v.path, i.path), t.start_s, f.image_id, f.idx"
+    )
+
+
+def videos(db: sqlite_utils.Database) -> list[dict]:
+    if not has_videos(db):
+        return []
+    return list(db.query("SELECT * FROM videos ORDER BY path"))
+
+
+def counts(db: sqlite_utils.Database) -> dict[str, int]:
+    """Stored pictures by status (photos and sampled video frames), faces, videos and frames."""
+    out = {"images": 0, "faces": 0, "ok": 0, "no_faces": 0, "error": 0, "videos": 0, "frames": 0}
+    for status, n in db.execute("SELECT status, count(*) FROM images GROUP BY status"):
+        out[status] = n
+        out["images"] += n
+    out["faces"] = db.execute("SELECT count(*) FROM faces").fetchone()[0]
+    if "frames" in db.table_names():  # a database from before schema 3 has no videos
+        out["videos"] = db.execute("SELECT count(*) FROM videos").fetchone()[0]
+        out["frames"] = db.execute("SELECT count(*) FROM frames").fetchone()[0]
+    return out
+
+
+# -- reads the other modules make (every query of the schema lives in this module) -------------------
+def annotated_jpeg(db, image_id: str) -> bytes | None:
+    """The stored annotated copy of a photo, or None (none stored, or stored empty)."""
+    row = db.execute("SELECT jpeg FROM annotated WHERE image_id = ?", [image_id]).fetchone()
+    return row[0] if row and row[0] else None
+
+
+def annotated_ids(db) -> list[str]:
+    """Every photo with an annotated copy, by id."""
+    return [r[0] for r in db.execute("SELECT image_id FROM annotated ORDER BY image_id")]
+
+
+def ids_starting(db, prefix: str, limit: int = 2) -> list[str]:
+    """Stored photo ids that start with prefix (lowercase hex), at most limit of them."""
+    sql = "SELECT id FROM images WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"
+    return [r[0] for r in db.execute(sql, [prefix, prefix + "g", limit])]
+
+
+def face_crop(db, image_id: str, idx: int) -> bytes | None:
+    """The stored crop of one face, or None."""
+    row = db.execute("SELECT crop FROM faces WHERE image_id = ? AND idx = ?", [image_id, idx]).fetchone()
+    return row[0] if row else None
+
+
+def faces_with_photos(db):
+    """(image_id, idx, encoding, crop, path, host) of every stored face, in path order."""
+    return db.execute(
+        "SELECT f.image_id, f.idx, f.encoding, f.crop, i.path, i.host FROM faces f "
+        "JOIN images i ON i.id = f.image_id ORDER BY i.path, f.image_id, f.idx"
+    )
+
+
+def face_rows(db, rowids: list[int]) -> dict[int, dict]:
+    """Faces by rowid, with their box, crop and photo's path and host."""
+    out = {}
+    for start in range(0, len(rowids), 500):
+        part = rowids[start : start + 500]
+        sql = (
+            "SELECT f.rowid AS rowid, f.image_id, f.idx, f.top, f.right, f.bottom, f.left, f.crop, i.path, i.host "
+            f"FROM faces f JOIN images i ON i.id = f.image_id WHERE f.rowid IN ({','.join('?' * len(part))})"
+        )
+        for row in db.query(sql, part):
+            out[row["rowid"]] = row
+    return out
+
+
+def face_count(db) -> int:
+    return db.execute("SELECT count(*) FROM faces").fetchone()[0]
+
+
+def encodings_in_order(db):
+    """(rowid, encoding) of every stored face, in rowid order (a cursor)."""
+    return db.execute("SELECT rowid, encoding FROM faces ORDER BY rowid")
+
+
+# No ORDER BY: with it SQLite scans every face in rowid order (2 s at 10,000,000 faces)
+# instead of searching faces_gen for the few new ones; changes_since sorts them.
+CHANGED_SQL = "SELECT rowid, encoding FROM faces WHERE gen > ?"
+
+
+def changes_since(db, since: int) -> tuple[list, list[int]]:
+    """(rowid, encoding) of faces written after generation `since` in rowid order, and the rowids deleted since."""
+    changed = sorted(db.execute(CHANGED_SQL, [since]).fetchall())
+    deleted = [r[0] for r in db.execute("SELECT face_rowid FROM deleted_faces WHERE gen > ?", [since])]
+    return changed, deleted
+
+
+def stored_status(db_path: str, image_id: str) -> tuple[str, str | None] | None:
+    """(status, error) of one photo, read without changing the database (open_readonly); None if not stored."""
+    db = open_readonly(db_path)
+    try:
+        return db.execute("SELECT status, error FROM images WHERE id = ?", [image_id]).fetchone()
+    finally:
+        db.conn.close()
