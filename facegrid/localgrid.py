@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from .errors import UsageError
+from .queue import empty_tube
 from .settings import ROOT
 
 MAX_JOB_SIZE = 16 * 1024 * 1024
@@ -118,7 +119,7 @@ class Server:
             try:
                 return c.stats_tube(name)
             except greenstalk.NotFoundError:
-                return dict.fromkeys(EMPTY_TUBE, 0)
+                return empty_tube(name)
 
     def drain(self, tube: str) -> None:
         """Delete every ready job of tube."""
@@ -130,16 +131,6 @@ class Server:
                     c.delete(c.reserve(timeout=0))
                 except greenstalk.TimedOutError:
                     return
-
-
-EMPTY_TUBE = (
-    "current-jobs-ready",
-    "current-jobs-reserved",
-    "current-jobs-buried",
-    "current-jobs-delayed",
-    "current-watching",
-    "total-jobs",
-)
 
 
 def script(name: str, *args: object) -> list[str]:

@@ -30,6 +30,24 @@ class JobLost(Exception):
     """The connection holding this job dropped; beanstalkd will hand it out again."""
 
 
+def empty_tube(name: str) -> dict:
+    """stats-tube's answer for a tube beanstalkd does not hold (it exists only while used or watched)."""
+    return {"name": name, **dict.fromkeys(EMPTY_TUBE_COUNTS, 0)}
+
+
+EMPTY_TUBE_COUNTS = (
+    "current-jobs-urgent",
+    "current-jobs-ready",
+    "current-jobs-reserved",
+    "current-jobs-delayed",
+    "current-jobs-buried",
+    "current-watching",
+    "current-using",
+    "current-waiting",
+    "total-jobs",
+)
+
+
 class Queue:
     def __init__(
         self,
@@ -135,16 +153,7 @@ class Queue:
             try:
                 return c.stats_tube(tube)
             except greenstalk.NotFoundError:  # a tube exists only while used or watched
-                return {
-                    "name": tube,
-                    "current-jobs-ready": 0,
-                    "current-jobs-reserved": 0,
-                    "current-jobs-delayed": 0,
-                    "current-jobs-buried": 0,
-                    "current-watching": 0,
-                    "current-using": 0,
-                    "total-jobs": 0,
-                }
+                return empty_tube(tube)
 
         return self._retry(go)
 

