@@ -86,24 +86,13 @@ class Person:
 
 
 def load_faces(db) -> list[FaceRow]:
-    parts = getattr(db, "dbs", [db])  # a Collection of several databases, or one
-    if any(store.has_videos(one) for one in parts):  # a video counts once per appearance: its tracks' best faces
-        out = []
-        for one in parts:
-            if not store.has_videos(one):
-                out += load_faces(one)
-                continue
-            out += [
-                FaceRow(image_id, idx, path, host or "", crop or b"", np.frombuffer(enc, "<f4"), start_s, end_s)
-                for image_id, idx, enc, crop, path, host, start_s, end_s in store.people_faces(one)
-                if enc and len(enc) == ENCODING_DIM * 4
-            ]
-        return out
-    out = []
-    for image_id, idx, enc, crop, path, host in store.faces_with_photos(db):
-        if enc and len(enc) == ENCODING_DIM * 4:
-            out.append(FaceRow(image_id, idx, path, host or "", crop or b"", np.frombuffer(enc, "<f4")))
-    return out
+    """Every photo's faces and each video appearance's best face (store.people_faces)."""
+    return [
+        FaceRow(image_id, idx, path, host or "", crop or b"", np.frombuffer(enc, "<f4"), start_s, end_s)
+        for one in getattr(db, "dbs", [db])  # a Collection of several databases, or one
+        for image_id, idx, enc, crop, path, host, start_s, end_s in store.people_faces(one)
+        if enc and len(enc) == ENCODING_DIM * 4
+    ]
 
 
 def cluster_labels(encodings: list[np.ndarray], photos: list[str], params: scoring.Params) -> list[int]:

@@ -477,6 +477,11 @@ def people_faces(db: sqlite_utils.Database):
     """Faces for --people: every photo's, and of a video only each track's best face (one per
     appearance), with the video's path and the span: (image_id, idx, encoding, crop, path, host,
     start_s, end_s), start_s and end_s None for a photo."""
+    if not has_videos(db):  # a database from before schema 3: photos only
+        return db.execute(
+            "SELECT f.image_id, f.idx, f.encoding, f.crop, i.path, i.host, NULL, NULL FROM faces f "
+            "JOIN images i ON i.id = f.image_id ORDER BY i.path, f.image_id, f.idx"
+        )
     return db.execute(
         "SELECT f.image_id, f.idx, f.encoding, f.crop, coalesce(v.path, i.path), i.host, t.start_s, t.end_s "
         "FROM faces f JOIN images i ON i.id = f.image_id LEFT JOIN frames fr ON fr.image_id = f.image_id "
@@ -521,14 +526,6 @@ def face_crop(db, image_id: str, idx: int) -> bytes | None:
     """The stored crop of one face, or None."""
     row = db.execute("SELECT crop FROM faces WHERE image_id = ? AND idx = ?", [image_id, idx]).fetchone()
     return row[0] if row else None
-
-
-def faces_with_photos(db):
-    """(image_id, idx, encoding, crop, path, host) of every stored face, in path order."""
-    return db.execute(
-        "SELECT f.image_id, f.idx, f.encoding, f.crop, i.path, i.host FROM faces f "
-        "JOIN images i ON i.id = f.image_id ORDER BY i.path, f.image_id, f.idx"
-    )
 
 
 def face_rows(db, rowids: list[int]) -> dict[int, dict]:
