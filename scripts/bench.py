@@ -80,6 +80,7 @@ SECTIONS = (
     "memory",
     "search",
     "cli",
+    "tracks",
     "scale",
     "video",
     "growth",
@@ -1889,6 +1890,56 @@ def sec_video(ctx: Context) -> None:
     )
 
 
+def sec_tracks(ctx: Context) -> None:
+    """The collector's cost per one-frame batch as one video grows: tracks are built on from
+    each batch's earliest frame, so the last frames of a long video should cost what the first do."""
+    from facegrid import envelope
+
+    rep, n = ctx.report, 3000 if not ctx.args.quick else 600
+    rng = np.random.default_rng(4)
+    crop = standin_template()["crops"][0]
+    people = [rng.normal(size=envelope.ENCODING_DIM).astype(np.float32) * 0.05 for _ in range(2)]
+    video_id = "cd" * 32
+    db = store.open_db(ctx.tmp / "tracks.db")
+    took = []
+    for k in range(n):  # two people on screen the whole time: two tracks as long as the video
+        t = float(k)
+        faces = [
+            envelope.Face(
+                (50, 260 + 300 * p + k % 40, 170, 140 + 300 * p + k % 40),
+                base + rng.normal(size=envelope.ENCODING_DIM).astype(np.float32) * 0.01,
+                crop,
+            )
+            for p, base in enumerate(people)
+        ]
+        frame = {"video_id": video_id, "t": t, "t_end": t, "index": 30 * k, "fps": 1.0, "duration": float(n)}
+        result = envelope.Result(
+            id=envelope.frame_id(video_id, t),
+            path="long.mp4",
+            host="bench",
+            size=40_000,
+            mtime=0.0,
+            queued_at=0.0,
+            status="ok",
+            width=1280,
+            height=720,
+            faces=faces,
+            frame=frame,
+        )
+        t0 = time.perf_counter()
+        store.store_results(db, [result])
+        took.append(time.perf_counter() - t0)
+    tracks = db.execute("SELECT count(*) FROM tracks").fetchone()[0]
+    db.conn.close()
+    tenth = n // 10
+    first, last = med(took[:tenth]) * 1000, med(took[-tenth:]) * 1000
+    rep.add("tracks", f"one-frame batches of one {n}-frame video: tracks made", str(tracks))
+    rep.add("tracks", f"collector ms per one-frame batch, frames 1-{tenth}", f"{first:.2f}")
+    rep.add("tracks", f"collector ms per one-frame batch, frames {n - tenth + 1}-{n}", f"{last:.2f}")
+    rep.add("tracks", "last tenth / first tenth", f"{last / first:.2f}x")
+    ctx.keys.update(tracks_frames=n, tracks_first_ms=round(first, 3), tracks_last_ms=round(last, 3))
+
+
 RUNNERS = {
     "encoder": sec_encoder,
     "defaults": sec_defaults,
@@ -1903,6 +1954,7 @@ RUNNERS = {
     "cli": sec_cli,
     "scale": sec_scale,
     "video": sec_video,
+    "tracks": sec_tracks,
     "growth": sec_growth,
 }
 
