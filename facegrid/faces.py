@@ -14,7 +14,9 @@ them as the full scan does: the same boxes (hog_around_candidates; docs/benchmar
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib.util
 import logging
 import math
 import os
@@ -25,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from . import imaging
-from .settings import Filter
+from .errors import ConfigError
+from .settings import Filter, cache_dir
 
 Box = tuple[int, int, int, int]  # top, right, bottom, left
 
@@ -211,20 +214,53 @@ def same_face(a: Box, b: Box) -> bool:
     )
 
 
+def model_file(name: str) -> str:
+    """A model file of the face_recognition_models package (the files face_recognition uses),
+    found without importing the package, whose import loads pkg_resources (0.3 s here)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the face_recognition_models package is not installed; run scripts/setup.sh")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "models", name)
+    if not os.path.isfile(path):
+        raise ConfigError(f"model file {path} is missing; run scripts/setup.sh to install it again")
+    return path
+
+
+def frontal_detector(dlib):
+    """dlib's frontal HOG face detector, as get_frontal_face_detector makes it. dlib builds it
+    from text compiled into the library (0.7 s here); its saved form loads in 0.01 s, so a copy is
+    kept in the cache folder, one per dlib version. A copy that does not load is made again; a
+    cache folder that cannot be written only costs the time."""
+    path = cache_dir() / f"frontal-face-detector-dlib-{dlib.__version__}.svm"
+    try:
+        return dlib.fhog_object_detector(str(path))
+    except RuntimeError:  # not there yet, or damaged
+        pass
+    hog = dlib.get_frontal_face_detector()
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        hog.save(str(tmp))
+        os.replace(tmp, path)
+    except (OSError, RuntimeError):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return hog
+
+
 class FaceEngine:
     def __init__(self, conf: Filter):
         self.build = dlib_build()  # sets OPENBLAS_NUM_THREADS before dlib is loaded
         import dlib
-        import face_recognition_models as models  # the model files face_recognition uses
 
         self.dlib, self.conf = dlib, conf
         self._cnn = None
         self._propose = None
         self.pyr6, self.pyr2 = dlib.pyramid_down(6), dlib.pyramid_down(2)
-        self.hog = dlib.get_frontal_face_detector()
+        self.hog = frontal_detector(dlib)
         self.around = False  # HOG only around candidate faces (filter.proposals = yuface)
-        self.landmarks = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
-        self.encoder = dlib.face_recognition_model_v1(models.face_recognition_model_location())
+        self.landmarks = dlib.shape_predictor(model_file("shape_predictor_5_face_landmarks.dat"))
+        self.encoder = dlib.face_recognition_model_v1(model_file("dlib_face_recognition_resnet_model_v1.dat"))
         if conf.model == "cnn":
             self.cnn()
         if conf.proposals == "yuface" and conf.model == "hog":
@@ -244,9 +280,7 @@ class FaceEngine:
 
     def cnn(self):
         if self._cnn is None:
-            import face_recognition_models as models
-
-            self._cnn = self.dlib.cnn_face_detection_model_v1(models.cnn_face_detector_model_location())
+            self._cnn = self.dlib.cnn_face_detection_model_v1(model_file("mmod_human_face_detector.dat"))
         return self._cnn
 
     def proposer(self):

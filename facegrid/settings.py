@@ -196,6 +196,15 @@ def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"setting {key} = {value!r} is not allowed: use {allowed}")
 
 
+def cache_dir() -> Path:
+    """Where facegrid keeps what it can make again: $FACEGRID_CACHE, else $XDG_CACHE_HOME/facegrid,
+    else ~/.cache/facegrid (the same folder scripts/setup.sh and scripts/build-dlib.sh use)."""
+    env = os.environ.get("FACEGRID_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facegrid"
+
+
 def default_config_path() -> Path:
     env = os.environ.get("FACEGRID_CONFIG")
     return Path(env) if env else ROOT / "settings.ini"

@@ -158,3 +158,31 @@ def test_proposal_settings_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="proposal_side"):
         load(ini)
     assert load(ini, {"filter.proposals": "yuface", "filter.proposal_side": "800"}).filter.proposal_side == 800
+
+
+def test_the_cached_frontal_detector_is_dlibs_own(faces_dir, tmp_path, monkeypatch):
+    """The saved copy the engine loads (0.01 s instead of 0.7 s) scores as get_frontal_face_detector;
+    a damaged copy is made again; a cache folder that cannot be written still gives a detector."""
+    import dlib
+
+    from facegrid.faces import frontal_detector
+
+    rgb = np.asarray(imaging.decode((faces_dir / "groups/obama_and_biden.jpg").read_bytes(), 1024, 10**9).rgb)
+    own = dlib.get_frontal_face_detector().run(rgb, 1, 0.0)
+    monkeypatch.setenv("FACEGRID_CACHE", str(tmp_path / "cache"))
+    first = frontal_detector(dlib)  # made, and saved
+    (saved,) = (tmp_path / "cache").glob("frontal-face-detector-dlib-*.svm")
+    again = frontal_detector(dlib)  # loaded from the saved copy
+    for det in (first, again):
+        rects, scores, kinds = det.run(rgb, 1, 0.0)
+        assert [(r.left(), r.top(), r.right(), r.bottom()) for r in rects] == [
+            (r.left(), r.top(), r.right(), r.bottom()) for r in own[0]
+        ]
+        assert scores == own[1] and len(scores) >= 2
+    saved.write_bytes(saved.read_bytes()[:5000])  # cut short
+    assert frontal_detector(dlib).run(rgb, 1, 0.0)[1] == own[1]
+    assert saved.stat().st_size > 5000  # made again
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("FACEGRID_CACHE", str(blocked / "cache"))
+    assert frontal_detector(dlib).run(rgb, 1, 0.0)[1] == own[1]
