@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
 import signal
 import time
@@ -118,7 +119,7 @@ def run_pool(settings: Settings, workers: int, burst: bool) -> int:
     log.info("filter pool: %d worker(s)%s", workers, ", burst mode" if burst else "")
     code = 0
     while procs:
-        time.sleep(0.2)
+        mp_connection.wait([p.sentinel for p in procs.values()], timeout=0.2)  # wakes when a worker ends
         for i, p in list(procs.items()):
             if p.is_alive():
                 continue
