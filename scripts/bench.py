@@ -160,10 +160,13 @@ class Report:
             "",
             conditions,
             "",
-            "| section | measure | value | target | result |",
-            "|---|---|---|---|---|",
+            "| section | measure | value | target | result | command |",
+            "|---|---|---|---|---|---|",
         ]
-        out += [f"| {r.section} | {r.measure} | {r.value} | {r.target} | {r.verdict} |" for r in self.rows]
+        out += [
+            f"| {r.section} | {r.measure} | {r.value} | {r.target} | {r.verdict} | `scripts/bench.py --only {r.section}` |"
+            for r in self.rows
+        ]
         return "\n".join(out)
 
 
