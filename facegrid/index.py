@@ -22,12 +22,30 @@ consistent snapshot it opened. When more than MAX_SEGMENTS pile up, all but the
 first are merged into one; when a tenth of the rows are dead, or the database is
 not the one the index was made from, the index is built again whole.
 
+Search (FaceIndex.near) returns every live face within a radius of the
+profile, with its exact distance. A segment of VECTOR_MIN_ROWS rows or more also
+has a vector index beside its rows (ivf.faiss: faiss IVF with 8-bit scalar
+quantised codes, NLIST cells, memory-mapped when opened): its candidates are the
+faces the quantised codes put within the radius plus SQ_MARGIN in the NPROBE
+cells nearest the profile, and they are re-ranked exactly from the float32 rows
+(only the candidates' rows are read from the memory map). Smaller segments (the
+new faces of an update, merged tails) are scanned whole: the scan costs about
+0.1 us a row, so below about 100,000 rows it takes under 10 ms, less than it
+takes to build their vector index; above, the scan grows with the rows while a
+probe of the vector index stays at a few ms (docs/benchmarks.md, "Archive
+scale"). The cells are trained once (trained.faiss, from the first segment big
+enough) and every later segment's vector index reuses them, so writing one costs
+only adding its rows. The vector index can miss a face the exact scan finds
+(a face whose cell is not among the probed ones): tests and the bench count how
+often the two answers differ; EXACT = True scans every segment.
+
 Distances are Euclidean, as face_recognition's face_distance:
 |a - b|^2 = |a|^2 + |b|^2 - 2 a.b, computed in chunks so memory stays flat.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -44,10 +62,17 @@ from .envelope import ENCODING_DIM
 
 log = logging.getLogger("facegrid.index")
 CHUNK = 262_144  # rows per step: 128 MB of float32 at most in flight
-INDEX_FORMAT = 3
+INDEX_FORMAT = 4
 MAX_SEGMENTS = 8
 MAX_DEAD_SHARE = 0.1
 NAMES = ("vectors", "sqnorms", "rowids")
+VECTOR_MIN_ROWS = 100_000  # segments this big get a vector index (smaller ones are scanned)
+VECTOR_FILE = "ivf.faiss"
+TRAINED_FILE = "trained.faiss"  # the trained cells every segment's vector index starts from
+NLIST = 2048  # cells (fewer when trained on fewer than 39 rows a cell)
+NPROBE = 32  # cells probed per search vector
+SQ_MARGIN = 0.05  # added to the radius for the quantised distances (their error is under 0.01)
+EXACT = False  # True: scan every segment, vector indexes unused (tests and the bench compare)
 
 
 class Segment:
@@ -59,9 +84,42 @@ class Segment:
         self.live = np.load(live, mmap_mode="r") if live is not None else None
         if self.live is not None and self.live.shape != self.rowids.shape:
             raise ValueError(f"live mask {live} does not fit segment {folder.name}")
+        self._ivf = None
 
     def __len__(self) -> int:
         return len(self.rowids)
+
+    def vector_index(self):
+        """This segment's faiss index (memory-mapped), or None when it has none."""
+        if self._ivf is None and self.folder is not None and (self.folder / VECTOR_FILE).exists():
+            import faiss
+
+            self._ivf = faiss.read_index(str(self.folder / VECTOR_FILE), faiss.IO_FLAG_MMAP)
+            if self._ivf.ntotal != len(self):
+                raise ValueError(f"vector index of segment {self.folder.name} does not fit its rows")
+        return self._ivf
+
+    def scan(self, targets: np.ndarray):
+        """(start, squared distance of rows start.. to the nearest target), chunk by chunk."""
+        tnorm = (targets**2).sum(axis=1)
+        for start in range(0, len(self), CHUNK):
+            d2 = self.vectors[start : start + CHUNK] @ targets.T  # in place from here: no temporaries
+            d2 *= -2.0
+            d2 += self.sqnorms[start : start + CHUNK, None]
+            d2 += tnorm[None, :]
+            yield start, d2.min(axis=1)
+
+    def within(self, targets: np.ndarray, radius: float) -> np.ndarray:
+        """Positions (ascending) of the rows that may lie within radius of a target: a superset
+        from the vector index, or exactly those rows (and a hair more) from a scan."""
+        ivf = None if EXACT else self.vector_index()
+        if ivf is not None:
+            ivf.nprobe = NPROBE
+            _, _, found = ivf.range_search(np.ascontiguousarray(targets), (radius + SQ_MARGIN) ** 2)
+            return np.unique(found.astype(np.int64))
+        limit = (radius + 1e-3) ** 2
+        parts = [np.flatnonzero(d2 <= limit) + start for start, d2 in self.scan(targets)]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 class Rows:
@@ -115,6 +173,16 @@ class Ids:
         return whole if dtype is None else whole.astype(dtype)
 
 
+@dataclasses.dataclass
+class Near:
+    """The live faces within a radius of a profile: positions in the index (ascending),
+    exact distances, and the faces' vectors (row i of rows is position positions[i])."""
+
+    positions: np.ndarray
+    dist: np.ndarray
+    rows: np.ndarray
+
+
 class FaceIndex:
     """Every live stored face, as of one database generation."""
 
@@ -128,7 +196,7 @@ class FaceIndex:
         """An index over arrays in memory (no files): for tests and tools."""
         seg = Segment.__new__(Segment)
         seg.folder, seg.vectors, seg.sqnorms, seg.rowids = None, vectors, sqnorms, rowids
-        seg.live = None
+        seg.live, seg._ivf = None, None
         return cls([seg], generation)
 
     def __len__(self) -> int:
@@ -142,26 +210,48 @@ class FaceIndex:
 
         mode "min": to the nearest target encoding; "mean": to their mean.
         """
-        targets = np.atleast_2d(np.asarray(targets, dtype=np.float32))
-        if mode == "mean":
-            targets = targets.mean(axis=0, keepdims=True)
-        tnorm = (targets**2).sum(axis=1)
+        targets = _profile(targets, mode)
         out = np.empty(len(self), dtype=np.float32)
         at = 0
         for seg in self.segments:
             part = out[at : at + len(seg)]
-            for start in range(0, len(seg), CHUNK):
-                d2 = seg.vectors[start : start + CHUNK] @ targets.T  # in place from here: no temporaries
-                d2 *= -2.0
-                d2 += seg.sqnorms[start : start + CHUNK, None]
-                d2 += tnorm[None, :]
-                d2.min(axis=1, out=part[start : start + CHUNK])
+            for start, d2 in seg.scan(targets):
+                part[start : start + len(d2)] = d2
             np.maximum(part, 0, out=part)
             np.sqrt(part, out=part)
             if seg.live is not None:
                 part[~seg.live] = np.inf
             at += len(seg)
         return out
+
+    def near(self, targets: np.ndarray, mode: str, radius: float) -> Near:
+        """Every live face within radius of the target profile, with its exact distance.
+
+        mode as in distances(). Segments with a vector index give candidates
+        (unless EXACT), the others are scanned; every candidate's distance is
+        then computed from its float32 row, the same way on both paths, and
+        those beyond the radius are dropped.
+        """
+        targets = _profile(targets, mode)
+        found = []
+        for seg, start in zip(self.segments, self.vectors.starts, strict=False):
+            local = seg.within(targets, radius)
+            if seg.live is not None and len(local):
+                local = local[seg.live[local]]
+            found.append(local + start)
+        positions = np.concatenate(found) if found else np.zeros(0, np.int64)
+        rows = self.vectors[positions] if len(positions) else np.zeros((0, ENCODING_DIM), np.float32)
+        dist = np.full(len(positions), np.inf, dtype=np.float32)
+        for t in targets:  # row by row, so a face's distance does not depend on the other candidates
+            diff = rows - t
+            np.minimum(dist, np.sqrt(np.einsum("ij,ij->i", diff, diff)), out=dist)
+        keep = dist <= radius
+        return Near(positions[keep], dist[keep], rows[keep])
+
+
+def _profile(targets: np.ndarray, mode: str) -> np.ndarray:
+    targets = np.atleast_2d(np.asarray(targets, dtype=np.float32))
+    return targets.mean(axis=0, keepdims=True) if mode == "mean" else targets
 
 
 def index_dir(db_path: str | Path) -> Path:
@@ -235,7 +325,35 @@ def _write_segment(folder: Path, name: str, rows) -> int:
     np.save(seg / "vectors.npy", vectors)
     np.save(seg / "sqnorms.npy", np.einsum("ij,ij->i", vectors, vectors).astype(np.float32))
     np.save(seg / "rowids.npy", np.asarray(ids, dtype=np.int64))
+    _index_segment(folder, seg)
     return n
+
+
+def _index_segment(folder: Path, seg: Path) -> None:
+    """Write seg's vector index when it has VECTOR_MIN_ROWS rows or more (training the cells first
+    if the index folder has none yet)."""
+    vectors = np.load(seg / "vectors.npy", mmap_mode="r")
+    n = len(vectors)
+    if n < VECTOR_MIN_ROWS:
+        return
+    import faiss
+
+    t0 = time.perf_counter()
+    trained = folder / TRAINED_FILE
+    if trained.exists():
+        ivf = faiss.read_index(str(trained))
+    else:
+        cells = max(1, min(NLIST, n // 39))
+        take = np.sort(np.random.default_rng(0).choice(n, min(n, 64 * cells), replace=False))
+        ivf = faiss.index_factory(ENCODING_DIM, f"IVF{cells},SQ8")
+        ivf.train(np.ascontiguousarray(vectors[take]))
+        tmp = folder / f"{TRAINED_FILE}.tmp{os.getpid()}"
+        faiss.write_index(ivf, str(tmp))
+        os.replace(tmp, trained)
+    for start in range(0, n, CHUNK):
+        ivf.add(np.ascontiguousarray(vectors[start : start + CHUNK]))
+    faiss.write_index(ivf, str(seg / VECTOR_FILE))
+    log.info("vector index for %d faces written in %.1fs (%s)", n, time.perf_counter() - t0, seg.name)
 
 
 def _commit(folder: Path, meta: dict) -> None:
@@ -300,17 +418,33 @@ def update(db, db_path: str | Path, folder: Path, meta: dict) -> FaceIndex:
 
 
 def _merge_tail(folder: Path, meta: dict) -> dict:
-    """All segments but the first, merged into one (their live rows only)."""
-    head, tail = meta["segments"][0], meta["segments"][1:]
-    index = _open(folder, dict(meta, segments=tail))
-    rows = []
-    for seg in index.segments:
-        keep = np.arange(len(seg)) if seg.live is None else np.flatnonzero(seg.live)
-        rows += [(int(seg.rowids[i]), np.asarray(seg.vectors[i], dtype="<f4").tobytes()) for i in keep]
-    rows.sort(key=lambda r: r[0])
+    """The newest segments merged into one (their live rows only), so that at most MAX_SEGMENTS remain.
+
+    Tiered: the merge takes the newest segments needed to get under the limit, and
+    then each older one no larger than what is merged so far, so a row is copied
+    about log(rows) times over the life of the index, not at every merge.
+    """
+    entries = meta["segments"]
+    sizes = [len(np.load(folder / e["name"] / "rowids.npy", mmap_mode="r")) for e in entries]
+    first = min(MAX_SEGMENTS - 1, len(entries) - 2)  # leaves MAX_SEGMENTS at most
+    while first > 0 and sizes[first - 1] <= sum(sizes[first:]):
+        first -= 1
+    merged = _open(folder, dict(meta, segments=entries[first:]))
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in NAMES}
+    for seg in merged.segments:
+        keep = slice(None) if seg.live is None else np.flatnonzero(seg.live)
+        for name in NAMES:
+            parts[name].append(np.asarray(getattr(seg, name)[keep]))
+    rowids = np.concatenate(parts["rowids"])
+    order = np.argsort(rowids, kind="stable")
     name = f"seg-{_stamp()}"
-    _write_segment(folder, name, rows)
-    return dict(meta, segments=[head, {"name": name}])
+    seg_dir = folder / name
+    seg_dir.mkdir(parents=True)
+    np.save(seg_dir / "rowids.npy", rowids[order])
+    for key in ("vectors", "sqnorms"):
+        np.save(seg_dir / f"{key}.npy", np.concatenate(parts.pop(key))[order])
+    _index_segment(folder, seg_dir)
+    return dict(meta, segments=entries[:first] + [{"name": name}])
 
 
 def _sweep(folder: Path, meta: dict, grace: float = 600.0) -> None:
@@ -361,6 +495,7 @@ def build(db, db_path: str | Path, gen: int) -> FaceIndex:
     rowids.flush()
     del vectors, rowids
     np.save(seg / "sqnorms.npy", sqnorms)
+    _index_segment(tmp, seg)
     meta = {"format": INDEX_FORMAT, "generation": gen, "db_id": store.db_id(db), "segments": [{"name": name}]}
     _commit(tmp, meta)
     old = folder.with_name(folder.name + f".old{os.getpid()}")

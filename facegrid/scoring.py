@@ -130,6 +130,21 @@ def search_tolerance(dist: np.ndarray, vectors: Vectors, targets: np.ndarray, p:
     return min(p.tolerance, p.lookalike_ratio * dk)
 
 
+def radius(p: Params, reach: float = 1.0) -> float:
+    """How far from the profile a stored face can still change a search's answer.
+
+    A match lies within reach x tolerance, an expansion face within expand_score x
+    tolerance. The look-alike rule needs d_k only when it is below tolerance /
+    lookalike_ratio (beyond, the plain tolerance applies), and d_k is set by the
+    faces nearer than it. So every face this far away or nearer decides the
+    answer, and no face farther does: a search may read only these (index.near).
+    """
+    far = p.tolerance * max(reach, 1.0, p.expand_score)
+    if p.lookalike_count > 0 and p.lookalike_ratio > 0:
+        far = max(far, p.tolerance / p.lookalike_ratio)
+    return far
+
+
 def expanded(targets: np.ndarray, dist: np.ndarray, vectors: Vectors, tol: float, p: Params) -> np.ndarray:
     """The targets plus the nearest confident matches of a first pass (query expansion).
 
