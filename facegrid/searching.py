@@ -152,13 +152,10 @@ def find(
     if not len(idx):
         return Found([], params.tolerance)
     encodings = np.stack([t.encoding for t in targets])
-    radius = scoring.radius(params, reach)  # no face farther changes the answer
-    near = idx.near(encodings, mode, radius)
-    tol = scoring.search_tolerance(near.dist, near.rows, encodings, params)
+    near, tol = _near(idx, encodings, params, mode, reach)
     wider = scoring.expanded(encodings, near.dist, near.rows, tol, params)
     if len(wider) > len(encodings):
-        near = idx.near(wider, mode, radius)
-        tol = scoring.search_tolerance(near.dist, near.rows, wider, params)
+        near, tol = _near(idx, wider, params, mode, reach)
     sel = np.flatnonzero(near.dist <= tol * reach)
     sel = sel[np.argsort(near.dist[sel], kind="stable")]
     hits, hit_dist = near.positions[sel], near.dist[sel]
@@ -215,6 +212,18 @@ def find(
         if limit and len(matches) >= limit:
             break
     return Found(matches, tol)
+
+
+def _near(idx: index_mod.FaceIndex, targets: np.ndarray, params: scoring.Params, mode: str, reach: float):
+    """The faces that decide this profile's answer, and its tolerance: those within the near radius when
+    they settle the look-alike rule, else those within the far one (scoring.radii)."""
+    first, last = scoring.radii(params, reach)
+    for radius in (first, last) if first < last else (last,):
+        near = idx.near(targets, mode, radius)
+        tol = scoring.tolerance_within(near.dist, near.rows, targets, params, radius)
+        if tol is not None:
+            return near, tol
+    return near, scoring.search_tolerance(near.dist, near.rows, targets, params)
 
 
 def _face_rows(db, rowids: list[int]) -> dict[int, dict]:
