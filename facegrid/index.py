@@ -70,8 +70,8 @@ VECTOR_MIN_ROWS = 100_000  # segments this big get a vector index (smaller ones 
 VECTOR_FILE = "ivf.faiss"
 TRAINED_FILE = "trained.faiss"  # the trained cells every segment's vector index starts from
 NLIST = 2048  # cells (fewer when trained on fewer than 39 rows a cell)
-NPROBE = 32  # cells probed per search vector
-KNN_FIRST = 256  # neighbours asked of a vector index first (4x more while all lie within the radius)
+NPROBE = 128  # cells probed per search vector
+KNN_FIRST = 256  # neighbours asked of a vector index first (4x more until the search is settled)
 SQ_MARGIN = 0.03  # added to the radius for the quantised distances (their error measured at most 0.012)
 EXACT = False  # True: scan every segment, vector indexes unused (tests and the bench compare)
 
@@ -110,22 +110,32 @@ class Segment:
             d2 += tnorm[None, :]
             yield start, d2.min(axis=1)
 
-    def within(self, targets: np.ndarray, radius: float) -> np.ndarray:
-        """Positions (ascending) of the rows that may lie within radius of a target: a superset
-        from the vector index, or exactly those rows (and a hair more) from a scan."""
+    def candidates(self, targets: np.ndarray, radius: float, k: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """(positions, approximate distances, complete): rows that may lie within radius of a target.
+
+        Every row within `complete` (<= radius) of a target is among them. From the
+        vector index: the k nearest of each target in the probed cells by their 8-bit
+        codes, so complete is the k-th one's distance less SQ_MARGIN; from a scan
+        (no vector index, or EXACT): every row, exact, complete up to the radius.
+        """
         ivf = None if EXACT else self.vector_index()
-        if ivf is not None:  # k nearest in the probed cells, k grown until the radius is passed
-            ivf.nprobe = NPROBE  # (faiss's k-NN search scans codes about 10x faster than its range search)
-            limit = (radius + SQ_MARGIN) ** 2
-            k = min(KNN_FIRST, ivf.ntotal)
-            while True:
-                d2, found = ivf.search(np.ascontiguousarray(targets), k)
-                if k >= ivf.ntotal or bool(((d2[:, -1] > limit) | (found[:, -1] < 0)).all()):
-                    return np.unique(found[(d2 <= limit) & (found >= 0)].astype(np.int64))
-                k = min(4 * k, ivf.ntotal)
+        if ivf is not None:
+            ivf.nprobe = NPROBE
+            k = min(k, ivf.ntotal)
+            d2, found = ivf.search(np.ascontiguousarray(targets), k)
+            ended = (found[:, -1] < 0) | (d2[:, -1] > (radius + SQ_MARGIN) ** 2)
+            complete = radius if k >= ivf.ntotal or ended.all() else float(np.sqrt(d2[~ended, -1].min())) - SQ_MARGIN
+            ok = (found >= 0) & (d2 <= (radius + SQ_MARGIN) ** 2)
+            return found[ok].astype(np.int64), np.sqrt(np.maximum(d2[ok], 0)), max(complete, 0.0)
         limit = (radius + 1e-3) ** 2
-        parts = [np.flatnonzero(d2 <= limit) + start for start, d2 in self.scan(targets)]
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        pos, dist = [], []
+        for start, d2 in self.scan(targets):
+            hit = np.flatnonzero(d2 <= limit)
+            pos.append(hit + start)
+            dist.append(np.sqrt(np.maximum(d2[hit], 0)))
+        if not pos:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32), radius
+        return np.concatenate(pos), np.concatenate(dist), radius
 
 
 class Rows:
@@ -230,29 +240,45 @@ class FaceIndex:
             at += len(seg)
         return out
 
-    def near(self, targets: np.ndarray, mode: str, radius: float) -> Near:
+    def near(self, targets: np.ndarray, mode: str, radius: float, settled=None) -> Near:
         """Every live face within radius of the target profile, with its exact distance.
 
-        mode as in distances(). Segments with a vector index give candidates
-        (unless EXACT), the others are scanned; every candidate's distance is
-        then computed from its float32 row, the same way on both paths, and
-        those beyond the radius are dropped.
+        mode as in distances(). Segments with a vector index give candidates by
+        their 8-bit codes (unless EXACT), the others are scanned; every candidate's
+        distance is then computed from its float32 row, the same way on both paths.
+        settled(near, r), if given, is asked about the faces within r < radius as
+        soon as every face within r is known (nearest first, KNN_FIRST neighbours
+        and 4x more each time): when it says they are enough, those are returned.
         """
         targets = _profile(targets, mode)
-        found = []
-        for seg, start in zip(self.segments, self.vectors.starts, strict=False):
-            local = seg.within(targets, radius)
-            if seg.live is not None and len(local):
-                local = local[seg.live[local]]
-            found.append(local + start)
-        positions = np.concatenate(found) if found else np.zeros(0, np.int64)
-        rows = self.vectors[positions] if len(positions) else np.zeros((0, ENCODING_DIM), np.float32)
-        dist = np.full(len(positions), np.inf, dtype=np.float32)
+        k = KNN_FIRST
+        while True:
+            positions, approx, complete = [], [], radius
+            for seg, start in zip(self.segments, self.vectors.starts, strict=False):
+                pos, dist, done = seg.candidates(targets, radius, k)
+                if seg.live is not None and len(pos):
+                    keep = seg.live[pos]
+                    pos, dist = pos[keep], dist[keep]
+                positions.append(pos + start)
+                approx.append(dist)
+                complete = min(complete, done)
+            near = self._rerank(targets, positions, approx, complete)
+            if complete >= radius or (settled is not None and settled(near, complete)):
+                return near
+            k *= 4
+
+    def _rerank(self, targets: np.ndarray, positions: list, approx: list, radius: float) -> Near:
+        """Exact distances of the candidates that may lie within radius; those within it, by position."""
+        pos = np.concatenate(positions) if positions else np.zeros(0, np.int64)
+        rough = np.concatenate(approx) if approx else np.zeros(0, np.float32)
+        pos = np.unique(pos[rough <= radius + SQ_MARGIN])
+        rows = self.vectors[pos] if len(pos) else np.zeros((0, ENCODING_DIM), np.float32)
+        dist = np.full(len(pos), np.inf, dtype=np.float32)
         for t in targets:  # row by row, so a face's distance does not depend on the other candidates
             diff = rows - t
             np.minimum(dist, np.sqrt(np.einsum("ij,ij->i", diff, diff)), out=dist)
         keep = dist <= radius
-        return Near(positions[keep], dist[keep], rows[keep])
+        return Near(pos[keep], dist[keep], rows[keep])
 
 
 def _profile(targets: np.ndarray, mode: str) -> np.ndarray:

@@ -215,14 +215,18 @@ def find(
 
 
 def _near(idx: index_mod.FaceIndex, targets: np.ndarray, params: scoring.Params, mode: str, reach: float):
-    """The faces that decide this profile's answer, and its tolerance: those within the near radius when
-    they settle the look-alike rule, else those within the far one (scoring.radii)."""
-    first, last = scoring.radii(params, reach)
-    for radius in (first, last) if first < last else (last,):
-        near = idx.near(targets, mode, radius)
-        tol = scoring.tolerance_within(near.dist, near.rows, targets, params, radius)
-        if tol is not None:
-            return near, tol
+    """The faces that decide this profile's answer, and its tolerance: the nearest faces, as far out as
+    the look-alike rule needs (scoring.settled), at most the far radius (scoring.radius)."""
+    found: list[float] = []
+
+    def settled(near: index_mod.Near, r: float) -> bool:
+        tol = scoring.settled(near.dist, near.rows, targets, params, r, reach)
+        found[:] = [] if tol is None else [tol]
+        return tol is not None
+
+    near = idx.near(targets, mode, scoring.radius(params, reach), settled)
+    if found:
+        return near, found[0]
     return near, scoring.search_tolerance(near.dist, near.rows, targets, params)
 
 
