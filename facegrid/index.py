@@ -18,26 +18,35 @@ generation (faces.gen, an indexed column) and those deleted since
 cleared in the older segments' live masks (a new mask file, never rewritten in
 place). A new manifest is written to a temporary name
 and renamed over the old one, so a search that runs meanwhile keeps the
-consistent snapshot it opened. When more than MAX_SEGMENTS pile up, all but the
-first are merged into one; when a tenth of the rows are dead, or the database is
-not the one the index was made from, the index is built again whole.
+consistent snapshot it opened. When more than MAX_SEGMENTS pile up, the newest
+are merged into one, tiered (_merge_tail): each older segment joins only when it
+is no larger than what is merged so far, so a row is copied about log(rows)
+times in the index's life, never the big first segment for a small tail. When a
+tenth of the rows are dead, or the database is not the one the index was made
+from, the index is built again whole.
 
-Search (FaceIndex.near) returns every live face within a radius of the
-profile, with its exact distance. A segment of VECTOR_MIN_ROWS rows or more also
-has a vector index beside its rows (ivf.faiss: faiss IVF with 8-bit scalar
-quantised codes, NLIST cells, memory-mapped when opened): its candidates are the
-faces the quantised codes put within the radius plus SQ_MARGIN in the NPROBE
-cells nearest the profile, and they are re-ranked exactly from the float32 rows
-(only the candidates' rows are read from the memory map). Smaller segments (the
-new faces of an update, merged tails) are scanned whole: the scan costs about
-0.1 us a row, so below about 100,000 rows it takes under 10 ms, less than it
-takes to build their vector index; above, the scan grows with the rows while a
-probe of the vector index stays at a few ms (docs/benchmarks.md, "Archive
-scale"). The cells are trained once (trained.faiss, from the first segment big
-enough) and every later segment's vector index reuses them, so writing one costs
-only adding its rows. The vector index can miss a face the exact scan finds
-(a face whose cell is not among the probed ones): tests and the bench count how
-often the two answers differ; EXACT = True scans every segment.
+Search (FaceIndex.near) returns the live faces within a radius of the profile,
+nearest first as far as the caller needs them, each with its exact distance.
+A segment of VECTOR_MIN_ROWS rows or more also has a vector index beside its rows
+(ivf.faiss: a faiss inverted file of NLIST cells with 8-bit scalar-quantised
+codes, 1.3 GB for 10,000,000 faces, memory-mapped when opened). Its candidates
+are the KNN_FIRST nearest codes in the NPROBE cells nearest the profile (4x more
+each time the caller asks for more); every candidate is re-ranked exactly from
+its float32 row (only the candidates' rows are read from the memory map), the
+same way as on the exact path, so where the candidates hold every face that
+decides the answer, the answer equals the exact scan's. Smaller segments (the new
+faces of an update, small merged tails) are scanned whole, exactly. The switch
+sits at 100,000 rows because there the scan takes about 10-20 ms a pass (0.1-0.2
+us a row on 2 cores), the cost of a probe of the vector index, while building
+the vector index for a segment costs about 3 s a million rows; an update of
+10,000 faces so never builds one. The cells are trained once per index
+(trained.faiss, on the first segment big enough) and every later segment's
+vector index reuses them, so a merged segment costs only the adding of its rows.
+
+The vector index is approximate: a face whose cell is not among the probed ones
+is missed. docs/benchmarks.md ("Archive scale") counts how many searches return
+exactly the exact scan's answer; EXACT = True scans every segment (the bench and
+the tests compare the two paths with it).
 
 Distances are Euclidean, as face_recognition's face_distance:
 |a - b|^2 = |a|^2 + |b|^2 - 2 a.b, computed in chunks so memory stays flat.
