@@ -484,8 +484,50 @@ def _merge_tail(folder: Path, meta: dict) -> dict:
     np.save(seg_dir / "rowids.npy", rowids[order])
     for key in ("vectors", "sqnorms"):
         np.save(seg_dir / f"{key}.npy", np.concatenate(parts.pop(key))[order])
-    _index_segment(folder, seg_dir)
+    if len(rowids) >= VECTOR_MIN_ROWS and (folder / TRAINED_FILE).exists():
+        where = np.empty(len(order), dtype=np.int64)
+        where[order] = np.arange(len(order))  # merged position of each concatenated row
+        _merge_vectors(folder, merged.segments, where, seg_dir)
+    else:
+        _index_segment(folder, seg_dir)
     return dict(meta, segments=entries[:first] + [{"name": name}])
+
+
+def _merge_vectors(folder: Path, segments: list[Segment], where: np.ndarray, seg: Path) -> None:
+    """The merged segment's vector index from its sources': their codes moved list by list (all share
+    the trained cells, so a row's code is the same), dead rows left out; sources without one add rows."""
+    import faiss
+    from faiss.contrib.inspect_tools import get_invlist
+
+    t0 = time.perf_counter()
+    whole = faiss.read_index(str(folder / TRAINED_FILE))
+    ivf = faiss.extract_index_ivf(whole)  # a view of `whole`, which must stay referenced
+    lists = ivf.invlists
+    if lists is None:
+        raise ValueError(f"{folder / TRAINED_FILE} holds no inverted lists")
+    at = 0
+    for source in segments:
+        live = np.ones(len(source), dtype=bool) if source.live is None else np.asarray(source.live)
+        new = np.full(len(source), -1, dtype=np.int64)
+        new[live] = where[at : at + int(live.sum())]
+        at += int(live.sum())
+        src = source.vector_index()
+        if src is None:
+            keep = np.flatnonzero(live)
+            for start in range(0, len(keep), CHUNK):
+                part = keep[start : start + CHUNK]
+                ivf.add_with_ids(np.ascontiguousarray(source.vectors[part]), np.ascontiguousarray(new[part]))
+            continue
+        for cell in range(src.nlist):
+            ids, codes = get_invlist(src.invlists, cell)
+            ids = new[ids]
+            kept = ids >= 0
+            if kept.any():
+                ids, codes = np.ascontiguousarray(ids[kept]), np.ascontiguousarray(codes[kept])
+                lists.add_entries(cell, len(ids), faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+        ivf.ntotal += int(live.sum())
+    faiss.write_index(whole, str(seg / VECTOR_FILE))
+    log.info("vector index for %d merged faces in %.1fs (%s)", ivf.ntotal, time.perf_counter() - t0, seg.name)
 
 
 def _sweep(folder: Path, meta: dict, grace: float = 600.0) -> None:

@@ -397,3 +397,37 @@ def test_the_tail_merge_is_tiered(tmp_path):
     assert any(len(s) > 3 and s[1] > s[-1] for s in sizes), f"every merge took the whole tail: {sizes}"
     target = rng.normal(0, 0.1, DIM).astype(np.float32)
     assert same(indexed(idx, target), truth(path, target))
+
+
+def test_a_merged_vector_index_moves_codes_and_equals_one_built_by_adding(tmp_path, monkeypatch):
+    """Merging segments that have vector indexes moves their codes (dead rows left out) instead of adding
+    the rows again; the result answers as an index built from the merged rows does."""
+    vector_path(monkeypatch, rows=300)
+    rng = np.random.default_rng(25)
+    path = tmp_path / "f.db"
+    db = store.open_db(path)
+    store.store_results(db, [result(f"a{i}", faces_of(rng, 1)) for i in range(300)])
+    index.load(db, path)
+    for step in range(index.MAX_SEGMENTS):  # equal segments, each with its own vector index
+        store.store_results(db, [result(f"s{step}-{i}", faces_of(rng, 1)) for i in range(300)])
+        store.store_results(db, [result(f"a{step}", faces_of(rng, 1))])  # and a dead row in the first
+        idx = index.load(db, path)
+    assert len(idx.segments) < index.MAX_SEGMENTS, "the merge ran"
+    merged = max(idx.segments, key=len)
+    assert len(merged) > 2000 and merged.vector_index() is not None
+    again = tmp_path / "again"
+    (again / "seg").mkdir(parents=True)
+    shutil.copy(index.index_dir(path) / index.TRAINED_FILE, again / index.TRAINED_FILE)
+    for name in index.NAMES:
+        np.save(again / "seg" / f"{name}.npy", np.asarray(getattr(merged, name)))
+    index._index_segment(again, again / "seg")
+    built = index.Segment(again / "seg")
+    assert merged.vector_index().ntotal == built.vector_index().ntotal == len(merged)
+    queries = rng.normal(0, 0.1, (20, DIM)).astype(np.float32)
+    d_merged, i_merged = merged.vector_index().search(queries, 50)
+    d_built, i_built = built.vector_index().search(queries, 50)
+    np.testing.assert_allclose(d_merged, d_built, rtol=1e-5)
+    assert all(set(a) == set(b) for a, b in zip(i_merged, i_built, strict=True))
+    target = rng.normal(0, 0.1, DIM).astype(np.float32)
+    assert same(near_of(idx, target, 0.625), near_truth(path, target, 0.625))
+    assert idx.live_count() == store.face_count(db)
