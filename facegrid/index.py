@@ -41,7 +41,9 @@ us a row on 2 cores), the cost of a probe of the vector index, while building
 the vector index for a segment costs about 3 s a million rows; an update of
 10,000 faces so never builds one. The cells are trained once per index
 (trained.faiss, on the first segment big enough) and every later segment's
-vector index reuses them, so a merged segment costs only the adding of its rows.
+vector index reuses them: a new segment's costs only the adding of its rows, and
+a merged segment's is made by moving its sources' codes cell by cell
+(_merge_vectors), adding only the rows of sources that had none.
 
 The vector index is approximate: a face whose cell is not among the probed ones
 is missed. docs/benchmarks.md ("Archive scale") counts how many searches return
