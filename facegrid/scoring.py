@@ -130,6 +130,39 @@ def search_tolerance(dist: np.ndarray, vectors: Vectors, targets: np.ndarray, p:
     return min(p.tolerance, p.lookalike_ratio * dk)
 
 
+def radius(p: Params, reach: float = 1.0) -> float:
+    """How far from the profile a stored face can still change a search's answer.
+
+    A match lies within reach x tolerance and an expansion face within
+    expand_score x tolerance. The look-alike rule needs d_k only when it is below
+    tolerance / lookalike_ratio (beyond, the plain tolerance applies), and d_k is
+    set by the faces nearer than it. No face farther than the largest of these
+    changes the answer; where look-alikes crowd the profile, far fewer do (settled).
+    """
+    far = p.tolerance * max(reach, 1.0, p.expand_score)
+    if p.lookalike_count > 0 and p.lookalike_ratio > 0:
+        far = max(far, p.tolerance / p.lookalike_ratio)
+    return far
+
+
+def settled(
+    dist: np.ndarray, vectors: Vectors, targets: np.ndarray, p: Params, radius: float, reach: float = 1.0
+) -> float | None:
+    """The search's tolerance, when the faces within radius of the profile (all of them, and no
+    other) settle it and hold every match and expansion face; else None (read farther)."""
+    if p.lookalike_count <= 0:
+        tol = p.tolerance
+    else:
+        dk = kth_distinct(dist, vectors, targets, p.lookalike_count, p.lookalike_spread)
+        if dk <= radius:  # every face nearer than d_k is here: d_k is exact
+            tol = min(p.tolerance, p.lookalike_ratio * dk)
+        elif p.lookalike_ratio * radius >= p.tolerance:  # d_k lies beyond: the plain tolerance holds
+            tol = p.tolerance
+        else:
+            return None
+    return tol if tol * max(reach, 1.0, p.expand_score) <= radius else None
+
+
 def expanded(targets: np.ndarray, dist: np.ndarray, vectors: Vectors, tol: float, p: Params) -> np.ndarray:
     """The targets plus the nearest confident matches of a first pass (query expansion).
 

@@ -149,44 +149,43 @@ def find(
     """
     parts = [index_mod.load(db, path) for path, db in coll]
     idx = index_mod.FaceIndex([seg for part in parts for seg in part.segments], 0)
-    owner = np.repeat(np.arange(len(parts)), [len(part) for part in parts])
     if not len(idx):
         return Found([], params.tolerance)
     encodings = np.stack([t.encoding for t in targets])
-    dist = idx.distances(encodings, mode)
-    tol = scoring.search_tolerance(dist, idx.vectors, encodings, params)
-    wider = scoring.expanded(encodings, dist, idx.vectors, tol, params)
+    near, tol = _near(idx, encodings, params, mode, reach)
+    wider = scoring.expanded(encodings, near.dist, near.rows, tol, params)
     if len(wider) > len(encodings):
-        dist = idx.distances(wider, mode)
-        tol = scoring.search_tolerance(dist, idx.vectors, wider, params)
-    hits = np.flatnonzero(dist <= tol * reach)
-    hits = hits[np.argsort(dist[hits], kind="stable")]
+        near, tol = _near(idx, wider, params, mode, reach)
+    sel = np.flatnonzero(near.dist <= tol * reach)
+    sel = sel[np.argsort(near.dist[sel], kind="stable")]
+    hits, hit_dist = near.positions[sel], near.dist[sel]
+    owner = np.searchsorted(np.cumsum([len(part) for part in parts]), hits, side="right")  # database of each hit
     target_ids = {t.id for t in targets}
     matches: list[Match] = []
     seen: set[str] = set()
     rows: dict[tuple[int, int], dict] = {}
     in_track: dict[tuple[int, str, int], dict] = {}  # a video's face -> its track (one result per appearance)
     for k, db in enumerate(coll.dbs):
-        mine = hits[owner[hits] == k]
+        mine = hits[owner == k]
         found_rows = _face_rows(db, [int(idx.rowids[i]) for i in mine])
         rows.update({(k, r): row for r, row in found_rows.items()})
         for face_key, track in store.face_tracks(db, [(r["image_id"], r["idx"]) for r in found_rows.values()]).items():
             in_track[(k, *face_key)] = track
-    for i in hits:
-        found = rows.get((int(owner[i]), int(idx.rowids[i])))
+    for i, k, hit_d in zip(hits, owner, hit_dist, strict=True):
+        found = rows.get((int(k), int(idx.rowids[i])))
         if found is None or found["image_id"] in target_ids:
             continue
         row = found
-        tr = in_track.get((int(owner[i]), row["image_id"], row["idx"]))
+        tr = in_track.get((int(k), row["image_id"], row["idx"]))
         key = f"track:{tr['video_id']}:{tr['track']}" if tr else row["image_id"]
         if key in seen:
             continue
         seen.add(key)
         if tr:  # shown by its best face (largest, sharpest), ranked by its closest one
-            best = store.face_row(coll.dbs[int(owner[i])], tr["best_image_id"], tr["best_idx"]) or row
+            best = store.face_row(coll.dbs[int(k)], tr["best_image_id"], tr["best_idx"]) or row
             row = dict(row, image_id=best["image_id"], idx=best["idx"], crop=best["crop"], path=tr["path"])
             row.update({side: best[side] for side in ("top", "right", "bottom", "left")})
-        d = float(dist[i])
+        d = float(hit_d)
         box = (row["top"], row["right"], row["bottom"], row["left"])
         face_px, sharp = max(0, box[1] - box[3]), imaging.sharpness(row["crop"])
         word, precision = scoring.confidence(d / tol, face_px, sharp)
@@ -204,7 +203,7 @@ def find(
                 precision,
                 face_px,
                 sharp,
-                coll.paths[owner[i]] if len(coll) > 1 else "",
+                coll.paths[int(k)] if len(coll) > 1 else "",
                 video=tr is not None,
                 start_s=tr["start_s"] if tr else None,
                 end_s=tr["end_s"] if tr else None,
@@ -213,6 +212,22 @@ def find(
         if limit and len(matches) >= limit:
             break
     return Found(matches, tol)
+
+
+def _near(idx: index_mod.FaceIndex, targets: np.ndarray, params: scoring.Params, mode: str, reach: float):
+    """The faces that decide this profile's answer, and its tolerance: the nearest faces, as far out as
+    the look-alike rule needs (scoring.settled), at most the far radius (scoring.radius)."""
+    found: list[float] = []
+
+    def settled(near: index_mod.Near, r: float) -> bool:
+        tol = scoring.settled(near.dist, near.rows, targets, params, r, reach)
+        found[:] = [] if tol is None else [tol]
+        return tol is not None
+
+    near = idx.near(targets, mode, scoring.radius(params, reach), settled)
+    if found:
+        return near, found[0]
+    return near, scoring.search_tolerance(near.dist, near.rows, targets, params)
 
 
 def _face_rows(db, rowids: list[int]) -> dict[int, dict]:

@@ -1567,6 +1567,8 @@ def sec_scale(ctx: Context) -> None:
         matches = searching.find(coll, targets, params, mode).matches
         warm.append(time.perf_counter() - t0)
     found = sum(m.host == "planted" for m in matches)
+    counts, exact_s = vector_equals_exact(coll, targets, real, params, mode)
+    same, asked = sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())
     wall, rss = peak_rss(
         script("search.py", folder / "target", "--db", db_path, "--out", folder / "out", "-q"), folder, folder / "log"
     )
@@ -1621,6 +1623,16 @@ def sec_scale(ctx: Context) -> None:
         f"{len(planted)}/{len(planted)}",
         found == len(planted),
     )
+    rep.add(
+        "scale",
+        "searches whose answer equals the exact scan's",
+        f"{same}/{asked}",
+        f"{asked}/{asked}",
+        same == asked,
+    )
+    for kind, (n_same, n_asked) in counts.items():
+        rep.add("scale", f"... of them, {kind}", f"{n_same}/{n_asked}")
+    rep.add("scale", "warm query, exact scan (index.EXACT, for comparison)", f"{exact_s * 1e3:.0f} ms")
     rep.add("scale", f"--people clustering, {k:,} faces", f"{people_s:.0f} s", "<= 1200 s", people_s <= 1200)
     ctx.keys.update(
         {
@@ -1632,9 +1644,53 @@ def sec_scale(ctx: Context) -> None:
             "planted": len(planted),
             "planted_found": found,
             "people_1m_s": round(people_s),
+            "exact_equal": same,
+            "exact_queries": asked,
+            "exact_equal_by_kind": {kind: list(c) for kind, c in counts.items()},
+            "search_exact_ms": round(exact_s * 1e3, 1),
             "people_faces": k,
         }
     )
+
+
+RANDOM_QUERIES = 20
+
+
+def vector_equals_exact(coll, planted_targets, real, params, mode) -> tuple[dict[str, tuple[int, int]], float]:
+    """How many searches return exactly what the exact scan returns (index.EXACT), of how many, by kind.
+
+    The searches: the planted person's target, each real face of the labelled photos on
+    its own, and RANDOM_QUERIES stored faces picked at random. Also the exact scan's median time.
+    """
+    from facegrid import index, searching
+
+    rng = np.random.default_rng(17)
+    idx = index.FaceIndex([s for path, db in coll for s in index.load(db, path).segments], 0)
+    picked = np.sort(rng.choice(len(idx), min(len(idx), RANDOM_QUERIES), replace=False))
+    queries = [("planted target", planted_targets)]
+    queries += [("real faces", [searching.Target(key, f"query-{key}", enc, b"")]) for key, enc in real.items()]
+    queries += [
+        ("random stored faces", [searching.Target(f"stored#{p}", f"stored-{p}", np.asarray(idx.vectors[p])[0], b"")])
+        for p in picked
+    ]
+    counts: dict[str, tuple[int, int]] = {}
+    times = []
+    for kind, targets in queries:
+        answers = []
+        for exact in (False, True):
+            index.EXACT = exact
+            try:
+                t0 = time.perf_counter()
+                got = searching.find(coll, targets, params, mode)
+                if exact:
+                    times.append(time.perf_counter() - t0)
+            finally:
+                index.EXACT = False
+            answers.append((got.tolerance, [(m.image_id, m.face_index, m.distance) for m in got.matches]))
+        same, asked = counts.get(kind, (0, 0))
+        counts[kind] = (same + (answers[0] == answers[1]), asked + 1)
+    log(f"scale: searches equal to the exact scan's answer: {counts}")
+    return counts, med(times)
 
 
 GROWTH_BATCH = 200  # results per transaction, as one collector batch

@@ -242,3 +242,192 @@ def test_the_update_searches_faces_by_generation_not_by_a_scan(tmp_path):
     store.store_results(db, [result(f"a{i}", faces_of(np.random.default_rng(9), 1)) for i in range(20)])
     plan = " ".join(str(row[-1]) for row in db.execute("EXPLAIN QUERY PLAN " + store.CHANGED_SQL, [0]))
     assert "USING INDEX faces_gen" in plan, plan
+
+
+# -- the vector index (faiss IVF per big segment) and the exact re-rank ---------------------------------------------
+def people_faces(rng, people: int, per: int) -> list[list[np.ndarray]]:
+    """Faces shaped like real ones: people ~0.9 apart, groups of look-alikes ~0.45 apart, photos of one
+    person ~0.4 apart; so the look-alike rule, the expansion and the radius all have work to do."""
+    groups = rng.normal(0, 0.056, (max(1, people // 4), DIM))
+    centres = groups[rng.integers(0, len(groups), people)] + rng.normal(0, 0.028, (people, DIM))
+    return [[(c + rng.normal(0, 0.025, DIM)).astype(np.float32) for _ in range(per)] for c in centres]
+
+
+def near_truth(db_path, target: np.ndarray, radius: float) -> dict[int, float]:
+    return {r: d for r, d in truth(db_path, target).items() if d <= radius}
+
+
+def near_of(idx: index.FaceIndex, target: np.ndarray, radius: float) -> dict[int, float]:
+    got = idx.near(target, "mean", radius)
+    return {int(idx.rowids[p]): float(d) for p, d in zip(got.positions, got.dist, strict=True)}
+
+
+def vector_path(monkeypatch, rows: int = 500) -> None:
+    """Segments of `rows` faces or more get a vector index (the production threshold needs 100,000); with
+    as few cells as these tests make, NPROBE probes all of them, so these check the bookkeeping exactly."""
+    monkeypatch.setattr(index, "VECTOR_MIN_ROWS", rows)
+
+
+def test_the_vector_index_follows_append_update_delete_and_merge(tmp_path, monkeypatch):
+    vector_path(monkeypatch)
+    rng = np.random.default_rng(21)
+    path = tmp_path / "f.db"
+    db = store.open_db(path)
+    faces = people_faces(rng, 300, 4)
+    store.store_results(db, [result(f"a{i}", person[:2]) for i, person in enumerate(faces)])
+    idx = index.load(db, path)
+    assert idx.segments[0].vector_index() is not None, "a big segment has its vector index"
+    assert (index.index_dir(path) / index.TRAINED_FILE).exists()
+    head = idx.segments[0].folder
+    probes = [p[3] for p in faces[:25]]
+
+    def check(idx):
+        for q in probes:
+            assert same(near_of(idx, q, 0.625), near_truth(path, q, 0.625))
+
+    check(idx)
+    # append: a small segment, scanned
+    store.store_results(db, [result(f"b{i}", [faces[i][2]]) for i in range(60)])
+    idx = index.load(db, path)
+    assert len(idx.segments) == 2 and idx.segments[1].vector_index() is None
+    check(idx)
+    # update: photo a0 again with another face; its old face is dead in the vector-indexed segment
+    old = faces[0][0]
+    store.store_results(db, [result("a0", [faces[0][3]])])
+    idx = index.load(db, path)
+    assert not any(abs(d) < 1e-5 for d in near_of(idx, old, 0.1).values()), "a replaced face is still found"
+    check(idx)
+    # delete: a photo now without faces
+    store.store_results(db, [result("a1", [])])
+    idx = index.load(db, path)
+    assert not near_of(idx, faces[1][0], 1e-3)
+    check(idx)
+    # merge: enough small updates that the tail is merged into a segment big enough for its own vector index
+    for step in range(index.MAX_SEGMENTS + 2):
+        store.store_results(db, [result(f"s{step}-{i}", faces_of(rng, 1)) for i in range(120)])
+        idx = index.load(db, path)
+        assert len(idx.segments) <= index.MAX_SEGMENTS
+        check(idx)
+    assert any(s.vector_index() is not None and s.folder != head for s in idx.segments), "a merge made none"
+    assert idx.live_count() == store.face_count(db)
+
+
+def test_a_search_through_the_vector_index_equals_the_exact_scan(tmp_path, monkeypatch):
+    """searching.find on a real database of 3,000 faces: same tolerance, same matches, same order."""
+    from facegrid import collection, scoring, searching
+
+    vector_path(monkeypatch)
+    rng = np.random.default_rng(22)
+    path = tmp_path / "f.db"
+    db = store.open_db(path)
+    faces = people_faces(rng, 500, 6)
+    store.store_results(db, [result(f"p{i}-{j}", [f]) for i, person in enumerate(faces) for j, f in enumerate(person)])
+    idx = index.load(db, path)
+    assert len(idx) == 3000 and idx.segments[0].vector_index() is not None
+    cells = idx.segments[0].vector_index().nlist
+    monkeypatch.setattr(index, "NPROBE", max(1, cells * index.NPROBE // index.NLIST))  # the share probed at scale
+    assert cells > 8 * index.NPROBE, "the test must probe a small share of the cells"
+    coll = collection.Collection([str(path)])
+    params = scoring.Params()
+    asked, same_answer, matched = 0, 0, 0
+    for i in range(0, 500, 10):
+        for mode in ("mean", "min"):
+            targets = [searching.Target(f"t{j}", f"target-{i}-{j}", faces[i][j], b"") for j in range(2)]
+            answers = []
+            for exact in (False, True):
+                monkeypatch.setattr(index, "EXACT", exact)
+                got = searching.find(coll, targets, params, mode)
+                answers.append((got.tolerance, [(m.image_id, m.face_index, m.distance) for m in got.matches]))
+            asked += 1
+            same_answer += answers[0] == answers[1]
+            matched += len(answers[1][1])
+    assert matched > asked, "the searches found matches (the check is not about empty answers)"
+    assert same_answer == asked, f"{asked - same_answer} of {asked} searches differ from the exact scan"
+
+
+def test_a_search_through_the_vector_index_racing_the_collector(tmp_path, monkeypatch):
+    vector_path(monkeypatch)
+    rng = np.random.default_rng(23)
+    path = tmp_path / "f.db"
+    writer = store.open_db(path, threads=True)
+    first = [f for person in people_faces(rng, 300, 2) for f in person]
+    store.store_results(writer, [result(f"a{i}", [f]) for i, f in enumerate(first)])
+    batches = [[result(f"b{k}-{i}", faces_of(rng, 1)) for i in range(7)] for k in range(40)]
+    done = threading.Event()
+
+    def collector():
+        for batch in batches:
+            store.store_results(writer, batch)
+        done.set()
+
+    reader = store.open_db(path)
+    assert index.load(reader, path).segments[0].vector_index() is not None
+    thread = threading.Thread(target=collector)
+    thread.start()
+    seen = []
+    deadline = time.monotonic() + 120
+    while not done.is_set() or not seen or seen[-1] < store.generation(reader):
+        assert time.monotonic() < deadline, f"the index never caught up with the collector: {seen[-5:]}"
+        idx = index.load(reader, path)
+        assert idx.live_count() == 600 + 7 * (idx.generation - 1), (idx.generation, idx.live_count())
+        for f in first[::50]:  # stored before the race: found through the vector index in every snapshot
+            assert min(near_of(idx, f, 0.3).values()) < 1e-5
+        seen.append(idx.generation)
+    thread.join()
+    assert len(set(seen)) > 2, f"the search never ran while the collector wrote: {seen}"
+    idx = index.load(reader, path)
+    for q in first[:20]:
+        assert same(near_of(idx, q, 0.625), near_truth(path, q, 0.625))
+
+
+def test_the_tail_merge_is_tiered(tmp_path):
+    """Merging copies the newest segments and each older one no larger than what is merged so far."""
+    rng = np.random.default_rng(24)
+    path = tmp_path / "f.db"
+    db = store.open_db(path)
+    store.store_results(db, [result(f"a{i}", faces_of(rng, 1)) for i in range(400)])
+    index.load(db, path)
+    sizes = []
+    for step in range(3 * index.MAX_SEGMENTS):
+        store.store_results(db, [result(f"s{step}-{i}", faces_of(rng, 1)) for i in range(10)])
+        idx = index.load(db, path)
+        sizes.append([len(s) for s in idx.segments])
+    assert all(s[0] == 400 for s in sizes), "the big first segment was never copied"
+    assert max(len(s) for s in sizes) == index.MAX_SEGMENTS
+    assert any(len(s) > 3 and s[1] > s[-1] for s in sizes), f"every merge took the whole tail: {sizes}"
+    target = rng.normal(0, 0.1, DIM).astype(np.float32)
+    assert same(indexed(idx, target), truth(path, target))
+
+
+def test_a_merged_vector_index_moves_codes_and_equals_one_built_by_adding(tmp_path, monkeypatch):
+    """Merging segments that have vector indexes moves their codes (dead rows left out) instead of adding
+    the rows again; the result answers as an index built from the merged rows does."""
+    vector_path(monkeypatch, rows=300)
+    rng = np.random.default_rng(25)
+    path = tmp_path / "f.db"
+    db = store.open_db(path)
+    store.store_results(db, [result(f"a{i}", faces_of(rng, 1)) for i in range(300)])
+    index.load(db, path)
+    for step in range(index.MAX_SEGMENTS):  # equal segments, each with its own vector index
+        store.store_results(db, [result(f"s{step}-{i}", faces_of(rng, 1)) for i in range(300)])
+        store.store_results(db, [result(f"a{step}", faces_of(rng, 1))])  # and a dead row in the first
+        idx = index.load(db, path)
+    assert len(idx.segments) < index.MAX_SEGMENTS, "the merge ran"
+    merged = max(idx.segments, key=len)
+    assert len(merged) > 2000 and merged.vector_index() is not None
+    again = tmp_path / "again"
+    (again / "seg").mkdir(parents=True)
+    shutil.copy(index.index_dir(path) / index.TRAINED_FILE, again / index.TRAINED_FILE)
+    for name in index.NAMES:
+        np.save(again / "seg" / f"{name}.npy", np.asarray(getattr(merged, name)))
+    index._index_segment(again, again / "seg")
+    built = index.Segment(again / "seg")
+    assert merged.vector_index().ntotal == built.vector_index().ntotal == len(merged)
+    queries = rng.normal(0, 0.1, (20, DIM)).astype(np.float32)
+    d_merged, i_merged = merged.vector_index().search(queries, 50)
+    d_built, i_built = built.vector_index().search(queries, 50)
+    np.testing.assert_allclose(d_merged, d_built, rtol=1e-5)
+    assert all(set(a) == set(b) for a, b in zip(i_merged, i_built, strict=True))
+    target = rng.normal(0, 0.1, DIM).astype(np.float32)
+    assert same(near_of(idx, target, 0.625), near_truth(path, target, 0.625))
+    assert idx.live_count() == store.face_count(db)
