@@ -163,10 +163,9 @@ class Report:
             "| section | measure | value | target | result | command |",
             "|---|---|---|---|---|---|",
         ]
-        out += [
-            f"| {r.section} | {r.measure} | {r.value} | {r.target} | {r.verdict} | `scripts/bench.py --only {r.section}` |"
-            for r in self.rows
-        ]
+        for r in self.rows:
+            command = f"`scripts/bench.py --only {r.section}`"
+            out.append(f"| {r.section} | {r.measure} | {r.value} | {r.target} | {r.verdict} | {command} |")
         return "\n".join(out)
 
 
