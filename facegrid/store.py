@@ -380,6 +380,8 @@ def _open_tracks(conn: sqlite3.Connection, video_id: str, since: float, reach: f
     for number, start, count, best_id, best_idx in rows:
         key = (video_id, since, number)
         last = conn.execute(before + "ORDER BY fr.t DESC LIMIT 1", key).fetchone()
+        if last is None:  # no face of it before `since` any more: it stays as stored
+            continue
         (moved,) = conn.execute(
             "SELECT count(*) FROM frames fr JOIN track_faces tf ON tf.image_id = fr.image_id "
             "WHERE fr.video_id = ? AND fr.t >= ? AND tf.track = ?",
@@ -387,7 +389,7 @@ def _open_tracks(conn: sqlite3.Connection, video_id: str, since: float, reach: f
         ).fetchone()
         best = conn.execute(before + "AND tf.image_id = ? AND tf.idx = ?", (*key, best_id, best_idx)).fetchone()
         if best is None:  # the stored best face lies from `since` on: the best of those before it
-            best = conn.execute(before + BEST_ORDER, key).fetchone()
+            best = conn.execute(before + BEST_ORDER, key).fetchone() or last
         earlier = tracks.Earlier(start, count - moved - 1, _frame_face(best))
         out.append(tracks.Track([_frame_face(last)], number, earlier))
     return out
