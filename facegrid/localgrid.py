@@ -29,6 +29,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def in_netns(netns: str | None, cmd: list[str]) -> list[str]:
+    """cmd run inside network namespace netns (None: as it is)."""
+    return ["ip", "netns", "exec", netns, *cmd] if netns else cmd
+
+
 class Server:
     """A private beanstalkd: -l LISTEN -p PORT -z MAX_JOB_SIZE -b BINLOG, optionally in a network namespace.
 
@@ -57,7 +62,7 @@ class Server:
 
     def command(self, cmd: list[str]) -> list[str]:
         """cmd as run beside this beanstalkd (inside its namespace, if any)."""
-        return ["ip", "netns", "exec", self.netns, *cmd] if self.netns else cmd
+        return in_netns(self.netns, cmd)
 
     def _answers(self) -> bool:
         if self.netns:

@@ -59,7 +59,7 @@ from PIL import Image, ImageFilter, ImageOps
 from facegrid import envelope, imaging, localgrid, store
 from facegrid import settings as settings_mod
 from facegrid.errors import UsageError
-from facegrid.localgrid import Server, script
+from facegrid.localgrid import Server, in_netns, script
 
 ROOT = Path(__file__).resolve().parent.parent
 # Code run by another interpreter (the dlib-bin venv) finds this checkout's package here.
@@ -178,10 +178,6 @@ def log(msg: str) -> None:
 
 
 # -- processes -----------------------------------------------------------------
-def in_netns(netns: str | None, cmd: list[str]) -> list[str]:
-    return ["ip", "netns", "exec", netns, *cmd] if netns else cmd
-
-
 def run(cmd: list[str], logfile: Path, timeout: float = 3600) -> float:
     """Run to completion; returns wall seconds. Raises with the log's tail on failure."""
     t0 = time.perf_counter()
