@@ -59,6 +59,7 @@ from PIL import Image, ImageFilter, ImageOps
 from facegrid import envelope, imaging, localgrid, store
 from facegrid import settings as settings_mod
 from facegrid.errors import UsageError
+from facegrid.faces import same_face
 from facegrid.localgrid import Server, in_netns, script
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -739,19 +740,6 @@ DETECT_CONFIGS = [
     ("hog", 2048, 1),
 ]
 DEFAULT_DETECT = ("hog", 1024, 1)
-
-
-def same_face(a, b) -> bool:
-    """Two boxes are one face: each centre inside the other box, sizes within 2x."""
-    (t1, r1, b1, l1), (t2, r2, b2, l2) = a, b
-    cy1, cx1, cy2, cx2 = (t1 + b1) / 2, (l1 + r1) / 2, (t2 + b2) / 2, (l2 + r2) / 2
-    return (
-        t2 <= cy1 <= b2
-        and l2 <= cx1 <= r2
-        and t1 <= cy2 <= b1
-        and l1 <= cx2 <= r1
-        and 0.5 < (b1 - t1) / max(1, b2 - t2) < 2
-    )
 
 
 def found(truth, boxes) -> int:
