@@ -26,29 +26,44 @@ tenth of the rows are dead, or the database is not the one the index was made
 from, the index is built again whole.
 
 Search (FaceIndex.near) returns the live faces within a radius of the profile,
-nearest first as far as the caller needs them, each with its exact distance.
-A segment of VECTOR_MIN_ROWS rows or more also has a vector index beside its rows
-(ivf.faiss: a faiss inverted file of NLIST cells with 8-bit scalar-quantised
-codes, 1.3 GB for 10,000,000 faces, memory-mapped when opened). Its candidates
-are the KNN_FIRST nearest codes in the NPROBE cells nearest the profile (4x more
-each time the caller asks for more); every candidate is re-ranked exactly from
-its float32 row (only the candidates' rows are read from the memory map), the
-same way as on the exact path, so where the candidates hold every face that
-decides the answer, the answer equals the exact scan's. Smaller segments (the new
-faces of an update, small merged tails) are scanned whole, exactly. The switch
-sits at 100,000 rows because there the scan takes about 10-20 ms a pass (0.1-0.2
-us a row on 2 cores), the cost of a probe of the vector index, while building
-the vector index for a segment costs about 3 s a million rows; an update of
-10,000 faces so never builds one. The cells are trained once per index
-(trained.faiss, on the first segment big enough) and every later segment's
-vector index reuses them: a new segment's costs only the adding of its rows, and
-a merged segment's is made by moving its sources' codes cell by cell
-(_merge_vectors), adding only the rows of sources that had none.
+nearest first as far as the caller needs them, each with its exact distance, and
+the same faces as a scan of every row would: no face it leaves out can be within
+the radius.
 
-The vector index is approximate: a face whose cell is not among the probed ones
-is missed. docs/benchmarks.md ("Archive scale") counts how many searches return
-exactly the exact scan's answer; EXACT = True scans every segment (the bench and
-the tests compare the two paths with it).
+A segment of VECTOR_MIN_ROWS rows or more also has short codes beside its rows:
+each row projected on the CODE_DIMS principal components of the stored faces
+(faiss PCAMatrix, orthonormal rows, so a projected distance is never longer than
+the real one) and quantised to one byte a component (faiss ScalarQuantizer):
+48 bytes a face, 480 MB for 10,000,000, in files of PART_ROWS rows
+(codes-N.faiss, memory-mapped, read side by side in threads). When the codes
+are made, the largest distance between a row's projection and its decoded code
+is measured on every row (code_error, in codes.json). So for a row at projected,
+decoded distance a from the profile, its exact distance is at least
+a - code_error: the floor. A search asks each file for its KNN_FIRST nearest
+codes: every row left out has a floor beyond the last one's, so every face
+within the smallest of those floors is among the candidates (complete). The
+candidates whose floor is within it are re-ranked exactly from their float32
+rows (only those rows are read from the memory map), the same way as on the
+scan path; the look-alike rule (scoring.settled) says whether the faces within
+that radius settle the answer, and if not the files are asked for 4x more. The
+answer is the exact scan's by construction; EXACT = True scans every row
+instead (the tests and the bench compare the two).
+
+Why this and not a vector index that probes a few cells: in 128 dimensions the
+faces within 0.5 of a profile spread over hundreds of an inverted file's 2,048
+cells, so probing the nearest cells misses some of the look-alikes that set
+a search's tolerance, and no bound on a cell prunes it (docs/benchmarks.md,
+"Archive scale"). The short codes read 48 bytes a face instead of 512, and their
+floor rules out all but a few thousand faces for the exact re-rank.
+
+The switch sits at 100,000 rows: below, the scan of float32 rows takes about
+10-20 ms a pass (0.1-0.2 us a row on 2 cores), and writing codes costs about
+0.3 s a million rows. The projection and quantiser are trained once per index
+(trained.faiss, on a sample of the first segment big enough; the quantiser's
+range widened by RANGE_MARGIN so later rows rarely fall outside it, and a row
+that does only raises its segment's measured code_error). A merged segment's
+codes are moved from its sources (_merge_vectors); rows of sources without
+codes are encoded.
 
 Distances are Euclidean, as face_recognition's face_distance:
 |a - b|^2 = |a|^2 + |b|^2 - 2 a.b, computed in chunks so memory stays flat.
@@ -65,6 +80,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,17 +89,20 @@ from .envelope import ENCODING_DIM
 
 log = logging.getLogger("facegrid.index")
 CHUNK = 262_144  # rows per step: 128 MB of float32 at most in flight
-INDEX_FORMAT = 4
+INDEX_FORMAT = 5
 MAX_SEGMENTS = 8
 MAX_DEAD_SHARE = 0.1
 NAMES = ("vectors", "sqnorms", "rowids")
-VECTOR_MIN_ROWS = 100_000  # segments this big get a vector index (smaller ones are scanned)
-VECTOR_FILE = "ivf.faiss"
-TRAINED_FILE = "trained.faiss"  # the trained cells every segment's vector index starts from
-NLIST = 2048  # cells (fewer when trained on fewer than 39 rows a cell)
-NPROBE = 128  # cells probed per search vector
-KNN_FIRST = 256  # neighbours asked of a vector index first (4x more until the search is settled)
-SQ_MARGIN = 0.03  # added to the radius for the quantised distances (their error measured at most 0.012)
+VECTOR_MIN_ROWS = 100_000  # segments this big get short codes (smaller ones are scanned)
+CODES_META = "codes.json"  # {"parts": [rows in codes-0.faiss, ...], "error": the codes' largest error}
+PART_ROWS = 1_000_000  # rows per file of short codes: the files of a search are read side by side
+TRAINED_FILE = "trained.faiss"  # the projection and quantiser every segment's codes are made with
+CODE_DIMS = 48  # principal components kept (97 % of a face encoding's variance)
+TRAIN_ROWS = 200_000  # rows sampled to train the projection and the quantiser
+RANGE_MARGIN = 0.2  # the quantiser's range, widened by this share on each side: later rows rarely fall outside
+KNN_FIRST = 1024  # neighbours asked of each file of short codes first (4x more until the search is settled)
+SLACK = 1e-4  # float32 rounding in a projected distance, far above what it can be
+SLACK_SCAN = 1e-3  # the same for a scanned distance (|a|^2 + |b|^2 - 2 a.b)
 EXACT = False  # True: scan every segment, vector indexes unused (tests and the bench compare)
 
 
@@ -96,20 +115,33 @@ class Segment:
         self.live = np.load(live, mmap_mode="r") if live is not None else None
         if self.live is not None and self.live.shape != self.rowids.shape:
             raise ValueError(f"live mask {live} does not fit segment {folder.name}")
-        self._ivf = None
+        self._codes: list | None = None
+        self.code_error = 0.0
 
     def __len__(self) -> int:
         return len(self.rowids)
 
-    def vector_index(self):
-        """This segment's faiss index (memory-mapped), or None when it has none."""
-        if self._ivf is None and self.folder is not None and (self.folder / VECTOR_FILE).exists():
+    def vector_index(self) -> list | None:
+        """This segment's short codes, or None when it has none: a list of (start, faiss index over
+        rows start.., memory-mapped), parts of at most PART_ROWS rows searched side by side.
+
+        code_error is then the largest distance, in the projected space, between a row's
+        projection and its decoded code (measured on every row when the codes were made)."""
+        if self._codes is None and self.folder is not None and (self.folder / CODES_META).exists():
             import faiss
 
-            self._ivf = faiss.read_index(str(self.folder / VECTOR_FILE), faiss.IO_FLAG_MMAP)
-            if self._ivf.ntotal != len(self):
-                raise ValueError(f"vector index of segment {self.folder.name} does not fit its rows")
-        return self._ivf
+            meta = json.loads((self.folder / CODES_META).read_text())
+            parts, start = [], 0
+            for k, rows in enumerate(meta["parts"]):
+                part = faiss.read_index(str(self.folder / f"codes-{k}.faiss"), faiss.IO_FLAG_MMAP)
+                if part.ntotal != rows:
+                    raise ValueError(f"short codes of segment {self.folder.name} do not fit its rows")
+                parts.append((start, part))
+                start += rows
+            if start != len(self):
+                raise ValueError(f"short codes of segment {self.folder.name} do not fit its rows")
+            self._codes, self.code_error = parts, float(meta["error"])
+        return self._codes
 
     def scan(self, targets: np.ndarray):
         """(start, squared distance of rows start.. to the nearest target), chunk by chunk."""
@@ -122,31 +154,37 @@ class Segment:
             yield start, d2.min(axis=1)
 
     def candidates(self, targets: np.ndarray, radius: float, k: int) -> tuple[np.ndarray, np.ndarray, float]:
-        """(positions, approximate distances, complete): rows that may lie within radius of a target.
+        """(positions, floors, complete): the rows that may lie within radius of a target.
 
-        Every row within `complete` (<= radius) of a target is among them. From the
-        vector index: the k nearest of each target in the probed cells by their 8-bit
-        codes, so complete is the k-th one's distance less SQ_MARGIN; from a scan
-        (no vector index, or EXACT): every row, exact, complete up to the radius.
+        floors: a lower bound on each one's exact distance to the nearest target. Every
+        row whose exact distance is `complete` (<= radius) or less is among them. From
+        the short codes: the k nearest of each target by projected, decoded distance a;
+        a row's exact distance is at least a - code_error (the projection shortens
+        every distance, the code moves a row by code_error at most), so every row not
+        returned lies beyond the k-th one's a - code_error. From a scan (no short
+        codes, or EXACT): every row within the radius, complete up to the radius.
         """
-        ivf = None if EXACT else self.vector_index()
-        if ivf is not None:
-            ivf.nprobe = NPROBE
-            k = min(k, ivf.ntotal)
-            d2, found = ivf.search(np.ascontiguousarray(targets), k)
-            ended = (found[:, -1] < 0) | (d2[:, -1] > (radius + SQ_MARGIN) ** 2)
-            complete = radius if k >= ivf.ntotal or ended.all() else float(np.sqrt(d2[~ended, -1].min())) - SQ_MARGIN
-            ok = (found >= 0) & (d2 <= (radius + SQ_MARGIN) ** 2)
-            return found[ok].astype(np.int64), np.sqrt(np.maximum(d2[ok], 0)), max(complete, 0.0)
-        limit = (radius + 1e-3) ** 2
-        pos, dist = [], []
+        codes = None if EXACT else self.vector_index()
+        if codes is not None:
+            targets = np.ascontiguousarray(targets)
+            pos, floors, complete = [], [], radius
+            for start, d2, found in _pool().map(lambda part: (part[0], *part[1].search(targets, k)), codes):
+                floor = np.sqrt(np.maximum(d2, 0)) - (self.code_error + SLACK)
+                ok = (found >= 0) & (floor <= radius)
+                pos.append(found[ok].astype(np.int64) + start)
+                floors.append(floor[ok])
+                if (found[:, -1] >= 0).all():  # k rows or more in this part: those beyond the k-th are farther
+                    complete = min(complete, float(floor[:, -1].min()))
+            return np.concatenate(pos), np.concatenate(floors), max(complete, 0.0)
+        limit = (radius + SLACK_SCAN) ** 2
+        pos, floors = [], []
         for start, d2 in self.scan(targets):
             hit = np.flatnonzero(d2 <= limit)
             pos.append(hit + start)
-            dist.append(np.sqrt(np.maximum(d2[hit], 0)))
+            floors.append(np.sqrt(np.maximum(d2[hit], 0)) - SLACK_SCAN)
         if not pos:
             return np.zeros(0, np.int64), np.zeros(0, np.float32), radius
-        return np.concatenate(pos), np.concatenate(dist), radius
+        return np.concatenate(pos), np.concatenate(floors), radius
 
 
 class Rows:
@@ -223,7 +261,7 @@ class FaceIndex:
         """An index over arrays in memory (no files): for tests and tools."""
         seg = Segment.__new__(Segment)
         seg.folder, seg.vectors, seg.sqnorms, seg.rowids = None, vectors, sqnorms, rowids
-        seg.live, seg._ivf = None, None
+        seg.live, seg._codes, seg.code_error = None, None, 0.0
         return cls([seg], generation)
 
     def __len__(self) -> int:
@@ -278,11 +316,12 @@ class FaceIndex:
                 return near
             k *= 4
 
-    def _rerank(self, targets: np.ndarray, positions: list, approx: list, radius: float) -> Near:
-        """Exact distances of the candidates that may lie within radius; those within it, by position."""
+    def _rerank(self, targets: np.ndarray, positions: list, floors: list, radius: float) -> Near:
+        """Exact distances of the candidates that may lie within radius (floor <= radius); those within
+        it, by position."""
         pos = np.concatenate(positions) if positions else np.zeros(0, np.int64)
-        rough = np.concatenate(approx) if approx else np.zeros(0, np.float32)
-        pos = np.unique(pos[rough <= radius + SQ_MARGIN])
+        rough = np.concatenate(floors) if floors else np.zeros(0, np.float32)
+        pos = np.unique(pos[rough <= radius])
         rows = self.vectors[pos] if len(pos) else np.zeros((0, ENCODING_DIM), np.float32)
         dist = np.full(len(pos), np.inf, dtype=np.float32)
         for t in targets:  # row by row, so a face's distance does not depend on the other candidates
@@ -373,30 +412,86 @@ def _write_segment(folder: Path, name: str, rows) -> int:
 
 
 def _index_segment(folder: Path, seg: Path) -> None:
-    """Write seg's vector index when it has VECTOR_MIN_ROWS rows or more (training the cells first
-    if the index folder has none yet)."""
+    """Write seg's short codes when it has VECTOR_MIN_ROWS rows or more (training the projection and
+    the quantiser first if the index folder has none yet)."""
     vectors = np.load(seg / "vectors.npy", mmap_mode="r")
     n = len(vectors)
     if n < VECTOR_MIN_ROWS:
         return
+    t0 = time.perf_counter()
+    trained = _trained(folder, vectors)
+    codes = np.empty((n, trained.sa_code_size()), dtype=np.uint8)
+    error = 0.0
+    for start in range(0, n, CHUNK):
+        part = codes[start : start + CHUNK]
+        part[:], err = _encode(trained, vectors[start : start + CHUNK])
+        error = max(error, err)
+    _write_codes(folder, seg, codes, error)
+    log.info("short codes for %d faces written in %.1fs (%s)", n, time.perf_counter() - t0, seg.name)
+
+
+def _trained(folder: Path, vectors: np.ndarray):
+    """The index folder's projection and quantiser (faiss PCAMatrix + 8-bit ScalarQuantizer), trained
+    on a sample of vectors the first time."""
     import faiss
 
-    t0 = time.perf_counter()
-    trained = folder / TRAINED_FILE
-    if trained.exists():
-        ivf = faiss.read_index(str(trained))
-    else:
-        cells = max(1, min(NLIST, n // 39))
-        take = np.sort(np.random.default_rng(0).choice(n, min(n, 64 * cells), replace=False))
-        ivf = faiss.index_factory(ENCODING_DIM, f"IVF{cells},SQ8")
-        ivf.train(np.ascontiguousarray(vectors[take]))
-        tmp = folder / f"{TRAINED_FILE}.tmp{os.getpid()}"
-        faiss.write_index(ivf, str(tmp))
-        os.replace(tmp, trained)
-    for start in range(0, n, CHUNK):
-        ivf.add(np.ascontiguousarray(vectors[start : start + CHUNK]))
-    faiss.write_index(ivf, str(seg / VECTOR_FILE))
-    log.info("vector index for %d faces written in %.1fs (%s)", n, time.perf_counter() - t0, seg.name)
+    path = folder / TRAINED_FILE
+    if path.exists():
+        return faiss.read_index(str(path))
+    n = len(vectors)
+    take = np.sort(np.random.default_rng(0).choice(n, min(n, TRAIN_ROWS), replace=False))
+    sample = np.ascontiguousarray(vectors[take], dtype=np.float32)
+    pca = faiss.PCAMatrix(ENCODING_DIM, CODE_DIMS)  # orthonormal rows: a projection never lengthens a distance
+    pca.train(sample)
+    sq = faiss.IndexScalarQuantizer(CODE_DIMS, faiss.ScalarQuantizer.QT_8bit)
+    sq.sq.rangestat_arg = RANGE_MARGIN
+    sq.train(pca.apply(sample))
+    whole = faiss.IndexPreTransform(pca, sq)  # points at pca and sq, which live until it is written
+    tmp = folder / f"{TRAINED_FILE}.tmp{os.getpid()}"
+    faiss.write_index(whole, str(tmp))
+    os.replace(tmp, path)
+    return faiss.read_index(str(path))
+
+
+def _encode(trained: Any, vectors: np.ndarray) -> tuple[np.ndarray, float]:
+    """(codes, their largest error): the rows projected and quantised, and the largest distance
+    between a row's projection and its decoded code, measured (the quantiser clamps a value
+    outside its trained range, so no bound is assumed)."""
+    import faiss
+
+    pca = faiss.downcast_VectorTransform(trained.chain.at(0))
+    sq = faiss.downcast_index(trained.index)
+    y = pca.apply(np.ascontiguousarray(vectors, dtype=np.float32))
+    codes = sq.sa_encode(y)
+    diff = sq.sa_decode(codes) - y
+    return codes, float(np.sqrt(np.einsum("ij,ij->i", diff, diff).max())) if len(y) else 0.0
+
+
+def _write_codes(folder: Path, seg: Path, codes: np.ndarray, error: float) -> None:
+    import faiss
+
+    parts: list[int] = []
+    for start in range(0, len(codes), PART_ROWS):
+        whole: Any = faiss.read_index(str(folder / TRAINED_FILE))
+        sq = faiss.downcast_index(whole.index)
+        sq.add_sa_codes(np.ascontiguousarray(codes[start : start + PART_ROWS]))
+        whole.ntotal = sq.ntotal
+        faiss.write_index(whole, str(seg / f"codes-{len(parts)}.faiss"))
+        parts.append(int(sq.ntotal))
+    (seg / CODES_META).write_text(json.dumps({"parts": parts, "error": error}))
+
+
+_threads = None
+
+
+def _pool():
+    """Threads for reading the parts of short codes side by side (faiss lets go of the GIL)."""
+    global _threads
+    if _threads is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _threads = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="facegrid-codes")
+    return _threads
 
 
 def _commit(folder: Path, meta: dict) -> None:
@@ -496,40 +591,38 @@ def _merge_tail(folder: Path, meta: dict) -> dict:
 
 
 def _merge_vectors(folder: Path, segments: list[Segment], where: np.ndarray, seg: Path) -> None:
-    """The merged segment's vector index from its sources': their codes moved list by list (all share
-    the trained cells, so a row's code is the same), dead rows left out; sources without one add rows."""
+    """The merged segment's short codes from its sources': their codes moved (all are made with the
+    same trained projection and quantiser, so a row's code is the same), dead rows left out;
+    sources without codes encode their rows. The error is the largest of the sources'."""
     import faiss
-    from faiss.contrib.inspect_tools import get_invlist
 
     t0 = time.perf_counter()
-    whole = faiss.read_index(str(folder / TRAINED_FILE))
-    ivf = faiss.extract_index_ivf(whole)  # a view of `whole`, which must stay referenced
-    lists = ivf.invlists
-    if lists is None:
-        raise ValueError(f"{folder / TRAINED_FILE} holds no inverted lists")
-    at = 0
+    trained = faiss.read_index(str(folder / TRAINED_FILE))
+    codes = np.empty((len(where), trained.sa_code_size()), dtype=np.uint8)
+    error, at = 0.0, 0
     for source in segments:
-        live = np.ones(len(source), dtype=bool) if source.live is None else np.asarray(source.live)
-        new = np.full(len(source), -1, dtype=np.int64)
-        new[live] = where[at : at + int(live.sum())]
-        at += int(live.sum())
+        keep = np.arange(len(source)) if source.live is None else np.flatnonzero(source.live)
+        dest = where[at : at + len(keep)]
+        at += len(keep)
         src = source.vector_index()
-        if src is None:
-            keep = np.flatnonzero(live)
-            for start in range(0, len(keep), CHUNK):
-                part = keep[start : start + CHUNK]
-                ivf.add_with_ids(np.ascontiguousarray(source.vectors[part]), np.ascontiguousarray(new[part]))
+        if src is not None:
+            rows = np.concatenate([_codes_of(part) for _, part in src])
+            codes[dest] = rows[keep]
+            error = max(error, source.code_error)
             continue
-        for cell in range(src.nlist):
-            ids, codes = get_invlist(src.invlists, cell)
-            ids = new[ids]
-            kept = ids >= 0
-            if kept.any():
-                ids, codes = np.ascontiguousarray(ids[kept]), np.ascontiguousarray(codes[kept])
-                lists.add_entries(cell, len(ids), faiss.swig_ptr(ids), faiss.swig_ptr(codes))
-        ivf.ntotal += int(live.sum())
-    faiss.write_index(whole, str(seg / VECTOR_FILE))
-    log.info("vector index for %d merged faces in %.1fs (%s)", ivf.ntotal, time.perf_counter() - t0, seg.name)
+        for start in range(0, len(keep), CHUNK):
+            part = keep[start : start + CHUNK]
+            codes[dest[start : start + CHUNK]], err = _encode(trained, source.vectors[part])
+            error = max(error, err)
+    _write_codes(folder, seg, codes, error)
+    log.info("short codes for %d merged faces in %.1fs (%s)", len(codes), time.perf_counter() - t0, seg.name)
+
+
+def _codes_of(part: Any) -> np.ndarray:
+    import faiss
+
+    flat: Any = faiss.downcast_index(part.index)
+    return faiss.vector_to_array(flat.codes).reshape(part.ntotal, -1)
 
 
 def _sweep(folder: Path, meta: dict, grace: float = 600.0) -> None:

@@ -1356,28 +1356,118 @@ def real_encodings(ctx: Context) -> dict[str, np.ndarray]:
     return out
 
 
-def build_store(db_path: Path, n: int, real: dict[str, np.ndarray], planted: list[str]) -> None:
-    """n faces, 2 per photo: random encodings spread like real ones, plus planted real ones."""
-    allreal = np.stack(list(real.values()))
-    mean, std = allreal.mean(axis=0), allreal.std(axis=0) * 1.25
+FACE_STATS_PHOTOS = 2500  # lfw-dev photos (of people with 2 or more) the face statistics are taken from
+FACE_STATS_PER_PERSON = 10  # at most this many photos of one person
+
+
+def face_statistics(ctx: Context, real: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
+    """(statistics, how made) for synthetic faces shaped like real people's.
+
+    From lfw-dev: the mean encoding, the covariance of people's mean encodings
+    (between people) and of the encodings around their person's mean (within a
+    person), over the photos of the first people with two photos or more (at most
+    FACE_STATS_PER_PERSON each, FACE_STATS_PHOTOS in all), each encoded by the
+    filter's pipeline (cached in the cache folder). Without lfw-dev: the labelled
+    photos' mean and spread per dimension, each dimension drawn on its own (no people).
+    """
+    if not (LFW / "labels.csv").exists():
+        allreal = np.stack(list(real.values()))
+        log(f"scale: {LFW} not found: synthetic faces drawn independently in each dimension")
+        return {"mean": allreal.mean(axis=0), "spread": allreal.std(axis=0) * 1.25}, "independent per dimension"
+    with open(LFW / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_person: dict[str, list[str]] = {}
+    for r in rows:
+        by_person.setdefault(r["identity"], []).append(r["path"])
+    paths, people_of = [], []
+    for person in sorted(by_person):
+        mine = by_person[person][:FACE_STATS_PER_PERSON]  # so that a few people do not make the spread
+        if len(mine) >= 2 and len(paths) + len(mine) <= FACE_STATS_PHOTOS:
+            paths += mine
+            people_of += [person] * len(mine)
+    key = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16]
+    cache = settings_mod.cache_dir() / f"bench-face-stats-{key}.npz"
+    how = f"people shaped like lfw-dev's ({len(paths):,} photos of {len(set(people_of)):,} people)"
+    try:
+        with np.load(cache) as z:
+            return {name: z[name] for name in z.files}, how
+    except (OSError, ValueError):
+        pass
+    log(f"scale: encoding {len(paths):,} lfw-dev photos for the synthetic faces' statistics (cached in {cache})")
+    engine = ctx.engine()
+    x, who = [], []
+    for path, person in zip(paths, people_of, strict=True):
+        found = engine.analyse((LFW / path).read_bytes()).encodings
+        if len(found) == 1:
+            x.append(found[0])
+            who.append(person)
+    enc, names = np.asarray(x, dtype=np.float64), np.asarray(who)
+    groups = [np.flatnonzero(names == p) for p in sorted(set(who))]
+    groups = [g for g in groups if len(g) >= 2]
+    means = np.stack([enc[g].mean(axis=0) for g in groups])
+    within = np.concatenate([enc[g] - enc[g].mean(axis=0) for g in groups])
+    s_within = within.T @ within / (len(within) - len(groups))
+    centred = means - means.mean(axis=0)
+    # a person's mean of m photos also carries s_within / m: take it out of the between-people part
+    s_between = centred.T @ centred / (len(groups) - 1) - s_within * np.mean([1 / len(g) for g in groups])
+    stats = {"mean": means.mean(axis=0), "between": _root(s_between), "within": _root(s_within)}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **stats)
+    return stats, how
+
+
+def _root(cov: np.ndarray) -> np.ndarray:
+    """L with L @ L.T = cov (negative eigenvalues from sampling noise set to 0)."""
+    w, v = np.linalg.eigh(cov)
+    return v * np.sqrt(np.clip(w, 0, None))
+
+
+def synthetic_faces(stats: dict[str, np.ndarray], n: int, seed: int = 11, step: int = 100_000):
+    """n synthetic encodings in blocks of step: people (1 + a geometric count of photos each, 2.5 on
+    average), each a mean drawn with the between-people covariance and faces around it with the
+    within-person one; or, with only a per-dimension spread, each dimension drawn on its own."""
+    rng = np.random.default_rng(seed)
+    if "spread" in stats:
+        for start in range(0, n, step):
+            k = min(step, n - start)
+            yield (stats["mean"] + rng.standard_normal((k, envelope.ENCODING_DIM)) * stats["spread"]).astype("<f4")
+        return
+    person, left = None, 0
+    for start in range(0, n, step):
+        k = min(step, n - start)
+        owner = np.empty(k, dtype=np.int64)
+        means = []
+        i = 0
+        while i < k:
+            if left == 0:
+                person = stats["mean"] + stats["between"] @ rng.standard_normal(envelope.ENCODING_DIM)
+                left = int(rng.geometric(0.4))
+            take = min(left, k - i)
+            owner[i : i + take] = len(means)
+            means.append(person)
+            i, left = i + take, left - take
+        noise = rng.standard_normal((k, envelope.ENCODING_DIM)) @ stats["within"].T
+        yield (np.asarray(means)[owner] + noise).astype("<f4")
+
+
+def build_store(db_path: Path, n: int, real: dict[str, np.ndarray], planted: list[str], stats: dict) -> None:
+    """n synthetic faces (synthetic_faces), 2 per photo, plus planted real ones."""
     db = store.open_db(db_path)
     conn = db.conn
     conn.execute("PRAGMA synchronous=OFF")
-    rng = np.random.default_rng(11)
-    step = 100_000
     with conn:
         conn.execute("BEGIN")
-        for start in range(0, n, step):
-            k = min(step, n - start)
-            enc = (mean + rng.standard_normal((k, 128), dtype=np.float32) * std).astype("<f4")
+        start = 0
+        for enc in synthetic_faces(stats, n):
             images, faces = [], []
-            for j in range(k):
+            for j in range(len(enc)):
                 i = start + j
                 img = hashlib.sha256(f"synthetic-{i // 2}".encode()).hexdigest()
                 if i % 2 == 0:
                     images.append((img, f"/photos/synthetic/{i // 2:07d}.jpg", "synthetic", "ok", 2, 4000, 3000))
                 faces.append((img, i % 2, 100, 200, 200, 100, enc[j].tobytes(), b"", "hog"))
             insert(conn, images, faces)
+            start += len(enc)
         images, faces = [], []
         for key in planted:
             img = hashlib.sha256(f"planted-{key}".encode()).hexdigest()
@@ -1410,9 +1500,10 @@ def sec_search(ctx: Context) -> None:
     planted = [k for k in real if k.startswith("people/obama/") and not k.startswith("people/obama/obama.jpg")]
     n = ctx.sizes.faces
     db_path = folder / "faces.db"
-    log(f"writing a store of {n} synthetic faces + {len(planted)} planted real ones to {db_path}")
+    stats, how = face_statistics(ctx, real)
+    log(f"writing a store of {n} synthetic faces ({how}) + {len(planted)} planted real ones to {db_path}")
     t0 = time.perf_counter()
-    build_store(db_path, n, real, planted)
+    build_store(db_path, n, real, planted, stats)
     log(f"store written in {time.perf_counter() - t0:.0f}s ({db_path.stat().st_size / MB:.0f} MB)")
     db = store.open_db(db_path, create=False)
     builds = []
@@ -1533,9 +1624,10 @@ def sec_scale(ctx: Context) -> None:
     planted = [k for k in real if k.startswith("people/obama/") and not k.startswith("people/obama/obama.jpg")]
     n = ctx.args.scale_faces
     db_path = folder / "faces.db"
+    stats, how = face_statistics(ctx, real)
     t0 = time.perf_counter()
-    build_store(db_path, n, real, planted)
-    log(f"scale: store of {n:,} faces written in {time.perf_counter() - t0:.0f}s")
+    build_store(db_path, n, real, planted, stats)
+    log(f"scale: store of {n:,} faces ({how}) written in {time.perf_counter() - t0:.0f}s")
     db = store.open_db(db_path, create=False)
     t0 = time.perf_counter()
     index.build(db, db_path, store.generation(db))
@@ -1586,6 +1678,7 @@ def sec_scale(ctx: Context) -> None:
     rep = ctx.report
     total = n + len(planted)
     rep.add("scale", "stored faces", f"{total:,}", ">= 10,000,000", total >= 10_000_000)
+    rep.add("scale", "synthetic faces", how)
     rep.add("scale", "index build", f"{build_s:.1f} s")
     rep.add(
         "scale", "warm query (look-alike rule, two passes)", f"{med(warm) * 1e3:.0f} ms", "<= 150 ms", med(warm) <= 0.15
@@ -1632,6 +1725,7 @@ def sec_scale(ctx: Context) -> None:
             "exact_equal_by_kind": {kind: list(c) for kind, c in counts.items()},
             "search_exact_ms": round(exact_s * 1e3, 1),
             "people_faces": k,
+            "synthetic_faces": how,
         }
     )
 

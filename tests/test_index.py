@@ -244,7 +244,7 @@ def test_the_update_searches_faces_by_generation_not_by_a_scan(tmp_path):
     assert "USING INDEX faces_gen" in plan, plan
 
 
-# -- the vector index (faiss IVF per big segment) and the exact re-rank ---------------------------------------------
+# -- short codes per big segment (projection + 8-bit codes, faiss) and the exact re-rank ----------------------------
 def people_faces(rng, people: int, per: int) -> list[list[np.ndarray]]:
     """Faces shaped like real ones: people ~0.9 apart, groups of look-alikes ~0.45 apart, photos of one
     person ~0.4 apart; so the look-alike rule, the expansion and the radius all have work to do."""
@@ -263,9 +263,16 @@ def near_of(idx: index.FaceIndex, target: np.ndarray, radius: float) -> dict[int
 
 
 def vector_path(monkeypatch, rows: int = 500) -> None:
-    """Segments of `rows` faces or more get a vector index (the production threshold needs 100,000); with
-    as few cells as these tests make, NPROBE probes all of them, so these check the bookkeeping exactly."""
+    """Segments of `rows` faces or more get short codes (the production threshold is 100,000), in files of
+    at most 400 rows, and a search asks each file for 16 neighbours first: so the files are read side by
+    side and the search must ask for more, as at scale (1,000,000 rows a file, 1,024 neighbours)."""
     monkeypatch.setattr(index, "VECTOR_MIN_ROWS", rows)
+    monkeypatch.setattr(index, "PART_ROWS", 400)
+    monkeypatch.setattr(index, "KNN_FIRST", 16)
+
+
+def codes_of(seg: index.Segment) -> np.ndarray:
+    return np.concatenate([index._codes_of(part) for _, part in seg.vector_index()])
 
 
 def test_the_vector_index_follows_append_update_delete_and_merge(tmp_path, monkeypatch):
@@ -323,10 +330,15 @@ def test_a_search_through_the_vector_index_equals_the_exact_scan(tmp_path, monke
     faces = people_faces(rng, 500, 6)
     store.store_results(db, [result(f"p{i}-{j}", [f]) for i, person in enumerate(faces) for j, f in enumerate(person)])
     idx = index.load(db, path)
-    assert len(idx) == 3000 and idx.segments[0].vector_index() is not None
-    cells = idx.segments[0].vector_index().nlist
-    monkeypatch.setattr(index, "NPROBE", max(1, cells * index.NPROBE // index.NLIST))  # the share probed at scale
-    assert cells > 8 * index.NPROBE, "the test must probe a small share of the cells"
+    assert len(idx) == 3000 and len(idx.segments[0].vector_index()) == 8, "3,000 rows in files of 400"
+    asks = []
+    candidates = index.Segment.candidates
+
+    def counted(seg, targets, radius, k):
+        asks.append(k)
+        return candidates(seg, targets, radius, k)
+
+    monkeypatch.setattr(index.Segment, "candidates", counted)
     coll = collection.Collection([str(path)])
     params = scoring.Params()
     asked, same_answer, matched = 0, 0, 0
@@ -343,6 +355,33 @@ def test_a_search_through_the_vector_index_equals_the_exact_scan(tmp_path, monke
             matched += len(answers[1][1])
     assert matched > asked, "the searches found matches (the check is not about empty answers)"
     assert same_answer == asked, f"{asked - same_answer} of {asked} searches differ from the exact scan"
+    assert min(asks) == 16 and max(asks) > 16, f"the searches never asked for more neighbours: {set(asks)}"
+    assert max(asks) < 400, "a search read every code of a file: the bound never settled it"
+
+
+def test_a_short_code_floor_never_exceeds_the_exact_distance(tmp_path, monkeypatch):
+    """The floor (projected distance - the codes' measured error) is a lower bound on the exact distance,
+    also for rows far outside the range the quantiser was trained on (their codes are clamped)."""
+    vector_path(monkeypatch)
+    rng = np.random.default_rng(26)
+    path = tmp_path / "f.db"
+    db = store.open_db(path)
+    store.store_results(db, [result(f"a{i}", [f]) for i, f in enumerate(sum(people_faces(rng, 300, 2), []))])
+    trained = index.load(db, path).segments[0]
+    wild = [(f * 4).astype(np.float32) for f in sum(people_faces(rng, 300, 2), [])]  # outside the trained range
+    store.store_results(db, [result(f"w{i}", [f]) for i, f in enumerate(wild)])
+    for step in range(index.MAX_SEGMENTS):  # small updates until the tail is merged into one with codes
+        store.store_results(db, [result(f"s{step}-{i}", [wild[i] * 0.9]) for i in range(80)])
+    idx = index.load(db, path)
+    coded = [s for s in idx.segments if s.vector_index() is not None]
+    assert len(coded) >= 2 and max(s.code_error for s in coded) > 2 * trained.code_error
+    for q in [wild[0], wild[7] * 1.1, trained.vectors[3], rng.normal(0, 0.3, DIM).astype(np.float32)]:
+        q = np.atleast_2d(np.asarray(q, dtype=np.float32))
+        for seg in coded:
+            pos, floors, complete = seg.candidates(q, 10.0, len(seg))
+            exact = np.linalg.norm(np.asarray(seg.vectors[pos]) - q, axis=1)
+            assert (floors <= exact).all(), float((floors - exact).max())
+            assert len(pos) == len(seg) and complete == 10.0
 
 
 def test_a_search_through_the_vector_index_racing_the_collector(tmp_path, monkeypatch):
@@ -414,7 +453,7 @@ def test_a_merged_vector_index_moves_codes_and_equals_one_built_by_adding(tmp_pa
         idx = index.load(db, path)
     assert len(idx.segments) < index.MAX_SEGMENTS, "the merge ran"
     merged = max(idx.segments, key=len)
-    assert len(merged) > 2000 and merged.vector_index() is not None
+    assert len(merged) > 2000 and len(merged.vector_index()) > 1
     again = tmp_path / "again"
     (again / "seg").mkdir(parents=True)
     shutil.copy(index.index_dir(path) / index.TRAINED_FILE, again / index.TRAINED_FILE)
@@ -422,12 +461,9 @@ def test_a_merged_vector_index_moves_codes_and_equals_one_built_by_adding(tmp_pa
         np.save(again / "seg" / f"{name}.npy", np.asarray(getattr(merged, name)))
     index._index_segment(again, again / "seg")
     built = index.Segment(again / "seg")
-    assert merged.vector_index().ntotal == built.vector_index().ntotal == len(merged)
-    queries = rng.normal(0, 0.1, (20, DIM)).astype(np.float32)
-    d_merged, i_merged = merged.vector_index().search(queries, 50)
-    d_built, i_built = built.vector_index().search(queries, 50)
-    np.testing.assert_allclose(d_merged, d_built, rtol=1e-5)
-    assert all(set(a) == set(b) for a, b in zip(i_merged, i_built, strict=True))
+    assert len(codes_of(merged)) == len(merged)
+    assert np.array_equal(codes_of(merged), codes_of(built)), "a moved code differs from the row's own"
+    assert merged.code_error >= built.code_error  # the sources' largest error: a bound, maybe not the least
     target = rng.normal(0, 0.1, DIM).astype(np.float32)
     assert same(near_of(idx, target, 0.625), near_truth(path, target, 0.625))
     assert idx.live_count() == store.face_count(db)
