@@ -103,7 +103,7 @@ RANGE_MARGIN = 0.2  # the quantiser's range, widened by this share on each side:
 KNN_FIRST = 1024  # neighbours asked of each file of short codes first (4x more until the search is settled)
 SLACK = 1e-4  # float32 rounding in a projected distance, far above what it can be
 SLACK_SCAN = 1e-3  # the same for a scanned distance (|a|^2 + |b|^2 - 2 a.b)
-EXACT = False  # True: scan every segment, vector indexes unused (tests and the bench compare)
+EXACT = False  # True: scan every row, short codes unused (tests and the bench compare)
 
 
 class Segment:
@@ -121,7 +121,7 @@ class Segment:
     def __len__(self) -> int:
         return len(self.rowids)
 
-    def vector_index(self) -> list | None:
+    def short_codes(self) -> list | None:
         """This segment's short codes, or None when it has none: a list of (start, faiss index over
         rows start.., memory-mapped), parts of at most PART_ROWS rows searched side by side.
 
@@ -164,7 +164,7 @@ class Segment:
         returned lies beyond the k-th one's a - code_error. From a scan (no short
         codes, or EXACT): every row within the radius, complete up to the radius.
         """
-        codes = None if EXACT else self.vector_index()
+        codes = None if EXACT else self.short_codes()
         if codes is not None:
             targets = np.ascontiguousarray(targets)
             pos, floors, complete = [], [], radius
@@ -292,7 +292,7 @@ class FaceIndex:
     def near(self, targets: np.ndarray, mode: str, radius: float, settled=None) -> Near:
         """Every live face within radius of the target profile, with its exact distance.
 
-        mode as in distances(). Segments with a vector index give candidates by
+        mode as in distances(). Segments with short codes give candidates by
         their 8-bit codes (unless EXACT), the others are scanned; every candidate's
         distance is then computed from its float32 row, the same way on both paths.
         settled(near, r), if given, is asked about the faces within r < radius as
@@ -604,7 +604,7 @@ def _merge_vectors(folder: Path, segments: list[Segment], where: np.ndarray, seg
         keep = np.arange(len(source)) if source.live is None else np.flatnonzero(source.live)
         dest = where[at : at + len(keep)]
         at += len(keep)
-        src = source.vector_index()
+        src = source.short_codes()
         if src is not None:
             rows = np.concatenate([_codes_of(part) for _, part in src])
             codes[dest] = rows[keep]

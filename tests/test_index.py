@@ -262,7 +262,7 @@ def near_of(idx: index.FaceIndex, target: np.ndarray, radius: float) -> dict[int
     return {int(idx.rowids[p]): float(d) for p, d in zip(got.positions, got.dist, strict=True)}
 
 
-def vector_path(monkeypatch, rows: int = 500) -> None:
+def coded_path(monkeypatch, rows: int = 500) -> None:
     """Segments of `rows` faces or more get short codes (the production threshold is 100,000), in files of
     at most 400 rows, and a search asks each file for 16 neighbours first: so the files are read side by
     side and the search must ask for more, as at scale (1,000,000 rows a file, 1,024 neighbours)."""
@@ -272,18 +272,18 @@ def vector_path(monkeypatch, rows: int = 500) -> None:
 
 
 def codes_of(seg: index.Segment) -> np.ndarray:
-    return np.concatenate([index._codes_of(part) for _, part in seg.vector_index()])
+    return np.concatenate([index._codes_of(part) for _, part in seg.short_codes()])
 
 
-def test_the_vector_index_follows_append_update_delete_and_merge(tmp_path, monkeypatch):
-    vector_path(monkeypatch)
+def test_the_short_codes_follow_append_update_delete_and_merge(tmp_path, monkeypatch):
+    coded_path(monkeypatch)
     rng = np.random.default_rng(21)
     path = tmp_path / "f.db"
     db = store.open_db(path)
     faces = people_faces(rng, 300, 4)
     store.store_results(db, [result(f"a{i}", person[:2]) for i, person in enumerate(faces)])
     idx = index.load(db, path)
-    assert idx.segments[0].vector_index() is not None, "a big segment has its vector index"
+    assert idx.segments[0].short_codes() is not None, "a big segment has its short codes"
     assert (index.index_dir(path) / index.TRAINED_FILE).exists()
     head = idx.segments[0].folder
     probes = [p[3] for p in faces[:25]]
@@ -296,9 +296,9 @@ def test_the_vector_index_follows_append_update_delete_and_merge(tmp_path, monke
     # append: a small segment, scanned
     store.store_results(db, [result(f"b{i}", [faces[i][2]]) for i in range(60)])
     idx = index.load(db, path)
-    assert len(idx.segments) == 2 and idx.segments[1].vector_index() is None
+    assert len(idx.segments) == 2 and idx.segments[1].short_codes() is None
     check(idx)
-    # update: photo a0 again with another face; its old face is dead in the vector-indexed segment
+    # update: photo a0 again with another face; its old face is dead in the coded segment
     old = faces[0][0]
     store.store_results(db, [result("a0", [faces[0][3]])])
     idx = index.load(db, path)
@@ -309,28 +309,28 @@ def test_the_vector_index_follows_append_update_delete_and_merge(tmp_path, monke
     idx = index.load(db, path)
     assert not near_of(idx, faces[1][0], 1e-3)
     check(idx)
-    # merge: enough small updates that the tail is merged into a segment big enough for its own vector index
+    # merge: enough small updates that the tail is merged into a segment big enough for its own short codes
     for step in range(index.MAX_SEGMENTS + 2):
         store.store_results(db, [result(f"s{step}-{i}", faces_of(rng, 1)) for i in range(120)])
         idx = index.load(db, path)
         assert len(idx.segments) <= index.MAX_SEGMENTS
         check(idx)
-    assert any(s.vector_index() is not None and s.folder != head for s in idx.segments), "a merge made none"
+    assert any(s.short_codes() is not None and s.folder != head for s in idx.segments), "a merge made none"
     assert idx.live_count() == store.face_count(db)
 
 
-def test_a_search_through_the_vector_index_equals_the_exact_scan(tmp_path, monkeypatch):
+def test_a_search_through_the_short_codes_equals_the_exact_scan(tmp_path, monkeypatch):
     """searching.find on a real database of 3,000 faces: same tolerance, same matches, same order."""
     from facegrid import collection, scoring, searching
 
-    vector_path(monkeypatch)
+    coded_path(monkeypatch)
     rng = np.random.default_rng(22)
     path = tmp_path / "f.db"
     db = store.open_db(path)
     faces = people_faces(rng, 500, 6)
     store.store_results(db, [result(f"p{i}-{j}", [f]) for i, person in enumerate(faces) for j, f in enumerate(person)])
     idx = index.load(db, path)
-    assert len(idx) == 3000 and len(idx.segments[0].vector_index()) == 8, "3,000 rows in files of 400"
+    assert len(idx) == 3000 and len(idx.segments[0].short_codes()) == 8, "3,000 rows in files of 400"
     asks = []
     candidates = index.Segment.candidates
 
@@ -362,7 +362,7 @@ def test_a_search_through_the_vector_index_equals_the_exact_scan(tmp_path, monke
 def test_a_short_code_floor_never_exceeds_the_exact_distance(tmp_path, monkeypatch):
     """The floor (projected distance - the codes' measured error) is a lower bound on the exact distance,
     also for rows far outside the range the quantiser was trained on (their codes are clamped)."""
-    vector_path(monkeypatch)
+    coded_path(monkeypatch)
     rng = np.random.default_rng(26)
     path = tmp_path / "f.db"
     db = store.open_db(path)
@@ -373,7 +373,7 @@ def test_a_short_code_floor_never_exceeds_the_exact_distance(tmp_path, monkeypat
     for step in range(index.MAX_SEGMENTS):  # small updates until the tail is merged into one with codes
         store.store_results(db, [result(f"s{step}-{i}", [wild[i] * 0.9]) for i in range(80)])
     idx = index.load(db, path)
-    coded = [s for s in idx.segments if s.vector_index() is not None]
+    coded = [s for s in idx.segments if s.short_codes() is not None]
     assert len(coded) >= 2 and max(s.code_error for s in coded) > 2 * trained.code_error
     for q in [wild[0], wild[7] * 1.1, trained.vectors[3], rng.normal(0, 0.3, DIM).astype(np.float32)]:
         q = np.atleast_2d(np.asarray(q, dtype=np.float32))
@@ -384,8 +384,8 @@ def test_a_short_code_floor_never_exceeds_the_exact_distance(tmp_path, monkeypat
             assert len(pos) == len(seg) and complete == 10.0
 
 
-def test_a_search_through_the_vector_index_racing_the_collector(tmp_path, monkeypatch):
-    vector_path(monkeypatch)
+def test_a_search_through_the_short_codes_racing_the_collector(tmp_path, monkeypatch):
+    coded_path(monkeypatch)
     rng = np.random.default_rng(23)
     path = tmp_path / "f.db"
     writer = store.open_db(path, threads=True)
@@ -400,7 +400,7 @@ def test_a_search_through_the_vector_index_racing_the_collector(tmp_path, monkey
         done.set()
 
     reader = store.open_db(path)
-    assert index.load(reader, path).segments[0].vector_index() is not None
+    assert index.load(reader, path).segments[0].short_codes() is not None
     thread = threading.Thread(target=collector)
     thread.start()
     seen = []
@@ -409,7 +409,7 @@ def test_a_search_through_the_vector_index_racing_the_collector(tmp_path, monkey
         assert time.monotonic() < deadline, f"the index never caught up with the collector: {seen[-5:]}"
         idx = index.load(reader, path)
         assert idx.live_count() == 600 + 7 * (idx.generation - 1), (idx.generation, idx.live_count())
-        for f in first[::50]:  # stored before the race: found through the vector index in every snapshot
+        for f in first[::50]:  # stored before the race: found through the short codes in every snapshot
             assert min(near_of(idx, f, 0.3).values()) < 1e-5
         seen.append(idx.generation)
     thread.join()
@@ -438,22 +438,22 @@ def test_the_tail_merge_is_tiered(tmp_path):
     assert same(indexed(idx, target), truth(path, target))
 
 
-def test_a_merged_vector_index_moves_codes_and_equals_one_built_by_adding(tmp_path, monkeypatch):
-    """Merging segments that have vector indexes moves their codes (dead rows left out) instead of adding
+def test_a_merged_segment_moves_codes_and_equals_one_built_by_adding(tmp_path, monkeypatch):
+    """Merging segments that have short codes moves their codes (dead rows left out) instead of adding
     the rows again; the result answers as an index built from the merged rows does."""
-    vector_path(monkeypatch, rows=300)
+    coded_path(monkeypatch, rows=300)
     rng = np.random.default_rng(25)
     path = tmp_path / "f.db"
     db = store.open_db(path)
     store.store_results(db, [result(f"a{i}", faces_of(rng, 1)) for i in range(300)])
     index.load(db, path)
-    for step in range(index.MAX_SEGMENTS):  # equal segments, each with its own vector index
+    for step in range(index.MAX_SEGMENTS):  # equal segments, each with its own short codes
         store.store_results(db, [result(f"s{step}-{i}", faces_of(rng, 1)) for i in range(300)])
         store.store_results(db, [result(f"a{step}", faces_of(rng, 1))])  # and a dead row in the first
         idx = index.load(db, path)
     assert len(idx.segments) < index.MAX_SEGMENTS, "the merge ran"
     merged = max(idx.segments, key=len)
-    assert len(merged) > 2000 and len(merged.vector_index()) > 1
+    assert len(merged) > 2000 and len(merged.short_codes()) > 1
     again = tmp_path / "again"
     (again / "seg").mkdir(parents=True)
     shutil.copy(index.index_dir(path) / index.TRAINED_FILE, again / index.TRAINED_FILE)
