@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -186,3 +188,56 @@ def test_the_cached_frontal_detector_is_dlibs_own(faces_dir, tmp_path, monkeypat
     blocked.write_text("not a folder")
     monkeypatch.setenv("FACEGRID_CACHE", str(blocked / "cache"))
     assert frontal_detector(dlib).run(rgb, 1, 0.0)[1] == own[1]
+
+
+# -- facegrid/resize.c: dlib's resize_image, pixel for pixel ------------------------------------
+def test_the_resize_kernel_gives_dlibs_pixels(candidates_engine, faces_dir):
+    """The kernel the candidate route makes its pyramid levels with gives dlib.resize_image's every
+    pixel: random pictures up (pyramid_up's sizes and others) and down (pyramid_down<6>'s and others),
+    and a real photo's whole pyramid against dlib's pyramid_down(6), level by level."""
+    import dlib
+
+    kernel = candidates_engine.resize
+    assert kernel is not None, candidates_engine.describe()  # setup.sh leaves a C compiler (dlib needs one)
+    rng = np.random.default_rng(3)
+    for trial in range(80):
+        r, c = (int(v) for v in rng.integers(2, 400, 2))
+        other = tuple(int(v) for v in rng.integers(2, 500, 2))
+        rows, cols = [(2 * r, 2 * c), (max(1, 5 * r // 6), max(1, 5 * c // 6)), other][trial % 3]
+        img = rng.integers(0, 256, (r, c, 3), dtype=np.uint8)
+        assert np.array_equal(kernel(img, rows, cols), dlib.resize_image(img, rows, cols)), (r, c, rows, cols)
+    level = imaging.decode((faces_dir / "groups/obama_and_biden.jpg").read_bytes(), 1024, 1 << 40).rgb
+    pyr6 = dlib.pyramid_down(6)
+    while min(level.shape[:2]) > 20:
+        want = pyr6(level)
+        got = kernel(level, 5 * level.shape[0] // 6, 5 * level.shape[1] // 6)
+        assert np.array_equal(got, want), level.shape
+        level = want
+
+
+def test_without_the_kernel_dlib_makes_the_levels(monkeypatch, tmp_path, faces_dir, engine):
+    """No C compiler (or a kernel that does not give dlib's pixels): one log line, the levels come from
+    dlib, and the boxes are still the full scan's. A damaged compiled copy is made again."""
+    import dlib
+
+    from facegrid import resize
+
+    pytest.importorskip("yuface")
+    monkeypatch.setenv("FACEGRID_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", "/bin/false")
+    monkeypatch.setattr(resize, "_compiler", lambda: "/bin/false")
+    kernel, why = resize.resizer_for(dlib)
+    assert kernel is None and "could not build facegrid/resize.c" in why
+    slow = FaceEngine(Filter(proposals="yuface"))
+    assert slow.resize is None and "pyramid levels by dlib" in slow.describe()
+    rgb = imaging.decode((faces_dir / "groups/obama_and_biden.jpg").read_bytes(), 1024, 1 << 40).rgb
+    assert slow.detect(rgb)[0] == engine.detect(rgb)[0]
+    monkeypatch.undo()
+    # a fresh process each time: a library once loaded stays loaded in a process, whatever its file becomes
+    check = "import dlib; from facegrid import resize; print(resize.resizer_for(dlib)[0] is not None)"
+    env = {**os.environ, "FACEGRID_CACHE": str(tmp_path / "cache")}
+    assert subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True).stdout == "True\n"
+    (made,) = (tmp_path / "cache").glob("resize-*.so")
+    made.write_bytes(b"not a shared library")
+    assert subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True).stdout == "True\n"
+    assert made.stat().st_size > 1000  # made again
