@@ -88,7 +88,7 @@ class Filter:
     upsample_max_side: int = setting(0, lambda v: v >= 0, "0 (upsample every photo) or a size in pixels")
     detect_max_side: int = setting(1024, lambda v: v == 0 or v >= 160, "0 (full size) or at least 160 pixels")
     proposals: str = setting("yuface", choices=("off", "yuface"))
-    proposal_side: int = setting(512, lambda v: v >= 160, "at least 160 pixels (512 measured)")
+    proposal_side: int = setting(448, lambda v: v >= 160, "at least 160 pixels (448 measured)")
     clahe: str = setting("auto", choices=("auto", "on", "off"))
     jitters: int = setting(1, between(1, 100), "1 to 100")
     annotate_max_side: int = setting(1024, lambda v: v >= 64, "at least 64 pixels")
