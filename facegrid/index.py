@@ -133,7 +133,10 @@ class Segment:
             meta = json.loads((self.folder / CODES_META).read_text())
             parts, start = [], 0
             for k, rows in enumerate(meta["parts"]):
-                part = faiss.read_index(str(self.folder / f"codes-{k}.faiss"), faiss.IO_FLAG_MMAP)
+                try:
+                    part = faiss.read_index(str(self.folder / f"codes-{k}.faiss"), faiss.IO_FLAG_MMAP)
+                except RuntimeError as exc:  # faiss's word for a missing or damaged file
+                    raise ValueError(f"short codes of segment {self.folder.name}: {str(exc)[:200]}") from None
                 if part.ntotal != rows:
                     raise ValueError(f"short codes of segment {self.folder.name} do not fit its rows")
                 parts.append((start, part))
@@ -373,6 +376,8 @@ def _manifest(folder: Path) -> dict | None:
 
 def _open(folder: Path, meta: dict) -> FaceIndex:
     segments = [Segment(folder / e["name"], folder / e["live"] if e.get("live") else None) for e in meta["segments"]]
+    for seg in segments:
+        seg.short_codes()  # mapped now (0.02 s a file), so a damaged file is found by load(), not by a search
     return FaceIndex(segments, meta["generation"])
 
 

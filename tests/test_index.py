@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import sqlite3
 import threading
@@ -467,3 +468,25 @@ def test_a_merged_segment_moves_codes_and_equals_one_built_by_adding(tmp_path, m
     target = rng.normal(0, 0.1, DIM).astype(np.float32)
     assert same(near_of(idx, target, 0.625), near_truth(path, target, 0.625))
     assert idx.live_count() == store.face_count(db)
+
+
+def test_damaged_short_codes_make_the_index_built_again(tmp_path, monkeypatch, caplog):
+    """A codes file cut short or gone: the next search says so in the log and builds the index again."""
+    coded_path(monkeypatch)
+    rng = np.random.default_rng(27)
+    path = tmp_path / "f.db"
+    db = store.open_db(path)
+    store.store_results(db, [result(f"a{i}", [f]) for i, f in enumerate(sum(people_faces(rng, 300, 2), []))])
+    idx = index.load(db, path)
+    q = np.asarray(idx.vectors[5])[0]
+    for damage in ("cut", "gone"):
+        (first,) = index.index_dir(path).glob("seg-*/codes-0.faiss")
+        if damage == "cut":
+            first.write_bytes(first.read_bytes()[:100])
+        else:
+            first.unlink()
+        with caplog.at_level(logging.WARNING, logger="facegrid.index"):
+            idx = index.load(store.open_db(path), path)
+        assert "unreadable" in caplog.text and "short codes" in caplog.text
+        caplog.clear()
+        assert same(near_of(idx, q, 0.625), near_truth(path, q, 0.625))
