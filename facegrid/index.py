@@ -35,7 +35,9 @@ each row projected on the CODE_DIMS principal components of the stored faces
 (faiss PCAMatrix, orthonormal rows, so a projected distance is never longer than
 the real one) and quantised to one byte a component (faiss ScalarQuantizer):
 48 bytes a face, 480 MB for 10,000,000, in files of PART_ROWS rows
-(codes-N.faiss, memory-mapped, read side by side in threads). When the codes
+(codes-N.faiss, read into memory when the segment is opened, 20 ms a file, and
+searched side by side in threads; a process keeps the last OPEN_SEGMENTS
+segments it opened, so a second search reads nothing again). When the codes
 are made, the largest distance between a row's projection and its decoded code
 is measured on every row (code_error, in codes.json). So for a row at projected,
 decoded distance a from the profile, its exact distance is at least
@@ -71,6 +73,8 @@ Distances are Euclidean, as face_recognition's face_distance:
 
 from __future__ import annotations
 
+import collections
+import copy
 import dataclasses
 import hashlib
 import json
@@ -103,6 +107,7 @@ RANGE_MARGIN = 0.2  # the quantiser's range, widened by this share on each side:
 KNN_FIRST = 1024  # neighbours asked of each file of short codes first (4x more until the search is settled)
 SLACK = 1e-4  # float32 rounding in a projected distance, far above what it can be
 SLACK_SCAN = 1e-3  # the same for a scanned distance (|a|^2 + |b|^2 - 2 a.b)
+OPEN_SEGMENTS = 32  # segments a process keeps open between searches
 EXACT = False  # True: scan every row, short codes unused (tests and the bench compare)
 
 
@@ -123,18 +128,20 @@ class Segment:
 
     def short_codes(self) -> list | None:
         """This segment's short codes, or None when it has none: a list of (start, faiss index over
-        rows start.., memory-mapped), parts of at most PART_ROWS rows searched side by side.
+        rows start..), parts of at most PART_ROWS rows searched side by side.
 
         code_error is then the largest distance, in the projected space, between a row's
         projection and its decoded code (measured on every row when the codes were made)."""
         if self._codes is None and self.folder is not None and (self.folder / CODES_META).exists():
             import faiss
 
+            # read, not mapped: 20 ms a file of 1,000,000 rows, where a mapping took 10x that in page
+            # faults on the first search; a process keeps the segments it opened (_segment)
             meta = json.loads((self.folder / CODES_META).read_text())
             parts, start = [], 0
             for k, rows in enumerate(meta["parts"]):
                 try:
-                    part = faiss.read_index(str(self.folder / f"codes-{k}.faiss"), faiss.IO_FLAG_MMAP)
+                    part = faiss.read_index(str(self.folder / f"codes-{k}.faiss"))
                 except RuntimeError as exc:  # faiss's word for a missing or damaged file
                     raise ValueError(f"short codes of segment {self.folder.name}: {str(exc)[:200]}") from None
                 if part.ntotal != rows:
@@ -375,10 +382,33 @@ def _manifest(folder: Path) -> dict | None:
 
 
 def _open(folder: Path, meta: dict) -> FaceIndex:
-    segments = [Segment(folder / e["name"], folder / e["live"] if e.get("live") else None) for e in meta["segments"]]
-    for seg in segments:
-        seg.short_codes()  # mapped now (0.02 s a file), so a damaged file is found by load(), not by a search
+    segments = [_segment(folder / e["name"], folder / e["live"] if e.get("live") else None) for e in meta["segments"]]
     return FaceIndex(segments, meta["generation"])
+
+
+_opened: collections.OrderedDict[str, Segment] = collections.OrderedDict()
+
+
+def _segment(folder: Path, live: Path | None) -> Segment:
+    """The segment in folder with this live mask. A segment's files never change (a new one gets a
+    new name), so the ones opened last stay open (OPEN_SEGMENTS): a process that searches again
+    reads mapped pages it has already touched instead of mapping them again."""
+    key = str(folder)
+    seg = _opened.get(key)
+    if seg is None:
+        seg = Segment(folder)
+        seg.short_codes()  # mapped now, so a damaged file is found by load(), not by a search
+        _opened[key] = seg
+        while len(_opened) > OPEN_SEGMENTS:
+            _opened.popitem(last=False)
+    _opened.move_to_end(key)
+    if live is None:
+        return seg
+    with_mask = copy.copy(seg)
+    with_mask.live = np.load(live, mmap_mode="r")
+    if with_mask.live.shape != seg.rowids.shape:
+        raise ValueError(f"live mask {live.name} does not fit segment {folder.name}")
+    return with_mask
 
 
 def load(db, db_path: str | Path) -> FaceIndex:
