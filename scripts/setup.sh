@@ -95,3 +95,7 @@ elif [ "${FACEGRID_DLIB:-fast}" = bin ] || ! installed dlib || [ ! -f .venv/.fac
     use_bin
 fi
 .venv/bin/python -c 'import face_recognition, dlib' >&2
+# The candidate route's pyramid kernel (facegrid/resize.c), compiled into the cache folder now rather
+# than at a filter's first start; without a compiler the filter makes the levels with dlib (slower).
+.venv/bin/python -c 'import dlib; from facegrid import resize; k, why = resize.resizer_for(dlib)
+print("setup: pyramid kernel ready" if k else f"setup: pyramid levels will be made by dlib ({why})")' >&2
