@@ -104,7 +104,7 @@ TRAINED_FILE = "trained.faiss"  # the projection and quantiser every segment's c
 CODE_DIMS = 48  # principal components kept (97 % of a face encoding's variance)
 TRAIN_ROWS = 200_000  # rows sampled to train the projection and the quantiser
 RANGE_MARGIN = 0.2  # the quantiser's range, widened by this share on each side: later rows rarely fall outside
-KNN_FIRST = 1024  # neighbours asked of each file of short codes first (4x more until the search is settled)
+KNN_FIRST = 4096  # neighbours asked of each file of short codes first (4x more until the search is settled)
 SLACK = 1e-4  # float32 rounding in a projected distance, far above what it can be
 SLACK_SCAN = 1e-3  # the same for a scanned distance (|a|^2 + |b|^2 - 2 a.b)
 OPEN_SEGMENTS = 32  # segments a process keeps open between searches
@@ -263,6 +263,7 @@ class FaceIndex:
 
     def __init__(self, segments: list[Segment], generation: int):
         self.segments, self.generation = segments, generation
+        self.k_start = KNN_FIRST  # neighbours near() asks each file of short codes for first
         self.vectors = Rows(segments)
         self.rowids = Ids(segments)
 
@@ -306,11 +307,12 @@ class FaceIndex:
         their 8-bit codes (unless EXACT), the others are scanned; every candidate's
         distance is then computed from its float32 row, the same way on both paths.
         settled(near, r), if given, is asked about the faces within r < radius as
-        soon as every face within r is known (nearest first, KNN_FIRST neighbours
-        and 4x more each time): when it says they are enough, those are returned.
+        soon as every face within r is known (nearest first: KNN_FIRST neighbours of
+        each file, or as many as this index's previous search needed, and 4x more each
+        time): when it says they are enough, those are returned.
         """
         targets = _profile(targets, mode)
-        k = KNN_FIRST
+        k = self.k_start
         while True:
             positions, approx, complete = [], [], radius
             for seg, start in zip(self.segments, self.vectors.starts, strict=False):
@@ -323,6 +325,7 @@ class FaceIndex:
                 complete = min(complete, done)
             near = self._rerank(targets, positions, approx, complete)
             if complete >= radius or (settled is not None and settled(near, complete)):
+                self.k_start = k  # a search's second pass, near the first, starts where the first ended
                 return near
             k *= 4
 
@@ -331,7 +334,8 @@ class FaceIndex:
         it, by position."""
         pos = np.concatenate(positions) if positions else np.zeros(0, np.int64)
         rough = np.concatenate(floors) if floors else np.zeros(0, np.float32)
-        pos = np.unique(pos[rough <= radius])
+        pos = pos[rough <= radius]
+        pos = np.unique(pos) if len(targets) > 1 else np.sort(pos)  # one target: no row comes twice
         rows = self.vectors[pos] if len(pos) else np.zeros((0, ENCODING_DIM), np.float32)
         dist = np.full(len(pos), np.inf, dtype=np.float32)
         for t in targets:  # row by row, so a face's distance does not depend on the other candidates
