@@ -114,17 +114,23 @@ EXACT = False  # True: scan every row, short codes unused (tests and the bench c
 class Segment:
     """One immutable part of the index, with the rows still live in it."""
 
-    def __init__(self, folder: Path, live: Path | None = None):
+    def __init__(self, folder: Path):
         self.folder: Path | None = folder  # None: arrays in memory (FaceIndex.from_arrays)
         self.vectors, self.sqnorms, self.rowids = (np.load(folder / f"{n}.npy", mmap_mode="r") for n in NAMES)
-        self.live = np.load(live, mmap_mode="r") if live is not None else None
-        if self.live is not None and self.live.shape != self.rowids.shape:
-            raise ValueError(f"live mask {live} does not fit segment {folder.name}")
+        self.live: np.ndarray | None = None  # False where a row was replaced or deleted (with_live)
         self._codes: list | None = None
         self.code_error = 0.0
 
     def __len__(self) -> int:
         return len(self.rowids)
+
+    def with_live(self, live: Path) -> Segment:
+        """This segment with the live mask in file live (the arrays and codes shared, not copied)."""
+        seg = copy.copy(self)
+        seg.live = np.load(live, mmap_mode="r")
+        if seg.live.shape != self.rowids.shape:
+            raise ValueError(f"live mask {live.name} does not fit segment {self.folder and self.folder.name}")
+        return seg
 
     def short_codes(self) -> list | None:
         """This segment's short codes, or None when it has none: a list of (start, faiss index over
@@ -396,23 +402,17 @@ _opened: collections.OrderedDict[str, Segment] = collections.OrderedDict()
 def _segment(folder: Path, live: Path | None) -> Segment:
     """The segment in folder with this live mask. A segment's files never change (a new one gets a
     new name), so the ones opened last stay open (OPEN_SEGMENTS): a process that searches again
-    reads mapped pages it has already touched instead of mapping them again."""
+    reads neither its codes again nor the pages of its rows it has touched before."""
     key = str(folder)
     seg = _opened.get(key)
     if seg is None:
         seg = Segment(folder)
-        seg.short_codes()  # mapped now, so a damaged file is found by load(), not by a search
+        seg.short_codes()  # read now, so a damaged file is found by load(), not by a search
         _opened[key] = seg
         while len(_opened) > OPEN_SEGMENTS:
             _opened.popitem(last=False)
     _opened.move_to_end(key)
-    if live is None:
-        return seg
-    with_mask = copy.copy(seg)
-    with_mask.live = np.load(live, mmap_mode="r")
-    if with_mask.live.shape != seg.rowids.shape:
-        raise ValueError(f"live mask {live.name} does not fit segment {folder.name}")
-    return with_mask
+    return seg if live is None else seg.with_live(live)
 
 
 def load(db, db_path: str | Path) -> FaceIndex:
