@@ -141,7 +141,7 @@ class Segment:
         if self._codes is None and self.folder is not None and (self.folder / CODES_META).exists():
             import faiss
 
-            # read, not mapped: 20 ms a file of 1,000,000 rows, where a mapping took 10x that in page
+            # read, not mapped: 20 ms a file of 1,000,000 rows, where a mapping took about 5x that in page
             # faults on the first search; a process keeps the segments it opened (_segment)
             meta = json.loads((self.folder / CODES_META).read_text())
             parts, start = [], 0
