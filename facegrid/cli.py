@@ -13,9 +13,12 @@ from . import settings as settings_mod
 from .errors import EXIT_USAGE, FacegridError
 
 
+PROG: str | None = None  # set by `facegrid COMMAND` so help and errors name the command as typed
+
+
 def parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=PROG or prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
         "--config", metavar="PATH", help="settings file (default: settings.ini beside the scripts, or $FACEGRID_CONFIG)"
