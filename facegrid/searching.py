@@ -102,28 +102,34 @@ def encode_targets(engine: FaceEngine, folder: str, mixed_distance: float = 0.0)
     Target photos that fall into more than one group at mixed_distance (0: no
     check) show different people: the search is refused, naming the groups.
     """
+    photos = ((display_path(path), Path(path).read_bytes()) for path in target_files(folder))
+    return encode_photos(engine, photos, folder, mixed_distance)
+
+
+def encode_photos(engine: FaceEngine, photos, where: str, mixed_distance: float = 0.0) -> list[Target]:
+    """encode_targets for (name, bytes) pairs from anywhere (a folder, a web form); `where` names
+    them in the refusals ("target/: no photo with exactly one face; ...")."""
     targets = []
-    for path in target_files(folder):
-        data = Path(path).read_bytes()
+    for name, data in photos:
         try:
             a = engine.analyse(data)
         except ImageUnreadable as exc:
-            log.warning("%s: %s; left out of the profile", display_path(path), exc)
+            log.warning("%s: %s; left out of the profile", name, exc)
             continue
         if len(a.boxes) != 1:
             what = "no face found" if not a.boxes else f"{len(a.boxes)} faces found"
             log.warning(
                 "%s: %s; left out of the profile (use photos with exactly one face, or crop them)",
-                display_path(path),
+                name,
                 what,
             )
             continue
         crop = imaging.jpeg(imaging.crop(a.decoded.rgb, a.boxes[0], engine.conf.crop_size), 85)
-        targets.append(Target(display_path(path), hashlib.sha256(data).hexdigest(), a.encodings[0], crop))
+        targets.append(Target(name, hashlib.sha256(data).hexdigest(), a.encodings[0], crop))
     if not targets:
-        raise UsageError(f"{folder}: no photo with exactly one face; add a clear photo of the person")
+        raise UsageError(f"{where}: no photo with exactly one face; add a clear photo of the person")
     if mixed_distance > 0:
-        check_one_person(folder, targets, mixed_distance)
+        check_one_person(where, targets, mixed_distance)
     return targets
 
 
@@ -254,61 +260,69 @@ def write_outputs(db, matches: list[Match], targets: list[Target], out_dir: Path
             m.file = written.add(f"{m.rank:04d}-{m.image_id[:16]}.jpg")
             (out_dir / m.file).write_bytes(jpeg)
     with open(out_dir / written.add("report.csv"), "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "rank",
-                "distance",
-                "confidence",
-                "path",
-                "host",
-                "top",
-                "right",
-                "bottom",
-                "left",
-                "image_id",
-                "face_index",
-                "file",
-                "video_start_s",
-                "video_end_s",
-            ]
-        )
-        for m in matches:
-            w.writerow(
-                [
-                    csv_cell(v)
-                    for v in (
-                        m.rank,
-                        f"{m.distance:.4f}",
-                        m.confidence,
-                        m.path,
-                        m.host,
-                        *m.box,
-                        m.image_id,
-                        m.face_index,
-                        m.file,
-                        "" if m.start_s is None else f"{m.start_s:.3f}",
-                        "" if m.end_s is None else f"{m.end_s:.3f}",
-                    )
-                ]
-            )
+        write_csv(f, matches)
     report.write_match_report(db, matches, targets, out_dir, settings)
     written.add("report.html")
     written.save()
 
 
+CSV_COLUMNS = (
+    "rank",
+    "distance",
+    "confidence",
+    "path",
+    "host",
+    "top",
+    "right",
+    "bottom",
+    "left",
+    "image_id",
+    "face_index",
+    "file",
+    "video_start_s",
+    "video_end_s",
+)
+
+
+def write_csv(f, matches: list[Match]) -> None:
+    """report.csv: one row per match, every cell made safe for spreadsheets (textsafe.csv_cell)."""
+    w = csv.writer(f)
+    w.writerow(CSV_COLUMNS)
+    for m in matches:
+        w.writerow(
+            [
+                csv_cell(v)
+                for v in (
+                    m.rank,
+                    f"{m.distance:.4f}",
+                    m.confidence,
+                    m.path,
+                    m.host,
+                    *m.box,
+                    m.image_id,
+                    m.face_index,
+                    m.file,
+                    "" if m.start_s is None else f"{m.start_s:.3f}",
+                    "" if m.end_s is None else f"{m.end_s:.3f}",
+                )
+            ]
+        )
+
+
+def as_data(found: Found, targets: list[Target], settings: Settings, out_dir: Path | None) -> dict:
+    """What search.py --json prints; out is null where no copies were written (the web API)."""
+    return {
+        "matches": [m.as_dict() for m in found.matches],
+        "targets": [t.path for t in targets],
+        "tolerance": settings.search.tolerance,
+        "search_tolerance": round(found.tolerance, 4),
+        "mode": settings.search.mode,
+        "out": None if out_dir is None else str(out_dir),
+    }
+
+
 def as_json(found: Found, targets: list[Target], settings: Settings, out_dir: Path) -> str:
-    return json.dumps(
-        {
-            "matches": [m.as_dict() for m in found.matches],
-            "targets": [t.path for t in targets],
-            "tolerance": settings.search.tolerance,
-            "search_tolerance": round(found.tolerance, 4),
-            "mode": settings.search.mode,
-            "out": str(out_dir),
-        },
-        indent=2,
-    )
+    return json.dumps(as_data(found, targets, settings, out_dir), indent=2)
 
 
 def print_table(matches: list[Match]) -> None:

@@ -152,6 +152,14 @@ class Video:
 
 
 @dataclasses.dataclass(frozen=True)
+class Web:
+    host: str = "127.0.0.1"  # any other address needs --token-file (facegrid/web/security.py)
+    port: int = setting(8080, between(1, 65535), "a port from 1 to 65535")
+    max_upload_mb: int = setting(20, between(1, 200), "1 to 200 megabytes")
+    max_targets: int = setting(20, between(1, 200), "1 to 200 photos")
+
+
+@dataclasses.dataclass(frozen=True)
 class Grid:
     key_file: str = ""  # $FACEGRID_KEY_FILE when not set by --set
 
@@ -165,6 +173,7 @@ class Settings:
     collector: Collector = Collector()
     search: Search = Search()
     video: Video = Video()
+    web: Web = Web()
 
     def validate(self) -> Settings:
         """Check every setting against the rule declared on its field."""

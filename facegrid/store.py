@@ -572,3 +572,26 @@ def stored_status(db_path: str, image_id: str) -> tuple[str, str | None] | None:
         return db.execute("SELECT status, error FROM images WHERE id = ?", [image_id]).fetchone()
     finally:
         db.conn.close()
+
+
+# -- reads the web pages make (facegrid/web) ------------------------------------------------------
+def photo(db, image_id: str) -> dict | None:
+    """One stored photo (or video frame): path, host, upright size, status, face count; None if not stored."""
+    row = db.execute(
+        "SELECT id, path, host, width, height, status, error, face_count, stored_at FROM images WHERE id = ?",
+        [image_id],
+    ).fetchone()
+    keys = ("id", "path", "host", "width", "height", "status", "error", "face_count", "stored_at")
+    return dict(zip(keys, row, strict=True)) if row else None
+
+
+def photo_faces(db, image_id: str) -> list[dict]:
+    """The faces of one photo, by index, with their boxes in the photo's original pixels."""
+    sql = 'SELECT idx, top, "right", bottom, "left" FROM faces WHERE image_id = ? ORDER BY idx'
+    return [dict(zip(("idx", "top", "right", "bottom", "left"), r, strict=True)) for r in db.execute(sql, [image_id])]
+
+
+def face_encoding(db, image_id: str, idx: int):
+    """One stored face's encoding (float32, 128) and crop, or None: a search can start from it."""
+    row = db.execute("SELECT encoding, crop FROM faces WHERE image_id = ? AND idx = ?", [image_id, idx]).fetchone()
+    return (_vector(row[0]), row[1] or b"") if row else None

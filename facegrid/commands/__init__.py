@@ -13,4 +13,5 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("facegrid.commands.export", "write stored annotated photos to a folder"),
     "status": ("facegrid.status", "queue depths, rates, workers, database counts, ETA"),
     "buried": ("facegrid.buried", "list, kick or requeue buried jobs"),
+    "web": ("facegrid.commands.web", "search pages and their API: drop a photo, click a face (docs/web.md)"),
 }
