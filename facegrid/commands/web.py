@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+from pathlib import Path
 
 from facegrid import cli
 from facegrid.errors import EXIT_OK, UsageError
@@ -51,6 +52,9 @@ def main(argv=None) -> int:
     token = security.read_token(args.token_file) if args.token_file else None
     security.check_bind(host, token)
     dbs = args.db or [settings.collector.database]
+    for path in dbs:
+        if not Path(path).is_file():
+            raise UsageError(f"database {path} does not exist; pass --db with the database collector.py wrote")
     sock = _listen(host, port)
     import uvicorn
 

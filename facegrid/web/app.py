@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -180,7 +181,7 @@ def create_app(config: Config, library: Library | None = None) -> Starlette:
     async def login_post(request: Request) -> Response:
         try:
             form = await security.form_with_csrf(request, csrf, max_files=0, max_fields=4)
-        except (security.CsrfError, MultiPartException) as exc:
+        except (security.CsrfError, MultiPartException, HTTPException) as exc:
             return page(request, "login.html", 403, next="/", message=str(exc))
         given, nxt = str(form.get("token", "")), safe_next(str(form.get("next", "/")))
         if config.token is None:
@@ -196,7 +197,7 @@ def create_app(config: Config, library: Library | None = None) -> Starlette:
     async def logout_post(request: Request) -> Response:
         try:
             await security.form_with_csrf(request, csrf, max_files=0, max_fields=2)
-        except (security.CsrfError, MultiPartException) as exc:
+        except (security.CsrfError, MultiPartException, HTTPException) as exc:
             return PlainTextResponse(str(exc), status_code=403)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(security.COOKIE)
@@ -262,9 +263,10 @@ async def read_targets(
         )
     try:
         form = await security.form_with_csrf(request, csrf, max_files=max_targets, max_fields=8)
-    except MultiPartException as exc:
+    except (MultiPartException, HTTPException) as exc:
+        why = getattr(exc, "detail", None) or exc
         raise FacegridError(
-            f"the form cannot be read ({exc}); send up to {max_targets} photos as field target"
+            f"the form cannot be read ({why}); send up to {max_targets} photos as field target"
         ) from None
     try:
         photos = []
