@@ -1,0 +1,155 @@
+"""The web pages in a real browser (Debian's Chromium driven by Playwright) over a real grid's database:
+drop targets and see the right matches, filter them, download them, click a face to search, watch the
+status, rename a person, see an alert arrive."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from conftest import missing
+from webserver import WebServer, browser, chromium_path
+
+OBAMA = "people/obama/"
+
+
+@pytest.fixture(scope="module")
+def site(faces_db, labelled_grid, tmp_path_factory):
+    if chromium_path() is None:
+        missing("Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        missing("playwright is not installed (scripts/setup.sh --dev installs it)")
+    server = WebServer(tmp_path_factory.mktemp("pages") / "web.log", "--db", faces_db, *labelled_grid["addr"])
+    server.start()
+    with browser() as b:
+        yield server, b
+    server.stop()
+
+
+@pytest.fixture
+def page(site):
+    server, b = site
+    context = b.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.base = server.url
+    yield pg
+    context.close()
+    assert not errors, errors
+
+
+def obama_photos(labels) -> set[str]:
+    return {path for path, row in labels.items() if "obama" in row["identities"]}
+
+
+def drop_files(pg, selector: str, files: list[tuple[str, bytes]]) -> None:
+    """A real drop event carrying these files on the element, as a desktop drag would make."""
+    transfer = pg.evaluate_handle(
+        """(files) => { const dt = new DataTransfer();
+             for (const [name, bytes] of files) { dt.items.add(new File([new Uint8Array(bytes)], name,
+                 {type: "image/jpeg"})); }
+             return dt; }""",
+        [[name, list(data)] for name, data in files],
+    )
+    pg.dispatch_event(selector, "drop", {"dataTransfer": transfer})
+
+
+def shown_paths(pg) -> list[str]:
+    return pg.locator("#matches .card:not([hidden]) .path[title='original path']").all_inner_texts()
+
+
+def test_drop_targets_and_see_the_right_matches(page, faces_dir, labels):
+    pg = page
+    pg.goto(pg.base + "/")
+    targets = ["obama.jpg", "obama2.jpg"]
+    drop_files(pg, "#drop", [(n, (faces_dir / OBAMA / n).read_bytes()) for n in targets])
+    pg.wait_for_url("**/results/**")
+    paths = shown_paths(pg)
+    found = {p.split("/faces/", 1)[-1] for p in paths if "/faces/" in p}
+    expected = obama_photos(labels) - {OBAMA + n for n in targets}
+    assert found == expected  # every other photo of him, and no one else's
+    assert pg.locator("#match-count").inner_text() == str(len(expected))
+    assert pg.locator(".target").count() == 2
+    first = pg.locator("#matches .card").first
+    text = first.inner_text()
+    assert "#1" in text and "strong" in text and "% right" in text and "distance 0." in text and "px" in text
+    assert "sharpness" in text and "host " in text
+    # the matched face is boxed in its own colour over the thumbnail
+    box = first.locator(".box")
+    assert "border-color" in (box.get_attribute("style") or "")
+    assert box.bounding_box()["width"] > 10
+    # a group photo's card boxes the matched face, not another one
+    group = pg.locator("#matches .card", has_text="obama_and_biden.jpg")
+    assert group.count() == 1
+    left = float(group.locator(".box").get_attribute("style").split("left:")[1].split("%")[0])
+    assert left > 40  # he stands on the right of that photo; Biden's face is on the left
+
+
+def test_filter_and_downloads(page, faces_dir):
+    pg = page
+    pg.goto(pg.base + "/")
+    pg.set_input_files("#target", [str(faces_dir / "people/biden/biden.jpg")])  # picked, not dropped
+    pg.wait_for_url("**/results/**")
+    total = pg.locator("#matches .card").count()
+    assert total >= 2
+    words = pg.locator("#matches .card").evaluate_all("cards => cards.map(c => c.dataset.confidence)")
+    pg.uncheck("#filter input[value=strong]")
+    assert len(shown_paths(pg)) == total - words.count("strong")
+    pg.check("#filter input[value=strong]")
+    assert len(shown_paths(pg)) == total
+    with pg.expect_download() as got:
+        pg.click("text=CSV")
+    rows = list(csv.DictReader(io.StringIO(open(got.value.path(), encoding="utf-8").read())))
+    assert [r["path"] for r in rows] == shown_paths(pg)
+    with pg.expect_download() as got:
+        pg.click("text=JSON")
+    data = json.loads(open(got.value.path(), encoding="utf-8").read())
+    assert [m["path"] for m in data["matches"]] == shown_paths(pg) and data["targets"] == ["biden.jpg"]
+
+
+def test_two_people_are_refused_on_the_page(page, faces_dir):
+    pg = page
+    pg.goto(pg.base + "/")
+    pg.set_input_files("#target", [str(faces_dir / OBAMA / "obama.jpg"), str(faces_dir / "people/biden/biden.jpg")])
+    pg.wait_for_load_state("load")
+    pg.wait_for_selector(".message")
+    message = pg.locator(".message").inner_text()
+    assert "the target photos show 2 different people (obama.jpg | biden.jpg)" in message
+    assert pg.locator("#matches").count() == 0
+
+
+def test_click_a_face_to_search(page, faces_dir, labels):
+    pg = page
+    pg.goto(pg.base + "/")
+    pg.set_input_files("#target", [str(faces_dir / "people/biden/biden.jpg")])
+    pg.wait_for_url("**/results/**")
+    pg.locator("#matches .card", has_text="obama_and_biden.jpg").locator("a.thumb").click()
+    pg.wait_for_url("**/photos/**")
+    boxes = pg.locator("a.face-link")
+    assert boxes.count() == 3  # every face of the group photo, each clickable
+    colours = {boxes.nth(i).get_attribute("style").split("border-color:")[1] for i in range(3)}
+    assert len(colours) == 3  # each face in a colour of its own
+    # the face on the right of the two men is Obama's: click it
+    lefts = [float(boxes.nth(i).get_attribute("style").split("left:")[1].split("%")[0]) for i in range(3)]
+    middle = sorted(range(3), key=lambda i: lefts[i])[1]
+    boxes.nth(middle).click()
+    pg.wait_for_url("**/results/**")
+    found = {p.split("/faces/", 1)[-1] for p in shown_paths(pg)}
+    assert "groups/obama_and_biden.jpg" not in found  # the photo searched from is not its own match
+    assert found and found <= obama_photos(labels)
+    assert len(found) >= len(obama_photos(labels)) - 3
+
+
+def test_status_is_live(page, labelled_grid):
+    pg = page
+    pg.goto(pg.base + "/status")
+    pg.wait_for_selector("#status table")
+    assert pg.locator("#status table").first.inner_text().count("\n") >= 2
+    first = pg.locator("#status .sub").first.inner_text()
+    pg.wait_for_function("(t) => document.querySelector('#status .sub').textContent !== t", arg=first, timeout=10000)
+    assert "beanstalkd " + labelled_grid["server"].address in pg.locator("#status").inner_text()
