@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from typing import Any
 
 import jinja2
@@ -25,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from .. import __version__, video
-from ..errors import FacegridError
+from ..errors import FacegridError, UsageError
 from ..settings import Settings
 from . import security
 from .gridstatus import GridStatus
@@ -63,6 +64,7 @@ def create_app(config: Config, library: Library | None = None) -> Starlette:
     env.globals.update(csrf=csrf, version=__version__, palette=PALETTE, match_colour=MATCH_COLOUR, clock=video.clock)
     env.filters["pct"] = lambda v: "" if v is None else f"{100 * v:.1f}%"
     env.filters["box_style"] = box_style
+    env.filters["when"] = when
     templates = Jinja2Templates(env=env)
 
     def page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
@@ -72,37 +74,44 @@ def create_app(config: Config, library: Library | None = None) -> Starlette:
         return templates.TemplateResponse(request, name, context, status_code=status_code)
 
     # -- search -------------------------------------------------------------------------------
-    async def search_page(request: Request) -> Response:
-        return page(request, "search.html", result=None, words=scoring_words())
+    async def search_page(request: Request, result=None, message=None, status_code: int = 200) -> Response:
+        named = await run_in_threadpool(lib.named_people)
+        context = {"result": result, "words": scoring_words(), "persons": named, "message": message}
+        return page(request, "search.html", status_code, **context)
 
     async def search_post(request: Request) -> Response:
         try:
             photos = await read_targets(request, csrf, max_photo, max_body, w.max_targets)
             result = await run_in_threadpool(lib.search_photos, photos)
         except security.CsrfError as exc:
-            return page(request, "search.html", 403, result=None, words=scoring_words(), message=str(exc))
+            return await search_page(request, message=str(exc), status_code=403)
         except UploadTooLarge as exc:
-            return page(request, "search.html", 413, result=None, words=scoring_words(), message=str(exc))
+            return await search_page(request, message=str(exc), status_code=413)
         except FacegridError as exc:
-            return page(request, "search.html", 400, result=None, words=scoring_words(), message=str(exc))
+            return await search_page(request, message=str(exc), status_code=400)
         return RedirectResponse(f"/results/{result.id}", status_code=303)
 
     async def search_get(request: Request) -> Response:
-        face = request.query_params.get("face", "")
+        """A search from a stored face (?face=PHOTO.N) or a person of the registry (?person=DB.ID)."""
+        face, person = request.query_params.get("face", ""), request.query_params.get("person", "")
         image_id, _, idx = face.partition(".")
-        if not PHOTO_ID.match(image_id) or not idx.isdigit():
-            return RedirectResponse("/", status_code=303)
+        k, _, pid = person.partition(".")
         try:
-            result = await run_in_threadpool(lib.search_face, image_id, int(idx))
+            if PHOTO_ID.match(image_id) and idx.isdigit():
+                result = await run_in_threadpool(lib.search_face, image_id, int(idx))
+            elif k.isdigit() and pid.isdigit():
+                result = await run_in_threadpool(lib.search_person, int(k), int(pid))
+            else:
+                return RedirectResponse("/", status_code=303)
         except FacegridError as exc:
-            return page(request, "search.html", 404, result=None, words=scoring_words(), message=str(exc))
+            return await search_page(request, message=str(exc), status_code=404)
         return RedirectResponse(f"/results/{result.id}", status_code=303)
 
     async def results_page(request: Request) -> Response:
         result = lib.result(request.path_params["rid"])
         if result is None:
-            return page(request, "search.html", 404, result=None, words=scoring_words(), message=EXPIRED)
-        return page(request, "search.html", result=result, words=scoring_words())
+            return await search_page(request, message=EXPIRED, status_code=404)
+        return await search_page(request, result=result)
 
     async def results_csv(request: Request) -> Response:
         result = lib.result(request.path_params["rid"])
@@ -150,6 +159,63 @@ def create_app(config: Config, library: Library | None = None) -> Starlette:
 
     async def face_crop(request: Request) -> Response:
         return jpeg(await run_in_threadpool(lib.crop, request.path_params["pid"], request.path_params["idx"]))
+
+    # -- people and watches -------------------------------------------------------------------
+    async def people_page(request: Request) -> Response:
+        return page(request, "people.html", people=await run_in_threadpool(lib.people))
+
+    async def person_page(request: Request) -> Response:
+        k, pid = request.path_params["k"], request.path_params["pid"]
+        found = await run_in_threadpool(lib.person, k, pid)
+        if found is None:
+            return page(request, "person.html", 404, person=None, message=f"no person {pid} in the registry")
+        return page(request, "person.html", person=found)
+
+    async def people_api(request: Request) -> Response:
+        found = await run_in_threadpool(lib.people)
+        for p in found:
+            p["crop"] = f"/faces/{p['best']['image_id']}/{p['best']['idx']}.jpg" if p["best"] else None
+        return JSONResponse({"people": found})
+
+    async def person_write(request: Request) -> Response:
+        """Rename, merge, split or "not this person": one registry change through the store."""
+        k, action = request.path_params["k"], request.path_params.get("action", "merge")
+        pid = request.path_params.get("pid")
+        if pid is not None and action not in ("name", "split", "reject"):
+            return PlainTextResponse("no such change; rename, split or reject", status_code=404)
+        back = f"/people/{k}/{pid}" if pid is not None and action in ("split", "reject") else "/people"
+        try:
+            form = await security.form_with_csrf(request, csrf, max_files=0, max_fields=2000)
+            if action == "name":
+                await run_in_threadpool(lib.write, k, "name_person", pid, str(form.get("name", "")))
+            elif action == "merge":
+                ids = [int(v) for v in form.getlist("person") if isinstance(v, str) and v.isdigit()]
+                if len(ids) < 2:
+                    raise UsageError("check two or more persons to merge them into the first checked")
+                await run_in_threadpool(lib.write, k, "merge_persons", ids[0], ids[1:])
+            else:
+                faces = [face_key(v) for v in form.getlist("face")]
+                if not faces:
+                    raise UsageError("check the faces first")
+                change = "split_person" if action == "split" else "reject_faces"
+                await run_in_threadpool(lib.write, k, change, pid, faces)
+        except (security.CsrfError, MultiPartException, HTTPException) as exc:
+            return PlainTextResponse(str(getattr(exc, "detail", None) or exc), status_code=403)
+        except FacegridError as exc:
+            if pid is not None and action in ("split", "reject"):
+                found = await run_in_threadpool(lib.person, k, int(pid))
+                return page(request, "person.html", 400, person=found, message=str(exc))
+            return page(request, "people.html", 400, people=await run_in_threadpool(lib.people), message=str(exc))
+        return RedirectResponse(back, status_code=303)
+
+    async def watch_page(request: Request) -> Response:
+        watches = await run_in_threadpool(lib.watches)
+        return page(request, "watch.html", watches=watches, alerts=await run_in_threadpool(lib.alerts, -1))
+
+    async def alerts_api(request: Request) -> Response:
+        after = request.query_params.get("after", "-1")
+        offset = int(after) if after.lstrip("-").isdigit() else -1
+        return JSONResponse(await run_in_threadpool(lib.alerts, offset))
 
     # -- status -------------------------------------------------------------------------------
     async def status_page(request: Request) -> Response:
@@ -215,6 +281,11 @@ def create_app(config: Config, library: Library | None = None) -> Starlette:
         Route("/photos/{pid:str}/annotated.jpg", annotated),
         Route("/photos/{pid:str}", photo_page),
         Route("/faces/{pid:str}/{idx:int}.jpg", face_crop),
+        Route("/people", people_page),
+        Route("/people/{k:int}/merge", person_write, methods=["POST"]),
+        Route("/people/{k:int}/{pid:int}", person_page),
+        Route("/people/{k:int}/{pid:int}/{action:str}", person_write, methods=["POST"]),
+        Route("/watch", watch_page),
         Route("/status", status_page),
         Route("/login", login_page),
         Route("/login", login_post, methods=["POST"]),
@@ -222,6 +293,8 @@ def create_app(config: Config, library: Library | None = None) -> Starlette:
         Route("/api/search", api_search, methods=["POST"]),
         Route("/api/photos/{pid:str}", photo_api),
         Route("/api/status", status_api),
+        Route("/api/people", people_api),
+        Route("/api/alerts", alerts_api),
         Route("/api/csrf", api_csrf),
         Mount("/static", StaticFiles(packages=[("facegrid.web", "static")]), name="static"),
     ]
@@ -282,6 +355,18 @@ async def read_targets(
     if not photos:
         raise FacegridError("no photo was sent; pick or drop one or more photos of the person (form field target)")
     return photos
+
+
+def face_key(value) -> tuple[str, int]:
+    """A face as the person page names it: PHOTO_ID.N."""
+    image_id, _, idx = str(value).partition(".")
+    if not PHOTO_ID.match(image_id) or not idx.isdigit():
+        raise UsageError(f"face {str(value)[:80]!r}: not a face of this page; reload it")
+    return image_id, int(idx)
+
+
+def when(t) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if isinstance(t, int | float) else ""
 
 
 def jpeg(data: bytes | None) -> Response:

@@ -11,16 +11,19 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import importlib
 import io
+import json
 import logging
 import re
 import secrets
 import threading
 import time
+from pathlib import Path
 
 from .. import htmlkit, imaging, searching, store
 from ..collection import Collection
-from ..errors import FacegridError, UsageError
+from ..errors import UsageError
 from ..settings import Settings
 
 log = logging.getLogger("facegrid.web")
@@ -28,6 +31,9 @@ log = logging.getLogger("facegrid.web")
 PHOTO_ID = re.compile(r"^[0-9a-f]{64}$")
 KEPT_RESULTS = 32  # searches kept for reloads and downloads
 KEPT_THUMBS = 4000  # thumbnails kept in memory (about 20 KB each)
+PEOPLE_SHOWN = 500  # persons a database shows on the People page (most faces first)
+ALERTS_SHOWN = 200  # alerts the Watchlist page starts with
+ALERT_TAIL = 1024 * 1024  # bytes of the alerts file read at once
 
 
 @dataclasses.dataclass
@@ -160,10 +166,117 @@ class Library:
         with self._lock:
             return self._results.get(rid)
 
+    # -- the people registry (docs/people.md) and the watches (docs/alerts.md) ------------------
+    def people(self, limit: int = PEOPLE_SHOWN) -> list[dict]:
+        """Every database's persons, most faces first, each with its best face (the largest)."""
+        persons, person_faces = _store("persons"), _store("person_faces")
+        if persons is None or person_faces is None:
+            return []
+        out = []
+        for k, db in enumerate(self.coll().dbs):
+            for p in persons(db)[:limit]:
+                faces = person_faces(db, p["id"])
+                best = max(faces, key=lambda f: (f["right"] - f["left"]) * (f["bottom"] - f["top"]), default=None)
+                face = None if best is None else {"image_id": best["image_id"], "idx": best["idx"]}
+                out.append({**p, "db": k, "best": face})
+        return out
+
+    def named_people(self) -> list[dict]:
+        """The named persons of every database, for the Search page's picker."""
+        persons = _store("persons")
+        if persons is None:
+            return []
+        return [{**p, "db": k} for k, db in enumerate(self.coll().dbs) for p in persons(db) if p["name"]]
+
+    def person(self, k: int, pid: int) -> dict | None:
+        dbs = self.coll().dbs
+        get_person, person_faces = _store("get_person"), _store("person_faces")
+        if not 0 <= k < len(dbs) or get_person is None or person_faces is None:
+            return None
+        found = get_person(dbs[k], pid)
+        if found is None:
+            return None
+        return {**found, "db": k, "faces": person_faces(dbs[k], pid)}
+
+    def write(self, k: int, name: str, *args):
+        """One registry change (store.name_person, merge_persons, split_person, reject_faces) through the
+        store, on the database opened for writing for that change alone."""
+        change = _store(name)
+        if change is None:
+            raise UsageError("this facegrid has no people registry (facegrid people); upgrade it")
+        if not 0 <= k < len(self.paths):
+            raise UsageError(f"no database {k}; the People page names each person's database")
+        db = store.open_db(self.paths[k], create=False)
+        try:
+            return change(db, *args)
+        finally:
+            db.conn.close()
+
+    def search_person(self, k: int, pid: int) -> Result:
+        """A search from a person's faces, as search.py --person gives it (registry.person_targets)."""
+        from types import SimpleNamespace
+
+        try:
+            registry = importlib.import_module("facegrid.registry")
+        except ImportError:
+            raise UsageError("this facegrid has no people registry (facegrid people); upgrade it") from None
+        dbs = self.coll().dbs
+        if not 0 <= k < len(dbs):
+            raise UsageError(f"no database {k}; open the People page again")
+        with self._search_lock:
+            person, _, targets = registry.person_targets(SimpleNamespace(dbs=[dbs[k]]), str(pid))
+            label = person["name"] or f"person {person['id']}"
+            return self._search(targets, f"{label}'s {len(targets)} surest face(s)")
+
+    def watches(self) -> list[dict]:
+        watches, alert_counts = _store("watches"), _store("alert_counts")
+        if watches is None or alert_counts is None:
+            return []
+        out = []
+        for k, db in enumerate(self.coll().dbs):
+            counts = alert_counts(db) if "alerts" in db.table_names() else {}
+            for w in watches(db):
+                n, last = counts.get(w["id"], (0, None))
+                keep = ("id", "name", "source", "person_id", "tolerance")
+                out.append({"db": k, **{key: w[key] for key in keep}, "alerts": n, "last_alert": last})
+        return out
+
+    def alerts(self, after: int) -> dict:
+        """The alerts appended to [alerts] file since byte `after` (-1: the last ALERTS_SHOWN of it)."""
+        conf = getattr(self.settings, "alerts", None)  # [alerts] (docs/alerts.md); none in an older facegrid
+        path = Path(conf.file) if conf is not None and conf.file else None
+        if path is None or not path.is_file():
+            return {"alerts": [], "next": 0, "file": str(path or "")}
+        size = path.stat().st_size
+        start = 0 if after > size else after  # a new or emptied file: from its start
+        with open(path, "rb") as f:
+            if start < 0:
+                start = max(0, size - ALERT_TAIL)
+            f.seek(start)
+            data = f.read(ALERT_TAIL)
+        end = data.rfind(b"\n") + 1  # whole lines only; a line being written comes next time
+        lines = data[:end].splitlines()
+        if start > 0 and after < 0:
+            lines = lines[1:]  # the first line of a tail may be cut
+        found = []
+        for line in lines:
+            try:
+                alert = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(alert, dict):
+                found.append(alert)
+        return {"alerts": found[-ALERTS_SHOWN:], "next": start + end, "file": str(path)}
+
     def csv(self, result: Result) -> bytes:
         buf = io.StringIO(newline="")
         searching.write_csv(buf, result.found.matches)
         return buf.getvalue().encode("utf-8")
+
+
+def _store(name: str):
+    """A store function of the people registry or the watches, or None in a facegrid without them."""
+    return getattr(store, name, None)
 
 
 def upload_name(name: str | None, data: bytes, k: int) -> str:
@@ -183,4 +296,4 @@ def check_upload(name: str, data: bytes, limit: int) -> None:
         raise UsageError(f"{name}: not a photo (JPEG, PNG, WebP, TIFF, BMP, GIF or HEIC); pick a photo of the person")
 
 
-__all__ = ["Library", "Result", "FacegridError", "upload_name", "check_upload"]
+__all__ = ["Library", "Result", "upload_name", "check_upload"]

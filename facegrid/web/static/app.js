@@ -99,6 +99,7 @@
       el.appendChild(table(["tube", "ready", "reserved", "delayed", "buried", "watching", "in/s", "out/s"], rows, numeric));
       el.appendChild(text("p", "rates over the last " + Math.round(s.rate_window_s) + " s; watching = filter workers (images), collectors (people)", "sub"));
       el.appendChild(text("p", "ETA to drain the queued photos: " + duration(s.eta_s), "eta"));
+      if (s.max_job_size) { el.appendChild(text("p", "max-job-size " + s.max_job_size + " bytes", "sub")); }
     }
     var dbs = (s.dbs || []).map(function (d) {
       var c = d.counts;
