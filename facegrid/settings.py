@@ -121,6 +121,8 @@ class Search:
     expand_score: float = setting(
         0.85, lambda v: 0.0 < v <= 1.0, "more than 0, at most 1 (0.85 is the measured default)"
     )
+    background: int = setting(1500, between(0, 100_000), "0 (off) to 100000 (1500 is the measured default)")
+    target_mirror: str = setting("on", choices=("on", "off"))
     mode: str = setting("mean", choices=("min", "mean"))
     out: str = "matches"
     limit: int = setting(0, lambda v: v >= 0, "0 (no limit) or more")
@@ -136,6 +138,7 @@ class Search:
             self.lookalike_ratio,
             self.expand_count,
             self.expand_score,
+            self.background,
         )
 
 

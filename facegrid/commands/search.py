@@ -77,7 +77,9 @@ def main(argv=None) -> int:
         return _collection_modes(args, settings)
     files = searching.target_files(args.target)  # usage errors before loading models
     db = searching.open_store(args.db or [settings.collector.database])
-    targets = searching.encode_targets(FaceEngine(settings.filter), args.target, s.mixed_distance)
+    targets = searching.encode_targets(
+        FaceEngine(settings.filter), args.target, s.mixed_distance, s.target_mirror == "on"
+    )
     found = searching.find(db, targets, s.params(), s.mode, s.limit)
     matches = found.matches
     out = Path(args.out) if args.out else Path(s.out) / Path(args.target.rstrip("/")).resolve().name
@@ -113,4 +115,3 @@ def _collection_modes(args, settings) -> int:
         f"{len(found)} person(s) in {sum(len(x.faces) for x in found)} face(s); see {out}/index.html", file=sys.stderr
     )
     return EXIT_OK if found else EXIT_NO_RESULT
-

@@ -131,7 +131,7 @@ class Library:
         where = f"the {len(photos)} uploaded photo(s)"
         s = self.settings.search
         with self._search_lock:
-            targets = searching.encode_photos(self.engine(), photos, where, s.mixed_distance)
+            targets = searching.encode_photos(self.engine(), photos, where, s.mixed_distance, s.target_mirror == "on")
             return self._search(targets, where)
 
     def search_face(self, image_id: str, idx: int) -> Result:
