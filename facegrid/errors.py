@@ -33,6 +33,10 @@ class QueueUnavailable(FacegridError):
     exit_code = EXIT_QUEUE
 
 
+class NotBeanstalkd(QueueUnavailable):
+    """Something answers at the address, but not in beanstalkd's protocol (a web server...)."""
+
+
 class BadJob(FacegridError):
     """A job body that is not a valid facegrid envelope. The job gets buried."""
 

@@ -372,16 +372,19 @@ def test_queuer_in_a_read_only_folder_says_so_in_one_line(faces_dir, tmp_path):
         work.chmod(0o555)  # root-owned: the queuer (nobody) may not write its state file here
         if not prefix:
             pytest.skip("not root: cannot make a folder this user may not write")
+        # the default record lives in the user's state folder: make that one read-only too
+        env = dict(os.environ, XDG_STATE_HOME=str(work))
         proc = subprocess.run(
             prefix + script_cmd("queuer.py", "--beanstalkd", "127.0.0.1:1", str(photos)),
             cwd=work,
+            env=env,
             capture_output=True,
             text=True,
             timeout=120,
         )
         assert proc.returncode == 2, proc.stderr
         lines = [ln for ln in proc.stderr.strip().splitlines() if "ERROR" in ln]
-        assert len(lines) == 1 and "facegrid-queuer.sqlite" in lines[0] and "--state" in lines[0], proc.stderr
+        assert len(lines) == 1 and f"{work}/facegrid" in lines[0] and "--state" in lines[0], proc.stderr
         assert "Traceback" not in proc.stderr
         assert list(work.iterdir()) == []
     finally:
