@@ -47,3 +47,15 @@ class ImageUnreadable(FacegridError):
 
 class StoreError(FacegridError):
     """The SQLite database cannot be opened or has an unknown schema."""
+
+
+class DatabaseUnwritable(StoreError):
+    """The collector's database (or its folder) cannot be written by this user: a setting to fix."""
+
+    exit_code = EXIT_USAGE
+
+
+class DatabaseInUse(StoreError):
+    """Another collector holds the database's writer lock."""
+
+    exit_code = EXIT_USAGE

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Beanstalkd, free_port, run_script, wait_for
+from conftest import ROOT, Beanstalkd, db_rows, free_port, run_script, script_cmd, start_script, wait_for
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -170,3 +172,122 @@ def test_the_help_of_the_queuer_names_its_options():
     proc = run_script("queuer.py", "--help")
     assert "--allow-small-jobs" in proc.stdout and "queuer-HOST-PORT-TUBE.sqlite" in "".join(proc.stdout.split())
     assert Path(ROOT / "settings.ini").read_text().count("\nstate =\n") == 1
+
+
+# the collector's database -------------------------------------------------------------------------
+NOBODY = 65534
+
+
+def as_nobody() -> list[str]:
+    """A command prefix that drops root, so that chmod really makes a file read-only."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
+        pytest.skip("running as root and setpriv is missing: cannot run the collector as a plain user")
+    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
+@pytest.fixture
+def shared(tmp_path):
+    """A folder every user may enter and write (pytest's own tmp folders are root-only)."""
+    base = Path(tempfile.mkdtemp(prefix="facegrid-edges-"))
+    base.chmod(0o777)
+    yield base
+    for p in [base, *base.rglob("*")]:
+        with contextlib.suppress(OSError):
+            p.chmod(0o777 if p.is_dir() else 0o666)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def collector(beanstalkd, db: Path, *args: str, wait: bool = True, timeout: float = 120):
+    cmd = as_nobody() + script_cmd("collector.py", "--beanstalkd", beanstalkd.address, "--db", str(db), *args)
+    if wait:
+        return subprocess.run(cmd, cwd=db.parent, capture_output=True, text=True, timeout=timeout)
+    return subprocess.Popen(cmd, cwd=db.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def put_results(beanstalkd, *ids: str) -> None:
+    from test_roles import make_result
+
+    from facegrid import envelope
+
+    with beanstalkd.client(use="people") as c:
+        for image_id in ids:
+            c.put(envelope.encode_result(make_result(image_id, 1)))
+
+
+def made_db(beanstalkd, folder: Path) -> Path:
+    """A facegrid database with one photo in it, made by the collector as the plain user."""
+    db = folder / "faces.db"
+    put_results(beanstalkd, "a1" * 32)
+    proc = collector(beanstalkd, db, "--burst")
+    assert proc.returncode == 0, proc.stderr
+    return db
+
+
+def test_a_read_only_database_is_refused_at_start(beanstalkd, shared):
+    db = made_db(beanstalkd, shared)
+    db.chmod(0o444)
+    put_results(beanstalkd, "b2" * 32)
+    proc = collector(beanstalkd, db)
+    assert proc.returncode == 2, proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1 and f"database {db} is read-only for user nobody" in lines[0], proc.stderr
+    assert "collector ready" not in proc.stderr and "releasing" not in proc.stderr
+    assert beanstalkd.tube("people")["current-jobs-ready"] == 1  # never taken
+
+
+def test_a_read_only_folder_is_named_as_the_cause(beanstalkd, shared):
+    ro = shared / "ro"
+    ro.mkdir(mode=0o777)
+    ro.chmod(0o777)
+    db = made_db(beanstalkd, ro)
+    db.chmod(0o444)
+    ro.chmod(0o555)
+    proc = collector(beanstalkd, db)
+    assert proc.returncode == 2, proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1 and f"database {db} and its folder {ro} are read-only for user nobody" in lines[0]
+    assert "unable to open database file" not in proc.stderr
+    proc = collector(beanstalkd, ro / "new.db")  # a new database in a folder it may not write
+    assert proc.returncode == 2, proc.stderr
+    assert f"folder {ro} is read-only for user nobody" in error_lines(proc.stderr)[0], proc.stderr
+
+
+def test_a_database_made_read_only_while_running_ends_the_collector_jobs_released(beanstalkd, shared):
+    db = made_db(beanstalkd, shared)
+    running = collector(beanstalkd, db, wait=False)
+    try:
+        wait_for(lambda: beanstalkd.tube("people")["current-watching"] >= 1, what="the collector watching")
+        db.chmod(0o444)
+        put_results(beanstalkd, "c3" * 32, "d4" * 32)
+        out, err = running.communicate(timeout=120)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert running.returncode == 2, err
+    lines = error_lines(err)
+    assert len(lines) == 1 and "is read-only for user nobody" in lines[0] and "changed while" in lines[0], err
+    people = beanstalkd.tube("people")
+    assert (people["current-jobs-ready"], people["current-jobs-delayed"], people["current-jobs-buried"]) == (2, 0, 0)
+    assert db_rows(db, "SELECT count(*) FROM images") == [(1,)]
+
+
+def test_a_second_collector_on_the_same_database_refuses_naming_the_first(beanstalkd, tmp_path):
+    db = tmp_path / "faces.db"
+    first = start_script("collector.py", "--beanstalkd", beanstalkd.address, "--db", db)
+    try:
+        wait_for(lambda: beanstalkd.tube("people")["current-watching"] >= 1, what="the first collector")
+        second = run_script("collector.py", "--beanstalkd", beanstalkd.address, "--db", db, timeout=60)
+        assert second.returncode == 2, second.stderr
+        lines = error_lines(second.stderr)
+        host = socket.gethostname()
+        assert len(lines) == 1 and f"in use by the collector on host {host} (pid {first.pid})" in lines[0], lines
+        assert beanstalkd.tube("people")["current-watching"] == 1
+    finally:
+        first.terminate()
+        first.communicate(timeout=60)
+    assert first.returncode == 0
+    again = run_script("collector.py", "--beanstalkd", beanstalkd.address, "--db", db, "--burst", timeout=60)
+    assert again.returncode == 0, again.stderr  # the lock went with the first one
