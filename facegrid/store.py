@@ -637,6 +637,12 @@ def annotated_ids(db) -> list[str]:
     return [r[0] for r in db.execute("SELECT image_id FROM annotated ORDER BY image_id")]
 
 
+def image_shape(db, image_id: str) -> tuple[int, int, int] | None:
+    """(width, height, face_count) of a stored photo, or None."""
+    row = db.execute("SELECT width, height, face_count FROM images WHERE id = ?", [image_id]).fetchone()
+    return None if row is None else (int(row[0] or 0), int(row[1] or 0), int(row[2] or 0))
+
+
 def ids_starting(db, prefix: str, limit: int = 2) -> list[str]:
     """Stored photo ids that start with prefix (lowercase hex), at most limit of them."""
     sql = "SELECT id FROM images WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"

@@ -291,3 +291,79 @@ def test_a_second_collector_on_the_same_database_refuses_naming_the_first(beanst
     assert first.returncode == 0
     again = run_script("collector.py", "--beanstalkd", beanstalkd.address, "--db", db, "--burst", timeout=60)
     assert again.returncode == 0, again.stderr  # the lock went with the first one
+
+
+# search.py ----------------------------------------------------------------------------------------
+def test_a_missing_database_is_a_usage_error(faces_dir, tmp_path):
+    photo = faces_dir / "people/obama/obama.jpg"
+    proc = run_script("search.py", photo, "--db", tmp_path / "missing.db", "--out", tmp_path / "out")
+    assert proc.returncode == 2, proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1 and f"database {tmp_path / 'missing.db'} does not exist" in lines[0], proc.stderr
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_one_photo_file_is_a_target_and_copies_keep_their_names(faces_db, faces_dir, tmp_path):
+    import json
+
+    photo = tmp_path / "obama.jpg"
+    shutil.copy(faces_dir / "people/obama/obama.jpg", photo)
+    proc = run_script("search.py", photo, "--db", faces_db, "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = json.loads(proc.stdout)
+    out = tmp_path / "matches" / "obama"  # [search] out / the photo's name without its extension
+    assert (tmp_path / found["out"]).resolve() == out and found["targets"] == [str(photo)]
+    names = {m["file"]: m["path"] for m in found["matches"]}
+    assert names and all(
+        f == f"{m['rank']:04d}-{Path(m['path']).stem}.jpg" for f, m in zip(names, found["matches"], strict=True)
+    ), names
+    assert {p.name for p in out.glob("*.jpg")} == set(names)
+
+
+def test_an_out_folder_inside_the_target_folder_is_refused(faces_db, faces_dir, tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    shutil.copy(faces_dir / "people/obama/obama.jpg", target / "obama.jpg")
+    for out in (target / "found", target):
+        proc = run_script("search.py", target, "--db", faces_db, "--out", out)
+        assert proc.returncode == 2, proc.stderr
+        lines = error_lines(proc.stderr)
+        assert len(lines) == 1 and "is inside the target folder" in lines[0], proc.stderr
+    assert sorted(p.name for p in target.iterdir()) == ["obama.jpg"]
+
+
+def test_in_a_group_photo_the_matched_face_has_its_own_colour(faces_db, faces_dir, tmp_path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from facegrid.imaging import BOX_COLOR, MATCH_COLOR
+
+    proc = run_script(
+        "search.py", faces_dir / "people/biden/biden.jpg", "--db", faces_db, "--out", tmp_path / "out", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    group = [m for m in json.loads(proc.stdout)["matches"] if m["path"].endswith("groups/obama_and_biden.jpg")]
+    assert len(group) == 1, "biden's group photo is not among the matches"
+    m = group[0]
+    (width,) = db_rows(faces_db, "SELECT width FROM images WHERE id = ?", (m["image_id"],))[0]
+    sql = 'SELECT idx, top, "right", bottom, "left" FROM faces WHERE image_id = ?'
+    boxes = db_rows(faces_db, sql, (m["image_id"],))
+    assert m["file"] == f"{m['rank']:04d}-obama_and_biden.jpg"
+    rgb = np.asarray(Image.open(tmp_path / "out" / m["file"]).convert("RGB")).astype(int)
+    f = rgb.shape[1] / width
+
+    def share_of(colour, box) -> float:
+        """The share of pixels close to colour on a ring just around the face's box."""
+        top, right, bottom, left = (round(v * f) for v in box)
+        ring = np.concatenate(
+            [rgb[max(0, top - 8) : top + 3, left:right], rgb[bottom - 2 : bottom + 8, left:right]]
+        ).reshape(-1, 3)
+        return float((np.abs(ring - np.array(colour)).sum(axis=1) < 90).mean())
+
+    for idx, *box in boxes:
+        if idx == m["face_index"]:
+            assert share_of(MATCH_COLOR, box) > 0.2, "the matched face is not boxed in its own colour"
+        else:
+            assert share_of(MATCH_COLOR, box) < 0.02 and share_of(BOX_COLOR, box) > 0.1, "another face changed colour"
