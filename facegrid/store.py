@@ -196,9 +196,13 @@ def open_for_writing(path: str | Path) -> tuple[sqlite_utils.Database, WriterLoc
     problem = write_problem(path)
     if problem:
         raise DatabaseUnwritable(problem)
-    lock = WriterLock(path)
+    db = open_db(path, threads=True)  # another program's database is refused here, before any lock file
     try:
-        db = open_db(path, threads=True)
+        lock = WriterLock(path)
+    except BaseException:
+        db.conn.close()
+        raise
+    try:
         db.execute("PRAGMA busy_timeout=0")  # another writer holding it now proves it writable: no wait
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -211,6 +215,7 @@ def open_for_writing(path: str | Path) -> tuple[sqlite_utils.Database, WriterLoc
             db.execute("PRAGMA busy_timeout=30000")
     except BaseException:
         lock.close()
+        db.conn.close()
         raise
     return db, lock
 
