@@ -367,3 +367,39 @@ def test_in_a_group_photo_the_matched_face_has_its_own_colour(faces_db, faces_di
             assert share_of(MATCH_COLOR, box) > 0.2, "the matched face is not boxed in its own colour"
         else:
             assert share_of(MATCH_COLOR, box) < 0.02 and share_of(BOX_COLOR, box) > 0.1, "another face changed colour"
+
+
+# scripts/buried delete ----------------------------------------------------------------------------
+def test_buried_delete_removes_foreign_jobs_and_named_ones_only(beanstalkd):
+    from test_roles import make_result
+
+    from facegrid import envelope
+
+    with beanstalkd.client(use="images", watch="images") as c:
+        foreign = c.put(b'{"task": "resize", "file": "a.png"}')  # another program's job on our tube
+        damaged = c.put(envelope.MAGIC + b"\x00" * 40)  # facegrid's, but broken
+        for _ in range(2):
+            c.bury(c.reserve(timeout=5))
+        ready = c.put(b"another foreign job, ready, not buried")
+    with beanstalkd.client(use="people", watch="people") as c:
+        ours = c.put(envelope.encode_result(make_result("e5" * 32, 1)))
+        c.bury(c.reserve(timeout=5))
+    args = ("--beanstalkd", beanstalkd.address)
+    refused = run_script("scripts/buried", "delete", "--all", *args)
+    assert refused.returncode == 2 and "--all-foreign" in refused.stderr, refused.stderr
+    gone = run_script("scripts/buried", "delete", "--all-foreign", *args)
+    assert gone.returncode == 0 and "deleted 1 buried job(s) that are not facegrid's; 2 left" in gone.stdout, gone
+    with beanstalkd.client() as c:
+        assert {j: c.stats_job(j)["state"] for j in (damaged, ours, ready)} == {
+            damaged: "buried",
+            ours: "buried",
+            ready: "ready",
+        }
+        import greenstalk
+
+        with pytest.raises(greenstalk.NotFoundError):
+            c.stats_job(foreign)
+    named = run_script("scripts/buried", "delete", "--id", str(damaged), "--id", str(ready), *args)
+    assert named.returncode == 0 and "deleted 1 of 2 buried job(s)" in named.stdout, named
+    assert beanstalkd.tube("images")["current-jobs-ready"] == 1  # a job that is not buried stays
+    assert beanstalkd.tube("people")["current-jobs-buried"] == 1
