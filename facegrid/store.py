@@ -648,6 +648,18 @@ def image_shape(db, image_id: str) -> tuple[int, int, int] | None:
     return None if row is None else (int(row[0] or 0), int(row[1] or 0), int(row[2] or 0))
 
 
+def problems(db) -> list[dict]:
+    """Photos that failed (status error) or showed no face (no_faces), by path: id, path, host,
+    status, error, settings (JSON text), stored_at. Sampled video frames without a face are
+    left out (most frames show none); a video that could not be read is an error row and is in."""
+    frames = "AND id NOT IN (SELECT image_id FROM frames)" if has_videos(db) else ""
+    sql = (
+        "SELECT id, path, host, status, error, settings, stored_at FROM images "
+        f"WHERE status IN ('error', 'no_faces') {frames} ORDER BY status, path, id"
+    )
+    return list(db.query(sql))
+
+
 def ids_starting(db, prefix: str, limit: int = 2) -> list[str]:
     """Stored photo ids that start with prefix (lowercase hex), at most limit of them."""
     sql = "SELECT id FROM images WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"

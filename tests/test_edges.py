@@ -403,3 +403,33 @@ def test_buried_delete_removes_foreign_jobs_and_named_ones_only(beanstalkd):
     assert named.returncode == 0 and "deleted 1 of 2 buried job(s)" in named.stdout, named
     assert beanstalkd.tube("images")["current-jobs-ready"] == 1  # a job that is not buried stays
     assert beanstalkd.tube("people")["current-jobs-buried"] == 1
+
+
+# scripts/status --problems ------------------------------------------------------------------------
+def test_status_problems_lists_failed_photos_and_photos_without_a_face(beanstalkd, faces_dir, tmp_path):
+    import json
+
+    from conftest import tiny_jpeg
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(faces_dir / "people/biden/biden.jpg", photos / "biden.jpg")
+    (photos / "wall.jpg").write_bytes(tiny_jpeg(7, 200))  # one colour: no face
+    (photos / "cut.jpg").write_bytes((faces_dir / "people/obama/obama.jpg").read_bytes()[:3000])  # truncated
+    addr = ["--beanstalkd", beanstalkd.address]
+    db = tmp_path / "faces.db"
+    run_script("queuer.py", *addr, "--state", tmp_path / "q.sqlite", photos, check=True)
+    run_script("filter.py", *addr, "--burst", check=True)
+    run_script("collector.py", *addr, "--burst", "--db", db, check=True)
+    table = run_script("scripts/status", "--problems", "--db", db, "--beanstalkd", "127.0.0.1:1")  # no beanstalkd
+    assert table.returncode == 0, table.stderr
+    assert "wall.jpg" in table.stdout and "cut.jpg" in table.stdout and "biden.jpg" not in table.stdout
+    assert "no face found (model hog" in table.stdout and "1 photo(s) failed, 1 with no face" in table.stdout
+    listed = run_script("scripts/status", "--problems", "--json", "--db", db)
+    found = {Path(p["path"]).name: p for p in json.loads(listed.stdout)["problems"]}
+    assert set(found) == {"wall.jpg", "cut.jpg"}
+    assert found["wall.jpg"]["status"] == "no_faces" and found["cut.jpg"]["status"] == "error"
+    (stored,) = db_rows(db, "SELECT error FROM images WHERE path LIKE '%cut.jpg'")[0]
+    assert stored and found["cut.jpg"]["reason"] == stored
+    missing = run_script("scripts/status", "--problems", "--db", tmp_path / "none.db")
+    assert missing.returncode == 2 and len(error_lines(missing.stderr)) == 1, missing.stderr
