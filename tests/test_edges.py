@@ -433,3 +433,98 @@ def test_status_problems_lists_failed_photos_and_photos_without_a_face(beanstalk
     assert stored and found["cut.jpg"]["reason"] == stored
     missing = run_script("scripts/status", "--problems", "--db", tmp_path / "none.db")
     assert missing.returncode == 2 and len(error_lines(missing.stderr)) == 1, missing.stderr
+
+
+# start-grid.sh, the docs, the env file ------------------------------------------------------------
+def sh(script: str, *args, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=kw.pop("cwd", ROOT),
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("script", ["start-grid.sh", "stop-grid.sh"])
+def test_grid_scripts_help_is_help_text_only(script):
+    proc = sh(script, "--help")
+    assert proc.returncode == 0, proc.stderr
+    header = []
+    for line in (ROOT / "scripts" / script).read_text().splitlines()[1:]:
+        if not line.startswith("#"):
+            break
+        header.append(line[2:] if line.startswith("# ") else line[1:])
+    assert proc.stdout.splitlines() == header
+    assert "set -euo" not in proc.stdout and "root=" not in proc.stdout
+
+
+def test_the_next_steps_start_grid_prints_work_as_pasted(faces_dir, tmp_path):
+    from conftest import need_beanstalkd
+
+    need_beanstalkd()
+    folder, port = tmp_path / "grid", free_port()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("obama.jpg", "obama2.jpg"):
+        shutil.copy(faces_dir / "people/obama" / name, photos / name)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # a shell as a user has it: no venv on PATH, the state folder of its own
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state")}
+    started = sh("start-grid.sh", "--dir", folder, "--port", port, "--workers", "1")
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        steps = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in started.stdout.splitlines()[1:])}
+        assert set(steps) >= {"queue photos", "watch it", "problems", "stop it"}, steps
+
+        def pasted(line: str, timeout: float = 300) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                ["bash", "-c", line], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=timeout
+            )
+
+        queued = pasted(steps["queue photos"].replace("PHOTOS/", str(photos)))
+        assert queued.returncode == 0 and "queued=2" in queued.stdout, queued.stderr[-2000:]
+        db = folder / "facegrid.db"
+        wait_for(lambda: db.exists() and db_rows(db, "SELECT count(*) FROM images") == [(2,)], 300, 0.5, "2 stored")
+        status = pasted(steps["watch it"].replace("--watch", "--once --sample 0"))
+        assert status.returncode == 0 and "2 photos" in status.stdout, status.stderr
+        problems = pasted(steps["problems"])
+        assert problems.returncode == 0 and "0 photo(s) failed, 0 with no face" in problems.stdout, problems.stderr
+    finally:
+        stopped = sh("stop-grid.sh", "--dir", folder, "--timeout", "60", "--force")
+    assert started.returncode == 0 and stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
+def shell_lines(markdown: str) -> list[str]:
+    """The command lines of a document's ```sh blocks."""
+    out, inside = [], False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            inside = line.strip() == "```sh"
+            continue
+        if inside and line.strip() and not line.lstrip().startswith("#"):
+            out.append(line.split("  #")[0].strip())
+    return out
+
+
+def test_the_documented_commands_run_with_the_venv():
+    lines = shell_lines((ROOT / "docs/operators.md").read_text())
+    scripts = ("queuer.py", "filter.py", "collector.py", "search.py")
+    bare = [ln for ln in lines if ln.startswith(("./", *scripts))]
+    assert bare == [], "these would run the first python3 on PATH, without facegrid's packages"
+    used = {ln.split()[1] for ln in lines if ln.startswith(".venv/bin/python ")}
+    assert used >= {"queuer.py", "search.py"}, used
+    for script in used:
+        proc = subprocess.run([".venv/bin/python", script, "--help"], cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stderr
+
+
+def test_the_env_file_installed_unedited_is_one_consistent_grid():
+    env = {}
+    for line in (ROOT / "scripts/systemd/facegrid.env.example").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            env[key.strip()] = value.strip()
+    assert env["FACEGRID_BEANSTALKD"] == f"{env['BEANSTALKD_LISTEN']}:{env['BEANSTALKD_PORT']}", env
