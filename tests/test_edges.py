@@ -528,3 +528,41 @@ def test_the_env_file_installed_unedited_is_one_consistent_grid():
         if sep and not line.startswith("#"):
             env[key.strip()] = value.strip()
     assert env["FACEGRID_BEANSTALKD"] == f"{env['BEANSTALKD_LISTEN']}:{env['BEANSTALKD_PORT']}", env
+
+
+# the encoder build's progress ---------------------------------------------------------------------
+FAKE_BUILD = """
+echo "Collecting dlib==20.0.1"; sleep 1.5
+echo "  -- Configuring done"; sleep 1.5
+echo "  [ 40%] Building CXX object dlib_build/CMakeFiles/dlib.dir/all/source.cpp.o"; sleep 1.5
+echo "  [100%] Linking CXX shared module _dlib_pybind11.so"; sleep 1.5
+exit 3
+"""
+
+
+def test_a_long_build_says_how_long_and_at_which_stage(tmp_path):
+    """build-dlib.sh's run_with_progress on a fake slow build (the real one takes ten minutes)."""
+    log = tmp_path / "build.log"
+    proc = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'. "{ROOT}/scripts/progress.sh"; run_with_progress build-dlib "$1" bash -c "$2"',
+            "-",
+            log,
+            FAKE_BUILD,
+        ],
+        env=dict(os.environ, FACEGRID_PROGRESS_EVERY="1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 3  # the command's own exit code
+    lines = proc.stderr.splitlines()
+    assert len(lines) >= 4 and all(ln.startswith("build-dlib: 0 min ") for ln in lines), lines
+    stages = [ln.split(" s, ", 1)[1] for ln in lines]
+    want = ["fetching the source", "configuring (cmake)", "compiling, 40% done", "linking"]
+    assert [s for i, s in enumerate(stages) if i == 0 or s != stages[i - 1]] == want, stages
+    assert "Linking CXX" in log.read_text() and proc.stdout == ""
+    build = (ROOT / "scripts/build-dlib.sh").read_text()
+    assert "run_with_progress build-dlib" in build and " wheel -v " in build  # CMake's lines reach the log
