@@ -274,7 +274,7 @@ def load(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | N
             if sec == section and raw is not None:
                 if key not in names:
                     raise ConfigError(f"unknown setting {full}; known in [{section}]: {', '.join(names)}")
-                values[key] = _convert(full, raw if isinstance(raw, str) else raw, names[key])
+                values[key] = _convert(full, raw, names[key])
                 overrides.pop(full)
         sections[section] = cls(**values)
     leftover = [k for k, v in overrides.items() if v is not None]
