@@ -551,7 +551,7 @@ def test_job_provided_paths_are_only_text(beanstalkd, faces_dir, tmp_path):
     ]
     new = _snapshot(tmp_path) - before
     allowed = re.compile(
-        r"^(a/b/work/faces\.db(-wal|-shm|\.index(/.*)?)?|out(/(\d{4}-[\w.-]+\.jpg"
+        r"^(a/b/work/faces\.db(-wal|-shm|-collector\.lock|\.index(/.*)?)?|out(/(\d{4}-[\w.-]+\.jpg"
         r"|report\.csv|report\.html|\.facegrid-written))?)$"
     )
     assert [p for p in new if not allowed.match(p)] == []
