@@ -509,9 +509,10 @@ def shell_lines(markdown: str) -> list[str]:
     return out
 
 
-def test_the_documented_commands_run_with_the_venv():
-    lines = shell_lines((ROOT / "docs/operators.md").read_text())
-    scripts = ("queuer.py", "filter.py", "collector.py", "search.py")
+@pytest.mark.parametrize("doc", ["docs/operators.md", "README.md"])
+def test_the_documented_commands_run_with_the_venv(doc):
+    lines = shell_lines((ROOT / doc).read_text())
+    scripts = ("queuer.py", "filter.py", "collector.py", "search.py", "python3 ")
     bare = [ln for ln in lines if ln.startswith(("./", *scripts))]
     assert bare == [], "these would run the first python3 on PATH, without facegrid's packages"
     used = {ln.split()[1] for ln in lines if ln.startswith(".venv/bin/python ")}
