@@ -101,9 +101,11 @@ def open_db(path: str | Path, create: bool = True, threads: bool = False) -> sql
 
 # -- the one writer: checks and lock (the collector) ------------------------------------------------
 class WriterLock:
-    """The database's writer lock: a POSIX lock (fcntl, NFS-safe) on DB-collector.lock, held
-    for the life of the process, with the holder's host and pid written in it, so a second
-    collector on the same database refuses at once and names the first."""
+    """The database's writer lock: flock on DB-collector.lock, held for the life of the process
+    (on NFS, Linux turns it into a lock the server keeps, so it holds across hosts), with the
+    holder's host and pid written in it, so a second collector on the same database refuses at
+    once and names the first. The file stays when the lock goes: removing it would let a third
+    collector lock a new file while a second still holds the old one."""
 
     def __init__(self, db_path: Path):
         self.path = Path(f"{db_path}-collector.lock")
@@ -115,7 +117,7 @@ class WriterLock:
                 "pass --db with a database in a folder this user may write"
             ) from None
         try:
-            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             holder = os.pread(self.fd, 300, 0).decode("utf-8", "replace").split()
             os.close(self.fd)
