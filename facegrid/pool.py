@@ -1,8 +1,11 @@
 """Run N filter workers as child processes and keep them running.
 
 A crash in dlib or OpenCV takes down one child, not the pool: the parent logs
-why and starts another (the job it held goes back to the tube when its
-connection closes). SIGTERM/SIGINT to the parent is passed on as SIGTERM, so
+why (the signal, or the reason the child sent up its pipe before it exited) and
+starts another (the job it held goes back to the tube when its connection
+closes). A child that exits 2 (settings) or 3 (no beanstalkd at the address, or
+not a beanstalkd) ends the pool with its reason and that exit code: every other
+worker would fail alike, and a restart cannot fix it. SIGTERM/SIGINT to the parent is passed on as SIGTERM, so
 each child finishes its current job; a second one (not the same one delivered
 twice within 0.1 s) ends them at once (SIGKILL).
 """
