@@ -9,7 +9,8 @@
 #   --port PORT      beanstalkd port on 127.0.0.1 (default 11300)
 #   --workers N      filter worker processes (default 1; "auto" allowed)
 #   --db PATH        database (default DIR/facegrid.db)
-#   --max-job-size B beanstalkd -z (default 16777216)
+#   --max-job-size B beanstalkd -z (default 16777216; under 1 MiB the queuer
+#                    refuses it unless --allow-small-jobs)
 # Then: .venv/bin/python queuer.py --beanstalkd 127.0.0.1:PORT PHOTOS/ and scripts/status
 # (start-grid.sh prints these with full paths).
 set -euo pipefail
