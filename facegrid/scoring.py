@@ -69,12 +69,6 @@ class Params:
     background: int = 1500  # a collection of fewer faces is topped up to this many with model look-alikes
 
 
-def profile(targets: np.ndarray, mode: str) -> np.ndarray:
-    """The vectors distances are taken to: their mean (mode mean) or each target (mode min)."""
-    targets = np.atleast_2d(np.asarray(targets, dtype=np.float32))
-    return targets.mean(axis=0, keepdims=True) if mode == "mean" else targets
-
-
 def _sqdist(rows: np.ndarray, v: np.ndarray) -> np.ndarray:
     diff = rows - v
     return np.einsum("ij,ij->i", diff, diff)

@@ -83,17 +83,43 @@ class Found:
     tolerance: float
 
 
-def target_files(folder: str) -> list[str]:
-    if not os.path.isdir(folder):
+def target_files(target: str) -> list[str]:
+    """The target photos: every photo in a folder (walked as the queuer walks), or one photo file."""
+    if os.path.isfile(target):
+        with open(target, "rb") as f:
+            head = f.read(64)
+        if imaging.sniff(head) is None:
+            raise UsageError(f"{target}: not a photo; pass a photo of the person, or a folder of them")
+        return [target]
+    if not os.path.isdir(target):
         raise UsageError(
-            f"{folder}: not a folder; put one or more photos of the person in a folder "
-            "and pass it, as in search.py target/"
+            f"{target}: no such photo or folder; pass a photo of the person, or a folder of them, "
+            "as in search.py target/"
         )
     # the queuer's own walk: the same photos, links followed once and only inside the folder
-    files = sorted(walk([folder], lambda path, why: log.warning("%s: %s", display_path(path), why)))
+    files = sorted(walk([target], lambda path, why: log.warning("%s: %s", display_path(path), why)))
     if not files:
-        raise UsageError(f"{folder}: no photos (.jpg .png .webp .tif .bmp .heic) in it; add photos of the person")
+        raise UsageError(f"{target}: no photos (.jpg .png .webp .tif .bmp .heic) in it; add photos of the person")
     return files
+
+
+def check_out(target: str, out: Path) -> None:
+    """An output folder inside the target folder would hand the next search its own annotated
+    copies as target photos: refused."""
+    if not os.path.isdir(target):
+        return
+    t, o = Path(target).resolve(), out.resolve()
+    if o == t or t in o.parents:
+        raise UsageError(
+            f"--out {out} is inside the target folder {target}: the next search would take its "
+            "annotated copies for photos of the person; pass an --out outside it"
+        )
+
+
+def default_out(base: str, target: str) -> Path:
+    """[search] out/<target folder name>, or /<photo name without extension> for one photo."""
+    name = Path(target.rstrip("/")).resolve()
+    return Path(base) / (name.stem if name.is_file() else name.name)
 
 
 def encode_targets(engine: FaceEngine, folder: str, mixed_distance: float = 0.0, mirror: bool = True) -> list[Target]:
@@ -277,8 +303,9 @@ def write_outputs(db, matches: list[Match], targets: list[Target], out_dir: Path
                     "%s (photo %s): its stored annotated copy is not a readable JPEG; no copy made", m.path, m.image_id
                 )
                 continue
-            m.file = written.add(f"{m.rank:04d}-{m.image_id[:16]}.jpg")
-            (out_dir / m.file).write_bytes(jpeg)
+            at = f"-{int(m.start_s or 0)}s" if m.video else ""  # a video's appearance: where it starts
+            m.file = written.add(outfiles.match_name(m.rank, m.path, m.image_id, at))
+            (out_dir / m.file).write_bytes(report.match_picture(db, m) or jpeg)
     with open(out_dir / written.add("report.csv"), "w", newline="", encoding="utf-8") as f:
         write_csv(f, matches)
     report.write_match_report(db, matches, targets, out_dir, settings)

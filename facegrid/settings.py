@@ -73,7 +73,7 @@ class Beanstalkd:
 
 @dataclasses.dataclass(frozen=True)
 class Queuer:
-    state: str = "facegrid-queuer.sqlite"
+    state: str = ""  # empty: per user, per beanstalkd address and tube (queuing.default_state)
     reencode_quality: int = setting(90, between(10, 95), "10 to 95")
 
 
@@ -217,6 +217,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facegrid"
 
 
+def state_dir() -> Path:
+    """Where facegrid keeps what it must not lose but the user did not name (the queuer's record):
+    $FACEGRID_STATE, else $XDG_STATE_HOME/facegrid, else ~/.local/state/facegrid."""
+    env = os.environ.get("FACEGRID_STATE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "facegrid"
+
+
 def default_config_path() -> Path:
     env = os.environ.get("FACEGRID_CONFIG")
     return Path(env) if env else ROOT / "settings.ini"
@@ -277,7 +286,7 @@ def load(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | N
             if sec == section and raw is not None:
                 if key not in names:
                     raise ConfigError(f"unknown setting {full}; known in [{section}]: {', '.join(names)}")
-                values[key] = _convert(full, raw if isinstance(raw, str) else raw, names[key])
+                values[key] = _convert(full, raw, names[key])
                 overrides.pop(full)
         sections[section] = cls(**values)
     leftover = [k for k, v in overrides.items() if v is not None]

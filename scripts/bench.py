@@ -1460,6 +1460,7 @@ def build_store(db_path: Path, n: int, real: dict[str, np.ndarray], planted: lis
     conn.execute("PRAGMA synchronous=OFF")
     with conn:
         conn.execute("BEGIN")
+        gen = store.generation(db) + 1  # every face carries the generation of the batch that wrote it
         start = 0
         for enc in synthetic_faces(stats, n):
             images, faces = [], []
@@ -1468,16 +1469,16 @@ def build_store(db_path: Path, n: int, real: dict[str, np.ndarray], planted: lis
                 img = hashlib.sha256(f"synthetic-{i // 2}".encode()).hexdigest()
                 if i % 2 == 0:
                     images.append((img, f"/photos/synthetic/{i // 2:07d}.jpg", "synthetic", "ok", 2, 4000, 3000))
-                faces.append((img, i % 2, 100, 200, 200, 100, enc[j].tobytes(), b"", "hog"))
+                faces.append((img, i % 2, 100, 200, 200, 100, enc[j].tobytes(), b"", "hog", gen))
             insert(conn, images, faces)
             start += len(enc)
         images, faces = [], []
         for key in planted:
             img = hashlib.sha256(f"planted-{key}".encode()).hexdigest()
             images.append((img, f"/photos/planted/{key}", "planted", "ok", 1, 1000, 1000))
-            faces.append((img, 0, 100, 200, 200, 100, real[key].astype("<f4").tobytes(), b"", "hog"))
+            faces.append((img, 0, 100, 200, 200, 100, real[key].astype("<f4").tobytes(), b"", "hog", gen))
         insert(conn, images, faces)
-        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(gen),))
     conn.close()
 
 
@@ -1486,8 +1487,8 @@ def insert(conn, images, faces) -> None:
         "INSERT INTO images (id, path, host, status, face_count, width, height) VALUES (?, ?, ?, ?, ?, ?, ?)", images
     )
     conn.executemany(
-        'INSERT INTO faces (image_id, idx, "top", "right", "bottom", "left", encoding, crop, model) '
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        'INSERT INTO faces (image_id, idx, "top", "right", "bottom", "left", encoding, crop, model, gen) '
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         faces,
     )
 

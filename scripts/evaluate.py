@@ -146,9 +146,13 @@ def subset_db(full: Path, ids: list[str], dest: Path) -> Path:
     with db.conn:
         db.execute("BEGIN")
         db.execute("INSERT INTO images SELECT * FROM src.images WHERE id IN (SELECT id FROM keep)")
-        cols = ", ".join(f'"{c}"' for c in store.FACE_COLUMNS if c != "gen")  # gen: written at 0, this copy's past
-        db.execute(f"INSERT INTO faces ({cols}) SELECT {cols} FROM src.faces WHERE image_id IN (SELECT id FROM keep)")
-        db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        gen = store.generation(db) + 1  # every face carries the generation of the batch that wrote it
+        cols = ", ".join(f'"{c}"' for c in store.FACE_COLUMNS if c != "gen")
+        db.execute(
+            f"INSERT INTO faces ({cols}, gen) SELECT {cols}, ? FROM src.faces WHERE image_id IN (SELECT id FROM keep)",
+            [gen],
+        )
+        db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", [str(gen)])
     db.execute("DETACH DATABASE src")
     return dest
 
