@@ -154,6 +154,7 @@ def test_systemd_units():
         "facegrid-collector.service",
         "facegrid-filter.service",
         "facegrid-queuer@.service",
+        "facegrid-web.service",
     ]
     for name in names:
         s = unit(name)["Service"]
