@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import background, imaging, outfiles, scoring, store, video
+from . import background, crowding, imaging, outfiles, scoring, store, video
 from . import index as index_mod
 from .collection import Collection
 from .errors import ImageUnreadable, UsageError
@@ -186,6 +186,8 @@ def find(
     idx = index_mod.FaceIndex([seg for part in parts for seg in part.segments], 0)
     if not len(idx):
         return Found([], params.tolerance)
+    if params.crowd_power > 0:  # the look-alike rule compares with this collection's usual crowding
+        params = dataclasses.replace(params, typical=crowding.typical(idx, params, _cache_dir(coll)))
     encodings = np.stack([t.encoding for t in targets])
     near, tol = _near(idx, encodings, params, mode, reach)
     wider = scoring.expanded(encodings, near.dist, near.rows, tol, params)
@@ -271,6 +273,22 @@ def _near(idx: index_mod.FaceIndex, targets: np.ndarray, params: scoring.Params,
     if found:
         return near, found[0]
     return near, scoring.search_tolerance(*counted(near), targets, params)
+
+
+def _cache_dir(coll: Collection) -> Path | None:
+    """Where a collection's measured figures are kept: its (first) database's index folder; several
+    databases searched as one keep theirs apart, under a name made from all their paths."""
+    paths = [str(path) for path, _db in coll]
+    if not paths:
+        return None
+    folder = index_mod.index_dir(paths[0])
+    if len(paths) > 1:
+        folder = folder / ("together-" + hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16])
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder
 
 
 def _face_rows(db, rowids: list[int]) -> dict[int, dict]:

@@ -112,8 +112,9 @@ class Search:
     lookalike_count: int = setting(15, between(0, 1000), "0 (off) to 1000 (15 is the measured default)")
     lookalike_spread: float = distance(0.45, " (0.45 is the measured default)")
     lookalike_ratio: float = setting(
-        0.8, lambda v: 0.0 < v <= 2.0, "more than 0, at most 2 (0.8 is the measured default)"
+        0.84, lambda v: 0.0 < v <= 2.0, "more than 0, at most 2 (0.84 is the measured default)"
     )
+    crowd_power: float = setting(0.5, between(0, 4), "0 (off) to 4 (0.5 is the measured default)")
     mixed_distance: float = setting(
         0.65, lambda v: 0.0 <= v < 2.0, "0 (no check) or a distance below 2 (0.65 is the measured default)"
     )
@@ -139,6 +140,7 @@ class Search:
             self.expand_count,
             self.expand_score,
             self.background,
+            self.crowd_power,
         )
 
 
