@@ -151,11 +151,7 @@ def find(
     idx = index_mod.FaceIndex([seg for part in parts for seg in part.segments], 0)
     if not len(idx):
         return Found([], params.tolerance)
-    encodings = np.stack([t.encoding for t in targets])
-    near, tol = _near(idx, encodings, params, mode, reach)
-    wider = scoring.expanded(encodings, near.dist, near.rows, tol, params)
-    if len(wider) > len(encodings):
-        near, tol = _near(idx, wider, params, mode, reach)
+    near, tol, _ = settle(idx, np.stack([t.encoding for t in targets]), params, mode, reach)
     sel = np.flatnonzero(near.dist <= tol * reach)
     sel = sel[np.argsort(near.dist[sel], kind="stable")]
     hits, hit_dist = near.positions[sel], near.dist[sel]
@@ -212,6 +208,16 @@ def find(
         if limit and len(matches) >= limit:
             break
     return Found(matches, tol)
+
+
+def settle(idx: index_mod.FaceIndex, encodings: np.ndarray, params: scoring.Params, mode: str, reach: float = 1.0):
+    """A search's rule for these target encodings: (the faces near its profile, its tolerance, the
+    targets it ends with). A first pass, then a second from the targets and its surest matches."""
+    near, tol = _near(idx, encodings, params, mode, reach)
+    wider = scoring.expanded(encodings, near.dist, near.rows, tol, params)
+    if len(wider) > len(encodings):
+        near, tol = _near(idx, wider, params, mode, reach)
+    return near, tol, wider
 
 
 def _near(idx: index_mod.FaceIndex, targets: np.ndarray, params: scoring.Params, mode: str, reach: float):

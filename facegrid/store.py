@@ -11,6 +11,11 @@ Tables (docs/protocol.md has every column):
   frames     one row per sampled frame sent (its picture is an images row)
   tracks     a video's faces grouped into appearances: span and best face
   track_faces  which track each face of a frame belongs to, with its sharpness
+  watches    the watched people: a name, where the profile came from, the profile
+             vectors and the tolerance the search's rule gave them (alerting.py)
+  alerts     one row per alert, keyed by watch and photo (or video): the alert
+             JSON, and when it was sent (an alert recorded but not sent yet is
+             sent when the collector starts again)
 
 Every face row carries `gen`, the generation of the batch that last wrote it, so
 the search index reads only what changed since it was made (index.py).
@@ -33,7 +38,10 @@ from .envelope import FRAME_VERSION, Result
 from .envelope import VERSION as ENVELOPE_VERSION
 from .errors import StoreError, UsageError
 
-SCHEMA_VERSION = 3  # 2: faces.gen, deleted_faces, meta db_id; 3: videos, frames, tracks, track_faces
+# The schemas, in order (each step is a named migration in MIGRATIONS below):
+#   2: faces.gen, deleted_faces, meta db_id; 3: videos, frames, tracks, track_faces;
+#   4: the people registry (its own step); 5: watches, alerts
+SCHEMA_VERSION = 5
 
 IMAGE_COLUMNS = {
     "id": str,
@@ -159,6 +167,8 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         _change_log(db)
         _video_tables(db)
         db.table("annotated").create({"image_id": str, "jpeg": bytes}, pk="image_id")
+        for _, _, step in MIGRATIONS[1:]:
+            step(db)
         db.table("meta").create({"key": str, "value": str}, pk="key")
         db.table("meta").insert_all(
             [
@@ -197,19 +207,50 @@ def _video_tables(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS track_faces_track ON track_faces (video_id, track)")
 
 
+def _to_3(db: sqlite_utils.Database) -> None:
+    """Schema 1 or 2 -> 3: faces.gen (0 for every old row), deleted_faces, db_id (2); the video tables, empty (3)."""
+    if "gen" not in db["faces"].columns_dict:
+        db.execute("ALTER TABLE faces ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")
+    _change_log(db)
+    _video_tables(db)
+    if get_meta(db, "db_id") is None:
+        db.execute("INSERT INTO meta (key, value) VALUES ('db_id', ?)", [secrets.token_hex(16)])
+
+
+def _watch_tables(db: sqlite_utils.Database) -> None:
+    """Schema 5: the watched people and their alerts (facegrid/alerting.py)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS watches (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, "
+        "source TEXT NOT NULL, person_id INTEGER, mode TEXT NOT NULL, tolerance REAL NOT NULL, "
+        "profile BLOB NOT NULL, targets BLOB NOT NULL, target_ids TEXT NOT NULL DEFAULT '[]', "
+        "created_at REAL, refreshed_at REAL)"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS alerts (watch_id INTEGER NOT NULL, subject TEXT NOT NULL, "
+        "image_id TEXT NOT NULL, idx INTEGER NOT NULL, body TEXT NOT NULL, stored_at REAL NOT NULL, "
+        "sent_at REAL, PRIMARY KEY (watch_id, subject))"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS alerts_unsent ON alerts (stored_at) WHERE sent_at IS NULL")
+
+
+# (schema version, name, step): each step makes its tables (IF NOT EXISTS) on an older database;
+# a new database runs every step after the first on its fresh tables.
+MIGRATIONS = (
+    (3, "change log and video tables", _to_3),
+    (5, "watches and alerts", _watch_tables),
+)
+
+
 def _migrate(db: sqlite_utils.Database) -> None:
-    """Schema 1 or 2 -> 3, in one transaction: faces.gen (0 for every old row), deleted_faces,
-    db_id (2); the video tables, empty (3)."""
+    """An older schema -> SCHEMA_VERSION, every step above it in order, in one transaction."""
     with db.conn:
         db.execute("BEGIN IMMEDIATE")
-        if int(get_meta(db, "schema_version") or 0) >= SCHEMA_VERSION:  # another process did it
+        version = int(get_meta(db, "schema_version") or 0)
+        if version >= SCHEMA_VERSION:  # another process did it
             return
-        if "gen" not in db["faces"].columns_dict:
-            db.execute("ALTER TABLE faces ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")
-        _change_log(db)
-        _video_tables(db)
-        if get_meta(db, "db_id") is None:
-            db.execute("INSERT INTO meta (key, value) VALUES ('db_id', ?)", [secrets.token_hex(16)])
+        for step_version, _, step in MIGRATIONS:
+            if version < step_version:
+                step(db)
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
 
 
@@ -572,3 +613,106 @@ def stored_status(db_path: str, image_id: str) -> tuple[str, str | None] | None:
         return db.execute("SELECT status, error FROM images WHERE id = ?", [image_id]).fetchone()
     finally:
         db.conn.close()
+
+
+# -- watches and alerts (schema 5; the matching itself is in alerting.py) -----------------------------
+WATCH_COLUMNS = "id, name, source, person_id, mode, tolerance, profile, targets, target_ids, created_at, refreshed_at"
+
+
+def watches(db) -> list[dict]:
+    """Every watch, by id, with its profile and target vectors as stored (float32 BLOBs)."""
+    if "watches" not in db.table_names():  # a read-only database from before schema 5
+        return []
+    return list(db.query(f"SELECT {WATCH_COLUMNS} FROM watches ORDER BY id"))
+
+
+def watch_version(db) -> str:
+    """Changes whenever a watch is added, removed or refreshed: the collector reloads its list then."""
+    return get_meta(db, "watch_version") or "0"
+
+
+def _bump_watches(db) -> None:
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('watch_version', '1') "
+        "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+    )
+
+
+def save_watch(db, watch: dict) -> int:
+    """Add a watch (watch has every WATCH_COLUMNS key but id), or, when one of that name exists,
+    replace its profile and tolerance (a refresh). Returns its id."""
+    cols = [c.strip() for c in WATCH_COLUMNS.split(",")][1:]
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(
+            f"INSERT INTO watches ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) ON CONFLICT (name) DO "
+            "UPDATE SET mode = excluded.mode, tolerance = excluded.tolerance, profile = excluded.profile, "
+            "refreshed_at = excluded.refreshed_at",
+            [watch[c] for c in cols],
+        )
+        _bump_watches(db)
+        return db.execute("SELECT id FROM watches WHERE name = ?", [watch["name"]]).fetchone()[0]
+
+
+def remove_watch(db, name: str) -> bool:
+    """Forget a watch (its alerts stay, as they were sent). False when no watch has that name."""
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        gone = db.execute("DELETE FROM watches WHERE name = ?", [name]).rowcount
+        if gone:
+            _bump_watches(db)
+    return bool(gone)
+
+
+def alert_counts(db) -> dict[int, tuple[int, float | None]]:
+    """Per watch id: how many alerts it gave, and when the last one was stored."""
+    sql = "SELECT watch_id, count(*), max(stored_at) FROM alerts GROUP BY watch_id"
+    return {row[0]: (row[1], row[2]) for row in db.execute(sql)}
+
+
+def record_alerts(db, alerts: list[tuple[int, str, str, int, str, float]]) -> list[tuple[int, str, str]]:
+    """Record (watch_id, subject, image_id, idx, body, stored_at) rows in one transaction; a watch and
+    subject (photo id, or video) that already has an alert keeps it. Returns the new ones as
+    (watch_id, subject, body): only those are sent, so a photo stored twice alerts once."""
+    new = []
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        for row in alerts:
+            cur = db.execute("INSERT OR IGNORE INTO alerts VALUES (?, ?, ?, ?, ?, ?, NULL)", row)
+            if cur.rowcount:
+                new.append((row[0], row[1], row[4]))
+    return new
+
+
+def unsent_alerts(db) -> list[tuple[int, str, str]]:
+    """(watch_id, subject, body) of alerts recorded but not marked sent (a collector stopped between)."""
+    if "alerts" not in db.table_names():
+        return []
+    sql = "SELECT watch_id, subject, body FROM alerts WHERE sent_at IS NULL ORDER BY stored_at"
+    return [tuple(r) for r in db.execute(sql)]
+
+
+def mark_alerts_sent(db, keys: list[tuple[int, str]]) -> None:
+    now = time.time()
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        db.conn.executemany(
+            "UPDATE alerts SET sent_at = ? WHERE watch_id = ? AND subject = ?", [(now, *k) for k in keys]
+        )
+
+
+def person_faces(db, person_id: int) -> list[tuple[str, int, bytes]]:
+    """(image_id, idx, encoding) of every face of a person of the people registry.
+
+    The registry (schema 4) owns persons and their faces; a database without it
+    cannot watch a person, only a folder of photos."""
+    if "person_faces" not in db.table_names():
+        raise UsageError(
+            "this database has no people registry yet; run `facegrid people update --db DB` first, "
+            "or watch a folder of the person's photos: facegrid watch add NAME TARGET_DIR"
+        )
+    sql = (
+        "SELECT f.image_id, f.idx, f.encoding FROM person_faces p JOIN faces f "
+        "ON f.image_id = p.image_id AND f.idx = p.idx WHERE p.person_id = ? ORDER BY f.image_id, f.idx"
+    )
+    return [tuple(r) for r in db.execute(sql, [person_id])]

@@ -1,6 +1,4 @@
-"""`facegrid queue` and queuer.py: put one job per photo, and per sampled video frame, on the images tube (see --help)."""
-
-import sys
+"""`facegrid queue` and queuer.py: one job per photo, and per sampled video frame, on the images tube (see --help)."""
 
 from facegrid import cli
 from facegrid.worker import Stopper
@@ -12,6 +10,7 @@ examples:
   queuer.py --requeue /srv/photos             queue again what an earlier run queued
   queuer.py --max-ready 0 /srv/photos         no bound on the backlog in beanstalkd
   queuer.py --set video.fps=2 /srv/newsroom   videos sampled at 2 frames a second
+  queuer.py --watch /srv/incoming             keep running: queue photos as they land
 
 Photos: jpg jpeg png bmp webp tif tiff gif heic heif, any case, found recursively; folder links are
 followed once. The queuer never writes to, moves or renames your files. A photo
@@ -19,6 +18,9 @@ larger than beanstalkd's max-job-size is re-encoded smaller, and the job says so
 Videos: mp4 mov m4v mkv avi webm mts, any case: decoded on this host, sampled at
 [video] fps (default 1 a second), frames that barely change skipped; each frame sent
 is one job, put as it is decoded. An interrupted video resumes where it stopped.
+--watch queues what is new, then every file that appears or changes once its size
+has stayed the same for [queuer] settle seconds (a copy in progress waits), until
+SIGTERM or Ctrl-C.
 exit codes: 0 done, 2 usage or settings error, 3 beanstalkd unreachable
 """
 
@@ -34,12 +36,22 @@ def main(argv=None) -> int:
     cli.setting_flag(p, "--max-ready", "beanstalkd.max_ready", max_ready_help, "N")
     p.add_argument("--requeue", action="store_true", help="queue files again even if an earlier run queued them")
     p.add_argument("--state", metavar="PATH", help="the queuer's own record of queued files ([queuer] state)")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep running: queue files that appear or change (inotify, else a walk every [queuer] rescan s)",
+    )
     args = p.parse_args(argv)
     cli.setup_logging(args)
     settings = cli.load_settings(args, {"queuer.state": args.state})
+    if args.watch:
+        from facegrid.watching import run_watch
+
+        counts = run_watch(settings, args.folders, args.requeue, settings.queuer.state, Stopper().install())
+        print(" ".join(f"{k}={v}" for k, v in counts.items()))
+        return 0
     from facegrid.queuing import run_queuer
 
     counts = run_queuer(settings, args.folders, args.requeue, settings.queuer.state, Stopper().install())
     print(" ".join(f"{k}={v}" for k, v in counts.items()))
     return 0
-
