@@ -116,7 +116,8 @@ class Watcher:
     """The pending files and the loop that queues them once settled."""
 
     def __init__(self, settings: Settings, roots: list[str], state, queue_one: Callable[[str], None]):
-        self.settings, self.roots, self.state, self.queue_one = settings, roots, state, queue_one
+        self.settings, self.state, self.queue_one = settings, state, queue_one
+        self.roots = [os.path.abspath(r) for r in roots]  # the paths the one-shot walk gives
         self.real_roots = [os.path.realpath(r) for r in roots]
         self.pending: dict[str, tuple[int, int, float]] = {}  # path -> size, mtime_ns, since when so
         self.notify: Inotify | None = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import sys
@@ -31,37 +30,48 @@ exit codes: 0 done, 1 nothing to list or no such watch, 2 usage or settings erro
 MAX_NAME = 100
 
 
+VERBS = {
+    "add": "watch a person: NAME and a folder of their photos, or --person ID",
+    "list": "the watches, their tolerance and alerts",
+    "refresh": "make each watch's profile and tolerance again from its photos",
+    "remove": "stop watching NAME; its alerts stay recorded",
+}
+
+
 def main(argv=None) -> int:
-    p = cli.parser("facegrid watch", "Watch people: alert when the collector stores a new photo of them.", EPILOG)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in VERBS:
+        p = cli.parser("facegrid watch", "Watch people: alert when the collector stores a new photo of them.", EPILOG)
+        p.add_argument("verb", choices=list(VERBS), help="; ".join(f"{k}: {v}" for k, v in VERBS.items()))
+        p.parse_args(argv[:1])  # --help, or a usage error naming the verbs
+        return EXIT_OK
+    verb, rest = argv[0], argv[1:]
+    p = cli.parser(f"facegrid watch {verb}", VERBS[verb] + ".", EPILOG)
+    p.prog = f"{cli.PROG or 'facegrid watch'} {verb}"
     p.add_argument("--db", metavar="PATH", help="SQLite database ([collector] database)")
-    sub = p.add_subparsers(dest="verb", metavar="add|list|refresh|remove")
-    add = sub.add_parser("add", help="watch a person: NAME and a folder of their photos, or --person ID")
-    add.add_argument("name", metavar="NAME")
-    add.add_argument("target", metavar="TARGET_DIR", nargs="?", help="folder with photos of the person")
-    add.add_argument("--person", metavar="ID", type=int, help="a person of the people registry (facegrid people)")
-    listing = sub.add_parser("list", help="the watches, their tolerance and alerts")
-    listing.add_argument("--json", action="store_true", help="one JSON array on stdout")
-    refresh = sub.add_parser("refresh", help="make each watch's profile and tolerance again from its photos")
-    refresh.add_argument("names", metavar="NAME", nargs="*", help="only these (default: every watch)")
-    remove = sub.add_parser("remove", help="stop watching; its alerts stay recorded")
-    remove.add_argument("name", metavar="NAME")
-    for one in (add, listing, refresh, remove):  # --db after the verb too
-        one.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.verb is None:
-        p.error("give a verb: add, list, refresh or remove")
-    if args.verb == "add" and (args.target is None) == (args.person is None):
+    if verb == "add":
+        p.add_argument("name", metavar="NAME")
+        p.add_argument("target", metavar="TARGET_DIR", nargs="?", help="folder with photos of the person")
+        p.add_argument("--person", metavar="ID", type=int, help="a person of the people registry (facegrid people)")
+    elif verb == "list":
+        p.add_argument("--json", action="store_true", help="one JSON array on stdout")
+    elif verb == "refresh":
+        p.add_argument("names", metavar="NAME", nargs="*", help="only these (default: every watch)")
+    else:
+        p.add_argument("name", metavar="NAME")
+    args = p.parse_args(rest)
+    if verb == "add" and (args.target is None) == (args.person is None):
         p.error("watch add NAME needs exactly one of TARGET_DIR or --person ID")
     cli.setup_logging(args)
     settings = cli.load_settings(args, {"collector.database": args.db})
-    verb = {"add": _add, "list": _list, "refresh": _refresh, "remove": _remove}[args.verb]
-    return verb(args, settings, settings.collector.database)
+    run = {"add": _add, "list": _list, "refresh": _refresh, "remove": _remove}[verb]
+    return run(args, settings, settings.collector.database)
 
 
-def _open(db_path: str):
+def _open(db_path: str, create: bool = False):
     from facegrid import store
 
-    return store.open_db(db_path, create=False)
+    return store.open_db(db_path, create=create)
 
 
 def _add(args, settings, db_path: str) -> int:
@@ -70,7 +80,7 @@ def _add(args, settings, db_path: str) -> int:
     from facegrid import alerting, store
 
     name = _checked_name(args.name)
-    db = _open(db_path)
+    db = _open(db_path, create=True)  # a watch may come before the first photo
     if any(w["name"] == name for w in store.watches(db)):
         raise UsageError(f"a watch named {name!r} exists; remove it first, or: facegrid watch refresh {name}")
     if args.person is not None:
