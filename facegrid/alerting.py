@@ -128,7 +128,8 @@ class Alerter:
         self.least = WORDS.index(conf.confidence)
         self.version: str | None = None
         self.watchlist = Watchlist([])
-        self.file: TextIO | None = None  # opened at the first alert; checked now, so a wrong path stops the collector at start
+        # opened at the first alert; checked now, so a wrong path stops the collector at start
+        self.file: TextIO | None = None
         where = Path(conf.file) if conf.file else None
         if where is not None and not os.access(where if where.exists() else where.parent.resolve(), os.W_OK):
             raise ConfigError(
