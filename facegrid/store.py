@@ -699,20 +699,3 @@ def mark_alerts_sent(db, keys: list[tuple[int, str]]) -> None:
         db.conn.executemany(
             "UPDATE alerts SET sent_at = ? WHERE watch_id = ? AND subject = ?", [(now, *k) for k in keys]
         )
-
-
-def person_faces(db, person_id: int) -> list[tuple[str, int, bytes]]:
-    """(image_id, idx, encoding) of every face of a person of the people registry.
-
-    The registry (schema 4) owns persons and their faces; a database without it
-    cannot watch a person, only a folder of photos."""
-    if "person_faces" not in db.table_names():
-        raise UsageError(
-            "this database has no people registry yet; run `facegrid people update --db DB` first, "
-            "or watch a folder of the person's photos: facegrid watch add NAME TARGET_DIR"
-        )
-    sql = (
-        "SELECT f.image_id, f.idx, f.encoding FROM person_faces p JOIN faces f "
-        "ON f.image_id = p.image_id AND f.idx = p.idx WHERE p.person_id = ? ORDER BY f.image_id, f.idx"
-    )
-    return [tuple(r) for r in db.execute(sql, [person_id])]

@@ -84,11 +84,8 @@ def _add(args, settings, db_path: str) -> int:
     if any(w["name"] == name for w in store.watches(db)):
         raise UsageError(f"a watch named {name!r} exists; remove it first, or: facegrid watch refresh {name}")
     if args.person is not None:
-        faces = store.person_faces(db, args.person)
-        if not faces:
-            raise UsageError(f"person {args.person} has no faces in {db_path}; see facegrid people list")
-        encodings = np.stack([alerting.vectors(blob)[0] for _, _, blob in faces])
-        ids, source = [image_id for image_id, _, _ in faces], f"person {args.person}"
+        faces, encodings = _person(db, db_path, args.person)
+        ids, source = [f["image_id"] for f in faces], f"person {args.person}"
     else:
         from facegrid import searching
         from facegrid.faces import FaceEngine
@@ -104,6 +101,23 @@ def _add(args, settings, db_path: str) -> int:
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def _person(db, db_path: str, person_id: int):
+    """The faces and encodings of a person of the people registry (store.person_encodings)."""
+    from facegrid import store
+
+    # the registry's reads, from its own migration; a build without them watches folders only
+    has_registry, encodings_of = getattr(store, "has_registry", None), getattr(store, "person_encodings", None)
+    if has_registry is None or encodings_of is None or not has_registry(db):
+        raise UsageError(
+            f"{db_path} has no people registry; run facegrid people update --db {db_path} first, "
+            "or watch a folder of the person's photos: facegrid watch add NAME TARGET_DIR"
+        )
+    faces, encodings = encodings_of(db, person_id)
+    if not faces:
+        raise UsageError(f"person {person_id} is not in the people registry of {db_path}; see facegrid people list")
+    return faces, encodings
 
 
 def _refresh(args, settings, db_path: str) -> int:
