@@ -42,6 +42,7 @@ from .textsafe import printable
 log = logging.getLogger("facegrid.alerts")
 DIM = 128
 WORDS = ("weak", "likely", "strong")  # confidence words, least sure first
+SMALL_BATCH = 8  # faces: below this the products go row by row (Watchlist._products)
 SLACK = 1e-4  # the product form of the distance errs by ~1e-6: candidates are measured again exactly
 
 
@@ -108,7 +109,7 @@ class Watchlist:
         if not len(self.rows) or not len(x):
             return []
         x = np.asarray(x, dtype=np.float32)
-        d2 = np.einsum("ij,ij->i", x, x)[:, None] + self.sqnorms[None, :] - 2.0 * (x @ self.matrix.T)
+        d2 = np.einsum("ij,ij->i", x, x)[:, None] + self.sqnorms[None, :] - 2.0 * self._products(x)
         nearest = np.minimum.reduceat(d2, self.starts, axis=1)  # per watch: its nearest profile row
         limit = (self.tolerance + SLACK) ** 2
         out = []
@@ -118,6 +119,13 @@ class Watchlist:
             if d <= self.tolerance[w]:
                 out.append((int(i), int(w), d))
         return out
+
+    def _products(self, x: np.ndarray) -> np.ndarray:
+        """x . every profile row. A few faces (an idle grid's batches) go row by row in NumPy's own
+        loops: a threaded BLAS call costs more in waking its threads than the product on a busy host."""
+        if len(x) >= SMALL_BATCH:
+            return x @ self.matrix.T
+        return np.stack([np.einsum("kj,j->k", self.matrix, row) for row in x])
 
 
 class Alerter:

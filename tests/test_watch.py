@@ -204,6 +204,8 @@ def test_watchlist_hits_are_the_exact_distances_within_each_tolerance():
     assert {(i, w) for i, w, _ in got} == want and (200, 1) in want
     for i, w, d in got:
         assert abs(d - np.linalg.norm(alerting.vectors(rows[w]["profile"]) - x[i], axis=1).min()) < 1e-5
+    few = x[[3, 200]]  # a small batch takes the row-by-row products
+    assert {(int(j), w) for j, w, _ in wl.hits(few)} == {(j, w) for i, w in want for j in (0, 1) if [3, 200][j] == i}
     assert alerting.Watchlist([]).hits(x) == []
 
 
