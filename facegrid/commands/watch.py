@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import sys
 
 from facegrid import cli
@@ -93,7 +94,7 @@ def _add(args, settings, db_path: str) -> int:
         searching.target_files(args.target)  # usage errors before loading models
         targets = searching.encode_targets(FaceEngine(settings.filter), args.target, settings.search.mixed_distance)
         encodings = np.stack([t.encoding for t in targets])
-        ids, source = [t.id for t in targets], f"folder {args.target}"
+        ids, source = [t.id for t in targets], f"folder {os.path.abspath(args.target)}"
     watch = alerting.make_watch(db_path, name, encodings, ids, settings, source, args.person)
     watch_id = store.save_watch(db, watch)
     print(
