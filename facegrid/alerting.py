@@ -35,7 +35,6 @@ import numpy as np
 
 from . import scoring, store
 from .envelope import Result
-from .errors import ConfigError
 from .settings import Alerts, Settings
 from .textsafe import printable
 
@@ -136,13 +135,13 @@ class Alerter:
         self.least = WORDS.index(conf.confidence)
         self.version: str | None = None
         self.watchlist = Watchlist([])
-        # opened at the first alert; checked now, so a wrong path stops the collector at start
-        self.file: TextIO | None = None
+        self.file: TextIO | None = None  # opened at the first alert
         where = Path(conf.file) if conf.file else None
         if where is not None and not os.access(where if where.exists() else where.parent.resolve(), os.W_OK):
-            raise ConfigError(
-                f"[alerts] file = {conf.file}: the collector may not write it; set [alerts] file "
-                "to a file in a folder the collector may write, or leave it empty (no file)"
+            log.warning(
+                "[alerts] file = %s: this collector may not write it, so alerts go to the log and the tube "
+                "only; set [alerts] file to a file in a folder it may write (or empty)",
+                conf.file,
             )
         self.argv = shlex.split(conf.command) if conf.command else []
         self.runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alert-command") if self.argv else None
