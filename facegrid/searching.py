@@ -210,16 +210,6 @@ def find(
     return Found(matches, tol)
 
 
-def settle(idx: index_mod.FaceIndex, encodings: np.ndarray, params: scoring.Params, mode: str, reach: float = 1.0):
-    """A search's rule for these target encodings: (the faces near its profile, its tolerance, the
-    targets it ends with). A first pass, then a second from the targets and its surest matches."""
-    near, tol = _near(idx, encodings, params, mode, reach)
-    wider = scoring.expanded(encodings, near.dist, near.rows, tol, params)
-    if len(wider) > len(encodings):
-        near, tol = _near(idx, wider, params, mode, reach)
-    return near, tol, wider
-
-
 def _near(idx: index_mod.FaceIndex, targets: np.ndarray, params: scoring.Params, mode: str, reach: float):
     """The faces that decide this profile's answer, and its tolerance: the nearest faces, as far out as
     the look-alike rule needs (scoring.settled), at most the far radius (scoring.radius)."""
@@ -234,6 +224,16 @@ def _near(idx: index_mod.FaceIndex, targets: np.ndarray, params: scoring.Params,
     if found:
         return near, found[0]
     return near, scoring.search_tolerance(near.dist, near.rows, targets, params)
+
+
+def settle(idx: index_mod.FaceIndex, encodings: np.ndarray, params: scoring.Params, mode: str, reach: float = 1.0):
+    """A search's rule for these target encodings: (the faces near its profile, its tolerance, the
+    targets it ends with). A first pass, then a second from the targets and its surest matches."""
+    near, tol = _near(idx, encodings, params, mode, reach)
+    wider = scoring.expanded(encodings, near.dist, near.rows, tol, params)
+    if len(wider) > len(encodings):
+        near, tol = _near(idx, wider, params, mode, reach)
+    return near, tol, wider
 
 
 def _face_rows(db, rowids: list[int]) -> dict[int, dict]:

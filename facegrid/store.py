@@ -11,14 +11,16 @@ Tables (docs/protocol.md has every column):
   frames     one row per sampled frame sent (its picture is an images row)
   tracks     a video's faces grouped into appearances: span and best face
   track_faces  which track each face of a frame belongs to, with its sharpness
-  watches    the watched people: a name, where the profile came from, the profile
-             vectors and the tolerance the search's rule gave them (alerting.py)
-  alerts     one row per alert, keyed by watch and photo (or video): the alert
-             JSON, and when it was sent (an alert recorded but not sent yet is
-             sent when the collector starts again)
 
 Every face row carries `gen`, the generation of the batch that last wrote it, so
 the search index reads only what changed since it was made (index.py).
+
+Watched people (schema 5, facegrid/alerting.py):
+  watches    a name, where the profile came from, the profile vectors and the
+             tolerance the search's rule gave them
+  alerts     one row per alert, keyed by watch and photo (or video): the alert
+             JSON, and when it was sent (one recorded but not sent yet is sent
+             when the collector starts again)
 """
 
 from __future__ import annotations
@@ -38,10 +40,7 @@ from .envelope import FRAME_VERSION, Result
 from .envelope import VERSION as ENVELOPE_VERSION
 from .errors import StoreError, UsageError
 
-# The schemas, in order (each step is a named migration in MIGRATIONS below):
-#   2: faces.gen, deleted_faces, meta db_id; 3: videos, frames, tracks, track_faces;
-#   4: the people registry (its own step); 5: watches, alerts
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 5  # every step is named in MIGRATIONS below
 
 IMAGE_COLUMNS = {
     "id": str,
@@ -167,9 +166,8 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         _change_log(db)
         _video_tables(db)
         db.table("annotated").create({"image_id": str, "jpeg": bytes}, pk="image_id")
-        for _, _, step in MIGRATIONS[1:]:
-            step(db)
         db.table("meta").create({"key": str, "value": str}, pk="key")
+        _watch_tables(db)
         db.table("meta").insert_all(
             [
                 {"key": "schema_version", "value": str(SCHEMA_VERSION)},
@@ -207,16 +205,6 @@ def _video_tables(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS track_faces_track ON track_faces (video_id, track)")
 
 
-def _to_3(db: sqlite_utils.Database) -> None:
-    """Schema 1 or 2 -> 3: faces.gen (0 for every old row), deleted_faces, db_id (2); the video tables, empty (3)."""
-    if "gen" not in db["faces"].columns_dict:
-        db.execute("ALTER TABLE faces ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")
-    _change_log(db)
-    _video_tables(db)
-    if get_meta(db, "db_id") is None:
-        db.execute("INSERT INTO meta (key, value) VALUES ('db_id', ?)", [secrets.token_hex(16)])
-
-
 def _watch_tables(db: sqlite_utils.Database) -> None:
     """Schema 5: the watched people and their alerts (facegrid/alerting.py)."""
     db.execute(
@@ -233,23 +221,33 @@ def _watch_tables(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS alerts_unsent ON alerts (stored_at) WHERE sent_at IS NULL")
 
 
-# (schema version, name, step): each step makes its tables (IF NOT EXISTS) on an older database;
-# a new database runs every step after the first on its fresh tables.
+def _schema_2(db: sqlite_utils.Database) -> None:
+    """Schema 2: faces.gen (0 for every old row), deleted_faces, meta db_id."""
+    if "gen" not in db["faces"].columns_dict:
+        db.execute("ALTER TABLE faces ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")
+    _change_log(db)
+    if get_meta(db, "db_id") is None:
+        db.execute("INSERT INTO meta (key, value) VALUES ('db_id', ?)", [secrets.token_hex(16)])
+
+
+# Every schema the database has had, in order: (version, what it adds, the step that adds it).
+# Each step is idempotent (CREATE ... IF NOT EXISTS), so a step another process ran already is harmless.
 MIGRATIONS = (
-    (3, "change log and video tables", _to_3),
+    (2, "faces.gen, deleted_faces, meta db_id", _schema_2),
+    (3, "videos, frames, tracks, track_faces", _video_tables),
     (5, "watches and alerts", _watch_tables),
 )
 
 
 def _migrate(db: sqlite_utils.Database) -> None:
-    """An older schema -> SCHEMA_VERSION, every step above it in order, in one transaction."""
+    """Every step of MIGRATIONS the database lacks, in order, in one transaction."""
     with db.conn:
         db.execute("BEGIN IMMEDIATE")
-        version = int(get_meta(db, "schema_version") or 0)
-        if version >= SCHEMA_VERSION:  # another process did it
+        current = int(get_meta(db, "schema_version") or 0)
+        if current >= SCHEMA_VERSION:  # another process did it
             return
-        for step_version, _, step in MIGRATIONS:
-            if version < step_version:
+        for version, _what, step in MIGRATIONS:
+            if version > current:
                 step(db)
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
 
