@@ -35,7 +35,9 @@ import numpy as np
 
 from . import scoring, store
 from .envelope import Result
-from .settings import Alerts, Settings
+from .errors import QueueUnavailable
+from .queue import Queue
+from .settings import Alerts, Beanstalkd, Settings
 from .textsafe import printable
 
 log = logging.getLogger("facegrid.alerts")
@@ -130,8 +132,10 @@ class Watchlist:
 class Alerter:
     """Checks stored batches (the writer thread) and sends their new alerts (the main thread)."""
 
-    def __init__(self, conf: Alerts, db, queue=None):
-        self.conf, self.db, self.queue = conf, db, queue
+    def __init__(self, conf: Alerts, db, beanstalkd: Beanstalkd | None = None, should_stop=lambda: False):
+        self.conf, self.db = conf, db
+        self.beanstalkd, self.should_stop = beanstalkd, should_stop
+        self.queue: Queue | None = None  # its own connection to [alerts] tube, made at the first alert
         self.least = WORDS.index(conf.confidence)
         self.version: str | None = None
         self.watchlist = Watchlist([])
@@ -219,8 +223,8 @@ class Alerter:
             )
             if self.conf.file:
                 self._append(body)
-            if self.queue is not None and self.conf.tube:
-                self.queue.put(body.encode(), priority=1024)
+            if self.beanstalkd is not None and self.conf.tube:
+                self._put(body)
             if self.runner is not None:
                 self.runner.submit(self._run, body)
         if self.file is not None:
@@ -230,6 +234,16 @@ class Alerter:
             except OSError as exc:
                 log.error("[alerts] file %s: cannot write (%s); the alerts are on the tube", self.conf.file, exc)
         return [(w, s) for w, s, _ in alerts]
+
+    def _put(self, body: str) -> None:
+        assert self.beanstalkd is not None  # send() puts only with a beanstalkd
+        if self.queue is None:
+            try:
+                self.queue = Queue(self.beanstalkd, use=self.conf.tube, should_stop=self.should_stop).connect()
+            except QueueUnavailable as exc:
+                log.error("[alerts] tube %s: %s; this alert is in the file and the log only", self.conf.tube, exc)
+                return
+        self.queue.put(body.encode(), priority=1024)  # reconnects as needed, as every role's puts
 
     def _append(self, body: str) -> None:
         try:
@@ -256,6 +270,8 @@ class Alerter:
                 log.error("[alerts] command %s exited %d: %s", name, proc.returncode, tail)
 
     def close(self) -> None:
+        if self.queue is not None:
+            self.queue.close()
         if self.runner is not None:
             self.runner.shutdown(wait=True)
         if self.file is not None:

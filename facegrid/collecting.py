@@ -9,6 +9,7 @@ batch is delivered again, and the upserts make that harmless.
 from __future__ import annotations
 
 import logging
+import queue as queue_mod
 import sqlite3
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -39,7 +40,10 @@ class Collector:
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self.stored = 0
         self.keys = keys
-        self.alerts = alerting.Alerter(settings.alerts, db, queue)
+        self.alerts = alerting.Alerter(settings.alerts, db, settings.beanstalkd, queue.should_stop)
+        self.recorded: queue_mod.SimpleQueue = queue_mod.SimpleQueue()  # alerts the writer recorded, to send
+        for alert in store.unsent_alerts(db):  # recorded before a stop, not sent then
+            self.recorded.put(alert)
 
     def take(self, job: greenstalk.Job) -> None:
         try:
@@ -55,6 +59,30 @@ class Collector:
             )
         self.batch.append((job, result))
 
+    def _write_checked(self, batch) -> list[tuple[greenstalk.Job, tuple[str, str] | None]]:
+        """In the writer thread: store the batch (_write), then check its stored faces against the
+        watches; their new alerts are recorded in the database and handed to the main thread."""
+        outcomes = self._write(batch)
+        stored = [r for (_, problem), (_, r) in zip(outcomes, batch, strict=True) if problem is None]
+        try:
+            for alert in self.alerts.check(stored):
+                self.recorded.put(alert)
+        except sqlite3.OperationalError as exc:  # stored, not checked: delivered again, checked then
+            why = ("release", f"stored, but its alerts cannot be recorded now: {exc}")
+            return [(job, why if problem is None else problem) for job, problem in outcomes]
+        except Exception:  # the results are stored; a failed alert check must not stop the collector
+            log.exception("the alerts of a stored batch of %d could not be checked", len(stored))
+        return outcomes
+
+    def send_alerts(self) -> None:
+        """Send the alerts recorded so far (main thread: it owns the sockets), then mark them sent."""
+        alerts = []
+        while not self.recorded.empty():
+            alerts.append(self.recorded.get())
+        sent = self.alerts.send(alerts)
+        if sent:
+            self.writer.submit(store.mark_alerts_sent, self.db, sent)
+
     def flush(self, wait: bool = False) -> int:
         """Hand the batch to the writer; settle the one before it (or both, with wait).
 
@@ -63,14 +91,16 @@ class Collector:
         done = self.settle()
         if self.batch:
             batch, self.batch = self.batch, []
-            self.pending = self.writer.submit(self._write, batch)
-        return done + self.settle() if wait else done
+            self.pending = self.writer.submit(self._write_checked, batch)
+        done = done + self.settle() if wait else done
+        self.send_alerts()
+        return done
 
     def settle(self) -> int:
         """Wait for the commit in flight, then delete, release or bury its jobs."""
         if self.pending is None:
             return 0
-        (outcomes, alerts), self.pending = self.pending.result(), None
+        outcomes, self.pending = self.pending.result(), None
         stored = 0
         for job, problem in outcomes:
             if problem is None:
@@ -84,35 +114,15 @@ class Collector:
             else:
                 bury(self.queue, job, job_stats(self.queue, job), problem[1])
         self.stored += stored
-        self.send(alerts)
         return stored
-
-    def send(self, alerts: list[tuple[int, str, str]]) -> None:
-        """Send alerts the writer recorded (after their commit), then mark them sent in its thread."""
-        sent = self.alerts.send(alerts)
-        if sent:
-            self.writer.submit(store.mark_alerts_sent, self.db, sent)
 
     def close(self) -> None:
         self.flush(wait=True)
         self.writer.shutdown()
         self.alerts.close()
 
-    def _write(self, batch):
-        """In the writer thread: store, then check the stored faces against the watches."""
-        outcomes = self._store(batch)
-        stored = [r for (job, problem), (_, r) in zip(outcomes, batch, strict=True) if problem is None]
-        try:
-            return outcomes, self.alerts.check(stored)
-        except sqlite3.OperationalError as exc:  # stored, but not checked: delivered again, checked then
-            why = ("release", f"stored, but its alerts cannot be recorded now: {exc}")
-            return [(job, why if problem is None else problem) for job, problem in outcomes], []
-        except Exception:  # the results are stored; an alert check that fails must not stop the collector
-            log.exception("the alerts of a stored batch of %d could not be checked", len(stored))
-            return outcomes, []
-
-    def _store(self, batch) -> list[tuple[greenstalk.Job, tuple[str, str] | None]]:
-        """One transaction; on a bad row, one by one."""
+    def _write(self, batch) -> list[tuple[greenstalk.Job, tuple[str, str] | None]]:
+        """In the writer thread: one transaction; on a bad row, one by one."""
         try:
             store.store_results(self.db, [r for _, r in batch], self.settings.video)
             return [(job, None) for job, _ in batch]
@@ -138,10 +148,9 @@ def run_collector(settings: Settings, db_path: str, burst: bool, stopper: Stoppe
     keys = envelope.load_keys(settings.grid.key_file)  # a bad key file stops us before anything is made
     if keys is None:
         log.warning("%s", envelope.UNSIGNED_WARNING)
-    queue = Queue(b, use=settings.alerts.tube or None, watch=(b.people_tube,), should_stop=stopper).connect()
+    queue = Queue(b, watch=(b.people_tube,), should_stop=stopper).connect()
     db = store.open_db(db_path, threads=True)  # another program's database: exit 2, left untouched
     col = Collector(settings, queue, db, keys)
-    col.send(store.unsent_alerts(db))  # recorded before a stop, not sent then
     rate = RateLog(log, "results stored", c.log_every)
     log.info("collector ready: %s -> %s on %s", b.people_tube, db_path, queue.address)
     while not stopper.stopping:
