@@ -80,7 +80,7 @@ def make_watch(
         "person_id": person,
         "mode": s.mode,
         "tolerance": float(tol),
-        "profile": scoring.profile(wider, s.mode).astype("<f4").tobytes(),
+        "profile": index_mod._profile(wider, s.mode).astype("<f4").tobytes(),  # the vectors a search measures to
         "targets": encodings.astype("<f4").tobytes(),
         "target_ids": json.dumps(sorted(set(target_ids))),
         "created_at": now,
