@@ -184,6 +184,9 @@ def test_watch_add_list_refresh_remove(faces_dir, tmp_path):
     assert facegrid("watch", "remove", "obama", "--db", db).returncode == 1
     assert facegrid("watch", "list", "--db", db).returncode == 1
     assert facegrid("watch", "--help").returncode == 0
+    missing = facegrid("watch", "list", "--db", tmp_path / "none.db")
+    assert missing.returncode == 2 and "none.db does not exist" in missing.stderr
+    assert not (tmp_path / "none.db").exists()
 
 
 def test_watchlist_hits_are_the_exact_distances_within_each_tolerance():

@@ -72,6 +72,8 @@ def main(argv=None) -> int:
 def _open(db_path: str, create: bool = False):
     from facegrid import store
 
+    if not create and not os.path.isfile(db_path):
+        raise UsageError(f"database {db_path} does not exist; pass --db with the database the collector writes")
     return store.open_db(db_path, create=create)
 
 
