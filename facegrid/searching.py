@@ -187,12 +187,8 @@ def find(
     if not len(idx):
         return Found([], params.tolerance)
     if params.crowd_power > 0:  # the look-alike rule compares with this collection's usual crowding
-        params = dataclasses.replace(params, typical=crowding.typical(idx, params, _cache_dir(coll)))
-    encodings = np.stack([t.encoding for t in targets])
-    near, tol = _near(idx, encodings, params, mode, reach)
-    wider = scoring.expanded(encodings, near.dist, near.rows, tol, params)
-    if len(wider) > len(encodings):
-        near, tol = _near(idx, wider, params, mode, reach)
+        params = dataclasses.replace(params, typical=crowding.typical(idx, params, cache_dir(coll)))
+    near, tol, _ = settle(idx, np.stack([t.encoding for t in targets]), params, mode, reach)
     sel = np.flatnonzero(near.dist <= tol * reach)
     sel = sel[np.argsort(near.dist[sel], kind="stable")]
     hits, hit_dist = near.positions[sel], near.dist[sel]
@@ -275,7 +271,7 @@ def _near(idx: index_mod.FaceIndex, targets: np.ndarray, params: scoring.Params,
     return near, scoring.search_tolerance(*counted(near), targets, params)
 
 
-def _cache_dir(coll: Collection) -> Path | None:
+def cache_dir(coll: Collection) -> Path | None:
     """Where a collection's measured figures are kept: its (first) database's index folder; several
     databases searched as one keep theirs apart, under a name made from all their paths."""
     paths = [str(path) for path, _db in coll]
@@ -289,6 +285,16 @@ def _cache_dir(coll: Collection) -> Path | None:
     except OSError:
         return None
     return folder
+
+
+def settle(idx: index_mod.FaceIndex, encodings: np.ndarray, params: scoring.Params, mode: str, reach: float = 1.0):
+    """A search's rule for these target encodings: (the faces near its profile, its tolerance, the
+    targets it ends with). A first pass, then a second from the targets and its surest matches."""
+    near, tol = _near(idx, encodings, params, mode, reach)
+    wider = scoring.expanded(encodings, near.dist, near.rows, tol, params)
+    if len(wider) > len(encodings):
+        near, tol = _near(idx, wider, params, mode, reach)
+    return near, tol, wider
 
 
 def _face_rows(db, rowids: list[int]) -> dict[int, dict]:

@@ -75,6 +75,8 @@ class Beanstalkd:
 class Queuer:
     state: str = ""  # empty: per user, per beanstalkd address and tube (queuing.default_state)
     reencode_quality: int = setting(90, between(10, 95), "10 to 95")
+    rescan: float = setting(60.0, lambda v: v >= 1, "at least 1 second")
+    settle: float = setting(1.0, between(0.1, 600), "0.1 to 600 seconds")
 
 
 def _workers(v: str) -> bool:
@@ -157,6 +159,15 @@ class Video:
 
 
 @dataclasses.dataclass(frozen=True)
+class Alerts:
+    file: str = "facegrid-alerts.jsonl"  # empty: no file
+    tube: str = setting("alerts", lambda v: v == "" or _tube(v), TUBE + ", or empty (no jobs)")
+    command: str = ""
+    command_timeout: float = setting(10.0, between(0.1, 3600), "0.1 to 3600 seconds")
+    confidence: str = setting("weak", choices=("weak", "likely", "strong"))
+
+
+@dataclasses.dataclass(frozen=True)
 class Grid:
     key_file: str = ""  # $FACEGRID_KEY_FILE when not set by --set
 
@@ -170,6 +181,7 @@ class Settings:
     collector: Collector = Collector()
     search: Search = Search()
     video: Video = Video()
+    alerts: Alerts = Alerts()
 
     def validate(self) -> Settings:
         """Check every setting against the rule declared on its field."""
