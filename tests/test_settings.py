@@ -63,7 +63,14 @@ def test_every_number_and_choice_declares_what_it_allows():
         if settings.kind_of(f"{section.name}.{f.name}") in (int, float)
     ]
     assert numbers and not [key for key in numbers if key not in rules]
-    choices = {"filter.model", "filter.proposals", "filter.clahe", "search.mode", "alerts.confidence"}
+    choices = {
+        "filter.model",
+        "filter.proposals",
+        "filter.clahe",
+        "search.mode",
+        "search.target_mirror",
+        "alerts.confidence",
+    }
     assert set(settings.CHOICES) == choices
 
 
