@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import greenstalk
 
-from . import envelope, store
+from . import envelope, store, stuck
 from .envelope import Result
 from .errors import BadJob
 from .log import RateLog
@@ -121,7 +121,10 @@ def run_collector(settings: Settings, db_path: str, burst: bool, stopper: Stoppe
     col = Collector(settings, queue, db, keys)
     rate = RateLog(log, "results stored", c.log_every)
     log.info("collector ready: %s -> %s on %s", b.people_tube, db_path, queue.address)
+    watcher = stuck.start(b, settings.stuck, (b.images_tube,), stopper)  # copies back what the TTR lost
     while not stopper.stopping:
+        if watcher:
+            watcher.tick()
         job = queue.reserve(timeout=0 if col.batch else 1)
         if job is not None:
             col.take(job)
@@ -135,4 +138,6 @@ def run_collector(settings: Settings, db_path: str, burst: bool, stopper: Stoppe
     col.close()
     rate.emit(f"into {db_path} (exiting)")
     queue.close()
+    if watcher:
+        watcher.close()
     return 0
