@@ -1,0 +1,1 @@
+"""Benchmark sections of scripts/bench.py, one module each (run(args) -> dict of figures)."""
