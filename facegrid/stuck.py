@@ -87,7 +87,9 @@ class Watcher:
         self.queue = Queue(conf, should_stop=should_stop)  # its own connection: its `use` changes per copy
         self.tubes, self.copy = tubes, copy
         self.grace, self.interval, self.lookback = stuck.grace, stuck.interval, stuck.lookback
-        self.copied: dict[int, int] = {}  # original id -> its copy's id, while the original exists
+        self.copied: dict[int, int] = {}  # original id -> its copy's id (0: none), while the original exists
+        self.copies_before: dict[int, int] = {}  # a copy's id -> how many copies led to it
+        self.max_copies = conf.max_attempts  # a photo that hangs every filter is not copied for ever
         self.commands = 0  # sent to the server, for the cost figures
         self.next_pass = 0.0
         self.generation = -1
@@ -175,6 +177,7 @@ class Watcher:
             s = self._call(lambda c: c.stats_job(job_id))
         except greenstalk.NotFoundError:
             self.copied.pop(job_id, None)
+            self.copies_before.pop(job_id, None)
             return False
         if s["tube"] == MARKER_TUBE:  # one left behind by a watcher that died between put and delete
             with contextlib.suppress(greenstalk.NotFoundError):
@@ -198,6 +201,17 @@ class Watcher:
         stuck = StuckJob(job_id, s["tube"], int(s["ttr"]), -int(s["time-left"]), int(s["reserves"]), int(s["timeouts"]))
         if not self.copy:
             return stuck
+        before = self.copies_before.get(job_id, 0)
+        if before >= self.max_copies:
+            self.copied[job_id] = 0
+            log.error(
+                "%s; stuck again after %d copies (beanstalkd.max_attempts = %d): not copied again, "
+                "a photo that hangs every filter?",
+                stuck.describe(),
+                before,
+                self.max_copies,
+            )
+            return stuck
         try:
             body = self._call(lambda c: c.peek(job_id)).body
 
@@ -211,7 +225,7 @@ class Watcher:
         except greenstalk.Error as exc:  # draining, out of memory: the next check tries again
             log.error("job %s is stuck past its TTR, and its copy was refused: %r", job_id, exc)
             return stuck
-        self.copied[job_id] = copy_id
+        self.copied[job_id], self.copies_before[copy_id] = copy_id, before + 1
         stuck = dataclasses.replace(stuck, copy=copy_id)
         log.warning("%s (beanstalkd never timed it out: docs/reliability.md)", stuck.describe())
         return stuck

@@ -63,8 +63,20 @@ def test_the_watcher_puts_back_every_job_the_server_did_not_time_out(beanstalkd)
         assert copy["pri"] == states[c.id]["pri"] and owner.peek(c.copy).body == owner.peek(c.id).body
     for _ in range(10):  # later passes copy nothing twice
         assert watcher.run_pass(time.monotonic() + 60) == []
+    # the copies, held by silent connections in turn: with beanstalkd.max_attempts = 1 none is copied again
+    watcher.max_copies = 1
+    more = [beanstalkd.client(watch="images") for _ in copies]
+    for h in more:
+        h.reserve(timeout=1)
+    put_before = beanstalkd.tube("images")["total-jobs"]
+    deadline = time.monotonic() + 2 + 1 + 2
+    again = []
+    while time.monotonic() < deadline:
+        again += watcher.tick()
+        time.sleep(0.05)
+    assert beanstalkd.tube("images")["total-jobs"] == put_before and all(a.copy is None for a in again), again
     watcher.close()
-    for h in holders:
+    for h in holders + more:
         h.close()
 
 
