@@ -320,6 +320,7 @@ def check(settings: Settings, as_json: bool, trials: int = 8) -> int:
     watcher = Watcher(b, settings.stuck, tubes, copy=False).connect()
     try:
         stuck = watcher.scan()
+        version = str(watcher.queue.stats().get("version", "?"))
     finally:
         watcher.close()
     ttr, grace = 2, 2.0
@@ -328,6 +329,7 @@ def check(settings: Settings, as_json: bool, trials: int = 8) -> int:
     if as_json:
         report = {
             "beanstalkd": f"{b.host}:{b.port}",
+            "version": version,
             "probe": {"ttr": ttr, "checked_after": ttr + grace, "trials": [dataclasses.asdict(t) for t in trials_done]},
             "lost": len(lost),
             "stuck": [dataclasses.asdict(s) for s in stuck],
@@ -335,18 +337,17 @@ def check(settings: Settings, as_json: bool, trials: int = 8) -> int:
         }
         print(json.dumps(report, indent=2))
     else:
-        print(_render(b, trials_done, stuck, settings.stuck, ttr, grace))
+        print(_render(f"beanstalkd {version} at {b.host}:{b.port}", trials_done, stuck, settings.stuck, ttr, grace))
     return 1 if lost or stuck else 0
 
 
-def _render(b: Beanstalkd, trials: list[Trial], stuck: list[StuckJob], conf: StuckSettings, ttr: int, grace: float):
+def _render(server: str, trials: list[Trial], stuck: list[StuckJob], conf: StuckSettings, ttr: int, grace: float):
     lost = [t for t in trials if t.lost]
     by_pattern = ", ".join(
         f"{p} {sum(t.lost for t in trials if t.pattern == p)}/{sum(t.pattern == p for t in trials)}" for p in PATTERNS
     )
     lines = [
-        f"beanstalkd {b.host}:{b.port}: {len(trials)} probe jobs with a TTR of {ttr}s, each reserved by a "
-        "connection that then went silent",
+        f"{server}: {len(trials)} probe jobs with a TTR of {ttr}s, each reserved by a connection that then went silent",
         f"  still reserved {grace:g}s after their TTR: {len(lost)} of {len(trials)} ({by_pattern})",
     ]
     if lost:
@@ -357,7 +358,7 @@ def _render(b: Beanstalkd, trials: list[Trial], stuck: list[StuckJob], conf: Stu
             "docs/reliability.md)"
         )
     else:
-        lines.append("  every probe job came back at its TTR")
-    lines.append(f"stuck jobs on {b.images_tube}, {b.people_tube}: {len(stuck) or 'none'}")
+        lines.append("  every probe job came back at its TTR this time (the defect comes and goes: run it again)")
+    lines.append(f"stuck jobs on the grid's tubes: {len(stuck) or 'none'}")
     lines += [f"  {s.describe().replace('; not copied', '')}" for s in stuck]
     return "\n".join(lines)

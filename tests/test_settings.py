@@ -63,7 +63,7 @@ def test_every_number_and_choice_declares_what_it_allows():
         if settings.kind_of(f"{section.name}.{f.name}") in (int, float)
     ]
     assert numbers and not [key for key in numbers if key not in rules]
-    assert set(settings.CHOICES) == {"filter.model", "filter.proposals", "filter.clahe", "search.mode"}
+    assert set(settings.CHOICES) == {"filter.model", "filter.proposals", "filter.clahe", "search.mode", "stuck.watch"}
 
 
 @pytest.mark.parametrize(
