@@ -115,7 +115,11 @@ class Watcher:
         if now < self.next_pass:
             return []
         self.next_pass = now + self.interval
-        return self.run_pass(now)
+        try:
+            return self.run_pass(now)
+        except greenstalk.Error as exc:  # draining, out of memory: the collector goes on, the next pass tries again
+            log.warning("stuck-job watcher: beanstalkd refused a command (%r); trying again next pass", exc)
+            return []
 
     def run_pass(self, now: float | None = None, budget: int = MAX_CHECKS) -> list[StuckJob]:
         now = time.monotonic() if now is None else now
@@ -147,18 +151,18 @@ class Watcher:
     # -- learning ids -------------------------------------------------------------------------
     def _start(self, stats: dict) -> None:
         self._forget()
-        self.generation = self.queue.generation
         held = sum(int(stats[f"current-jobs-{s}"]) for s in ("ready", "reserved", "delayed", "buried"))
-        self.total = int(stats["total-jobs"]) + 1  # with the marker about to be put
-        self.newest = self._marker()
-        self.floor, self.floor_stop, self.to_find = self.newest - 1, max(0, self.newest - 1 - self.lookback), held
+        newest = self._marker()  # a refused marker leaves the start for the next pass
+        self.generation, self.total = self.queue.generation, int(stats["total-jobs"]) + 1  # the marker counted
+        self.newest, self.floor, self.to_find = newest, newest - 1, held
+        self.floor_stop = max(0, newest - 1 - self.lookback)
 
     def _learn_newest(self, now: float) -> None:
-        self.total = int(self._call(lambda c: c.stats())["total-jobs"]) + 1
+        total = int(self._call(lambda c: c.stats())["total-jobs"]) + 1
         newest = self._marker()
         for job_id in range(self.newest + 1, newest):
             heapq.heappush(self.due, (now, job_id))
-        self.newest = newest
+        self.newest, self.total = newest, total
 
     def _marker(self) -> int:
         def put_and_delete(c: greenstalk.Client) -> int:
