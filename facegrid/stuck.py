@@ -194,10 +194,13 @@ class Watcher:
             if left <= -self.grace and job_id not in self.copied:
                 found.append(self._stuck(job_id, s))
             wait = ttr + self.grace if job_id in self.copied else left + self.grace
-        elif s["state"] == "delayed":
-            wait = left + ttr
-        else:  # ready or buried: reserved at the soonest now, so stuck a TTR from now at the soonest
-            wait = ttr
+            heapq.heappush(self.due, (now + max(wait, MIN_WAIT), job_id))
+            return True
+        if job_id in self.copied:  # its holder let it go: stuck again later, it may be copied again
+            self.copies_before[job_id] = self.copies_before.get(job_id, 0) + 1
+            del self.copied[job_id]
+        # ready or buried: reserved at the soonest now, so stuck a TTR from now at the soonest
+        wait = left + ttr if s["state"] == "delayed" else ttr
         heapq.heappush(self.due, (now + max(wait, MIN_WAIT), job_id))
         return True
 
