@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import greenstalk
 
-from . import alerting, envelope, store
+from . import alerting, envelope, store, stuck
 from .envelope import Result
 from .errors import BadJob, DatabaseUnwritable, StoreError
 from .log import RateLog
@@ -184,8 +184,11 @@ def run_collector(settings: Settings, db_path: str, burst: bool, stopper: Stoppe
     col = Collector(settings, queue, db, keys, db_path)
     rate = RateLog(log, "results stored", c.log_every)
     log.info("collector ready: %s -> %s on %s", b.people_tube, db_path, queue.address)
+    watcher = stuck.start(b, settings.stuck, (b.images_tube,), stopper)  # copies back what the TTR lost
     try:
         while not stopper.stopping and col.fatal is None:
+            if watcher:
+                watcher.tick()
             job = queue.reserve(timeout=0 if col.batch else 1)
             if job is not None:
                 col.take(job)
@@ -199,6 +202,8 @@ def run_collector(settings: Settings, db_path: str, burst: bool, stopper: Stoppe
         col.close()
     finally:
         lock.close()
+        if watcher:
+            watcher.close()
     rate.emit(f"into {db_path} (exiting)")
     queue.close()
     if col.fatal is not None:

@@ -72,6 +72,16 @@ class Beanstalkd:
 
 
 @dataclasses.dataclass(frozen=True)
+class Stuck:
+    """The stuck-job watcher (facegrid/stuck.py), run by the collector."""
+
+    watch: str = setting("on", choices=("on", "off"))
+    grace: float = setting(5.0, between(1.0, 3600.0), "1 to 3600 seconds")
+    interval: float = setting(1.0, between(0.1, 60.0), "0.1 to 60 seconds")
+    lookback: int = setting(1_000_000, lambda v: v >= 0, "0 (only jobs put from now on) or more job ids")
+
+
+@dataclasses.dataclass(frozen=True)
 class Queuer:
     state: str = ""  # empty: per user, per beanstalkd address and tube (queuing.default_state)
     reencode_quality: int = setting(90, between(10, 95), "10 to 95")
@@ -176,6 +186,7 @@ class Grid:
 class Settings:
     grid: Grid = Grid()
     beanstalkd: Beanstalkd = Beanstalkd()
+    stuck: Stuck = Stuck()
     queuer: Queuer = Queuer()
     filter: Filter = Filter()
     collector: Collector = Collector()

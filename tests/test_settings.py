@@ -70,6 +70,7 @@ def test_every_number_and_choice_declares_what_it_allows():
         "search.mode",
         "search.target_mirror",
         "alerts.confidence",
+        "stuck.watch",
     }
     assert set(settings.CHOICES) == choices
 
