@@ -5,7 +5,7 @@ close together in the 128-d space, and a tolerance that finds everyone else's
 photos lets dozens of strangers through for them. So each search gets its own
 tolerance:
 
-    tolerance(q) = min(tolerance, lookalike_ratio x d_k(q))
+    tolerance(q) = min(tolerance, lookalike_ratio x d_k(q) x min(1, d_k(q) / typical)^crowd_power)
 
 d_k(q) is the distance from the profile to its k-th nearest *distinct*
 look-alike: walking the stored faces nearest first, a face counts only when it
@@ -14,7 +14,12 @@ counted before it. So the person's own photos (however many) never count, and
 repeated photos of one stranger count once. Where the collection holds many faces
 like the target's, d_k is small and the tolerance tightens; where it holds
 few, the plain tolerance applies. A collection that grows tightens it as
-needed, which keeps precision steady as it grows.
+needed, which keeps precision steady as it grows. typical is the collection's own
+median d_k (crowding.py): where a profile's look-alikes crowd closer than is usual
+in this collection, strangers come closer still, relative to d_k, so the tolerance
+tightens more there. Relative to the collection's median, this does not change as
+the collection grows. A small collection's count includes a model crowd
+(background.py).
 
 Then a second pass (query expansion): the first pass's most confident matches
 join the target photos, and the profile and its tolerance are made again from
