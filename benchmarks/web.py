@@ -187,13 +187,14 @@ def _plant_matches(bench, db_path: Path, encoding: np.ndarray, photo: Path) -> N
     conn = db.conn
     with conn:
         conn.execute("BEGIN")
+        gen = store.generation(db) + 1  # the faces of one stored batch carry its generation (index.py)
         images, faces = [], []
         for k in range(WEB_MATCHES):
             image_id = hashlib.sha256(f"web-match-{k}".encode()).hexdigest()
             images.append((image_id, f"/photos/web/match-{k:03d}.jpg", "web", "ok", 1, w, h))
             enc = (encoding + rng.normal(0, 0.018, encoding.shape)).astype("<f4")
-            faces.append((image_id, 0, *box, enc.tobytes(), crop, "hog"))
+            faces.append((image_id, 0, *box, enc.tobytes(), crop, "hog", gen))
             conn.execute("INSERT INTO annotated (image_id, jpeg) VALUES (?, ?)", (image_id, annotated))
         bench.insert(conn, images, faces)
-        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(gen),))
     conn.close()

@@ -24,6 +24,8 @@ two figures measured side by side in this run. Sections (--only NAME,NAME):
              copy) with store.store_results until --growth-photos photos (1,000,000):
              size per photo, store rate at the start and the end, WAL size, the
              slowest commits (checkpoints), index update time; the database is deleted
+  stuck      only with --only stuck: benchmarks/stuck.py, the stuck-job watcher's
+             commands a second and seconds to copy back a frozen host's job
 
 Everything runs in a temporary folder with a private beanstalkd (-z, -b); the
 user's files and any running grid are never touched. Results go to stdout;
@@ -85,11 +87,12 @@ SECTIONS = (
     "scale",
     "video",
     "growth",
+    "stuck",
 )
-# video (10 minutes of 1080p), scale (10,000,000 faces) and growth (1,000,000 photos) run only when asked
-DEFAULT_SECTIONS = SECTIONS[:-3]
+# video (10 minutes of 1080p), scale (10,000,000 faces), growth (1,000,000 photos) and stuck run only when asked
+DEFAULT_SECTIONS = SECTIONS[:-4]
 # sections in a module of their own under benchmarks/ (run(args) -> rows), only when asked
-MODULE_SECTIONS = {"web": "benchmarks.web"}
+MODULE_SECTIONS = {"live": "benchmarks.live", "web": "benchmarks.web"}
 SECTIONS += tuple(MODULE_SECTIONS)
 MB = 1024 * 1024
 RSS_WRAPPER = (
@@ -2096,6 +2099,7 @@ RUNNERS = {
     "video": sec_video,
     "tracks": sec_tracks,
     "growth": sec_growth,
+    "stuck": lambda ctx: sec_from_module(ctx, "stuck", ["--seconds", "20" if ctx.args.quick else "60"]),
 }
 
 
@@ -2107,6 +2111,17 @@ def module_section(ctx: Context, name: str) -> None:
     for measure, value in importlib.import_module(MODULE_SECTIONS[name]).run(ctx.args).items():
         value, target, ok = value if isinstance(value, tuple) else (value, "", None)
         ctx.report.add(name, measure, value, target, ok)
+
+
+def sec_from_module(ctx: Context, name: str, argv: list[str]) -> None:
+    """A section that lives in benchmarks/NAME.py (run(args) -> dict of figures): one row per figure."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT))
+    module = importlib.import_module(f"benchmarks.{name}")
+    for key, value in module.run(module.parse(argv)).items():
+        ctx.report.add(name, key, str(value))
+        ctx.keys[f"{name}_{key}"] = value
 
 
 def conditions(ctx: Context, started: float, load_before: tuple) -> str:
