@@ -68,16 +68,18 @@ def main(argv: list[str]) -> int:
     extra = ("--set", f"alerts.file={alerts}")
     from facegrid.commands import COMMANDS
 
-    people = "people" in COMMANDS and "watch" in COMMANDS  # the registry and watches (issue 19)
-    if not people:
-        extra = ()
+    people, watch = "people" in COMMANDS, "watch" in COMMANDS  # the registry and the watches (issue 19)
     localgrid.run_grid([photos], db, work / "grid", extra=extra)
     if people:
         facegrid("people", "update", "--db", db)
         obama, biden = person_of(db, "obama.jpg"), person_of(db, "biden.jpg")
         facegrid("people", "name", obama, "Barack Obama", "--db", db)
         facegrid("people", "name", biden, "Joe Biden", "--db", db)
-        facegrid("watch", "add", "Barack Obama", "--person", obama, "--db", db)
+    if watch:
+        target = work / "target"
+        target.mkdir()
+        shutil.copy(FACES / "people/obama/obama.jpg", target)
+        facegrid("watch", "add", "Barack Obama", target, "--db", db)
         localgrid.run_grid([new], db, work / "grid-new", extra=extra)
     with localgrid.Server(work / "binlog") as server:
         client = server.client(use="images", watch="images")  # one job the filter would bury: a bad body
@@ -91,13 +93,13 @@ def main(argv: list[str]) -> int:
         )
         web = WebServer(work / "web.log", "--db", db, "--beanstalkd", server.address, *extra).start()
         try:
-            shots(web, browser, people)
+            shots(web, browser, people, watch)
         finally:
             web.stop()
     return 0
 
 
-def shots(web, browser, people: bool) -> None:
+def shots(web, browser, people: bool, watch: bool) -> None:
     docs = ROOT / "docs"
     with browser() as b:
         pg = b.new_page(viewport={"width": 1280, "height": 900})
@@ -113,6 +115,7 @@ def shots(web, browser, people: bool) -> None:
             pg.goto(web.url + "/people")
             pg.wait_for_load_state("networkidle")
             pg.screenshot(path=docs / "web-people.png")
+        if watch:
             pg.goto(web.url + "/watch")
             pg.wait_for_selector("#alerts-body tr")
             pg.wait_for_load_state("networkidle")
@@ -121,7 +124,8 @@ def shots(web, browser, people: bool) -> None:
         pg.wait_for_selector("#status table")
         time.sleep(4.5)  # two more samples: rates over a few seconds
         pg.screenshot(path=docs / "web-status.png")
-    made = "web-search.png, web-photo.png, " + ("web-people.png, web-watch.png, " if people else "") + "web-status.png"
+    made = "web-search.png, web-photo.png, " + ("web-people.png, " if people else "")
+    made += ("web-watch.png, " if watch else "") + "web-status.png"
     print(f"wrote docs/{made}")
 
 

@@ -22,17 +22,23 @@ OBAMA = "people/obama/"
 
 
 @pytest.fixture(scope="module")
-def site(faces_db, labelled_grid, tmp_path_factory):
+def chrome():
+    """One headless Chromium for the module (Playwright's sync API runs one instance at a time)."""
     if chromium_path() is None:
         missing("Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)")
     try:
         import playwright  # noqa: F401
     except ImportError:
         missing("playwright is not installed (scripts/setup.sh --dev installs it)")
+    with browser() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def site(faces_db, labelled_grid, tmp_path_factory, chrome):
     server = WebServer(tmp_path_factory.mktemp("pages") / "web.log", "--db", faces_db, *labelled_grid["addr"])
     server.start()
-    with browser() as b:
-        yield server, b
+    yield server, chrome
     server.stop()
 
 
@@ -161,34 +167,40 @@ def test_status_is_live(page, labelled_grid):
     assert "beanstalkd " + labelled_grid["server"].address in pg.locator("#status").inner_text()
 
 
-@pytest.fixture(scope="module")
-def registry_site(faces_db, labelled_grid, tmp_path_factory):
-    """A copy of the grid's database with its people registry made, one person watched, served with an
-    alerts file: the People and Watchlist pages write and read it."""
-    if chromium_path() is None:
-        missing("Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)")
-    for module, what in (("registry", "the people registry"), ("alerting", "watches and alerts")):
+def served_copy(faces_db, labelled_grid, folder, needs: tuple[str, ...]):
+    """A copy of the grid's database (these pages write to it) and where its alerts go."""
+    for module in needs:
         if importlib.util.find_spec(f"facegrid.{module}") is None:
-            pytest.skip(f"{what} (facegrid/{module}.py, issue 19) is not in this build: the page has nothing to show")
-    folder = tmp_path_factory.mktemp("registry-site")
+            pytest.skip(f"facegrid/{module}.py (issue 19) is not in this build: the page has nothing to show")
     db = folder / "faces.db"
     shutil.copy(faces_db, db)
-    alerts = folder / "alerts.jsonl"
+    return db, ("--set", f"alerts.file={folder / 'alerts.jsonl'}")
+
+
+@pytest.fixture(scope="module")
+def registry_site(faces_db, labelled_grid, tmp_path_factory, chrome):
+    """A copy of the grid's database with its people registry made: the People page writes it."""
+    folder = tmp_path_factory.mktemp("registry-site")
+    db, extra = served_copy(faces_db, labelled_grid, folder, ("registry",))
     facegrid("people", "update", "--db", db)
     obama = person_holding(db, "people/obama/obama.jpg")
-    facegrid("watch", "add", "Barack Obama", "--person", obama, "--db", db)
-    extra = ("--set", f"alerts.file={alerts}")
     server = WebServer(folder / "web.log", "--db", db, *labelled_grid["addr"], *extra).start()
-    with browser() as b:
-        yield {
-            "server": server,
-            "browser": b,
-            "db": db,
-            "alerts": alerts,
-            "obama": obama,
-            "extra": extra,
-            "folder": folder,
-        }
+    yield {"server": server, "browser": chrome, "db": db, "obama": obama}
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def watch_site(faces_db, labelled_grid, faces_dir, tmp_path_factory, chrome):
+    """A copy of the grid's database with one man watched (from a folder of his photos), served with its
+    alerts file."""
+    folder = tmp_path_factory.mktemp("watch-site")
+    db, extra = served_copy(faces_db, labelled_grid, folder, ("alerting",))
+    target = folder / "target"
+    target.mkdir()
+    shutil.copy(faces_dir / OBAMA / "obama.jpg", target)
+    facegrid("watch", "add", "Barack Obama", target, "--db", db)
+    server = WebServer(folder / "web.log", "--db", db, *labelled_grid["addr"], *extra).start()
+    yield {"server": server, "browser": chrome, "db": db, "extra": extra, "folder": folder}
     server.stop()
 
 
@@ -258,9 +270,9 @@ def test_split_and_reject_from_the_page(registry_site):
     pg.close()
 
 
-def test_an_alert_arrives(registry_site, labelled_grid, faces_dir):
+def test_an_alert_arrives(watch_site, labelled_grid, faces_dir):
     """A new photo of the watched man goes through the real grid; its alert shows without a reload."""
-    site = registry_site
+    site = watch_site
     pg = site["browser"].new_page()
     pg.goto(site["server"].url + "/watch")
     assert "Barack Obama" in pg.locator("#watches").inner_text()
@@ -277,4 +289,10 @@ def test_an_alert_arrives(registry_site, labelled_grid, faces_dir):
     row = pg.locator("#alerts-body tr.alert").first.inner_text()
     assert "Barack Obama" in row and "obama-mirrored.jpg" in row
     assert pg.locator("#alerts-body tr.alert").count() == 1
+    # with his face, from the database's crop
+    pg.wait_for_function(
+        "() => { const i = document.querySelector('#alerts-body tr.alert img');"
+        " return i && i.complete && i.naturalWidth > 0; }",
+        timeout=10000,
+    )
     pg.close()

@@ -133,7 +133,15 @@
       var tr = document.createElement("tr"), face = document.createElement("td");
       tr.className = "fresh alert";
       var when = a.stored_at ? new Date(a.stored_at * 1000).toLocaleString() : "";
-      [when, a.name || ("person " + a.person), a.confidence, a.distance === undefined ? "" : Number(a.distance).toFixed(3)]
+      tr.appendChild(text("td", when));
+      var pic = document.createElement("td"), img = document.createElement("img");
+      img.className = "best";
+      img.alt = "";
+      var photo = encodeURIComponent(a.photo || "");
+      img.src = Number.isInteger(a.face) ? "/faces/" + photo + "/" + a.face + ".jpg" : "/photos/" + photo + "/thumb.jpg";
+      pic.appendChild(img);
+      tr.appendChild(pic);
+      [a.name || ("person " + a.person), a.confidence, a.distance === undefined ? "" : Number(a.distance).toFixed(3)]
         .forEach(function (v) { tr.appendChild(text("td", v)); });
       var link = document.createElement("a");
       link.href = "/photos/" + encodeURIComponent(a.photo || "");
