@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp
 
 from .. import __version__, video
 from ..errors import FacegridError, UsageError
@@ -50,7 +51,8 @@ class UploadTooLarge(Exception):
     pass
 
 
-def create_app(config: Config, library: Library | None = None) -> Starlette:
+def create_app(config: Config, library: Library | None = None) -> ASGIApp:
+    """The application inside its Guard (security.py): every request passes the access rules first."""
     lib = library or Library(config.db_paths, config.settings)
     grid = GridStatus(config.settings, config.db_paths)
     csrf = security.new_csrf()
@@ -300,7 +302,7 @@ def create_app(config: Config, library: Library | None = None) -> Starlette:
     ]
     app = Starlette(routes=routes)
     app.state.library, app.state.grid = lib, grid
-    return security.Guard(app, config.token, csrf)  # type: ignore[return-value]
+    return security.Guard(app, config.token, csrf)
 
 
 EXPIRED = "this search is no longer kept (the server keeps the last few); search again"
