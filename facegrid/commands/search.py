@@ -84,6 +84,7 @@ def main(argv=None) -> int:
     s = settings.search
     if args.people or args.export:
         return _collection_modes(args, settings)
+    files = [] if args.person else searching.target_files(args.target)  # usage errors before loading models
     db = searching.open_store(args.db or [settings.collector.database])
     if args.person:
         from facegrid import registry
@@ -91,7 +92,6 @@ def main(argv=None) -> int:
         person, files, targets = registry.person_targets(db, args.person)
         name = f"person-{person['id']:03d}"
     else:
-        files = searching.target_files(args.target)  # usage errors before loading models
         targets = searching.encode_targets(FaceEngine(settings.filter), args.target, s.mixed_distance)
         name = Path(args.target.rstrip("/")).resolve().name
     found = searching.find(db, targets, s.params(), s.mode, s.limit)
