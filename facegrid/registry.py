@@ -215,6 +215,16 @@ def _cells_for(db, all_x: np.ndarray, b_rowids: np.ndarray, b_cells: np.ndarray)
     return centroids, b_cells
 
 
+def prepare_cells(db) -> bool:
+    """Make the registry's coarse cells now if it is past EXACT_LIMIT faces and has none (otherwise the
+    next update makes them): once in a registry's life. Returns whether it has cells."""
+    rowids, _owners, _tol, cells, _photos, x = store.registry_members(db)
+    if len(x) <= EXACT_LIMIT:
+        return store.registry_cells(db) is not None
+    _cells_for(db, x, rowids, cells)
+    return True
+
+
 def _probe(all_x, cells, centroids, queries, k) -> tuple[np.ndarray, np.ndarray]:
     """Each query's k nearest rows of all_x from its NPROBE nearest cells (an inverted file)."""
     import faiss

@@ -88,6 +88,9 @@ SECTIONS = (
 )
 # video (10 minutes of 1080p), scale (10,000,000 faces) and growth (1,000,000 photos) run only when asked
 DEFAULT_SECTIONS = SECTIONS[:-3]
+# sections in a module of their own under benchmarks/ (run(args) -> rows), only when asked
+MODULE_SECTIONS = {"registry": "benchmarks.registry"}
+SECTIONS += tuple(MODULE_SECTIONS)
 MB = 1024 * 1024
 RSS_WRAPPER = (
     "import resource, subprocess, sys\n"
@@ -2095,6 +2098,16 @@ RUNNERS = {
 }
 
 
+def module_section(ctx: Context, name: str) -> None:
+    """A section of benchmarks/: its rows, each a value or (value, target, ok)."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT))
+    for measure, value in importlib.import_module(MODULE_SECTIONS[name]).run(ctx.args).items():
+        value, target, ok = value if isinstance(value, tuple) else (value, "", None)
+        ctx.report.add(name, measure, value, target, ok)
+
+
 def conditions(ctx: Context, started: float, load_before: tuple) -> str:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as info:
@@ -2186,7 +2199,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"section {name}")
             print(f"[{name}]", flush=True)
             try:
-                RUNNERS[name](ctx)
+                RUNNERS[name](ctx) if name in RUNNERS else module_section(ctx, name)
             except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                 failed.append(name)
                 report.skip(name, "section failed", f"{type(exc).__name__}: {str(exc)[:300]}")
