@@ -15,7 +15,6 @@ beside it, so the ratio shows how the cost grows with the collection.
 from __future__ import annotations
 
 import hashlib
-import statistics
 import sys
 import tempfile
 import time
@@ -152,5 +151,5 @@ def run(args) -> dict:
         "registry update: time ratio, 10x the collection": f"{big['seconds'] / small['seconds']:.2f}x",
         f"registry update on {base:,}: new faces into existing persons": f"{big['joined']:,} of {big['faces']:,}",
         f"registry update on {base:,}: new persons made": f"{big['created']:,}",
-        "registry update: median faces/s": f"{statistics.median([new / big['seconds']]):,.0f}",
+        f"registry update on {base:,}: new faces a second": f"{new / big['seconds']:,.0f}",
     }
