@@ -110,7 +110,7 @@ def _first(db, changes: store.RegistryChanges, params: scoring.Params) -> Outcom
 
 def _step(db, changes: store.RegistryChanges, params: scoring.Params) -> Outcome:
     """The new faces joined to the persons there are (see the module's docstring)."""
-    out = Outcome(faces=len(changes.new), removed=len(changes.removed))
+    out = Outcome(faces=len(changes.new), removed=changes.left)
     if not changes.new:
         store.apply_registry_update(db, changes, [], [])
         return out

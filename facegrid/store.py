@@ -732,6 +732,15 @@ def person_encodings(db, person_id: int):
     return keep, mat
 
 
+def person_cover(db, person_id: int) -> dict | None:
+    """The face to show a person by: its largest (ties: the first by path), as person_faces(crops=True)
+    gives it; None for a person with no stored face."""
+    faces = person_faces(db, person_id, crops=True)
+    if not faces:
+        return None
+    return max(faces, key=lambda f: (f["right"] - f["left"]) * (f["bottom"] - f["top"]))
+
+
 def face_encodings(db, rowids: list[int]) -> dict:
     """Encodings of faces by rowid (float32 vectors)."""
     out = {}
@@ -904,7 +913,8 @@ class RegistryChanges:
     new: (rowid, image_id, idx, encoding) of the faces to assign: stored since (every photo face and
       each video track's best face, as --people clusters), a face whose encoding a re-processed photo
       changed, and faces waiting since a rejection; removed: registry rows of faces deleted or changed
-      since; rejects: rowid of a new face -> the persons it was rejected from; known: person ids.
+      since (and rows written again: faces waiting); rejects: rowid of a new face -> the persons it was
+      rejected from; known: person ids; left: faces that left their person (deleted or changed).
     """
 
     since: int | None
@@ -913,6 +923,7 @@ class RegistryChanges:
     removed: list[int]
     rejects: dict[int, set[int]]
     known: set[int]
+    left: int = 0
 
 
 def encoding_digest(blob: bytes) -> int:
@@ -961,8 +972,15 @@ def registry_changes(db) -> RegistryChanges:
             "JOIN faces f ON f.rowid = pf.face_rowid AND f.image_id = pf.image_id AND f.idx = pf.idx "
             "WHERE pf.person_id IS NULL AND pf.kept_out = 0"
         ).fetchall()
+        if has_videos(db):  # a track whose best face changed since: its new best face, in no person yet
+            waiting += db.execute(
+                "SELECT f.rowid, f.image_id, f.idx, f.encoding FROM tracks t JOIN faces f "
+                "ON f.image_id = t.best_image_id AND f.idx = t.best_idx "
+                "LEFT JOIN person_faces pf ON pf.face_rowid = f.rowid WHERE pf.face_rowid IS NULL"
+            ).fetchall()
         seen = {r[0] for r in new}
         new += [r for r in waiting if r[0] not in seen and r[0] not in removed]
+        left = len(removed)
         removed.update(r[0] for r in waiting)  # their rows are written again with their new person
         by_key = {(image_id, idx): rowid for rowid, image_id, idx, _ in new}
         resolved: dict[int, set[int]] = {}
@@ -970,7 +988,7 @@ def registry_changes(db) -> RegistryChanges:
             if (image_id, idx) in by_key:
                 resolved.setdefault(by_key[(image_id, idx)], set()).add(pid)
         known = {r[0] for r in db.execute("SELECT id FROM persons")}
-    return RegistryChanges(since, gen, new, sorted(removed), resolved, known)
+    return RegistryChanges(since, gen, new, sorted(removed), resolved, known, left)
 
 
 def registry_members(db, cells: list[int] | None = None):

@@ -104,6 +104,14 @@ def test_named_person_keeps_its_name_and_gains_the_new_photos(grid_db, beanstalk
         refused = run_script("search.py", "--person", who, "--db", db, "--out", tmp_path / "n")
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
         assert "no person" in refused.stderr
+    shown = run_script("search.py", "--people", "--db", db, "--out", tmp_path / "who")
+    assert shown.returncode == 0 and "registry updated: 0 new face(s)" in shown.stderr, shown.stderr[-2000:]
+    folder = tmp_path / "who" / f"person-{obama['id']:03d}"
+    assert "Barack Obama" in (tmp_path / "who/index.html").read_text(encoding="utf-8")
+    with open(folder / "photos.csv", encoding="utf-8") as f:
+        assert {"obama_720p.jpg", "obama_test1.jpg"} <= {
+            row.split(",")[3].rsplit("/", 1)[1] for row in f.readlines()[1:]
+        }
     people("name", kit["id"], "Barack Obama", "--db", db)
     twice = run_script("search.py", "--person", "Barack Obama", "--db", db, "--out", tmp_path / "n")
     assert twice.returncode == 2 and "2 persons are named" in twice.stderr, twice.stderr
