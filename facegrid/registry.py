@@ -42,7 +42,6 @@ LISTED = 256  # as scoring.neighbour_graph's `listed`
 EXACT_LIMIT = neighbours.EXACT_LIMIT  # faces; beyond, the neighbour search probes cells
 NPROBE = neighbours.NPROBE  # cells probed a face, as neighbours.py
 TRAIN_SAMPLE = neighbours.TRAIN_SAMPLE
-REFRESH = True  # existing faces a new face may join: tolerance made again, edges seen from their side too
 ROUNDS = 30  # Chinese whispers rounds over the new faces at most (they stop when no label changes)
 
 
@@ -134,17 +133,8 @@ def _step(db, changes: store.RegistryChanges, params: scoring.Params) -> Outcome
     dist, pos = search(n_x, k)
     tol_new = _tolerances_from(dist, pos, all_x, n_x, params, full=dist.shape[1] == nb + m)
     tol_all = np.concatenate([b_tol, tol_new])
-    extra: list[tuple[int, int]] = []
-    retuned: list[tuple[int, float]] = []
-    if REFRESH:
-        touched = _touched(dist, pos, photos, queries, tol_all, nb)
-        if len(touched):  # the faces new ones may join: their tolerance now, and their own nearest
-            t_dist, t_pos = search(all_x[touched], k)
-            tol_all[touched] = _tolerances_from(t_dist, t_pos, all_x, all_x[touched], params, full=k == nb + m)
-            retuned = [(int(b_rowids[j]), float(tol_all[j])) for j in touched]
-            extra = _edges_from(t_dist, t_pos, photos, touched, tol_all, nb)
     rejected = [changes.rejects.get(int(r), set()) for r in n_rowids]
-    labels = _whispers(dist, pos, photos, queries, tol_all, owners, rejected, extra)
+    labels = _whispers(dist, pos, photos, queries, tol_all, owners, rejected)
     labels = _one_face_a_photo(labels, n_photos, b_photos, owners, dist, pos, nb)
     sizes = Counter(label for label in labels if label < 0)
     new_keys = sorted(sizes, key=lambda k: (-sizes[k], -k))
@@ -162,30 +152,7 @@ def _step(db, changes: store.RegistryChanges, params: scoring.Params) -> Outcome
         )
         for i in range(m)
     ]
-    store.apply_registry_update(db, changes, assigned, new_keys, retuned)
-    return out
-
-
-def _touched(dist, pos, photos, queries, tol_all, nb) -> np.ndarray:
-    """Positions of the existing faces among the new faces' NEIGHBOURS nearest from other photos, within
-    the new face's tolerance: the faces an edge may join them to."""
-    out: set[int] = set()
-    for i, q in enumerate(queries):
-        ok = (pos[i] >= 0) & (photos[np.maximum(pos[i], 0)] != photos[q])
-        j, d = pos[i][ok][:NEIGHBOURS], dist[i][ok][:NEIGHBOURS]
-        out.update(int(x) for x in j[(d <= tol_all[q]) & (j < nb)])
-    return np.asarray(sorted(out), np.int64)
-
-
-def _edges_from(dist, pos, photos, rows, tol_all, nb) -> list[tuple[int, int]]:
-    """(new face, existing face) edges seen from the existing side: a new face among an existing face's
-    NEIGHBOURS nearest from other photos, within both tolerances (the graph's "or" of the two sides)."""
-    out = []
-    for r, j in enumerate(rows):
-        ok = (pos[r] >= 0) & (photos[np.maximum(pos[r], 0)] != photos[j])
-        for q, d in zip(pos[r][ok][:NEIGHBOURS], dist[r][ok][:NEIGHBOURS], strict=False):
-            if q >= nb and d <= tol_all[j] and d <= tol_all[q]:
-                out.append((int(q) - nb, int(j)))
+    store.apply_registry_update(db, changes, assigned, new_keys)
     return out
 
 
@@ -312,9 +279,9 @@ def _tolerances_from(dist, pos, all_x, queries, params: scoring.Params, full: bo
     return tol
 
 
-def _whispers(dist, pos, photos, queries, tol_all, owners, rejected, extra=()) -> list[int]:
+def _whispers(dist, pos, photos, queries, tol_all, owners, rejected) -> list[int]:
     """A person (> 0) or a new person's key (< 0) per new face: Chinese whispers over the new faces
-    with every existing face's person held fixed. extra: more (new face, position) edges."""
+    with every existing face's person held fixed."""
     nb, m = len(owners), len(queries)
     edges: list[list[int]] = [[] for _ in range(m)]  # new face -> positions in all_x it is joined to
     for i, q in enumerate(queries):
@@ -322,9 +289,6 @@ def _whispers(dist, pos, photos, queries, tol_all, owners, rejected, extra=()) -
         for j, d in zip(pos[i][ok][:NEIGHBOURS], dist[i][ok][:NEIGHBOURS], strict=False):
             if d <= tol_all[q] and d <= tol_all[j]:
                 edges[i].append(int(j))
-    for i, j in extra:
-        if j not in edges[i]:
-            edges[i].append(j)
     for i in range(m):  # the graph is undirected: an edge between two new faces goes both ways
         for j in edges[i]:
             if j >= nb and nb + i not in edges[j - nb]:

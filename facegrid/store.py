@@ -1049,12 +1049,9 @@ class Assignment:
     cell: int | None = None
 
 
-def apply_registry_update(
-    db, changes: RegistryChanges, assigned: list[Assignment], new_keys: list[int], retuned=()
-) -> dict:
+def apply_registry_update(db, changes: RegistryChanges, assigned: list[Assignment], new_keys: list[int]) -> dict:
     """Write an update in one transaction: drop changes.removed, make one person per key of new_keys
-    (in that order: ids rise with it), write every assignment, set the tolerance of the faces in
-    retuned ((rowid, tolerance): faces whose look-alikes grew), and record the generation reached.
+    (in that order: ids rise with it), write every assignment, and record the generation reached.
 
     Raises StoreError when another update ran since `changes` was read (run it again). A face assigned to
     a person that was merged or forgotten meanwhile waits for the next update. Returns {key: new id}.
@@ -1081,7 +1078,6 @@ def apply_registry_update(
             "cell) VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
             rows,
         )
-        db.conn.executemany("UPDATE person_faces SET tolerance = ? WHERE face_rowid = ?", [(t, r) for r, t in retuned])
         touched = {r[3] for r in rows if r[3] is not None} - set(ids.values())
         _touch(db, sorted(touched))
         db.execute(
