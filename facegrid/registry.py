@@ -71,7 +71,7 @@ def update(db, params: scoring.Params) -> Outcome:
     changes = store.registry_changes(db)
     out = _first(db, changes, params) if changes.since is None else _step(db, changes, params)
     out.seconds = time.perf_counter() - t0
-    log.info("%s", out.line())
+    log.debug("%s", out.line())
     return out
 
 

@@ -54,8 +54,15 @@ def main(argv=None) -> int:
         one.add_argument("faces", metavar="FACE", nargs="+")
     one = sub.add_parser("forget", help="* remove a person")
     one.add_argument("id", metavar="ID")
-    for action in sub.choices.values():  # --db after the command works too
-        action.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help="SQLite database")
+    for one in sub.choices.values():  # the common flags after the command work too
+        quiet = argparse.SUPPRESS
+        one.add_argument("--db", metavar="PATH", default=quiet, help="SQLite database ([collector] database)")
+        one.add_argument("--config", metavar="PATH", default=quiet, help="settings file")
+        one.add_argument(
+            "--set", metavar="SECTION.KEY=VALUE", action="append", default=quiet, help="override a setting"
+        )
+        one.add_argument("-v", "--verbose", action="count", default=quiet, help="more log lines")
+        one.add_argument("-q", "--quiet", action="count", default=quiet, help="fewer log lines")
     args = p.parse_args(argv)
     cli.setup_logging(args)
     settings = cli.load_settings(args, {"collector.database": args.db})
