@@ -148,3 +148,13 @@ def test_people_help_says_which_commands_write():
         assert any(line.strip().startswith(verb) and "*" in line for line in out.splitlines()), verb
     for verb in ("list", "show"):
         assert not any(line.strip().startswith(verb) and "*" in line for line in out.splitlines()), verb
+
+
+def test_common_flags_work_after_the_command(tmp_path):
+    from facegrid import store
+
+    store.open_db(tmp_path / "empty.db").conn.close()
+    empty = people("list", "--db", tmp_path / "empty.db", "-q", "--set", "search.tolerance=0.5", check=False)
+    assert empty.returncode == 1 and "the registry is empty" in empty.stderr, empty.stderr
+    bad = people("show", "7", "--db", tmp_path / "empty.db", check=False)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "no person" in bad.stderr
