@@ -363,7 +363,7 @@ def open_registry(coll):
     return store.open_db(path, create=False)
 
 
-PERSON_TARGETS = 4  # faces of a person a search starts from, those nearest its mean (a few: the rest can be found)
+PERSON_TARGETS = 2  # faces of a person a search starts from, those nearest its mean (evaluate.py --person-targets)
 
 
 def person_of(coll, name_or_id: str) -> dict:

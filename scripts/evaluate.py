@@ -25,7 +25,8 @@ photos in which exactly one face was found, clustering the whole gallery. Beside
 the same figures for the people registry when the gallery arrives in --batches
 batches (photos in a fixed pseudo-random order), the registry updated after each
 (facegrid/registry.py): a registry kept up to date should hold the figures of
-clustering at once.
+clustering at once. --person-targets N,N measures search.py --person with N faces of
+each person of the registry made at once as the targets.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import json
 import sys
 import time
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +245,33 @@ def registry_in_batches(full: Path, batches: int, params: scoring.Params, work: 
     return dest
 
 
+def person_searches(kept: Path, lab: Labelled, params: scoring.Params, mode: str, counts: list[int]) -> dict:
+    """search.py --person with n of each person's faces as the targets (registry.PERSON_TARGETS), over
+    the persons of 6 faces or more: every other photo of the person's main identity is relevant."""
+    db = store.open_db(kept, create=False)
+    rel_of = {i: relpath(p, lab) for i, p in gallery_rows(db).items()}
+    photos_of: dict[str, set[str]] = {}
+    for i, r in rel_of.items():
+        for who in lab.identities[r] if r else ():
+            photos_of.setdefault(who, set()).add(i)
+    coll = searching.open_store([str(kept)])
+    chosen = [p["id"] for p in store.persons(db) if p["faces"] >= 6]
+    out = {}
+    for n in counts:
+        registry.PERSON_TARGETS = n
+        tp = fp = fn = 0
+        for pid in chosen:
+            _, _, targets = registry.person_targets(coll, str(pid))
+            labels = [
+                x for f in store.person_faces(db, pid) for x in lab.identities.get(rel_of[f["image_id"]] or "", ())
+            ]
+            relevant = photos_of[Counter(labels).most_common(1)[0][0]] - {t.id for t in targets}
+            got = {m.image_id for m in searching.find(coll, targets, params, mode).matches}
+            tp, fp, fn = tp + len(got & relevant), fp + len(got - relevant), fn + len(relevant - got)
+        out[n] = (len(chosen), *pr(tp, fp, fn), tp, fp, fn)
+    return out
+
+
 def calibration(outcome: Outcome, edges: np.ndarray) -> list[tuple[float, float]]:
     """Precision per score bin, pooled until it never rises with the score."""
     scores = np.concatenate(outcome.scores) if outcome.scores else np.zeros(0)
@@ -313,6 +342,11 @@ def main(argv: list[str] | None = None) -> int:
         default=10,
         metavar="N",
         help="people registry: the gallery in N batches, updated after each, against clustering at once (0: off)",
+    )
+    p.add_argument(
+        "--person-targets",
+        metavar="N,N",
+        help="search.py --person with N of each person's faces as the targets, for each N (e.g. 1,2,4,8)",
     )
     args = p.parse_args(argv)
     folder = Path(args.photos)
@@ -419,6 +453,17 @@ def evaluate(args, folder: Path, settings) -> int:
             "bcubed_f": round(rf, 4),
             "faces": rn,
         }
+    if args.person_targets:
+        kept = registry_in_batches(full, 1, params, work)  # one batch: the registry clustered at once
+        figures["person_targets"] = {}
+        for n, (persons, tp_p, tp_r, tp, fp, fn) in person_searches(
+            kept, lab, params, s.mode, [int(x) for x in args.person_targets.split(",")]
+        ).items():
+            print(
+                f"--person, {n} target face(s): precision {tp_p:.3f} recall {tp_r:.3f} ({persons} persons, "
+                f"tp {tp} fp {fp} fn {fn})"
+            )
+            figures["person_targets"][str(n)] = {"precision": round(tp_p, 4), "recall": round(tp_r, 4)}
     if args.curve:
         plot(curves, marks, Path(args.curve))
     if args.calibrate and outcome_full is not None:
