@@ -113,29 +113,39 @@ def _step(db, changes: store.RegistryChanges, params: scoring.Params) -> Outcome
     if not changes.new:
         store.apply_registry_update(db, changes, [], [])
         return out
-    b_rowids, owners, b_tol, b_cells, b_photos, b_x = store.registry_members(db)
+    n_rowids, n_photos, n_x = _unpack(changes.new)
+    m = len(n_x)
+    members, uncelled = store.registry_counts(db)
+    scale = members + m > EXACT_LIMIT
+    centroids = store.registry_cells(db) if scale else None
+    probed = None  # past EXACT_LIMIT with every face in a cell: only the cells the new faces probe are read
+    if centroids is not None and not uncelled:
+        probed = sorted(set(_nearest_cells(centroids, n_x).ravel().tolist()))
+    b_rowids, owners, b_tol, b_cells, b_photos, b_x = store.registry_members(db, probed)
     keep = ~np.isin(b_rowids, np.asarray(changes.removed, np.int64))
     b_rowids, owners, b_tol, b_cells, b_x = b_rowids[keep], owners[keep], b_tol[keep], b_cells[keep], b_x[keep]
     b_photos = [p for p, k in zip(b_photos, keep, strict=True) if k]
-    n_rowids, n_photos, n_x = _unpack(changes.new)
-    nb, m = len(b_x), len(n_x)
+    nb = len(b_x)
     all_x = np.concatenate([b_x, n_x]) if nb else n_x
     photos = np.asarray(b_photos + n_photos)
     queries = np.arange(nb, nb + m)
     cells_new = None
     k = min(LISTED, nb + m)
-    if nb + m > EXACT_LIMIT:
+    if scale:
         centroids, b_cells = _cells_for(db, all_x, b_rowids, b_cells)
         cells_new = _assign_cells(centroids, n_x)
         search = _probe(all_x, np.concatenate([b_cells, cells_new]), centroids)
     else:
         search = _exact_search(all_x)
     dist, pos = search(n_x, k)
-    tol_new = _tolerances_from(dist, pos, all_x, n_x, params, full=dist.shape[1] == nb + m)
+    full = not scale and dist.shape[1] == nb + m  # the lists hold every face: nothing lies beyond
+    tol_new = _tolerances_from(dist, pos, all_x, n_x, params, full=full)
     tol_all = np.concatenate([b_tol, tol_new])
     rejected = [changes.rejects.get(int(r), set()) for r in n_rowids]
     labels = _whispers(dist, pos, photos, queries, tol_all, owners, rejected)
-    labels = _one_face_a_photo(labels, n_photos, b_photos, owners, dist, pos, nb)
+    gone = set(changes.removed)
+    held = {(p, i) for p, i, r in store.photo_persons(db, sorted(set(n_photos))) if r not in gone}
+    labels = _one_face_a_photo(labels, n_photos, held, dist, pos)
     sizes = Counter(label for label in labels if label < 0)
     new_keys = sorted(sizes, key=lambda k: (-sizes[k], -k))
     out.joined = sum(1 for label in labels if label > 0)
@@ -197,6 +207,15 @@ def _train_cells(x: np.ndarray) -> np.ndarray:
     km = faiss.Kmeans(ENCODING_DIM, cells, niter=10, seed=1)
     km.train(np.ascontiguousarray(sample))
     return np.asarray(km.centroids, dtype=np.float32)
+
+
+def _nearest_cells(centroids: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The NPROBE cells nearest each row of x (those the inverted file's search reads)."""
+    import faiss
+
+    quantizer = faiss.IndexFlatL2(ENCODING_DIM)
+    quantizer.add(centroids)
+    return quantizer.search(np.ascontiguousarray(x), min(NPROBE, len(centroids)))[1]
 
 
 def _assign_cells(centroids: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -316,10 +335,9 @@ def _whispers(dist, pos, photos, queries, tol_all, owners, rejected) -> list[int
     return labels
 
 
-def _one_face_a_photo(labels, n_photos, b_photos, owners, dist, pos, nb) -> list[int]:
-    """A person holds one face a photo: a new face whose photo has a face in its person already (or
-    a nearer new one) starts a person of its own."""
-    held = {(int(o), p) for o, p in zip(owners, b_photos, strict=False)}
+def _one_face_a_photo(labels, n_photos, held: set, dist, pos) -> list[int]:
+    """A person holds one face a photo: a new face whose photo has a face in its person already
+    (held: (person, photo)) or a nearer new one starts a person of its own."""
     nearest = np.where(pos[:, 1:2] >= 0, dist[:, 1:2], np.inf)[:, 0] if pos.shape[1] > 1 else np.zeros(len(labels))
     fresh = min([*labels, 0]) - 1
     for i in np.argsort(nearest, kind="stable"):  # the face nearest its neighbours keeps its place

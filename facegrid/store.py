@@ -231,6 +231,7 @@ def _people_tables(db: sqlite_utils.Database) -> None:
     )
     db.execute("CREATE INDEX IF NOT EXISTS person_faces_person ON person_faces (person_id)")
     db.execute("CREATE INDEX IF NOT EXISTS person_faces_face ON person_faces (image_id, idx)")
+    db.execute("CREATE INDEX IF NOT EXISTS person_faces_cell ON person_faces (cell)")
     db.execute(
         "CREATE TABLE IF NOT EXISTS person_rejects (person_id INTEGER NOT NULL, image_id TEXT NOT NULL, "
         "idx INTEGER NOT NULL, PRIMARY KEY (person_id, image_id, idx))"
@@ -1015,6 +1016,27 @@ def registry_members(db, cells: list[int] | None = None):
     photos = [r[4] for r in rows]
     enc = np.frombuffer(b"".join(r[5] for r in rows), "<f4").reshape(n, -1) if n else np.zeros((0, 128), np.float32)
     return rowids, owners, tols, cell, photos, enc.astype(np.float32)
+
+
+def registry_counts(db) -> tuple[int, int]:
+    """(faces in a person, of those how many have no cell yet)."""
+    row = db.execute(
+        "SELECT count(*), coalesce(sum(cell IS NULL), 0) FROM person_faces WHERE person_id IS NOT NULL"
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def photo_persons(db, image_ids: list[str]) -> list[tuple[int, str, int]]:
+    """(person_id, image_id, face_rowid) of every face of these photos that is in a person."""
+    out = []
+    for start in range(0, len(image_ids), 500):
+        part = image_ids[start : start + 500]
+        sql = (
+            "SELECT person_id, image_id, face_rowid FROM person_faces WHERE person_id IS NOT NULL "
+            f"AND image_id IN ({','.join('?' * len(part))})"
+        )
+        out += db.execute(sql, part).fetchall()
+    return out
 
 
 def registry_cells(db):

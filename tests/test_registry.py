@@ -189,11 +189,13 @@ def test_a_schema_3_database_gains_the_registry(tmp_path):
     assert {"persons", "person_faces", "person_rejects", "person_cells"} <= set(db.table_names())
 
 
-def test_past_the_exact_limit_the_cells_give_the_same_persons(db, monkeypatch):
+@pytest.mark.parametrize("probes", [32, 2])  # every cell, or 2 of the 4: only their faces are read
+def test_past_the_exact_limit_the_cells_give_the_same_persons(db, monkeypatch, probes):
     crowd = People(40, seed=5)
     photos = {f"p{w}-{i}": [w] for w in range(30) for i in range(6)}
     store_photos(db, crowd, photos)
     monkeypatch.setattr(registry, "EXACT_LIMIT", 100)  # cells from 100 faces on, not 50,000
+    monkeypatch.setattr(registry, "NPROBE", probes)
     registry.update(db, PARAMS)
     assert store.registry_cells(db) is not None
     store_photos(db, crowd, {f"later-{w}-{i}": [w] for w in range(25, 40) for i in range(3)})
