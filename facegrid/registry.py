@@ -327,7 +327,9 @@ def _whispers(dist, pos, photos, queries, tol_all, owners, rejected) -> list[int
             if not votes:
                 continue
             top = max(votes.values())
-            best = labels[i] if votes.get(labels[i]) == top else min(v for v, c in votes.items() if c == top)
+            tied = [v for v, c in votes.items() if c == top]
+            # a tie keeps the face's label; else it goes to a person there is (the oldest), else a new one
+            best = labels[i] if labels[i] in tied else min(tied, key=lambda v: (v < 0, abs(v)))
             if best != labels[i]:
                 labels[i], moved = best, moved + 1
         if not moved:

@@ -212,3 +212,14 @@ def test_a_person_gets_one_face_of_a_photo(db):
     registry.update(db, PARAMS)
     one, two = person_of(db, "mirror", 0), person_of(db, "mirror", 1)
     assert person_of(db, "p1-0") in (one, two) and one != two
+
+
+def test_new_photos_of_a_person_with_one_photo_join_it(db):
+    crowd = People(6)
+    first_collection(db, crowd)
+    store_photos(db, crowd, {"lone": [5]})
+    registry.update(db, PARAMS)
+    lone = person_of(db, "lone")
+    store_photos(db, crowd, {"lone-2": [5], "lone-3": [5]})  # each joined to the other as much as to it
+    step = registry.update(db, PARAMS)
+    assert step.joined == 2 and person_of(db, "lone-2") == lone and person_of(db, "lone-3") == lone, step
