@@ -5,7 +5,7 @@ close together in the 128-d space, and a tolerance that finds everyone else's
 photos lets dozens of strangers through for them. So each search gets its own
 tolerance:
 
-    tolerance(q) = min(tolerance, lookalike_ratio x d_k(q))
+    tolerance(q) = min(tolerance, lookalike_ratio x d_k(q) x min(1, d_k(q) / typical)^crowd_power)
 
 d_k(q) is the distance from the profile to its k-th nearest *distinct*
 look-alike: walking the stored faces nearest first, a face counts only when it
@@ -14,7 +14,12 @@ counted before it. So the person's own photos (however many) never count, and
 repeated photos of one stranger count once. Where the collection holds many faces
 like the target's, d_k is small and the tolerance tightens; where it holds
 few, the plain tolerance applies. A collection that grows tightens it as
-needed, which keeps precision steady as it grows.
+needed, which keeps precision steady as it grows. typical is the collection's own
+median d_k (crowding.py): where a profile's look-alikes crowd closer than is usual
+in this collection, strangers come closer still, relative to d_k, so the tolerance
+tightens more there. Relative to the collection's median, this does not change as
+the collection grows. A small collection's count includes a model crowd
+(background.py).
 
 Then a second pass (query expansion): the first pass's most confident matches
 join the target photos, and the profile and its tolerance are made again from
@@ -40,23 +45,20 @@ class Vectors(Protocol):
 
 
 # Precision measured at each normalised score d / tolerance(q) on lfw-dev (6,403
-# photos, 443 searches) with the default settings: `scripts/evaluate.py
+# photos, 443 searches) with the default settings (target mirror, model crowd, crowd factor): `scripts/evaluate.py
 # --calibrate` prints this table. Upper edges of the score bins and the share of
 # right matches in each bin, pooled so that it never rises with the score.
 CALIBRATION: tuple[tuple[float, float], ...] = (
-    (0.65, 0.997),
-    (0.75, 0.996),
-    (0.85, 0.995),
-    (0.9, 0.987),
-    (0.95, 0.94),
-    (1.0, 0.757),
-    (1.05, 0.5),
-    (1.1, 0.176),
-    (1.15, 0.044),
-    (1.2, 0.012),
+    (0.85, 0.996),
+    (0.9, 0.995),
+    (0.95, 0.962),
+    (1.0, 0.775),
+    (1.05, 0.469),
+    (1.1, 0.127),
+    (1.15, 0.029),
+    (1.2, 0.007),
     (1.25, 0.002),
-    (1.3, 0.001),
-    (1.35, 0.0),
+    (1.3, 0.0),
 )
 
 
@@ -65,15 +67,12 @@ class Params:
     tolerance: float = 0.5
     lookalike_count: int = 15  # k; 0 turns the adaptive tolerance off
     lookalike_spread: float = 0.45
-    lookalike_ratio: float = 0.8
+    lookalike_ratio: float = 0.84
     expand_count: int = 20  # query expansion: at most this many confident matches join the profile
     expand_score: float = 0.85  # ... those with a score (distance / tolerance) at most this
-
-
-def profile(targets: np.ndarray, mode: str) -> np.ndarray:
-    """The vectors distances are taken to: their mean (mode mean) or each target (mode min)."""
-    targets = np.atleast_2d(np.asarray(targets, dtype=np.float32))
-    return targets.mean(axis=0, keepdims=True) if mode == "mean" else targets
+    background: int = 1500  # a collection of fewer faces is topped up to this many with model look-alikes
+    crowd_power: float = 0.5  # where d_k is below the collection's typical d_k, tighten by (d_k / typical)^this
+    typical: float = 0.0  # the collection's typical d_k (facegrid/crowding.py); 0: unknown, no such tightening
 
 
 def _sqdist(rows: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -122,12 +121,32 @@ def kth_distinct(
         m *= 4
 
 
+def lookalike_tolerance(dk: float, p: Params) -> float:
+    """The tolerance a k-th distinct look-alike at dk gives: lookalike_ratio x dk, and tighter still
+    where dk is below the collection's typical one (a crowded region of face space: there strangers
+    come closer than elsewhere, relative to d_k); never above the plain tolerance."""
+    tol = p.lookalike_ratio * dk
+    if p.crowd_power > 0 and p.typical > 0 and dk < p.typical:
+        tol *= (dk / p.typical) ** p.crowd_power
+    return min(p.tolerance, tol)
+
+
+def _plain_from(p: Params) -> float:
+    """The smallest d_k from which lookalike_tolerance gives the plain tolerance."""
+    if p.lookalike_ratio <= 0:
+        return 0.0
+    dk = p.tolerance / p.lookalike_ratio
+    if p.crowd_power > 0 and p.typical > 0 and dk < p.typical:
+        dk = (p.tolerance * p.typical**p.crowd_power / p.lookalike_ratio) ** (1 / (1 + p.crowd_power))
+    return dk
+
+
 def search_tolerance(dist: np.ndarray, vectors: Vectors, targets: np.ndarray, p: Params) -> float:
     """This search's tolerance: the plain one, tightened where look-alikes crowd the target."""
     if p.lookalike_count <= 0:
         return p.tolerance
     dk = kth_distinct(dist, vectors, targets, p.lookalike_count, p.lookalike_spread)
-    return min(p.tolerance, p.lookalike_ratio * dk)
+    return lookalike_tolerance(dk, p)
 
 
 def radius(p: Params, reach: float = 1.0) -> float:
@@ -141,7 +160,7 @@ def radius(p: Params, reach: float = 1.0) -> float:
     """
     far = p.tolerance * max(reach, 1.0, p.expand_score)
     if p.lookalike_count > 0 and p.lookalike_ratio > 0:
-        far = max(far, p.tolerance / p.lookalike_ratio)
+        far = max(far, _plain_from(p))
     return far
 
 
@@ -155,8 +174,8 @@ def settled(
     else:
         dk = kth_distinct(dist, vectors, targets, p.lookalike_count, p.lookalike_spread)
         if dk <= radius:  # every face nearer than d_k is here: d_k is exact
-            tol = min(p.tolerance, p.lookalike_ratio * dk)
-        elif p.lookalike_ratio * radius >= p.tolerance:  # d_k lies beyond: the plain tolerance holds
+            tol = lookalike_tolerance(dk, p)
+        elif lookalike_tolerance(radius, p) >= p.tolerance:  # d_k lies beyond: the plain tolerance holds
             tol = p.tolerance
         else:
             return None
@@ -255,16 +274,18 @@ def neighbour_graph(
     kw = {} if exact_limit is None else {"exact_limit": exact_limit}
     dist, pos = nn.nearest(x, min(listed, n), **kw)
     full = dist.shape[1] == n  # the lists hold every face: nothing lies beyond them
-    tol = np.empty(n, dtype=np.float32)
+    dks = np.full(n, np.inf)
     for i in range(n):
         ok = pos[i] >= 0
         d, j = dist[i][ok], pos[i][ok]
-        dk = float("inf")
         if p.lookalike_count > 0:
-            dk = kth_distinct(d, x[j], x[i], p.lookalike_count, p.lookalike_spread, first=len(d))
-            if dk == float("inf") and not full:  # not within the list: its end is a lower bound
-                dk = float(d[-1])
-        tol[i] = min(p.tolerance, p.lookalike_ratio * dk)
+            dks[i] = kth_distinct(d, x[j], x[i], p.lookalike_count, p.lookalike_spread, first=len(d))
+            if dks[i] == float("inf") and not full:  # not within the list: its end is a lower bound
+                dks[i] = float(d[-1])
+    if p.crowd_power > 0 and not p.typical:  # the collection's typical d_k: here, the median of every face's
+        typical = float(np.median(dks))
+        p = dataclasses.replace(p, typical=typical if np.isfinite(typical) else 0.0)
+    tol = np.array([lookalike_tolerance(float(dk), p) for dk in dks], dtype=np.float32)
     edges = set()
     for i in range(n):
         ok = (pos[i] >= 0) & (photos[np.maximum(pos[i], 0)] != photos[i])

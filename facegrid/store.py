@@ -18,13 +18,23 @@ Tables (docs/protocol.md has every column):
 
 Every face row carries `gen`, the generation of the batch that last wrote it, so
 the search index reads only what changed since it was made (index.py).
+
+Watched people (schema 5, facegrid/alerting.py):
+  watches    a name, where the profile came from, the profile vectors and the
+             tolerance the search's rule gave them
+  alerts     one row per alert, keyed by watch and photo (or video): the alert
+             JSON, and when it was sent (one recorded but not sent yet is sent
+             when the collector starts again)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
+import os
 import secrets
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -36,9 +46,9 @@ import sqlite_utils
 from . import tracks
 from .envelope import FRAME_VERSION, Result
 from .envelope import VERSION as ENVELOPE_VERSION
-from .errors import StoreError, UsageError
+from .errors import DatabaseInUse, DatabaseUnwritable, StoreError, UsageError
 
-SCHEMA_VERSION = 4  # every step is named in MIGRATIONS below
+SCHEMA_VERSION = 5  # every step is named in MIGRATIONS below
 
 IMAGE_COLUMNS = {
     "id": str,
@@ -81,7 +91,7 @@ def open_db(path: str | Path, create: bool = True, threads: bool = False) -> sql
     """threads=True: the connection may be used from another thread, one at a time."""
     path = Path(path)
     if not create and not path.exists():
-        raise StoreError(f"database {path} does not exist; run collector.py first or pass --db PATH")
+        raise UsageError(f"database {path} does not exist; run collector.py first or pass --db PATH")
     try:
         conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=not threads)
         db = sqlite_utils.Database(conn)
@@ -101,6 +111,129 @@ def open_db(path: str | Path, create: bool = True, threads: bool = False) -> sql
     return db
 
 
+# -- the one writer: checks and lock (the collector) ------------------------------------------------
+class WriterLock:
+    """The database's writer lock: flock on DB-collector.lock, held for the life of the process
+    (on NFS, Linux turns it into a lock the server keeps, so it holds across hosts), with the
+    holder's host and pid written in it, so a second collector on the same database refuses at
+    once and names the first. The file stays when the lock goes: removing it would let a third
+    collector lock a new file while a second still holds the old one."""
+
+    def __init__(self, db_path: Path):
+        self.path = Path(f"{db_path}-collector.lock")
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise DatabaseUnwritable(
+                f"{self.path}: cannot make the collector's lock file beside the database ({exc.strerror}); "
+                "pass --db with a database in a folder this user may write"
+            ) from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self.fd, 300, 0).decode("utf-8", "replace").split()
+            os.close(self.fd)
+            who = (
+                f"the collector on host {holder[0]} (pid {holder[1]})"
+                if len(holder) >= 2
+                else "another collector (starting)"
+            )
+            raise DatabaseInUse(
+                f"database {db_path} is in use by {who}; run one collector per database: "
+                "stop that one first, or pass --db with another database"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{socket.gethostname()} {os.getpid()} {time.time():.0f}\n".encode(), 0)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def write_problem(path: str | Path) -> str | None:
+    """Why this user cannot write the database at path, in words that name the fix; None if it can.
+
+    SQLite writes the database and makes DB-wal and DB-shm beside it (WAL mode), so the folder
+    must be writable too. os.access answers for this process's user, and says no on a read-only
+    file system even to root."""
+    path = Path(path)
+    folder = path.parent
+    fix = "pass --db with a database this user may write"
+    if not folder.is_dir():
+        return f"{folder}: the database's folder does not exist; create it, or {fix}"
+    file_ro = path.exists() and not os.access(path, os.W_OK)
+    folder_ro = not os.access(folder, os.W_OK | os.X_OK)
+    who = _user()
+    if file_ro and folder_ro:
+        return (
+            f"database {path} and its folder {folder} are read-only for {who}; the collector writes "
+            f"the database and SQLite makes {path.name}-wal and -shm beside it: make both writable, or {fix}"
+        )
+    if file_ro:
+        return f"database {path} is read-only for {who}; make it writable (chmod u+w, chown), or {fix}"
+    if folder_ro:
+        return (
+            f"folder {folder} is read-only for {who}; SQLite makes {path.name}-wal and -shm beside the "
+            f"database, and the collector its lock file: make the folder writable, or {fix}"
+        )
+    return None
+
+
+def _user() -> str:
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name}"
+    except KeyError:
+        return f"uid {uid}"
+
+
+# SQLite's primary result codes (the low byte) that no retry can mend: the collector stops
+READONLY_CODES = {3: "permission denied", 8: "read-only", 14: "cannot open"}  # SQLITE_PERM, READONLY, CANTOPEN
+BROKEN_CODES = {10: "disk I/O error", 11: "corrupt", 26: "not a database"}  # SQLITE_IOERR, CORRUPT, NOTADB
+
+
+def fatal_write_error(exc: sqlite3.Error) -> type[StoreError] | None:
+    """The error class to stop with for a failed write, or None when a retry may succeed
+    (locked, busy, disk full) or the row itself was refused (a constraint)."""
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    if code in READONLY_CODES:
+        return DatabaseUnwritable
+    return StoreError if code in BROKEN_CODES else None
+
+
+def open_for_writing(path: str | Path) -> tuple[sqlite_utils.Database, WriterLock]:
+    """The collector's database: refused in one line, before any job is taken, when this user
+    cannot write it or its folder, or when another collector holds it; then opened (and
+    made) as open_db does, with a write transaction tried at once."""
+    path = Path(path)
+    problem = write_problem(path)
+    if problem:
+        raise DatabaseUnwritable(problem)
+    db = open_db(path, threads=True)  # another program's database is refused here, before any lock file
+    try:
+        lock = WriterLock(path)
+    except BaseException:
+        db.conn.close()
+        raise
+    try:
+        db.execute("PRAGMA busy_timeout=0")  # another writer holding it now proves it writable: no wait
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            kind = fatal_write_error(exc)
+            if kind is not None:
+                raise kind(f"database {path} cannot be written ({exc}); pass --db with a writable database") from None
+        finally:
+            db.execute("PRAGMA busy_timeout=30000")
+    except BaseException:
+        lock.close()
+        db.conn.close()
+        raise
+    return db, lock
+
+
 def open_readonly(path: str | Path) -> sqlite_utils.Database:
     """A facegrid database opened for reading only: nothing in it or beside it changes.
 
@@ -109,7 +242,7 @@ def open_readonly(path: str | Path) -> sqlite_utils.Database:
     """
     path = Path(path)
     if not path.is_file():
-        raise StoreError(f"database {path} does not exist; run collector.py first or pass --db PATH")
+        raise UsageError(f"database {path} does not exist; run collector.py first or pass --db PATH")
     uri = "file:" + quote(str(path.resolve()))
     for extra in ("?mode=ro", "?mode=ro&immutable=1"):
         try:
@@ -166,6 +299,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         _people_tables(db)
         db.table("annotated").create({"image_id": str, "jpeg": bytes}, pk="image_id")
         db.table("meta").create({"key": str, "value": str}, pk="key")
+        _watch_tables(db)
         db.table("meta").insert_all(
             [
                 {"key": "schema_version", "value": str(SCHEMA_VERSION)},
@@ -201,6 +335,22 @@ def _video_tables(db: sqlite_utils.Database) -> None:
         "video_id TEXT NOT NULL, track INTEGER, sharpness REAL, PRIMARY KEY (image_id, idx))"
     )
     db.execute("CREATE INDEX IF NOT EXISTS track_faces_track ON track_faces (video_id, track)")
+
+
+def _watch_tables(db: sqlite_utils.Database) -> None:
+    """Schema 5: the watched people and their alerts (facegrid/alerting.py)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS watches (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, "
+        "source TEXT NOT NULL, person_id INTEGER, mode TEXT NOT NULL, tolerance REAL NOT NULL, "
+        "profile BLOB NOT NULL, targets BLOB NOT NULL, target_ids TEXT NOT NULL DEFAULT '[]', "
+        "created_at REAL, refreshed_at REAL)"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS alerts (watch_id INTEGER NOT NULL, subject TEXT NOT NULL, "
+        "image_id TEXT NOT NULL, idx INTEGER NOT NULL, body TEXT NOT NULL, stored_at REAL NOT NULL, "
+        "sent_at REAL, PRIMARY KEY (watch_id, subject))"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS alerts_unsent ON alerts (stored_at) WHERE sent_at IS NULL")
 
 
 def _schema_2(db: sqlite_utils.Database) -> None:
@@ -245,6 +395,7 @@ MIGRATIONS = (
     (2, "faces.gen, deleted_faces, meta db_id", _schema_2),
     (3, "videos, frames, tracks, track_faces", _video_tables),
     (4, "people registry: persons, person_faces, person_rejects, person_cells", _people_tables),
+    (5, "watches and alerts", _watch_tables),
 )
 
 
@@ -564,6 +715,24 @@ def annotated_jpeg(db, image_id: str) -> bytes | None:
 def annotated_ids(db) -> list[str]:
     """Every photo with an annotated copy, by id."""
     return [r[0] for r in db.execute("SELECT image_id FROM annotated ORDER BY image_id")]
+
+
+def image_shape(db, image_id: str) -> tuple[int, int, int] | None:
+    """(width, height, face_count) of a stored photo, or None."""
+    row = db.execute("SELECT width, height, face_count FROM images WHERE id = ?", [image_id]).fetchone()
+    return None if row is None else (int(row[0] or 0), int(row[1] or 0), int(row[2] or 0))
+
+
+def problems(db) -> list[dict]:
+    """Photos that failed (status error) or showed no face (no_faces), by path: id, path, host,
+    status, error, settings (JSON text), stored_at. Sampled video frames without a face are
+    left out (most frames show none); a video that could not be read is an error row and is in."""
+    frames = "AND id NOT IN (SELECT image_id FROM frames)" if has_videos(db) else ""
+    sql = (
+        "SELECT id, path, host, status, error, settings, stored_at FROM images "
+        f"WHERE status IN ('error', 'no_faces') {frames} ORDER BY status, path, id"
+    )
+    return list(db.query(sql))
 
 
 def ids_starting(db, prefix: str, limit: int = 2) -> list[str]:
@@ -1132,3 +1301,89 @@ def copy_photos(db, source: str | Path, ids: list[str]) -> int:
     finally:
         db.execute("DETACH DATABASE src")
     return n
+
+
+# -- watches and alerts (schema 5; the matching itself is in alerting.py) -----------------------------
+WATCH_COLUMNS = "id, name, source, person_id, mode, tolerance, profile, targets, target_ids, created_at, refreshed_at"
+
+
+def watches(db) -> list[dict]:
+    """Every watch, by id, with its profile and target vectors as stored (float32 BLOBs)."""
+    if "watches" not in db.table_names():  # a read-only database from before schema 5
+        return []
+    return list(db.query(f"SELECT {WATCH_COLUMNS} FROM watches ORDER BY id"))
+
+
+def watch_version(db) -> str:
+    """Changes whenever a watch is added, removed or refreshed: the collector reloads its list then."""
+    return get_meta(db, "watch_version") or "0"
+
+
+def _bump_watches(db) -> None:
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('watch_version', '1') "
+        "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+    )
+
+
+def save_watch(db, watch: dict) -> int:
+    """Add a watch (watch has every WATCH_COLUMNS key but id), or, when one of that name exists,
+    replace its profile and tolerance (a refresh). Returns its id."""
+    cols = [c.strip() for c in WATCH_COLUMNS.split(",")][1:]
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(
+            f"INSERT INTO watches ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) ON CONFLICT (name) DO "
+            "UPDATE SET mode = excluded.mode, tolerance = excluded.tolerance, profile = excluded.profile, "
+            "refreshed_at = excluded.refreshed_at",
+            [watch[c] for c in cols],
+        )
+        _bump_watches(db)
+        return db.execute("SELECT id FROM watches WHERE name = ?", [watch["name"]]).fetchone()[0]
+
+
+def remove_watch(db, name: str) -> bool:
+    """Forget a watch (its alerts stay, as they were sent). False when no watch has that name."""
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        gone = db.execute("DELETE FROM watches WHERE name = ?", [name]).rowcount
+        if gone:
+            _bump_watches(db)
+    return bool(gone)
+
+
+def alert_counts(db) -> dict[int, tuple[int, float | None]]:
+    """Per watch id: how many alerts it gave, and when the last one was stored."""
+    sql = "SELECT watch_id, count(*), max(stored_at) FROM alerts GROUP BY watch_id"
+    return {row[0]: (row[1], row[2]) for row in db.execute(sql)}
+
+
+def record_alerts(db, alerts: list[tuple[int, str, str, int, str, float]]) -> list[tuple[int, str, str]]:
+    """Record (watch_id, subject, image_id, idx, body, stored_at) rows in one transaction; a watch and
+    subject (photo id, or video) that already has an alert keeps it. Returns the new ones as
+    (watch_id, subject, body): only those are sent, so a photo stored twice alerts once."""
+    new = []
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        for row in alerts:
+            cur = db.execute("INSERT OR IGNORE INTO alerts VALUES (?, ?, ?, ?, ?, ?, NULL)", row)
+            if cur.rowcount:
+                new.append((row[0], row[1], row[4]))
+    return new
+
+
+def unsent_alerts(db) -> list[tuple[int, str, str]]:
+    """(watch_id, subject, body) of alerts recorded but not marked sent (a collector stopped between)."""
+    if "alerts" not in db.table_names():
+        return []
+    sql = "SELECT watch_id, subject, body FROM alerts WHERE sent_at IS NULL ORDER BY stored_at"
+    return [tuple(r) for r in db.execute(sql)]
+
+
+def mark_alerts_sent(db, keys: list[tuple[int, str]]) -> None:
+    now = time.time()
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        db.conn.executemany(
+            "UPDATE alerts SET sent_at = ? WHERE watch_id = ? AND subject = ?", [(now, *k) for k in keys]
+        )

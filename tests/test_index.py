@@ -53,8 +53,9 @@ def truth(db_path, target: np.ndarray) -> dict[int, float]:
 
 
 def indexed(idx: index.FaceIndex, target: np.ndarray) -> dict[int, float]:
-    d = idx.distances(target, "mean")
-    return {int(r): float(x) for r, x in zip(idx.rowids, d, strict=True) if np.isfinite(x)}
+    """rowid -> distance of every live face, by the path search takes (near, a radius past every face)."""
+    got = idx.near(target, "mean", 10.0)
+    return {int(idx.rowids[p]): float(d) for p, d in zip(got.positions, got.dist, strict=True)}
 
 
 def same(a: dict[int, float], b: dict[int, float]) -> bool:
@@ -266,7 +267,7 @@ def near_of(idx: index.FaceIndex, target: np.ndarray, radius: float) -> dict[int
 def coded_path(monkeypatch, rows: int = 500) -> None:
     """Segments of `rows` faces or more get short codes (the production threshold is 100,000), in files of
     at most 400 rows, and a search asks each file for 16 neighbours first: so the files are read side by
-    side and the search must ask for more, as at scale (1,000,000 rows a file, 1,024 neighbours)."""
+    side and the search must ask for more, as at scale (1,000,000 rows a file, KNN_FIRST = 4,096 neighbours)."""
     monkeypatch.setattr(index, "VECTOR_MIN_ROWS", rows)
     monkeypatch.setattr(index, "PART_ROWS", 400)
     monkeypatch.setattr(index, "KNN_FIRST", 16)
@@ -322,7 +323,7 @@ def test_the_short_codes_follow_append_update_delete_and_merge(tmp_path, monkeyp
 
 def test_a_search_through_the_short_codes_equals_the_exact_scan(tmp_path, monkeypatch):
     """searching.find on a real database of 3,000 faces: same tolerance, same matches, same order."""
-    from facegrid import collection, scoring, searching
+    from facegrid import collection, crowding, scoring, searching
 
     coded_path(monkeypatch)
     rng = np.random.default_rng(22)
@@ -339,9 +340,10 @@ def test_a_search_through_the_short_codes_equals_the_exact_scan(tmp_path, monkey
         asks.append(k)
         return candidates(seg, targets, radius, k)
 
-    monkeypatch.setattr(index.Segment, "candidates", counted)
     coll = collection.Collection([str(path)])
     params = scoring.Params()
+    crowding.typical(idx, params, searching.cache_dir(coll))  # measured once and kept: not a search's reads
+    monkeypatch.setattr(index.Segment, "candidates", counted)
     asked, same_answer, matched = 0, 0, 0
     for i in range(0, 500, 10):
         for mode in ("mean", "min"):

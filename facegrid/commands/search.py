@@ -10,6 +10,7 @@ EPILOG = """\
 examples:
   search.py target/                           photos of one person in target/; ranked matches
   search.py target/ --json > matches.json     the same as JSON
+  search.py obama.jpg                         one photo as the target
   search.py target/ --out found/ --tolerance 0.45
   search.py target/ --db /srv/facegrid/faces.db
   search.py target/ --db 2023.db --db 2024.db  several databases searched as one collection
@@ -20,23 +21,28 @@ examples:
   search.py --export photos/ --id 0d4b9c1e    write one stored annotated photo (or all, without --id)
 
 Each target photo should show the person alone; photos with no face or several
-faces are named and left out. --person NAME (or ID) searches from the
-faces of a person of the people registry (`facegrid people`), as a target folder of those faces would.
---people brings the registry up to date first (it writes it; a plain search writes nothing): persons
-keep their ids and names from run to run (person-ID/ folders). Matches are copied to --out (default
-matches/<target folder name>/) with report.csv and report.html.
+faces are named and left out. Matches are copied to --out (default
+matches/<target folder name>/, which may not lie inside the target folder) as
+0001-<original name>.jpg, with report.csv and report.html; in a group photo the
+matched face is boxed in magenta, the others in green. --person NAME (or ID) searches
+from the faces of a person of the people registry (`facegrid people`), as a target
+folder of those faces would. --people brings the registry up to date first (it writes
+it; a plain search writes nothing): persons keep their ids and names from run to run
+(person-ID/ folders).
 Each search tightens the tolerance (at most 0.5) where the collection holds many
 look-alikes of the person, then searches again from its surest matches; the
 confidence word comes with the share of right matches measured at that score
 (docs/search.md). Lower --tolerance is stricter. A target folder whose photos
 show different people is refused, naming the groups.
-exit codes: 0 matches found, 1 no match, 2 usage or settings error
+exit codes: 0 matches found, 1 no match, 2 usage or settings error (a missing --db included)
 """
 
 
 def main(argv=None) -> int:
     p = cli.parser("search.py", "Find one person across every photo the grid has stored.", EPILOG)
-    p.add_argument("target", metavar="TARGET_DIR", nargs="?", help="folder with photos of the person")
+    p.add_argument(
+        "target", metavar="TARGET_DIR", nargs="?", help="folder with photos of the person, or one photo of them"
+    )
     p.add_argument(
         "--db",
         metavar="PATH",
@@ -85,18 +91,23 @@ def main(argv=None) -> int:
     if args.people or args.export:
         return _collection_modes(args, settings)
     files = [] if args.person else searching.target_files(args.target)  # usage errors before loading models
+    out = Path(args.out) if args.out else None
+    if not args.person:
+        out = out or searching.default_out(s.out, args.target)
+        searching.check_out(args.target, out)
     db = searching.open_store(args.db or [settings.collector.database])
     if args.person:
         from facegrid import registry
 
         person, files, targets = registry.person_targets(db, args.person)
-        name = f"person-{person['id']:03d}"
+        out = out or Path(s.out) / f"person-{person['id']:03d}"
     else:
-        targets = searching.encode_targets(FaceEngine(settings.filter), args.target, s.mixed_distance)
-        name = Path(args.target.rstrip("/")).resolve().name
+        targets = searching.encode_targets(
+            FaceEngine(settings.filter), args.target, s.mixed_distance, s.target_mirror == "on"
+        )
+    assert out is not None
     found = searching.find(db, targets, s.params(), s.mode, s.limit)
     matches = found.matches
-    out = Path(args.out) if args.out else Path(s.out) / name
     searching.write_outputs(db, matches, targets, out, settings)
     if args.json:
         print(searching.as_json(found, targets, settings, out))
