@@ -84,7 +84,7 @@ def _first(db, changes: store.RegistryChanges, params: scoring.Params) -> Outcom
         centroids = _train_cells(x)
         store.set_registry_cells(db, centroids, [])
         cells = _assign_cells(centroids, x)
-    tol = _tolerances(x, params)
+    tol, typical = _tolerances(x, params)
     sizes = Counter(labels)
     first_path: dict[int, int] = {}
     for i, label in enumerate(labels):
@@ -103,7 +103,7 @@ def _first(db, changes: store.RegistryChanges, params: scoring.Params) -> Outcom
         )
         for i in range(len(x))
     ]
-    store.apply_registry_update(db, changes, assigned, [key[label] for label in order])
+    store.apply_registry_update(db, changes, assigned, [key[label] for label in order], typical)
     return Outcome(faces=len(x), created=len(order), first=True)
 
 
@@ -139,7 +139,13 @@ def _step(db, changes: store.RegistryChanges, params: scoring.Params) -> Outcome
         search = _exact_search(all_x)
     dist, pos = search(n_x, k)
     full = not scale and dist.shape[1] == nb + m  # the lists hold every face: nothing lies beyond
-    tol_new = _tolerances_from(dist, pos, all_x, n_x, params, full=full)
+    dks = _lookalike_distances(dist, pos, all_x, n_x, params, full=full)
+    # the collection's typical d_k: kept from the updates before, moved by the new faces' own
+    stored = store.registry_typical(db)
+    typical = params.typical or (
+        (stored * members + _median(dks) * m) / (members + m) if stored and members else _median(dks)
+    )
+    tol_new = _tolerance_of(dks, params, typical)
     tol_all = np.concatenate([b_tol, tol_new])
     rejected = [changes.rejects.get(int(r), set()) for r in n_rowids]
     labels = _whispers(dist, pos, photos, queries, tol_all, owners, rejected)
@@ -162,7 +168,7 @@ def _step(db, changes: store.RegistryChanges, params: scoring.Params) -> Outcome
         )
         for i in range(m)
     ]
-    store.apply_registry_update(db, changes, assigned, new_keys)
+    store.apply_registry_update(db, changes, assigned, new_keys, typical)
     return out
 
 
@@ -272,30 +278,42 @@ def _probe(all_x, cells, centroids):
     return search
 
 
-def _tolerances(x: np.ndarray, params: scoring.Params) -> np.ndarray:
-    """Each face's own search tolerance among all of x (the first update)."""
+def _tolerances(x: np.ndarray, params: scoring.Params) -> tuple[np.ndarray, float]:
+    """Each face's own search tolerance among all of x (the first update), and the collection's typical
+    d_k: the median of every face's, as scoring.neighbour_graph takes it."""
     if not len(x):
-        return np.zeros(0, np.float32)
+        return np.zeros(0, np.float32), 0.0
     dist, pos = neighbours.nearest(x, min(LISTED, len(x)))
-    return _tolerances_from(dist, pos, x, x, params, full=dist.shape[1] == len(x))
+    dks = _lookalike_distances(dist, pos, x, x, params, full=dist.shape[1] == len(x))
+    typical = params.typical or _median(dks)
+    return _tolerance_of(dks, params, typical), typical
 
 
-def _tolerances_from(dist, pos, all_x, queries, params: scoring.Params, full: bool) -> np.ndarray:
-    """The look-alike rule with each query as the target, over its listed nearest faces
-    (the same steps as scoring.neighbour_graph)."""
-    tol = np.empty(len(queries), dtype=np.float32)
+def _median(dks: np.ndarray) -> float:
+    typical = float(np.median(dks)) if len(dks) else 0.0
+    return typical if np.isfinite(typical) else 0.0
+
+
+def _tolerance_of(dks: np.ndarray, params: scoring.Params, typical: float) -> np.ndarray:
+    """scoring.lookalike_tolerance of each d_k, with the collection's typical d_k (the crowd factor)."""
+    p = dataclasses.replace(params, typical=typical) if params.crowd_power > 0 else params
+    return np.array([scoring.lookalike_tolerance(float(dk), p) for dk in dks], dtype=np.float32)
+
+
+def _lookalike_distances(dist, pos, all_x, queries, params: scoring.Params, full: bool) -> np.ndarray:
+    """d_k of each query, its k-th distinct look-alike among its listed nearest faces (the same steps
+    as scoring.neighbour_graph); inf where there are too few."""
+    dks = np.full(len(queries), np.inf)
     for i in range(len(queries)):
         ok = pos[i] >= 0
         d, j = dist[i][ok], pos[i][ok]
-        dk = float("inf")
         if params.lookalike_count > 0:
-            dk = scoring.kth_distinct(
+            dks[i] = scoring.kth_distinct(
                 d, all_x[j], queries[i], params.lookalike_count, params.lookalike_spread, first=len(d)
             )
-            if dk == float("inf") and not full:  # not within the list: its end is a lower bound
-                dk = float(d[-1])
-        tol[i] = min(params.tolerance, params.lookalike_ratio * dk)
-    return tol
+            if dks[i] == float("inf") and not full:  # not within the list: its end is a lower bound
+                dks[i] = float(d[-1])
+    return dks
 
 
 def _whispers(dist, pos, photos, queries, tol_all, owners, rejected) -> list[int]:

@@ -947,6 +947,12 @@ def registry_map(db) -> dict[tuple[str, int], int]:
     return {(image_id, idx): pid for image_id, idx, pid in rows}
 
 
+def registry_typical(db) -> float:
+    """The collection's typical d_k the registry's updates use (0.0: none yet)."""
+    value = get_meta(db, "people_typical_dk") if has_registry(db) else None
+    return float(value) if value else 0.0
+
+
 def registry_generation(db) -> int | None:
     """The database generation the registry was last brought up to (None: never made)."""
     value = get_meta(db, "people_generation") if has_registry(db) else None
@@ -1240,9 +1246,12 @@ class Assignment:
     cell: int | None = None
 
 
-def apply_registry_update(db, changes: RegistryChanges, assigned: list[Assignment], new_keys: list[int]) -> dict:
+def apply_registry_update(
+    db, changes: RegistryChanges, assigned: list[Assignment], new_keys: list[int], typical: float | None = None
+) -> dict:
     """Write an update in one transaction: drop changes.removed, make one person per key of new_keys
-    (in that order: ids rise with it), write every assignment, and record the generation reached.
+    (in that order: ids rise with it), write every assignment, and record the generation reached
+    and, if given, the collection's typical d_k (meta people_typical_dk, registry_typical).
 
     Raises StoreError when another update ran since `changes` was read (run it again). A face assigned to
     a person that was merged or forgotten meanwhile waits for the next update. Returns {key: new id}.
@@ -1271,11 +1280,10 @@ def apply_registry_update(db, changes: RegistryChanges, assigned: list[Assignmen
         )
         touched = {r[3] for r in rows if r[3] is not None} - set(ids.values())
         _touch(db, sorted(touched))
-        db.execute(
-            "INSERT INTO meta (key, value) VALUES ('people_generation', ?) ON CONFLICT (key) DO UPDATE SET "
-            "value = excluded.value",
-            [str(changes.generation)],
-        )
+        upsert = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        db.execute(upsert, ["people_generation", str(changes.generation)])
+        if typical:
+            db.execute(upsert, ["people_typical_dk", repr(float(typical))])
     return ids
 
 
