@@ -148,7 +148,8 @@ def _step(db, changes: store.RegistryChanges, params: scoring.Params) -> Outcome
     tol_new = _tolerance_of(dks, params, typical)
     tol_all = np.concatenate([b_tol, tol_new])
     rejected = [changes.rejects.get(int(r), set()) for r in n_rowids]
-    labels = _whispers(dist, pos, photos, queries, tol_all, owners, rejected)
+    labels, edges = _whispers(dist, pos, photos, queries, tol_all, owners, rejected)
+    labels = _attach_groups(labels, edges, owners, rejected)
     gone = set(changes.removed)
     held = {(p, i) for p, i, r in store.photo_persons(db, sorted(set(n_photos))) if r not in gone}
     labels = _one_face_a_photo(labels, n_photos, held, dist, pos)
@@ -316,9 +317,9 @@ def _lookalike_distances(dist, pos, all_x, queries, params: scoring.Params, full
     return dks
 
 
-def _whispers(dist, pos, photos, queries, tol_all, owners, rejected) -> list[int]:
+def _whispers(dist, pos, photos, queries, tol_all, owners, rejected) -> tuple[list[int], list[list[int]]]:
     """A person (> 0) or a new person's key (< 0) per new face: Chinese whispers over the new faces
-    with every existing face's person held fixed."""
+    with every existing face's person held fixed; and each new face's edges (positions in all_x)."""
     nb, m = len(owners), len(queries)
     edges: list[list[int]] = [[] for _ in range(m)]  # new face -> positions in all_x it is joined to
     for i, q in enumerate(queries):
@@ -352,7 +353,32 @@ def _whispers(dist, pos, photos, queries, tol_all, owners, rejected) -> list[int
                 labels[i], moved = best, moved + 1
         if not moved:
             break
-    return labels
+    return labels, edges
+
+
+ATTACH_EDGES = 2  # edges from a group of new faces to a person there is that make the group join it
+
+
+def _attach_groups(labels: list[int], edges: list[list[int]], owners, rejected) -> list[int]:
+    """A group of new faces that made a new person among themselves (many new photos of one person
+    outvote the few there were) joins the person there is that ATTACH_EDGES or more of its edges lead
+    to, the most of them; clustering at once would have made them one person too."""
+    nb = len(owners)
+    votes: dict[int, Counter] = {}
+    for i, label in enumerate(labels):
+        if label < 0:
+            for j in edges[i]:
+                if j < nb and int(owners[j]) not in rejected[i]:
+                    votes.setdefault(label, Counter())[int(owners[j])] += 1
+    to = {}
+    for label, count in votes.items():
+        person, n = count.most_common(1)[0]
+        if n >= ATTACH_EDGES:
+            to[label] = person
+    return [
+        to.get(label, label) if not (label in to and to[label] in rejected[i]) else label
+        for i, label in enumerate(labels)
+    ]
 
 
 def _one_face_a_photo(labels, n_photos, held: set, dist, pos) -> list[int]:

@@ -223,3 +223,13 @@ def test_new_photos_of_a_person_with_one_photo_join_it(db):
     store_photos(db, crowd, {"lone-2": [5], "lone-3": [5]})  # each joined to the other as much as to it
     step = registry.update(db, PARAMS)
     assert step.joined == 2 and person_of(db, "lone-2") == lone and person_of(db, "lone-3") == lone, step
+
+
+def test_many_new_photos_of_a_person_join_it_not_a_new_person(db):
+    crowd = People(30, seed=9)
+    store_photos(db, crowd, {f"one-{w}": [w] for w in range(30)})  # 30 people, one photo each
+    registry.update(db, PARAMS)
+    store_photos(db, crowd, {f"event-{i}": [i % 10] for i in range(1000)})  # 100 each: they outvote it
+    step = registry.update(db, PARAMS)
+    assert step.created == 0, step
+    assert all(person_of(db, f"event-{i}") == person_of(db, f"one-{i % 10}") for i in range(1000))
