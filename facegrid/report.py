@@ -42,9 +42,15 @@ def _match_card(m, crop: bytes, thumb: bytes) -> str:
         f'<div><div><span class="rank">#{m.rank}</span> '
         f'<span class="dist">distance {m.distance:.3f}</span>{_precision(m)} '
         f'<span class="badge {esc(m.confidence)}">{esc(m.confidence)}</span></div>'
-        f'<div class="path">{esc(m.path)}</div>{_span(m)}<div class="path">host {esc(m.host)}</div></div>'
+        f'{_person(m)}<div class="path">{esc(m.path)}</div>{_span(m)}<div class="path">host {esc(m.host)}</div></div>'
         f"</div></article>"
     )
+
+
+def _person(m) -> str:
+    """The match's person in the people registry, if its face is in one."""
+    label = getattr(m, "person_label", "")
+    return f'<div class="person">{esc(label)}</div>' if label else ""
 
 
 def _span(m) -> str:

@@ -55,6 +55,14 @@ class Match:
     video: bool = False  # an appearance in a video: image_id/box are its track's best frame and face
     start_s: float | None = None  # the appearance's span in the video, in seconds
     end_s: float | None = None
+    person: dict | None = None  # {"id", "name"}: the people registry's person of this face, if any
+
+    @property
+    def person_label(self) -> str:
+        """The person's name, or person-ID while unnamed; "" for a face in no person."""
+        if not self.person:
+            return ""
+        return self.person["name"] or f"person-{self.person['id']:03d}"
 
     @property
     def where(self) -> str:
@@ -204,6 +212,7 @@ def find(
     owner = np.searchsorted(np.cumsum([len(part) for part in parts]), hits, side="right")  # database of each hit
     target_ids = {t.id for t in targets}
     matches: list[Match] = []
+    from_db: list[int] = []  # the database of each match
     seen: set[str] = set()
     rows: dict[tuple[int, int], dict] = {}
     in_track: dict[tuple[int, str, int], dict] = {}  # a video's face -> its track (one result per appearance)
@@ -251,9 +260,20 @@ def find(
                 end_s=tr["end_s"] if tr else None,
             )
         )
+        from_db.append(int(k))
         if limit and len(matches) >= limit:
             break
+    _label_persons(coll, matches, from_db)
     return Found(matches, tol)
+
+
+def _label_persons(coll: Collection, matches: list[Match], from_db: list[int]) -> None:
+    """Each match's person in the people registry of its database (store.persons_of_faces)."""
+    for k, db in enumerate(coll.dbs):
+        mine = [m for m, owner in zip(matches, from_db, strict=True) if owner == k]
+        found = store.persons_of_faces(db, [(m.image_id, m.face_index) for m in mine])
+        for m in mine:
+            m.person = found.get((m.image_id, m.face_index))
 
 
 def _near(idx: index_mod.FaceIndex, targets: np.ndarray, params: scoring.Params, mode: str, reach: float):
@@ -399,13 +419,16 @@ def as_json(found: Found, targets: list[Target], settings: Settings, out_dir: Pa
 def print_table(matches: list[Match]) -> None:
     if not matches:
         return
-    print(f"{'rank':>4}  {'distance':>8}  {'confidence':<16}  {'face':>6}  {'host':<12}  {'box (t,r,b,l)':<22}  path")
+    print(
+        f"{'rank':>4}  {'distance':>8}  {'confidence':<16}  {'face':>6}  {'host':<12}  {'box (t,r,b,l)':<22}  "
+        f"{'person':<16}  path"
+    )
     for m in matches:
         box = ",".join(map(str, m.box))
         sure = f"{m.confidence} {100 * m.precision:.1f}%" if m.precision is not None else m.confidence
         print(
             f"{m.rank:>4}  {m.distance:8.4f}  {sure:<16}  {m.face_px:>4}px  {printable(m.host)[:12]:<12}  {box:<22}  "
-            f"{printable(m.where)}"
+            f"{printable(m.person_label or '-')[:16]:<16}  {printable(m.where)}"
         )
 
 

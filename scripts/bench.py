@@ -92,7 +92,7 @@ SECTIONS = (
 # video (10 minutes of 1080p), scale (10,000,000 faces), growth (1,000,000 photos) and stuck run only when asked
 DEFAULT_SECTIONS = SECTIONS[:-4]
 # sections in a module of their own under benchmarks/ (run(args) -> rows), only when asked
-MODULE_SECTIONS = {"live": "benchmarks.live", "web": "benchmarks.web"}
+MODULE_SECTIONS = {"live": "benchmarks.live", "registry": "benchmarks.registry", "web": "benchmarks.web"}
 SECTIONS += tuple(MODULE_SECTIONS)
 MB = 1024 * 1024
 RSS_WRAPPER = (
