@@ -1,6 +1,6 @@
 """A video's faces grouped into tracks: one person on screen, frame after sampled frame.
 
-Pure computation over what the database holds (store.py reads and writes): the
+Pure computation over what the database holds (facegrid/store/ reads and writes): the
 faces of a video's frames in time order. A face continues a track that was seen
 in the frame before (within the sampling step plus [video] track_gap seconds)
 when their boxes overlap (IoU >= track_iou) and their encodings are closer than
