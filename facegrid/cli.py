@@ -12,7 +12,6 @@ from . import log as logsetup
 from . import settings as settings_mod
 from .errors import EXIT_USAGE, FacegridError
 
-
 PROG: str | None = None  # set by `facegrid COMMAND` so help and errors name the command as typed
 
 

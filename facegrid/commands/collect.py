@@ -1,7 +1,5 @@
 """`facegrid collect` and collector.py: store results from the people tube in SQLite (see --help)."""
 
-import sys
-
 from facegrid import cli
 
 EPILOG = """\
@@ -28,4 +26,3 @@ def main(argv=None) -> int:
     from facegrid.collecting import run_collector
 
     return run_collector(settings, settings.collector.database, args.burst)
-

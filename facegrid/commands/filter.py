@@ -1,7 +1,6 @@
 """`facegrid filter` and filter.py: detect and encode faces for jobs on the images tube (see --help)."""
 
 import logging
-import sys
 
 from facegrid import cli
 
@@ -54,4 +53,3 @@ def main(argv=None) -> int:
     return pool.run_pool(
         settings, pool.resolve_workers(settings.filter.workers, settings.filter.max_pixels), args.burst
     )
-

@@ -1,6 +1,4 @@
-"""`facegrid queue` and queuer.py: put one job per photo, and per sampled video frame, on the images tube (see --help)."""
-
-import sys
+"""`facegrid queue` and queuer.py: one job per photo, and per sampled video frame, on the images tube (see --help)."""
 
 from facegrid import cli
 from facegrid.worker import Stopper
@@ -42,4 +40,3 @@ def main(argv=None) -> int:
     counts = run_queuer(settings, args.folders, args.requeue, settings.queuer.state, Stopper().install())
     print(" ".join(f"{k}={v}" for k, v in counts.items()))
     return 0
-

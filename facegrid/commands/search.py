@@ -113,4 +113,3 @@ def _collection_modes(args, settings) -> int:
         f"{len(found)} person(s) in {sum(len(x.faces) for x in found)} face(s); see {out}/index.html", file=sys.stderr
     )
     return EXIT_OK if found else EXIT_NO_RESULT
-
