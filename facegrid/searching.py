@@ -139,16 +139,23 @@ def check_one_person(folder: str, targets: list[Target], distance: float) -> Non
 
 
 def find(
-    coll: Collection, targets: list[Target], params: scoring.Params, mode: str, limit: int = 0, reach: float = 1.0
+    coll: Collection,
+    targets: list[Target],
+    params: scoring.Params,
+    mode: str,
+    limit: int = 0,
+    reach: float = 1.0,
+    options: index_mod.SearchOptions | None = None,
 ) -> Found:
     """Stored faces within this search's tolerance of the profile, best face per photo, ranked.
 
     Several databases are searched as one collection: the look-alike rule and
     the second pass see all of their faces. reach > 1 also returns faces up to
-    reach x the tolerance (the evaluation's curves).
+    reach x the tolerance (the evaluation's curves). options: how the index is read (the
+    exact scan, for the tests and the bench).
     """
     parts = [index_mod.load(db, path) for path, db in coll]
-    idx = index_mod.FaceIndex([seg for part in parts for seg in part.segments], 0)
+    idx = index_mod.FaceIndex.joined(parts, options)
     if not len(idx):
         return Found([], params.tolerance)
     encodings = np.stack([t.encoding for t in targets])

@@ -1734,7 +1734,7 @@ RANDOM_QUERIES = 20
 
 
 def vector_equals_exact(coll, planted_targets, real, params, mode) -> tuple[dict[str, tuple[int, int]], float]:
-    """How many searches return exactly what the exact scan returns (index.EXACT), of how many, by kind.
+    """How many searches return exactly what the exact scan returns (SearchOptions.exact), of how many, by kind.
 
     The searches: the planted person's target, each real face of the labelled photos on
     its own, and RANDOM_QUERIES stored faces picked at random. Also the exact scan's median time.
@@ -1742,7 +1742,7 @@ def vector_equals_exact(coll, planted_targets, real, params, mode) -> tuple[dict
     from facegrid import index, searching
 
     rng = np.random.default_rng(17)
-    idx = index.FaceIndex([s for path, db in coll for s in index.load(db, path).segments], 0)
+    idx = index.FaceIndex.joined([index.load(db, path) for path, db in coll])
     picked = np.sort(rng.choice(len(idx), min(len(idx), RANDOM_QUERIES), replace=False))
     queries = [("planted target", planted_targets)]
     queries += [("real faces", [searching.Target(key, f"query-{key}", enc, b"")]) for key, enc in real.items()]
@@ -1755,14 +1755,10 @@ def vector_equals_exact(coll, planted_targets, real, params, mode) -> tuple[dict
     for kind, targets in queries:
         answers = []
         for exact in (False, True):
-            index.EXACT = exact
-            try:
-                t0 = time.perf_counter()
-                got = searching.find(coll, targets, params, mode)
-                if exact:
-                    times.append(time.perf_counter() - t0)
-            finally:
-                index.EXACT = False
+            t0 = time.perf_counter()
+            got = searching.find(coll, targets, params, mode, options=index.SearchOptions(exact=exact))
+            if exact:
+                times.append(time.perf_counter() - t0)
             answers.append((got.tolerance, [(m.image_id, m.face_index, m.distance) for m in got.matches]))
         same, asked = counts.get(kind, (0, 0))
         counts[kind] = (same + (answers[0] == answers[1]), asked + 1)
