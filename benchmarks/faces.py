@@ -138,24 +138,13 @@ def build_store(db_path: Path, n: int, real: dict[str, np.ndarray], planted: lis
                 if i % 2 == 0:
                     images.append((img, f"/photos/synthetic/{i // 2:07d}.jpg", "synthetic", "ok", 2, 4000, 3000))
                 faces.append((img, i % 2, 100, 200, 200, 100, enc[j].tobytes(), b"", "hog"))
-            insert(conn, images, faces)
+            store.insert_rows(db, images, faces)
             start += len(enc)
         images, faces = [], []
         for key in planted:
             img = hashlib.sha256(f"planted-{key}".encode()).hexdigest()
             images.append((img, f"/photos/planted/{key}", "planted", "ok", 1, 1000, 1000))
             faces.append((img, 0, 100, 200, 200, 100, real[key].astype("<f4").tobytes(), b"", "hog"))
-        insert(conn, images, faces)
-        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        store.insert_rows(db, images, faces)
+        store.next_generation(db)
     conn.close()
-
-
-def insert(conn, images, faces) -> None:
-    conn.executemany(
-        "INSERT INTO images (id, path, host, status, face_count, width, height) VALUES (?, ?, ?, ?, ?, ?, ?)", images
-    )
-    conn.executemany(
-        'INSERT INTO faces (image_id, idx, "top", "right", "bottom", "left", encoding, crop, model) '
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        faces,
-    )

@@ -572,3 +572,44 @@ def stored_status(db_path: str, image_id: str) -> tuple[str, str | None] | None:
         return db.execute("SELECT status, error FROM images WHERE id = ?", [image_id]).fetchone()
     finally:
         db.conn.close()
+
+
+# -- bulk writes for tools: new databases of many rows that are not results --------------
+# The benchmarks fill stores of made-up faces, and the evaluation copies part of a gallery,
+# far faster than store_results would; the rows still go through the tables declared here.
+BULK_IMAGE_SQL = "INSERT INTO images (id, path, host, status, face_count, width, height) VALUES (?, ?, ?, ?, ?, ?, ?)"
+BULK_FACE_SQL = (
+    'INSERT INTO faces (image_id, idx, "top", "right", "bottom", "left", encoding, crop, model) '
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def insert_rows(db, images: Iterable[tuple], faces: Iterable[tuple]) -> None:
+    """Photos and faces written as given, in the caller's transaction, for a tool filling a new database.
+
+    images: (id, path, host, status, face_count, width, height); faces: (image_id, idx,
+    top, right, bottom, left, encoding, crop, model). The faces keep gen's default (the
+    database's past): call next_generation() after the last batch, and the index reads them
+    when it is built."""
+    db.conn.executemany(BULK_IMAGE_SQL, images)
+    db.conn.executemany(BULK_FACE_SQL, faces)
+
+
+def next_generation(db) -> None:
+    """Count one more generation (in the caller's transaction): an index made before is built again."""
+    db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+
+
+def copy_photos(db, source: str | Path, ids: Iterable[str]) -> None:
+    """These photos and their faces copied from the database at source into db (made by open_db), in one
+    transaction; the faces keep gen's default, and the generation is counted once."""
+    db.execute("ATTACH DATABASE ? AS src", [str(source)])
+    db.execute("CREATE TEMP TABLE keep (id TEXT PRIMARY KEY)")
+    db.conn.executemany("INSERT INTO keep VALUES (?)", [(i,) for i in ids])
+    with db.conn:
+        db.execute("BEGIN")
+        db.execute("INSERT INTO images SELECT * FROM src.images WHERE id IN (SELECT id FROM keep)")
+        cols = ", ".join(f'"{c}"' for c in FACE_COLUMNS if c != "gen")  # gen: written at 0, this copy's past
+        db.execute(f"INSERT INTO faces ({cols}) SELECT {cols} FROM src.faces WHERE image_id IN (SELECT id FROM keep)")
+        next_generation(db)
+    db.execute("DETACH DATABASE src")

@@ -136,17 +136,7 @@ def subset_db(full: Path, ids: list[str], dest: Path) -> Path:
     """A database with only these photos (rows copied, schema made by store.open_db)."""
     for p in (dest, Path(f"{dest}-wal"), Path(f"{dest}-shm")):
         p.unlink(missing_ok=True)
-    db = store.open_db(dest)
-    db.execute("ATTACH DATABASE ? AS src", [str(full)])
-    db.execute("CREATE TEMP TABLE keep (id TEXT PRIMARY KEY)")
-    db.conn.executemany("INSERT INTO keep VALUES (?)", [(i,) for i in ids])
-    with db.conn:
-        db.execute("BEGIN")
-        db.execute("INSERT INTO images SELECT * FROM src.images WHERE id IN (SELECT id FROM keep)")
-        cols = ", ".join(f'"{c}"' for c in store.FACE_COLUMNS if c != "gen")  # gen: written at 0, this copy's past
-        db.execute(f"INSERT INTO faces ({cols}) SELECT {cols} FROM src.faces WHERE image_id IN (SELECT id FROM keep)")
-        db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
-    db.execute("DETACH DATABASE src")
+    store.copy_photos(store.open_db(dest), full, ids)
     return dest
 
 
