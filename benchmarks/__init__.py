@@ -13,8 +13,16 @@ report.py (the table), workloads.py (photos), faces.py (stored faces), grid.py
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+# The private grid (tests/localgrid.py) and the tests' builders (tests/factories.py) are development
+# code beside the tests, not part of the installed package.
+TESTS = str(Path(__file__).resolve().parent.parent / "tests")
+if TESTS not in sys.path:
+    sys.path.insert(0, TESTS)
 
 SECTIONS: dict[str, str] = {
     "encoder": "benchmarks.filtering:sec_encoder",

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from localgrid import script
 from PIL import Image, ImageOps
 
 from facegrid import envelope, imaging
-from facegrid.localgrid import script
 
 from .common import FACES, log, med, run
 from .context import Context

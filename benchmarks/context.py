@@ -10,8 +10,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from localgrid import Server
+
 from facegrid import settings as settings_mod
-from facegrid.localgrid import Server
 
 from .common import log
 from .report import Report

@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from facegrid.localgrid import Server, in_netns, script
+from localgrid import Server, in_netns, script
 
 from .common import ROOT, med, run
 from .context import Context

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from pathlib import Path
 
+import factories
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -43,7 +43,6 @@ def sec_growth(ctx: Context) -> None:
     the time to bring the search index up to date. The database is deleted at the end.
     """
     from facegrid import index
-    from facegrid.envelope import Face, Result
 
     total = ctx.args.growth_photos
     folder = ctx.tmp / "growth"
@@ -63,17 +62,14 @@ def sec_growth(ctx: Context) -> None:
                 k = min(GROWTH_BATCH, end - done)
                 enc = rng.normal(0, 0.12, (k, 2, 128)).astype(np.float32)
                 batch = [
-                    Result(
-                        id=hashlib.sha256(f"growth-{done + i}".encode()).hexdigest(),
+                    factories.result(
+                        f"growth-{done + i}",
                         path=f"/archive/{(done + i) // 1000}/{done + i}.jpg",
                         host="growth",
                         size=4_000_000,
-                        mtime=0.0,
-                        queued_at=0.0,
-                        status="ok",
                         width=4000,
                         height=3000,
-                        faces=[Face((100, 300, 300, 100), enc[i, j], crop) for j in range(2)],
+                        faces=factories.faces(enc[i], (100, 300, 300, 100), crop),
                         annotated=annotated,
                     )
                     for i in range(k)

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from facegrid.localgrid import script
+from localgrid import script
 
 from .common import FACES, MB, ROOT, WITH_PROJECT, med, peak_rss, run
 from .context import Context

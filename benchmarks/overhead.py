@@ -7,12 +7,12 @@ import os
 import time
 from pathlib import Path
 
+import localgrid
 import numpy as np
+from localgrid import Server
 from PIL import Image
 
-from facegrid import localgrid
 from facegrid.errors import UsageError
-from facegrid.localgrid import Server
 
 from .common import log, med
 from .context import Context

@@ -3,14 +3,14 @@ answer as the exact scan does."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 
+import factories
 import numpy as np
+from localgrid import script
 
 from facegrid import store
-from facegrid.localgrid import script
 
 from .common import FACES, MB, log, med, peak_rss
 from .context import Context
@@ -29,7 +29,6 @@ def sec_scale(ctx: Context) -> None:
     under the keys of the archive-scale issue.
     """
     from facegrid import index, people, scoring, searching
-    from facegrid.envelope import Face, Result
 
     folder = ctx.tmp / "scale"
     (folder / "target").mkdir(parents=True, exist_ok=True)
@@ -65,17 +64,13 @@ def sec_scale(ctx: Context) -> None:
     updates = []
     for r in range(ctx.sizes.repeats):
         batch = [
-            Result(
-                id=hashlib.sha256(f"new-{r}-{i}".encode()).hexdigest(),
+            factories.result(
+                f"new-{r}-{i}",
                 path=f"/photos/new/{r}/{i}.jpg",
                 host="new",
-                size=1,
-                mtime=0.0,
-                queued_at=0.0,
-                status="ok",
                 width=4000,
                 height=3000,
-                faces=[Face((100, 200, 200, 100), rng.normal(0, 0.1, 128).astype(np.float32), b"") for _ in range(2)],
+                faces=factories.faces([rng.normal(0, 0.1, 128) for _ in range(2)], (100, 200, 200, 100)),
             )
             for i in range(SCALE_NEW_FACES // 2)
         ]

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from localgrid import script
 
 from facegrid import store
-from facegrid.localgrid import script
 
 from .common import FACES, MB, PY, ROOT, log, med, peak_rss, run
 from .context import Context

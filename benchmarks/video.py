@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from localgrid import Server, script
 
 from facegrid import envelope, store
 from facegrid import settings as settings_mod
-from facegrid.localgrid import Server, script
 
 from .collector import standin_template
 from .common import FACES, MB, PY, log, med, run

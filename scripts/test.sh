@@ -15,5 +15,5 @@ fi
 # Lint, format and types first (configured in pyproject.toml): any finding fails the run.
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy facegrid
+.venv/bin/mypy  # facegrid, benchmarks and tests (pyproject.toml)
 exec .venv/bin/python -m pytest "$@"

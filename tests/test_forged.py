@@ -71,7 +71,9 @@ def genuine(tmp_path_factory, faces_dir) -> dict:
             results = []
             for _ in FACES_USED:
                 job = c.reserve(timeout=10)
-                results.append(envelope.decode(job.body))
+                result = envelope.decode(job.body)
+                assert isinstance(result, envelope.Result)
+                results.append(result)
                 c.delete(job)
     finally:
         server.stop(signal.SIGKILL)

@@ -62,7 +62,7 @@ def _shared_tmp(prefix: str) -> Path:
     return path
 
 
-def build_odd_folder(folder: Path, faces_dir: Path) -> dict[str, Path]:
+def build_odd_folder(folder: Path, faces_dir: Path) -> dict[str, Path | str]:
     face = faces_dir / FACE
     made = {"control.jpg": shutil.copy(faces_dir / CONTROL, folder / "control.jpg")}
     made["empty.jpg"] = oddphotos.empty(folder)

@@ -6,7 +6,6 @@ every check compares the index with the faces read straight from the database.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -15,26 +14,11 @@ import threading
 import time
 
 import numpy as np
+from factories import result
 
 from facegrid import index, store
-from facegrid.envelope import Face, Result
 
 DIM = 128
-
-
-def result(key: str, encodings: list[np.ndarray]) -> Result:
-    return Result(
-        id=hashlib.sha256(key.encode()).hexdigest(),
-        path=f"/photos/{key}.jpg",
-        host="h",
-        size=1,
-        mtime=0.0,
-        queued_at=0.0,
-        status="ok" if encodings else "no_faces",
-        width=100,
-        height=100,
-        faces=[Face((10, 20, 30, 0), e.astype(np.float32), b"") for e in encodings],
-    )
 
 
 def faces_of(rng, n: int) -> list[np.ndarray]:
@@ -274,7 +258,9 @@ SEARCH = index.SearchOptions(knn_first=16)
 
 
 def codes_of(seg: index.Segment) -> np.ndarray:
-    return np.concatenate([index.codes_of(part) for _, part in seg.short_codes()])
+    parts = seg.short_codes()
+    assert parts is not None, "a segment without short codes"
+    return np.concatenate([index.codes_of(part) for _, part in parts])
 
 
 def test_the_short_codes_follow_append_update_delete_and_merge(tmp_path):

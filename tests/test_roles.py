@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import factories
 import numpy as np
 import pytest
 from conftest import Beanstalkd, children, db_rows, run_script, start_script, tiny_jpeg, wait_for
@@ -189,21 +190,18 @@ def test_filter_workers_are_separate_processes_and_auto_is_sized(beanstalkd, fac
 
 def make_result(image_id: str, faces: int, path: str = "/photos/x.jpg") -> Result:
     rng = np.random.default_rng(len(path) + faces)
-    return Result(
+    encodings = [rng.normal(0, 0.1, 128) for _ in range(faces)]
+    return factories.result(
         id=image_id,
         path=path,
         host="h1",
         size=10,
         mtime=1.0,
         queued_at=2.0,
-        status="ok" if faces else "no_faces",
         width=100,
         height=80,
         annotated=tiny_jpeg(1, 32),
-        faces=[
-            envelope.Face(box=(1, 20, 30, 2), encoding=rng.normal(0, 0.1, 128).astype(np.float32), crop=tiny_jpeg(2))
-            for _ in range(faces)
-        ],
+        faces=factories.faces(encodings, (1, 20, 30, 2), tiny_jpeg(2)),
     )
 
 
