@@ -27,6 +27,8 @@ from conftest import ROOT, Beanstalkd, db_rows, run_script, script_cmd, start_sc
 from facegrid import envelope
 from facegrid.envelope import MAGIC, PREFIX, VERSION, ImageJob, Result
 
+pytestmark = pytest.mark.slow  # starts grids on hostile folders and bodies
+
 NOBODY = 65534
 FACE = "people/obama/obama.jpg"
 CONTROL = "people/biden/biden.jpg"

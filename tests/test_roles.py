@@ -48,6 +48,7 @@ def test_queuer_puts_one_job_per_photo_with_metadata(beanstalkd, faces_dir, tmp_
     assert {p.name: p.stat().st_mtime_ns for p in src.iterdir()} == before  # never touched
 
 
+@pytest.mark.slow
 def test_queuer_requeue_and_changed_files(beanstalkd, faces_dir, tmp_path):
     src = copy_people(faces_dir, tmp_path / "in", ["people/biden/biden.jpg", "people/biden/biden2.jpg"])
     args = ["--beanstalkd", beanstalkd.address, "--state", tmp_path / "q.sqlite", src]
@@ -59,6 +60,7 @@ def test_queuer_requeue_and_changed_files(beanstalkd, faces_dir, tmp_path):
     assert beanstalkd.tube("images")["current-jobs-ready"] == 5
 
 
+@pytest.mark.slow
 def test_queuer_keeps_a_bounded_backlog(beanstalkd, faces_dir, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
@@ -88,6 +90,7 @@ def test_queuer_keeps_a_bounded_backlog(beanstalkd, faces_dir, tmp_path):
     assert proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_queuer_reencodes_a_photo_over_max_job_size(tmp_path, faces_dir):
     server = Beanstalkd(tmp_path / "binlog", max_job_size=120_000).start()
     try:
@@ -131,6 +134,7 @@ def test_queuer_reencodes_a_photo_over_max_job_size(tmp_path, faces_dir):
 # filter ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_filter_turns_an_image_job_into_a_result(beanstalkd, faces_dir, tmp_path):
     src = copy_people(faces_dir, tmp_path / "in", ["groups/obama_and_biden.jpg"])
     addr = ["--beanstalkd", beanstalkd.address]
@@ -153,6 +157,7 @@ def test_filter_turns_an_image_job_into_a_result(beanstalkd, faces_dir, tmp_path
     assert res.settings["detect_max_side"] == 1024 and res.settings["model"] == "hog"
 
 
+@pytest.mark.slow
 def test_filter_workers_are_separate_processes_and_auto_is_sized(beanstalkd, faces_dir, tmp_path):
     """filter.py --workers 2 runs two worker processes, each with its own connection, and the
     results say which process made them; --workers auto starts as many as it says, within the CPUs."""
@@ -205,6 +210,7 @@ def make_result(image_id: str, faces: int, path: str = "/photos/x.jpg") -> Resul
     )
 
 
+@pytest.mark.slow
 def test_collector_stores_a_result_delivered_twice_once(beanstalkd, tmp_path):
     image_id = "ab" * 32
     with beanstalkd.client(use="people") as c:
@@ -229,6 +235,7 @@ def test_collector_stores_a_result_delivered_twice_once(beanstalkd, tmp_path):
     assert db_rows(db, "SELECT count(*) FROM faces WHERE image_id = ?", (image_id,)) == [(1,)]
 
 
+@pytest.mark.slow
 def test_collector_burst_waits_for_reserved_images(beanstalkd, tmp_path):
     with beanstalkd.client(use="images", watch="images") as c:
         c.put(b"held by a filter")
@@ -268,6 +275,7 @@ def test_sigterm_when_idle_exits_0(beanstalkd, tmp_path, role):
     assert proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_workers_auto_budgets_for_the_largest_photo_a_worker_accepts(beanstalkd, tmp_path):
     """--workers auto divides memory by what a photo of filter.max_pixels needs, not by a JPEG's need."""
     from facegrid import pool
