@@ -129,6 +129,7 @@ def build_store(db_path: Path, n: int, real: dict[str, np.ndarray], planted: lis
     conn.execute("PRAGMA synchronous=OFF")
     with conn:
         conn.execute("BEGIN")
+        gen = store.next_generation(db)  # every face carries the generation of the batch that wrote it
         start = 0
         for enc in synthetic_faces(stats, n):
             images, faces = [], []
@@ -137,14 +138,13 @@ def build_store(db_path: Path, n: int, real: dict[str, np.ndarray], planted: lis
                 img = hashlib.sha256(f"synthetic-{i // 2}".encode()).hexdigest()
                 if i % 2 == 0:
                     images.append((img, f"/photos/synthetic/{i // 2:07d}.jpg", "synthetic", "ok", 2, 4000, 3000))
-                faces.append((img, i % 2, 100, 200, 200, 100, enc[j].tobytes(), b"", "hog"))
+                faces.append((img, i % 2, 100, 200, 200, 100, enc[j].tobytes(), b"", "hog", gen))
             store.insert_rows(db, images, faces)
             start += len(enc)
         images, faces = [], []
         for key in planted:
             img = hashlib.sha256(f"planted-{key}".encode()).hexdigest()
             images.append((img, f"/photos/planted/{key}", "planted", "ok", 1, 1000, 1000))
-            faces.append((img, 0, 100, 200, 200, 100, real[key].astype("<f4").tobytes(), b"", "hog"))
+            faces.append((img, 0, 100, 200, 200, 100, real[key].astype("<f4").tobytes(), b"", "hog", gen))
         store.insert_rows(db, images, faces)
-        store.next_generation(db)
     conn.close()

@@ -1,4 +1,4 @@
-"""scripts/buried: list buried jobs with their reasons, kick or requeue them.
+"""scripts/buried: list buried jobs with their reasons, kick, requeue or delete them.
 
 Listing must not change anything, and peek-buried shows only the first buried
 job of a tube. beanstalkd 1.12 answers ``stats-job <id>`` and ``peek <id>`` for
@@ -19,6 +19,11 @@ again at once: requeue puts a fresh copy of the body (same tube, priority and
 TTR) and only then deletes the buried job, so nothing is lost even if the
 requeue stops half way (at worst a photo is done twice; the upserts make that
 harmless).
+
+delete removes buried jobs for good: the ones named with --id, or with --all-foreign
+every buried job whose body is not a facegrid job at all (no facegrid magic: another
+program's job on our tubes). A facegrid job is never deleted by --all-foreign, even
+a damaged one: its photo would be lost without a word.
 """
 
 from __future__ import annotations
@@ -258,6 +263,38 @@ def requeue(client: greenstalk.Client, jobs: list[BuriedJob]) -> int:
     return n
 
 
+def is_foreign(body: bytes) -> bool:
+    """Not a facegrid job at all: the body does not start with facegrid's magic."""
+    return body[: len(envelope.MAGIC)] != envelope.MAGIC
+
+
+def delete(client: greenstalk.Client, ids: list[int]) -> int:
+    """Delete these jobs if they are (still) buried; returns how many went."""
+    n = 0
+    for jid in ids:
+        try:
+            if client.stats_job(jid).get("state") != "buried":
+                continue
+            client.delete(jid)
+            n += 1
+        except greenstalk.NotFoundError:
+            continue
+    return n
+
+
+def foreign_ids(client: greenstalk.Client, jobs: list[BuriedJob]) -> list[int]:
+    """The buried jobs whose bodies are not facegrid's (peeked, never reserved)."""
+    out = []
+    for job in jobs:
+        try:
+            body = client.peek(job.id).body
+        except greenstalk.NotFoundError:
+            continue
+        if is_foreign(body):
+            out.append(job.id)
+    return out
+
+
 def render(jobs: list[BuriedJob], want: dict[str, int]) -> str:
     lines = [f"{'id':>8}  {'tube':<8}  {'age':>7}  {'tries':>5}  path / reason"]
     for j in sorted(jobs, key=lambda j: j.id):
@@ -286,17 +323,20 @@ examples:
   scripts/buried kick 10                      back to ready: at most 10 per tube
   scripts/buried kick --all --tube people     after fixing the collector's disk
   scripts/buried requeue --all --tube images  after a filter fix: fresh jobs, attempts from 0
+  scripts/buried delete --id 4711             this buried job, for good
+  scripts/buried delete --all-foreign         every buried job that is not facegrid's (another program's)
 
 kick keeps a job's reserve count: the filter buries a photo again at once when
 it was buried for beanstalkd.max_attempts; requeue puts a fresh copy first and
-then deletes the buried job. docs/operators.md explains how the list is made.
+then deletes the buried job. delete --all-foreign never touches a facegrid job,
+even a damaged one. docs/operators.md explains how the list is made.
 exit codes: 0 ok (list: nothing buried or listed), 2 usage, 3 beanstalkd unreachable
 """
 
 
 def main(argv=None) -> int:
-    p = cli.parser("buried", "List, kick or requeue buried jobs.", EPILOG)
-    p.add_argument("action", choices=("list", "kick", "requeue"))
+    p = cli.parser("buried", "List, kick, requeue or delete buried jobs.", EPILOG)
+    p.add_argument("action", choices=("list", "kick", "requeue", "delete"))
     p.add_argument("count", nargs="?", type=int, metavar="N", help="kick/requeue: at most N jobs per tube")
     p.add_argument("--all", action="store_true", help="kick/requeue: every buried job")
     p.add_argument(
@@ -309,13 +349,20 @@ def main(argv=None) -> int:
         metavar="NAME",
         help="only this tube (repeatable; default: the images and people tubes)",
     )
+    p.add_argument(
+        "--all-foreign", action="store_true", help="delete: every buried job whose body is not a facegrid job"
+    )
     p.add_argument("--db", metavar="PATH", help="database with the stored error of each photo ([collector] database)")
     p.add_argument("--json", action="store_true", help="list: JSON instead of a table")
     args = p.parse_args(argv)
-    chosen = sum((args.count is not None, args.all, bool(args.id)))
+    chosen = sum((args.count is not None, args.all, bool(args.id), args.all_foreign))
     if args.action == "list" and chosen:
-        p.error("list takes no N, --all or --id")
-    if args.action != "list" and chosen != 1:
+        p.error("list takes no N, --all, --id or --all-foreign")
+    if args.action == "delete" and (args.count is not None or args.all or chosen != 1):
+        p.error("delete: give --id JOB (repeatable) or --all-foreign; requeue or kick facegrid's own jobs instead")
+    if args.all_foreign and args.action != "delete":
+        p.error("--all-foreign goes with delete")
+    if args.action not in ("list", "delete") and chosen != 1:
         p.error(f"{args.action}: give exactly one of N, --all or --id JOB")
     if args.count is not None and args.count < 1:
         p.error("N must be 1 or more")
@@ -336,7 +383,14 @@ def main(argv=None) -> int:
     if args.action == "kick":
         print(f"kicked {kick_ids(client, args.id)} of {len(args.id)} job(s)")
         return 0
+    if args.action == "delete" and args.id:
+        print(f"deleted {delete(client, args.id)} of {len(args.id)} buried job(s)")
+        return 0
     jobs, want = scan(b, client, tubes)
+    if args.action == "delete":
+        ids = foreign_ids(client, jobs)
+        print(f"deleted {delete(client, ids)} buried job(s) that are not facegrid's; {len(jobs) - len(ids)} left")
+        return 0
     if args.action == "requeue":
         if args.id:
             jobs = [j for j in jobs if j.id in set(args.id)]

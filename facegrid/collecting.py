@@ -8,6 +8,7 @@ batch is delivered again, and the upserts make that harmless.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,7 +17,7 @@ import greenstalk
 
 from . import envelope, store
 from .envelope import Result
-from .errors import BadJob
+from .errors import BadJob, DatabaseUnwritable, StoreError
 from .log import RateLog
 from .queue import JobLost, Queue
 from .settings import Settings
@@ -32,8 +33,11 @@ class Collector:
     connection), and only after the writer thread reports their commit.
     """
 
-    def __init__(self, settings: Settings, queue: Queue, db, keys: envelope.Keyring | None = None):
-        self.settings, self.queue, self.db = settings, queue, db
+    def __init__(
+        self, settings: Settings, queue: Queue, db, keys: envelope.Keyring | None = None, db_path: str | None = None
+    ):
+        self.settings, self.queue, self.db, self.db_path = settings, queue, db, db_path
+        self.fatal: StoreError | None = None  # the database cannot be written any more: stop
         self.batch: list[tuple[greenstalk.Job, Result]] = []
         self.pending: Future | None = None
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
@@ -80,22 +84,44 @@ class Collector:
                     log.warning("%s", exc)
             elif problem[0] == "release":
                 release(self.queue, self.settings.beanstalkd, job, job_stats(self.queue, job), problem[1])
+            elif problem[0] == "stop":  # back to the tube at once, for the collector that comes after us
+                self.give_back(job)
             else:
                 bury(self.queue, job, job_stats(self.queue, job), problem[1])
         self.stored += stored
         return stored
 
+    def give_back(self, job: greenstalk.Job) -> None:
+        with contextlib.suppress(JobLost):  # its connection dropped: beanstalkd has it back already
+            self.queue.release(job, priority=int(job_stats(self.queue, job).get("pri", 2**16)), delay=0)
+
     def close(self) -> None:
-        self.flush(wait=True)
+        if self.fatal is None:
+            self.flush(wait=True)
+        else:
+            self.settle()  # the batch in flight: stored, or given back
+        for job, _ in self.batch:  # reserved, never written: back to the tube
+            self.give_back(job)
+        self.batch = []
         self.writer.shutdown()
 
     def _write(self, batch) -> list[tuple[greenstalk.Job, tuple[str, str] | None]]:
-        """In the writer thread: one transaction; on a bad row, one by one."""
+        """In the writer thread: one transaction; on a bad row, one by one. A database that
+        cannot be written any more (made read-only, removed, a disk error) stops the collector:
+        the batch goes back to the tube."""
+        problem = store.write_problem(self.db_path) if self.db_path else None
+        if problem:
+            return self._stop(batch, DatabaseUnwritable(f"{problem} (it changed while the collector ran)"))
         try:
             store.store_results(self.db, [r for _, r in batch], self.settings.video)
             return [(job, None) for job, _ in batch]
-        except sqlite3.OperationalError as exc:  # locked, busy, disk full: the database's state
-            return [(job, ("release", f"cannot store now: {exc}")) for job, _ in batch]
+        except sqlite3.DatabaseError as exc:
+            kind = store.fatal_write_error(exc)
+            if kind is not None:
+                return self._stop(batch, kind(f"database {self.db_path or ''} cannot be written any more: {exc}"))
+            if isinstance(exc, sqlite3.OperationalError):  # locked, busy, disk full: the database's state
+                return [(job, ("release", f"cannot store now: {exc}")) for job, _ in batch]
+            log.warning("batch of %d failed (%s: %s); storing one by one", len(batch), type(exc).__name__, exc)
         except Exception as exc:  # a result the database refuses: find it, store the rest
             log.warning("batch of %d failed (%s: %s); storing one by one", len(batch), type(exc).__name__, exc)
         out: list[tuple[greenstalk.Job, tuple[str, str] | None]] = []
@@ -109,6 +135,10 @@ class Collector:
                 out.append((job, ("bury", f"{result.path}: cannot store: {type(exc).__name__}: {exc}"[:500])))
         return out
 
+    def _stop(self, batch, exc: StoreError) -> list[tuple[greenstalk.Job, tuple[str, str] | None]]:
+        self.fatal = exc
+        return [(job, ("stop", str(exc))) for job, _ in batch]
+
 
 def run_collector(settings: Settings, db_path: str, burst: bool, stopper: Stopper | None = None) -> int:
     stopper = stopper or Stopper().install()
@@ -117,22 +147,28 @@ def run_collector(settings: Settings, db_path: str, burst: bool, stopper: Stoppe
     if keys is None:
         log.warning("%s", envelope.UNSIGNED_WARNING)
     queue = Queue(b, watch=(b.people_tube,), should_stop=stopper).connect()
-    db = store.open_db(db_path, threads=True)  # another program's database: exit 2, left untouched
-    col = Collector(settings, queue, db, keys)
+    # read-only, another program's, or held by another collector: one line, exit 2, left untouched
+    db, lock = store.open_for_writing(db_path)
+    col = Collector(settings, queue, db, keys, db_path)
     rate = RateLog(log, "results stored", c.log_every)
     log.info("collector ready: %s -> %s on %s", b.people_tube, db_path, queue.address)
-    while not stopper.stopping:
-        job = queue.reserve(timeout=0 if col.batch else 1)
-        if job is not None:
-            col.take(job)
-            if len(col.batch) < c.batch:
-                continue
-        n = col.flush(wait=job is None)  # under load, commit while reserving the next batch
-        if n:
-            rate.add(n)
-        elif job is None and burst and tube_idle(queue, b.images_tube, b.people_tube):
-            break
-    col.close()
+    try:
+        while not stopper.stopping and col.fatal is None:
+            job = queue.reserve(timeout=0 if col.batch else 1)
+            if job is not None:
+                col.take(job)
+                if len(col.batch) < c.batch:
+                    continue
+            n = col.flush(wait=job is None)  # under load, commit while reserving the next batch
+            if n:
+                rate.add(n)
+            elif job is None and burst and tube_idle(queue, b.images_tube, b.people_tube):
+                break
+        col.close()
+    finally:
+        lock.close()
     rate.emit(f"into {db_path} (exiting)")
     queue.close()
+    if col.fatal is not None:
+        raise col.fatal  # one line; the jobs it held are back on the tube
     return 0

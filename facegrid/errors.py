@@ -33,6 +33,10 @@ class QueueUnavailable(FacegridError):
     exit_code = EXIT_QUEUE
 
 
+class NotBeanstalkd(QueueUnavailable):
+    """Something answers at the address, but not in beanstalkd's protocol (a web server...)."""
+
+
 class BadJob(FacegridError):
     """A job body that is not a valid facegrid envelope. The job gets buried."""
 
@@ -43,3 +47,15 @@ class ImageUnreadable(FacegridError):
 
 class StoreError(FacegridError):
     """The SQLite database cannot be opened or has an unknown schema."""
+
+
+class DatabaseUnwritable(StoreError):
+    """The collector's database (or its folder) cannot be written by this user: a setting to fix."""
+
+    exit_code = EXIT_USAGE
+
+
+class DatabaseInUse(StoreError):
+    """Another collector holds the database's writer lock."""
+
+    exit_code = EXIT_USAGE

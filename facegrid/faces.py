@@ -454,6 +454,12 @@ class FaceEngine:
             )
         return out
 
+    def encode_mirrored(self, rgb: np.ndarray, box: Box) -> np.ndarray:
+        """The encoding of the same face in the mirror image (for target photos: docs/search.md)."""
+        top, right, bottom, left = box
+        width = rgb.shape[1]
+        return self.encode(np.ascontiguousarray(rgb[:, ::-1]), [(top, width - 1 - left, bottom, width - 1 - right)])[0]
+
     def analyse(self, data: bytes, keepalive=lambda: None) -> Analysis:
         t0 = time.perf_counter()
         decoded = imaging.decode(data, self.work_side(), self.conf.max_pixels)

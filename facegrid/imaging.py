@@ -23,6 +23,7 @@ pillow_heif.register_heif_opener()  # HEIC/HEIF photos (an iPhone's default) ope
 ORIENTATION_TAG = 0x0112
 SWAPS_SIDES = (5, 6, 7, 8)  # orientations that turn the picture by 90 degrees
 BOX_COLOR = (40, 220, 60)  # RGB
+MATCH_COLOR = (255, 40, 200)  # RGB: the face a search matched, in a group photo whose other faces are green
 
 
 @dataclasses.dataclass
@@ -192,6 +193,22 @@ def annotate(rgb: np.ndarray, boxes: list[tuple[int, int, int, int]], max_side: 
         cv2.rectangle(out, (p1[0], y - th - 4), (p1[0] + tw + 6, y), BOX_COLOR, -1)
         cv2.putText(out, label, (p1[0] + 3, y - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick)
     return out
+
+
+def mark_face(annotated: bytes, box: tuple[int, int, int, int], width: int, quality: int = 90) -> bytes:
+    """The stored annotated copy with one face (box in the original photo's pixels, `width` its
+    width) boxed again in MATCH_COLOR, just outside its green box. Unreadable bytes come back as they are."""
+    bgr = cv2.imdecode(np.frombuffer(annotated, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or width <= 0:
+        return annotated
+    f = bgr.shape[1] / width
+    thick = max(3, round(max(bgr.shape[:2]) / 250))
+    top, right, bottom, left = (round(v * f) for v in box)
+    pad = thick
+    color = MATCH_COLOR[::-1]  # OpenCV draws in BGR
+    cv2.rectangle(bgr, (left - pad, top - pad), (right + pad, bottom + pad), color, thick)
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return buf.tobytes() if ok else annotated
 
 
 def crop(rgb: np.ndarray, box: tuple[int, int, int, int], size: int, margin: float = 0.25) -> np.ndarray:

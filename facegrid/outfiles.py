@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import stat
+import unicodedata
 from pathlib import Path
 
 from .errors import UsageError
@@ -23,10 +24,24 @@ from .textsafe import printable
 log = logging.getLogger("facegrid.out")
 MANIFEST = ".facegrid-written"
 NAMES = re.compile(
-    r"^(report\.(csv|html)|index\.html|\d{4,}-[0-9a-f]{16}\.jpg"
+    r"^(report\.(csv|html)|index\.html|\d{4,}-[\w.-]{1,100}\.jpg"
     r"|person-\d{3,}/(photos\.csv|face-[0-9a-f]{16}-\d+\.jpg))$"
 )
 PERSON_DIR = re.compile(r"^person-\d{3,}$")
+
+
+def match_name(rank: int, path: str, image_id: str, suffix: str = "") -> str:
+    """The copy of match `rank`: 0001-<original name>.jpg. The name is the stored path's last
+    part without its extension (the path came from another host: hostile until checked), kept
+    to letters, digits, '-', '_' and '.', at most 80 characters; the photo's id when nothing is
+    left. The rank in front keeps two photos of the same name apart."""
+    base = path.rsplit("/", 1)[-1]
+    stem, dot, ext = base.rpartition(".")
+    if not dot or not stem or not ext.isalnum():
+        stem = base
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in unicodedata.normalize("NFC", stem))
+    safe = re.sub(r"__+", "_", safe).strip("._-")[:80].rstrip("._-")
+    return f"{rank:04d}-{safe or image_id[:16]}{suffix}.jpg"
 
 
 class Written:

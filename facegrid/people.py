@@ -14,8 +14,10 @@ the measured BCubed quality on lfw-dev. The output folder gets:
                      straight back to search.py as TARGET_DIR;
                      photos.csv lists every face of the person
 
-The graph is exact: time grows with the square of the face count, fine for
-tens of thousands of faces, not for millions (cluster a subset there).
+The graph is built from each face's nearest faces (facegrid/neighbours.py): exact
+up to neighbours.EXACT_LIMIT (50,000) faces, where time grows with the square of
+the face count; beyond that from faiss's inverted-file index, about n x 8,000
+distances (1,000,000 faces: docs/benchmarks.md, "people_1m_s").
 """
 
 from __future__ import annotations

@@ -1,14 +1,18 @@
 """Run N filter workers as child processes and keep them running.
 
 A crash in dlib or OpenCV takes down one child, not the pool: the parent logs
-why and starts another (the job it held goes back to the tube when its
-connection closes). SIGTERM/SIGINT to the parent is passed on as SIGTERM, so
+why (the signal, or the reason the child sent up its pipe before it exited) and
+starts another (the job it held goes back to the tube when its connection
+closes). A child that exits 2 (settings) or 3 (no beanstalkd at the address, or
+not a beanstalkd) ends the pool with its reason and that exit code: every other
+worker would fail alike, and a restart cannot fix it. SIGTERM/SIGINT to the parent is passed on as SIGTERM, so
 each child finishes its current job; a second one (not the same one delivered
 twice within 0.1 s) ends them at once (SIGKILL).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
@@ -62,19 +66,25 @@ def resolve_workers(value: str, max_pixels: int = 180_000_000) -> int:
     return auto_workers(worker_need(max_pixels)) if value == "auto" else int(value)
 
 
-def _child(settings: Settings, burst: bool, index: int) -> None:
+def _child(settings: Settings, burst: bool, index: int, why: mp_connection.Connection) -> None:
+    """One worker. Before it exits with an error it sends the one-line reason up `why`,
+    so the pool's line says why the worker died, not only its exit code."""
     from . import filtering
     from .worker import Stopper
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches us through the parent
     stopper = Stopper(signals=(signal.SIGTERM,)).install()
-    code = 1
+    code, reason = 1, ""
     try:
         code = filtering.run_worker(settings, burst, stopper)
-    except FacegridError as exc:
-        log.error("worker %d: %s", index, exc)
-        code = exc.exit_code
+    except FacegridError as exc:  # the pool logs it, with what it does about it
+        code, reason = exc.exit_code, str(exc)
+    except Exception as exc:  # the one boundary of the worker process: its reason reaches the pool
+        log.exception("worker %d: unexpected failure", index)
+        reason = f"{type(exc).__name__}: {exc}"[:300]
     finally:
+        with contextlib.suppress(OSError):
+            why.send(reason)
         logging.shutdown()
         os._exit(code)
 
@@ -105,12 +115,30 @@ def run_pool(settings: Settings, workers: int, burst: bool) -> int:
                 os.kill(p.pid, sig)
 
     procs: dict[int, BaseProcess] = {}
+    reasons: dict[int, mp_connection.Connection] = {}
     restarts: dict[int, list[float]] = {}
 
     def start(i: int) -> None:
-        p = ctx.Process(target=_child, args=(settings, burst, i), name=f"filter-{i}", daemon=False)
+        read, write = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_child, args=(settings, burst, i, write), name=f"filter-{i}", daemon=False)
         p.start()
-        procs[i] = p
+        write.close()
+        procs[i], reasons[i] = p, read
+
+    def reason(i: int) -> str:
+        """What worker i said before it ended ('' if it died without a word: a signal, a crash in C)."""
+        conn = reasons.pop(i)
+        try:
+            return str(conn.recv()) if conn.poll() else ""
+        except (EOFError, OSError):
+            return ""
+        finally:
+            conn.close()
+
+    def stop_all(sig: int = signal.SIGTERM) -> None:
+        for p in procs.values():
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, sig)
 
     for i in range(workers):
         start(i)
@@ -125,14 +153,18 @@ def run_pool(settings: Settings, workers: int, burst: bool) -> int:
                 continue
             p.join()
             del procs[i]
-            rc = p.exitcode
+            rc, said = p.exitcode, reason(i)
             if rc is None or rc == 0:  # None: never after join(), but not promised by the type
                 continue
-            if rc in FATAL_CODES:
-                log.error("worker %d exited with code %d; not restarting it", i, rc)
-                code = rc
+            if rc in FATAL_CODES:  # settings, or no beanstalkd at the address: every worker would fail alike
+                if not code:
+                    log.error("worker %d: %s; stopping the pool (exit code %d)", i, said or "no reason given", rc)
+                    stopping["n"] = max(stopping["n"], 1)
+                    stop_all()
+                code = code or rc
                 continue
             why = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
+            why += f": {said}" if said else ""
             if stopping["n"]:
                 log.warning("worker %d ended by %s while stopping", i, why)
                 continue

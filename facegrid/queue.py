@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import greenstalk
 
-from .errors import QueueUnavailable
+from .errors import NotBeanstalkd, QueueUnavailable
 from .settings import Beanstalkd
 
 log = logging.getLogger("facegrid.queue")
@@ -48,6 +48,51 @@ EMPTY_TUBE_COUNTS = (
 )
 
 
+def handshake(sock: socket.socket, address: str) -> None:
+    """Ask `stats` on a fresh socket and check that the answer is beanstalkd's.
+
+    The one place every role connects (queuer, filter, collector, status, buried), so
+    whatever else listens at the address (a web server, a database) gives each of them
+    the same one line and exit code 3, never a traceback from deep in greenstalk. A
+    connection closed before any answer, or a timeout, stays a network error (retried
+    on a reconnect); a wrong answer raises NotBeanstalkd. Reads exactly the answer, so
+    the socket is left clean for greenstalk."""
+    sock.sendall(b"stats\r\n")
+    buf = b""
+    while b"\n" not in buf and len(buf) < 256:
+        chunk = sock.recv(4096)
+        if not chunk:
+            if buf:
+                break
+            raise ConnectionError("the server closed the connection without answering")
+        buf += chunk
+    line, _, rest = buf.partition(b"\n")
+    parts = line.split()
+    if not line.endswith(b"\r") or len(parts) != 2 or parts[0] != b"OK" or not parts[1].isdigit():
+        raise _not_beanstalkd(address, f"it answered {_shown(line)} to stats")
+    size = int(parts[1]) + 2
+    while len(rest) < size:
+        chunk = sock.recv(size - len(rest))
+        if not chunk:
+            raise ConnectionError("the connection closed inside beanstalkd's answer to stats")
+        rest += chunk
+    if len(rest) != size or b"\nversion: " not in rest or b"\nmax-job-size: " not in rest:
+        raise _not_beanstalkd(address, "its answer to stats is not beanstalkd's")
+
+
+def _not_beanstalkd(address: str, why: str) -> NotBeanstalkd:
+    return NotBeanstalkd(
+        f"{address} is not a beanstalkd server ({why}); pass --beanstalkd HOST:PORT with the address "
+        "beanstalkd listens on (beanstalkd -l ADDR -p PORT -z 16777216 -b DIR)"
+    )
+
+
+def _shown(answer: bytes) -> str:
+    """The first bytes of a foreign server's answer, printable, for the error line."""
+    text = answer.decode("latin-1").strip()[:60]
+    return repr("".join(c if c.isprintable() else "?" for c in text))
+
+
 class Queue:
     def __init__(
         self,
@@ -66,7 +111,8 @@ class Queue:
 
     # connection management -------------------------------------------------
     def connect(self) -> Queue:
-        """First connection: fail fast with QueueUnavailable (exit code 3)."""
+        """First connection: fail fast with QueueUnavailable (exit code 3); a server that
+        does not speak beanstalkd's protocol is NotBeanstalkd (exit code 3 too)."""
         try:
             self._open()
         except NETWORK_ERRORS as exc:
@@ -82,6 +128,7 @@ class Queue:
         sock.settimeout(max(self.conf.io_timeout, RESERVE_TIMEOUT + 5))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         try:
+            handshake(sock, self.address)
             client = greenstalk.Client(sock, encoding=None)
             if self.use:
                 client.use(self.use)

@@ -20,22 +20,68 @@ from collections.abc import Callable
 from . import envelope, imaging, video
 from .backlog import Backlog
 from .envelope import ImageJob
-from .errors import FacegridError, ImageUnreadable, UsageError
+from .errors import ConfigError, FacegridError, ImageUnreadable, UsageError
 from .log import HOST
 from .queue import Queue
-from .settings import Settings
-from .walking import EXTENSIONS, display_path, inside, skipped_key, walk  # noqa: F401 (names kept here)
+from .settings import Beanstalkd, Settings, state_dir
+from .walking import EXTENSIONS, display_path, inside, skipped_key, walk
 
 log = logging.getLogger("facegrid.queuer")
 HEADROOM = 4096  # bytes kept free under max-job-size for the envelope header
+# Below this max-job-size most camera photos (2-8 MB) would leave re-encoded smaller; beanstalkd's
+# own default without -z is 65,535 bytes. The queuer refuses it unless --allow-small-jobs.
+SMALL_JOBS = 1 << 20
+OLD_DEFAULT_STATE = "facegrid-queuer.sqlite"  # the default before it moved to the user's state folder
 WALKED = frozenset(EXTENSIONS | video.VIDEO_EXTENSIONS)  # what the queuer takes from the folders it walks
+
+
+def default_state(b: Beanstalkd) -> str:
+    """The queuer's record when [queuer] state is empty: per user, keyed by the beanstalkd address
+    and the images tube, so a run from any working folder finds what an earlier run queued."""
+    key = "".join(c if c.isalnum() or c in ".-" else "_" for c in f"{b.host}-{b.port}-{b.images_tube}")
+    return str(state_dir() / f"queuer-{key}.sqlite")
+
+
+def state_path(settings: Settings) -> str:
+    """[queuer] state (or --state), else default_state, whose folder is made here (mode 700)."""
+    if settings.queuer.state:
+        return settings.queuer.state
+    path = default_state(settings.beanstalkd)
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"{os.path.dirname(path)}: cannot make the queuer's state folder ({exc.strerror}); "
+            "set $XDG_STATE_HOME, or pass --state PATH"
+        ) from None
+    if os.path.exists(OLD_DEFAULT_STATE) and not (os.path.exists(path) and os.path.samefile(OLD_DEFAULT_STATE, path)):
+        log.warning(
+            "%s in this folder is an older queuer's record; it is no longer read by default: "
+            "pass --state %s to go on from it",
+            OLD_DEFAULT_STATE,
+            OLD_DEFAULT_STATE,
+        )
+    return path
+
+
+def check_job_size(limit: int, address: str, allow_small: bool) -> None:
+    """One line at start when beanstalkd takes only small jobs (started without -z)."""
+    if limit >= SMALL_JOBS:
+        return
+    fix = f"restart beanstalkd with -z 16777216 (it takes jobs of at most {limit} bytes, as without -z)"
+    if not allow_small:
+        raise ConfigError(
+            f"beanstalkd at {address}: {fix}; most photos would be re-encoded smaller to fit. "
+            "Or pass --allow-small-jobs to queue them re-encoded"
+        )
+    log.warning("beanstalkd at %s: photos over %d bytes are re-encoded smaller to fit; %s", address, limit, fix)
 
 
 class State:
     """What this queuer has put on the tube, keyed by path and by sha256."""
 
     def __init__(self, path: str):
-        fix = "run the queuer from a folder it may write to, or pass --state PATH"
+        fix = "pass --state PATH in a folder this user may write"
         try:  # one queuer per state file: a second one stops at once instead of waiting on SQLite's lock
             self.lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
@@ -163,7 +209,8 @@ def make_body(
         job.image, job.reencoded = imaging.reencode_to_fit(
             data, limit - HEADROOM, settings.queuer.reencode_quality, settings.filter.max_pixels
         )
-        log.warning(
+        log.log(
+            logging.DEBUG if limit < SMALL_JOBS else logging.WARNING,  # small jobs: said once at start
             "%s: %d bytes is over max-job-size %d; queued re-encoded as %dx%d JPEG (%d bytes)",
             job.path,
             len(data),
@@ -186,8 +233,9 @@ def run_queuer(
     settings: Settings,
     roots: list[str],
     requeue: bool,
-    state_path: str,
+    state_file: str,
     should_stop: Callable[[], bool] = lambda: False,
+    allow_small_jobs: bool = False,
 ) -> dict[str, int]:
     for r in roots:
         if not os.path.isdir(r):
@@ -195,10 +243,16 @@ def run_queuer(
     keys = envelope.load_keys(settings.grid.key_file)  # a bad key file stops us before anything is made
     if keys is None:
         log.warning("%s", envelope.UNSIGNED_WARNING)
-    state = State(state_path)  # a read-only folder or a busy state file: one line before connecting
+    state = State(state_file)  # a read-only folder or a busy state file: one line before connecting
+    log.info("record of queued files: %s", display_path(state_file))
     b = settings.beanstalkd
     queue = Queue(b, use=b.images_tube, should_stop=should_stop).connect()
     limit = queue.max_job_size()
+    try:
+        check_job_size(limit, queue.address, allow_small_jobs)
+    except ConfigError:
+        queue.close()
+        raise
     counts = {
         "queued": 0,
         "unchanged": 0,

@@ -8,10 +8,20 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from . import store
+from . import imaging, store
 from .htmlkit import esc, img_tag, page, thumbnail
 
 log = logging.getLogger("facegrid.report")
+
+
+def match_picture(db, m) -> bytes | None:
+    """The stored annotated copy of a match's photo; in a group photo the matched face is boxed
+    again in a colour of its own (imaging.MATCH_COLOR), so the copy shows which face matched."""
+    jpeg = store.annotated_jpeg(db, m.image_id)
+    shape = store.image_shape(db, m.image_id) if jpeg else None
+    if jpeg is None or shape is None or shape[2] < 2:
+        return jpeg
+    return imaging.mark_face(jpeg, m.box, shape[0])
 
 
 def face_crops(db, matches) -> dict[tuple[str, int], bytes]:
@@ -76,7 +86,7 @@ def render_match_report(db, matches, targets, settings) -> str:
     crops = face_crops(db, matches)
     cards = []
     for m in matches:
-        jpeg = store.annotated_jpeg(db, m.image_id)
+        jpeg = match_picture(db, m)
         cards.append(
             _match_card(
                 m,

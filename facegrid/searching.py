@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import imaging, outfiles, scoring, store, video
+from . import background, imaging, outfiles, scoring, store, video
 from . import index as index_mod
 from .collection import Collection
 from .errors import ImageUnreadable, UsageError
@@ -83,48 +83,83 @@ class Found:
     tolerance: float
 
 
-def target_files(folder: str) -> list[str]:
-    if not os.path.isdir(folder):
+def target_files(target: str) -> list[str]:
+    """The target photos: every photo in a folder (walked as the queuer walks), or one photo file."""
+    if os.path.isfile(target):
+        with open(target, "rb") as f:
+            head = f.read(64)
+        if imaging.sniff(head) is None:
+            raise UsageError(f"{target}: not a photo; pass a photo of the person, or a folder of them")
+        return [target]
+    if not os.path.isdir(target):
         raise UsageError(
-            f"{folder}: not a folder; put one or more photos of the person in a folder "
-            "and pass it, as in search.py target/"
+            f"{target}: no such photo or folder; pass a photo of the person, or a folder of them, "
+            "as in search.py target/"
         )
     # the queuer's own walk: the same photos, links followed once and only inside the folder
-    files = sorted(walk([folder], lambda path, why: log.warning("%s: %s", display_path(path), why)))
+    files = sorted(walk([target], lambda path, why: log.warning("%s: %s", display_path(path), why)))
     if not files:
-        raise UsageError(f"{folder}: no photos (.jpg .png .webp .tif .bmp .heic) in it; add photos of the person")
+        raise UsageError(f"{target}: no photos (.jpg .png .webp .tif .bmp .heic) in it; add photos of the person")
     return files
 
 
-def encode_targets(engine: FaceEngine, folder: str, mixed_distance: float = 0.0) -> list[Target]:
+def check_out(target: str, out: Path) -> None:
+    """An output folder inside the target folder would hand the next search its own annotated
+    copies as target photos: refused."""
+    if not os.path.isdir(target):
+        return
+    t, o = Path(target).resolve(), out.resolve()
+    if o == t or t in o.parents:
+        raise UsageError(
+            f"--out {out} is inside the target folder {target}: the next search would take its "
+            "annotated copies for photos of the person; pass an --out outside it"
+        )
+
+
+def default_out(base: str, target: str) -> Path:
+    """[search] out/<target folder name>, or /<photo name without extension> for one photo."""
+    name = Path(target.rstrip("/")).resolve()
+    return Path(base) / (name.stem if name.is_file() else name.name)
+
+
+def encode_targets(engine: FaceEngine, folder: str, mixed_distance: float = 0.0, mirror: bool = True) -> list[Target]:
     """One encoding per target photo; photos with no face or several are named and left out.
+
+    With mirror, a target face's encoding is the mean of the photo's and its mirror
+    image's: measured on lfw-dev, it finds more of the person at the same precision
+    (docs/search.md). Stored faces are encoded from the photo alone, as face_recognition does.
 
     Target photos that fall into more than one group at mixed_distance (0: no
     check) show different people: the search is refused, naming the groups.
     """
     targets = []
     for path in target_files(folder):
-        data = Path(path).read_bytes()
-        try:
-            a = engine.analyse(data)
-        except ImageUnreadable as exc:
-            log.warning("%s: %s; left out of the profile", display_path(path), exc)
+        target, why = encode_target(engine, display_path(path), Path(path).read_bytes(), mirror)
+        if target is None:
+            log.warning("%s: %s", display_path(path), why)
             continue
-        if len(a.boxes) != 1:
-            what = "no face found" if not a.boxes else f"{len(a.boxes)} faces found"
-            log.warning(
-                "%s: %s; left out of the profile (use photos with exactly one face, or crop them)",
-                display_path(path),
-                what,
-            )
-            continue
-        crop = imaging.jpeg(imaging.crop(a.decoded.rgb, a.boxes[0], engine.conf.crop_size), 85)
-        targets.append(Target(display_path(path), hashlib.sha256(data).hexdigest(), a.encodings[0], crop))
+        targets.append(target)
     if not targets:
         raise UsageError(f"{folder}: no photo with exactly one face; add a clear photo of the person")
     if mixed_distance > 0:
         check_one_person(folder, targets, mixed_distance)
     return targets
+
+
+def encode_target(engine: FaceEngine, path: str, data: bytes, mirror: bool = True) -> tuple[Target | None, str]:
+    """One target photo's Target, or None and why it is left out (unreadable, no face or several)."""
+    try:
+        a = engine.analyse(data)
+    except ImageUnreadable as exc:
+        return None, f"{exc}; left out of the profile"
+    if len(a.boxes) != 1:
+        what = "no face found" if not a.boxes else f"{len(a.boxes)} faces found"
+        return None, f"{what}; left out of the profile (use photos with exactly one face, or crop them)"
+    crop = imaging.jpeg(imaging.crop(a.decoded.rgb, a.boxes[0], engine.conf.crop_size), 85)
+    encoding = a.encodings[0]
+    if mirror:
+        encoding = (encoding + engine.encode_mirrored(a.decoded.rgb, a.boxes[0])) / 2
+    return Target(path, hashlib.sha256(data).hexdigest(), encoding, crop), ""
 
 
 def check_one_person(folder: str, targets: list[Target], distance: float) -> None:
@@ -225,16 +260,24 @@ def _near(idx: index_mod.FaceIndex, targets: np.ndarray, params: scoring.Params,
     """The faces that decide this profile's answer, and its tolerance: the nearest faces, as far out as
     the look-alike rule needs (scoring.settled), at most the far radius (scoring.radius)."""
     found: list[float] = []
+    crowd = background.fill(len(idx), params.background)  # a small collection's model look-alikes
+    crowd_dist = index_mod.profile_distances(crowd, targets, mode)
+
+    def counted(near: index_mod.Near) -> tuple[np.ndarray, np.ndarray]:
+        """The faces the look-alike rule counts: the stored ones found, and the model crowd."""
+        if not len(crowd):
+            return near.dist, near.rows
+        return np.concatenate([near.dist, crowd_dist]), np.concatenate([near.rows, crowd])
 
     def settled(near: index_mod.Near, r: float) -> bool:
-        tol = scoring.settled(near.dist, near.rows, targets, params, r, reach)
+        tol = scoring.settled(*counted(near), targets, params, r, reach)
         found[:] = [] if tol is None else [tol]
         return tol is not None
 
     near = idx.near(targets, mode, scoring.radius(params, reach), settled)
     if found:
         return near, found[0]
-    return near, scoring.search_tolerance(near.dist, near.rows, targets, params)
+    return near, scoring.search_tolerance(*counted(near), targets, params)
 
 
 def _face_rows(db, rowids: list[int]) -> dict[int, dict]:
@@ -258,8 +301,9 @@ def write_outputs(db, matches: list[Match], targets: list[Target], out_dir: Path
                     "%s (photo %s): its stored annotated copy is not a readable JPEG; no copy made", m.path, m.image_id
                 )
                 continue
-            m.file = written.add(f"{m.rank:04d}-{m.image_id[:16]}.jpg")
-            (out_dir / m.file).write_bytes(jpeg)
+            at = f"-{int(m.start_s or 0)}s" if m.video else ""  # a video's appearance: where it starts
+            m.file = written.add(outfiles.match_name(m.rank, m.path, m.image_id, at))
+            (out_dir / m.file).write_bytes(report.match_picture(db, m) or jpeg)
     with open(out_dir / written.add("report.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(

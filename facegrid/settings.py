@@ -73,7 +73,7 @@ class Beanstalkd:
 
 @dataclasses.dataclass(frozen=True)
 class Queuer:
-    state: str = "facegrid-queuer.sqlite"
+    state: str = ""  # empty: per user, per beanstalkd address and tube (queuing.default_state)
     reencode_quality: int = setting(90, between(10, 95), "10 to 95")
 
 
@@ -121,6 +121,8 @@ class Search:
     expand_score: float = setting(
         0.85, lambda v: 0.0 < v <= 1.0, "more than 0, at most 1 (0.85 is the measured default)"
     )
+    background: int = setting(1500, between(0, 100_000), "0 (off) to 100000 (1500 is the measured default)")
+    target_mirror: str = setting("on", choices=("on", "off"))
     mode: str = setting("mean", choices=("min", "mean"))
     out: str = "matches"
     limit: int = setting(0, lambda v: v >= 0, "0 (no limit) or more")
@@ -136,6 +138,7 @@ class Search:
             self.lookalike_ratio,
             self.expand_count,
             self.expand_score,
+            self.background,
         )
 
 
@@ -205,6 +208,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facegrid"
 
 
+def state_dir() -> Path:
+    """Where facegrid keeps what it must not lose but the user did not name (the queuer's record):
+    $FACEGRID_STATE, else $XDG_STATE_HOME/facegrid, else ~/.local/state/facegrid."""
+    env = os.environ.get("FACEGRID_STATE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "facegrid"
+
+
 def default_config_path() -> Path:
     env = os.environ.get("FACEGRID_CONFIG")
     return Path(env) if env else ROOT / "settings.ini"
@@ -265,7 +277,7 @@ def load(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | N
             if sec == section and raw is not None:
                 if key not in names:
                     raise ConfigError(f"unknown setting {full}; known in [{section}]: {', '.join(names)}")
-                values[key] = _convert(full, raw if isinstance(raw, str) else raw, names[key])
+                values[key] = _convert(full, raw, names[key])
                 overrides.pop(full)
         sections[section] = cls(**values)
     leftover = [k for k, v in overrides.items() if v is not None]

@@ -288,6 +288,7 @@ examples:
   scripts/status                              sample for 5 s, print once
   scripts/status --watch                      refresh every 2 s until Ctrl-C
   scripts/status --json --sample 10           for scripts: one JSON object
+  scripts/status --problems --db faces.db     photos that failed or showed no face, and why (--json too)
   scripts/status --beanstalkd 10.0.0.5:11300 --db /srv/facegrid/faces.db
   scripts/status --prometheus --db /srv/facegrid/faces.db > /var/lib/node_exporter/facegrid.prom.$$ \\
     && mv /var/lib/node_exporter/facegrid.prom.$$ /var/lib/node_exporter/facegrid.prom
@@ -321,7 +322,19 @@ def main(argv=None) -> int:
         action="store_true",
         help="print the same figures in the Prometheus text format (node_exporter's textfile collector)",
     )
+    p.add_argument(
+        "--problems",
+        action="store_true",
+        help="list the photos that failed or showed no face, with the reason (from --db only; with --json)",
+    )
     args = p.parse_args(argv)
+    if args.problems:
+        from . import problems
+
+        if args.watch or args.prometheus:
+            p.error("--problems goes with --db and --json only")
+        cli.setup_logging(args)
+        return problems.show(cli.load_settings(args, {"collector.database": args.db}).collector.database, args.json)
     if args.sample < 0 or args.interval <= 0:
         p.error("--sample must be 0 or more and --interval more than 0 seconds")
     cli.setup_logging(args)

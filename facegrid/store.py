@@ -18,8 +18,11 @@ the search index reads only what changed since it was made (facegrid/index/).
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import secrets
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -31,7 +34,7 @@ import sqlite_utils
 from . import tracks
 from .envelope import FRAME_VERSION, Result
 from .envelope import VERSION as ENVELOPE_VERSION
-from .errors import StoreError, UsageError
+from .errors import DatabaseInUse, DatabaseUnwritable, StoreError, UsageError
 
 SCHEMA_VERSION = 3  # 2: faces.gen, deleted_faces, meta db_id; 3: videos, frames, tracks, track_faces
 
@@ -76,7 +79,7 @@ def open_db(path: str | Path, create: bool = True, threads: bool = False) -> sql
     """threads=True: the connection may be used from another thread, one at a time."""
     path = Path(path)
     if not create and not path.exists():
-        raise StoreError(f"database {path} does not exist; run collector.py first or pass --db PATH")
+        raise UsageError(f"database {path} does not exist; run collector.py first or pass --db PATH")
     try:
         conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=not threads)
         db = sqlite_utils.Database(conn)
@@ -96,6 +99,129 @@ def open_db(path: str | Path, create: bool = True, threads: bool = False) -> sql
     return db
 
 
+# -- the one writer: checks and lock (the collector) ------------------------------------------------
+class WriterLock:
+    """The database's writer lock: flock on DB-collector.lock, held for the life of the process
+    (on NFS, Linux turns it into a lock the server keeps, so it holds across hosts), with the
+    holder's host and pid written in it, so a second collector on the same database refuses at
+    once and names the first. The file stays when the lock goes: removing it would let a third
+    collector lock a new file while a second still holds the old one."""
+
+    def __init__(self, db_path: Path):
+        self.path = Path(f"{db_path}-collector.lock")
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise DatabaseUnwritable(
+                f"{self.path}: cannot make the collector's lock file beside the database ({exc.strerror}); "
+                "pass --db with a database in a folder this user may write"
+            ) from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self.fd, 300, 0).decode("utf-8", "replace").split()
+            os.close(self.fd)
+            who = (
+                f"the collector on host {holder[0]} (pid {holder[1]})"
+                if len(holder) >= 2
+                else "another collector (starting)"
+            )
+            raise DatabaseInUse(
+                f"database {db_path} is in use by {who}; run one collector per database: "
+                "stop that one first, or pass --db with another database"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{socket.gethostname()} {os.getpid()} {time.time():.0f}\n".encode(), 0)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def write_problem(path: str | Path) -> str | None:
+    """Why this user cannot write the database at path, in words that name the fix; None if it can.
+
+    SQLite writes the database and makes DB-wal and DB-shm beside it (WAL mode), so the folder
+    must be writable too. os.access answers for this process's user, and says no on a read-only
+    file system even to root."""
+    path = Path(path)
+    folder = path.parent
+    fix = "pass --db with a database this user may write"
+    if not folder.is_dir():
+        return f"{folder}: the database's folder does not exist; create it, or {fix}"
+    file_ro = path.exists() and not os.access(path, os.W_OK)
+    folder_ro = not os.access(folder, os.W_OK | os.X_OK)
+    who = _user()
+    if file_ro and folder_ro:
+        return (
+            f"database {path} and its folder {folder} are read-only for {who}; the collector writes "
+            f"the database and SQLite makes {path.name}-wal and -shm beside it: make both writable, or {fix}"
+        )
+    if file_ro:
+        return f"database {path} is read-only for {who}; make it writable (chmod u+w, chown), or {fix}"
+    if folder_ro:
+        return (
+            f"folder {folder} is read-only for {who}; SQLite makes {path.name}-wal and -shm beside the "
+            f"database, and the collector its lock file: make the folder writable, or {fix}"
+        )
+    return None
+
+
+def _user() -> str:
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name}"
+    except KeyError:
+        return f"uid {uid}"
+
+
+# SQLite's primary result codes (the low byte) that no retry can mend: the collector stops
+READONLY_CODES = {3: "permission denied", 8: "read-only", 14: "cannot open"}  # SQLITE_PERM, READONLY, CANTOPEN
+BROKEN_CODES = {10: "disk I/O error", 11: "corrupt", 26: "not a database"}  # SQLITE_IOERR, CORRUPT, NOTADB
+
+
+def fatal_write_error(exc: sqlite3.Error) -> type[StoreError] | None:
+    """The error class to stop with for a failed write, or None when a retry may succeed
+    (locked, busy, disk full) or the row itself was refused (a constraint)."""
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    if code in READONLY_CODES:
+        return DatabaseUnwritable
+    return StoreError if code in BROKEN_CODES else None
+
+
+def open_for_writing(path: str | Path) -> tuple[sqlite_utils.Database, WriterLock]:
+    """The collector's database: refused in one line, before any job is taken, when this user
+    cannot write it or its folder, or when another collector holds it; then opened (and
+    made) as open_db does, with a write transaction tried at once."""
+    path = Path(path)
+    problem = write_problem(path)
+    if problem:
+        raise DatabaseUnwritable(problem)
+    db = open_db(path, threads=True)  # another program's database is refused here, before any lock file
+    try:
+        lock = WriterLock(path)
+    except BaseException:
+        db.conn.close()
+        raise
+    try:
+        db.execute("PRAGMA busy_timeout=0")  # another writer holding it now proves it writable: no wait
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            kind = fatal_write_error(exc)
+            if kind is not None:
+                raise kind(f"database {path} cannot be written ({exc}); pass --db with a writable database") from None
+        finally:
+            db.execute("PRAGMA busy_timeout=30000")
+    except BaseException:
+        lock.close()
+        db.conn.close()
+        raise
+    return db, lock
+
+
 def open_readonly(path: str | Path) -> sqlite_utils.Database:
     """A facegrid database opened for reading only: nothing in it or beside it changes.
 
@@ -104,7 +230,7 @@ def open_readonly(path: str | Path) -> sqlite_utils.Database:
     """
     path = Path(path)
     if not path.is_file():
-        raise StoreError(f"database {path} does not exist; run collector.py first or pass --db PATH")
+        raise UsageError(f"database {path} does not exist; run collector.py first or pass --db PATH")
     uri = "file:" + quote(str(path.resolve()))
     for extra in ("?mode=ro", "?mode=ro&immutable=1"):
         try:
@@ -518,6 +644,24 @@ def annotated_ids(db) -> list[str]:
     return [r[0] for r in db.execute("SELECT image_id FROM annotated ORDER BY image_id")]
 
 
+def image_shape(db, image_id: str) -> tuple[int, int, int] | None:
+    """(width, height, face_count) of a stored photo, or None."""
+    row = db.execute("SELECT width, height, face_count FROM images WHERE id = ?", [image_id]).fetchone()
+    return None if row is None else (int(row[0] or 0), int(row[1] or 0), int(row[2] or 0))
+
+
+def problems(db) -> list[dict]:
+    """Photos that failed (status error) or showed no face (no_faces), by path: id, path, host,
+    status, error, settings (JSON text), stored_at. Sampled video frames without a face are
+    left out (most frames show none); a video that could not be read is an error row and is in."""
+    frames = "AND id NOT IN (SELECT image_id FROM frames)" if has_videos(db) else ""
+    sql = (
+        "SELECT id, path, host, status, error, settings, stored_at FROM images "
+        f"WHERE status IN ('error', 'no_faces') {frames} ORDER BY status, path, id"
+    )
+    return list(db.query(sql))
+
+
 def ids_starting(db, prefix: str, limit: int = 2) -> list[str]:
     """Stored photo ids that start with prefix (lowercase hex), at most limit of them."""
     sql = "SELECT id FROM images WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"
@@ -579,8 +723,8 @@ def stored_status(db_path: str, image_id: str) -> tuple[str, str | None] | None:
 # far faster than store_results would; the rows still go through the tables declared here.
 BULK_IMAGE_SQL = "INSERT INTO images (id, path, host, status, face_count, width, height) VALUES (?, ?, ?, ?, ?, ?, ?)"
 BULK_FACE_SQL = (
-    'INSERT INTO faces (image_id, idx, "top", "right", "bottom", "left", encoding, crop, model) '
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    'INSERT INTO faces (image_id, idx, "top", "right", "bottom", "left", encoding, crop, model, gen) '
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -588,28 +732,33 @@ def insert_rows(db, images: Iterable[tuple], faces: Iterable[tuple]) -> None:
     """Photos and faces written as given, in the caller's transaction, for a tool filling a new database.
 
     images: (id, path, host, status, face_count, width, height); faces: (image_id, idx,
-    top, right, bottom, left, encoding, crop, model). The faces keep gen's default (the
-    database's past): call next_generation() after the last batch, and the index reads them
-    when it is built."""
+    top, right, bottom, left, encoding, crop, model, gen), gen the generation next_generation()
+    gave the batch (every face carries the generation of the batch that wrote it)."""
     db.conn.executemany(BULK_IMAGE_SQL, images)
     db.conn.executemany(BULK_FACE_SQL, faces)
 
 
-def next_generation(db) -> None:
-    """Count one more generation (in the caller's transaction): an index made before is built again."""
-    db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+def next_generation(db) -> int:
+    """Count one more generation (in the caller's transaction) and return it: the rows a tool writes in
+    it carry it as their gen, so the index reads them as it reads a stored batch."""
+    gen = generation(db) + 1
+    db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", [str(gen)])
+    return gen
 
 
 def copy_photos(db, source: str | Path, ids: Iterable[str]) -> None:
     """These photos and their faces copied from the database at source into db (made by open_db), in one
-    transaction; the faces keep gen's default, and the generation is counted once."""
+    transaction, as one new generation: every copied face carries it."""
     db.execute("ATTACH DATABASE ? AS src", [str(source)])
     db.execute("CREATE TEMP TABLE keep (id TEXT PRIMARY KEY)")
     db.conn.executemany("INSERT INTO keep VALUES (?)", [(i,) for i in ids])
     with db.conn:
         db.execute("BEGIN")
         db.execute("INSERT INTO images SELECT * FROM src.images WHERE id IN (SELECT id FROM keep)")
-        cols = ", ".join(f'"{c}"' for c in FACE_COLUMNS if c != "gen")  # gen: written at 0, this copy's past
-        db.execute(f"INSERT INTO faces ({cols}) SELECT {cols} FROM src.faces WHERE image_id IN (SELECT id FROM keep)")
-        next_generation(db)
+        gen = next_generation(db)
+        cols = ", ".join(f'"{c}"' for c in FACE_COLUMNS if c != "gen")
+        db.execute(
+            f"INSERT INTO faces ({cols}, gen) SELECT {cols}, ? FROM src.faces WHERE image_id IN (SELECT id FROM keep)",
+            [gen],
+        )
     db.execute("DETACH DATABASE src")

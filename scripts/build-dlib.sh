@@ -17,6 +17,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 FLAGS="-O3 -mavx2 -mfma"   # default flags build a HOG detector 2.3x slower than dlib-bin's
+. "$root/scripts/progress.sh"   # run_with_progress: the elapsed time and the build stage every 30 s
 
 cached_only=0
 [ "${1:-}" = "--cached-only" ] && { cached_only=1; shift; }
@@ -71,13 +72,14 @@ if [ -n "$(found)" ]; then found; exit 0; fi
 
 cores="$(nproc 2>/dev/null || echo 2)"
 say "building dlib $DLIB_VERSION with OpenBLAS and $FLAGS on $cores cores, once per machine"
-say "(about 10 minutes on 2 cores; log: $log)"
+say "(about 10 minutes on 2 cores; a progress line every 30 s; log: $log)"
 tmp="$(mktemp -d "$cache/wheels/.build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 started=$SECONDS
-if ! env CMAKE_BUILD_PARALLEL_LEVEL="$cores" CXXFLAGS="$FLAGS" CFLAGS="$FLAGS" \
-        nice -n 19 "$py" -m pip --disable-pip-version-check wheel --no-cache-dir --no-deps --no-binary dlib \
-        "dlib==$DLIB_VERSION" -w "$tmp" >"$log" 2>&1; then
+# -v: pip passes CMake's own lines ("[ 45%] Building ...") to the log, which the progress lines read
+if ! run_with_progress build-dlib "$log" env CMAKE_BUILD_PARALLEL_LEVEL="$cores" CXXFLAGS="$FLAGS" CFLAGS="$FLAGS" \
+        nice -n 19 "$py" -m pip --disable-pip-version-check wheel -v --no-cache-dir --no-deps --no-binary dlib \
+        "dlib==$DLIB_VERSION" -w "$tmp"; then
     say "the build failed; the last lines of $log:"
     tail -n 15 "$log" >&2
     exit 1

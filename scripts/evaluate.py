@@ -48,6 +48,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_PHOTOS = ROOT.parent / "shared" / "lfw-dev"
 REACH = 1.6  # curves follow the score up to 1.6 x each search's tolerance
+CROWDED_RADIUS = 0.55  # the crowded slice: strangers counted within this distance of a profile ...
+TIMED_TARGETS = 60  # target photos encoded both ways (with and without the mirror) to time the mirror
+CROWDED_SHARE = 0.2  # ... and the fifth of the searches with the most of them
 
 
 @dataclasses.dataclass
@@ -149,6 +152,9 @@ class Outcome:
 
     scores: list[np.ndarray] = dataclasses.field(default_factory=list)
     right: list[np.ndarray] = dataclasses.field(default_factory=list)
+    strong: list[np.ndarray] = dataclasses.field(default_factory=list)  # the match was called strong
+    people: list[str] = dataclasses.field(default_factory=list)  # who each search was for
+    wanted: list[int] = dataclasses.field(default_factory=list)  # each search's relevant photos
     relevant: int = 0
     searches: int = 0
 
@@ -157,39 +163,113 @@ class Outcome:
         fp = sum(int(np.sum(~r & (s <= reach))) for s, r in zip(self.scores, self.right, strict=False))
         return tp, fp, self.relevant - tp
 
+    def only(self, people: set[str]) -> Outcome:
+        """The searches for these people alone."""
+        keep = [i for i, who in enumerate(self.people) if who in people]
+        out = Outcome(
+            [self.scores[i] for i in keep],
+            [self.right[i] for i in keep],
+            [self.strong[i] for i in keep],
+            [self.people[i] for i in keep],
+            [self.wanted[i] for i in keep],
+        )
+        out.relevant, out.searches = sum(out.wanted), len(keep)
+        return out
+
+    def strong_precision(self) -> tuple[float | None, int]:
+        """Share of right matches among those called strong, and how many were."""
+        right = sum(int(np.sum(r & s)) for r, s in zip(self.right, self.strong, strict=True))
+        called = sum(int(np.sum(s)) for s in self.strong)
+        return (right / called if called else None), called
+
 
 def pr(tp: int, fp: int, fn: int) -> tuple[float, float]:
     return (tp / (tp + fp) if tp + fp else 1.0), (tp / (tp + fn) if tp + fn else 1.0)
 
 
-def run_searches(db_path: Path, lab: Labelled, params: scoring.Params, mode: str) -> Outcome:
+def target_photos(lab: Labelled, paths: set[str]) -> dict[str, list[str]]:
+    """Each searched person's target photos (the first two by path) and the rest: person -> photos."""
+    return {who: photos for who, photos in sorted(lab.person_photos(paths).items()) if len(photos) >= 3}
+
+
+def encode_targets(lab: Labelled, people_photos: dict[str, list[str]], settings, work: Path) -> dict[str, np.ndarray]:
+    """Target photo -> its encoding, made as search.py makes it (searching.encode_target: the filter's
+    pipeline, and the mirror image with [search] target_mirror); cached in work by settings and photos."""
+    from facegrid.faces import FaceEngine
+
+    mirror = settings.search.target_mirror == "on"
+    wanted = sorted({p for photos in people_photos.values() for p in photos[:2]})
+    key = zlib.crc32(("\n".join(wanted) + repr(settings.filter) + f"mirror={mirror}").encode())
+    cache = work / f"targets-{key:08x}.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            return {p: z[p] for p in z.files}
+    log(f"encoding {len(wanted)} target photos as search.py does (mirror {'on' if mirror else 'off'})")
+    engine = FaceEngine(settings.filter)
+    out, took = {}, {True: [], False: []}
+    for n, rel in enumerate(wanted):
+        data = (lab.folder / rel).read_bytes()
+        for way in (mirror, not mirror) if n < TIMED_TARGETS else (mirror,):  # both ways, side by side
+            t0 = time.perf_counter()
+            target, _why = searching.encode_target(engine, rel, data, way)
+            took[way].append(time.perf_counter() - t0)
+            if target is not None and way == mirror:
+                out[rel] = target.encoding
+    with_mirror, without = (1e3 * float(np.median(took[w][:TIMED_TARGETS])) for w in (True, False))
+    log(
+        f"a target photo took {with_mirror:.0f} ms with its mirror image, {without:.0f} ms without "
+        f"(medians over {min(len(wanted), TIMED_TARGETS)} photos, each timed both ways)"
+    )
+    np.savez(cache, **out)
+    return out
+
+
+def run_searches(db_path: Path, lab: Labelled, params: scoring.Params, mode: str, targets: dict) -> Outcome:
     db = store.open_db(db_path, create=False)
     coll = searching.open_store([str(db_path)])
     stored = gallery_rows(db)
     rel_of = {i: relpath(p, lab) for i, p in stored.items()}
     id_of = {r: i for i, r in rel_of.items() if r}
-    faces: dict[str, list[bytes]] = {}
-    for image_id, enc in db.execute("SELECT image_id, encoding FROM faces ORDER BY image_id, idx"):
-        faces.setdefault(image_id, []).append(enc)
     out = Outcome()
-    for _person, photos in sorted(lab.person_photos(set(id_of)).items()):
-        if len(photos) < 3:
-            continue
+    for person, photos in target_photos(lab, set(id_of)).items():
         relevant = {id_of[p] for p in photos[2:]}
         out.relevant += len(relevant)
         out.searches += 1
-        targets = [
-            searching.Target(p, id_of[p], np.frombuffer(faces[id_of[p]][0], "<f4"), b"")
-            for p in photos[:2]
-            if len(faces.get(id_of[p], [])) == 1
-        ]
-        if not targets:
-            continue
-        found = searching.find(coll, targets, params, mode, reach=REACH)
-        shown = [m for m in found.matches if m.image_id not in {id_of[p] for p in photos[:2]}]
+        chosen = [searching.Target(p, id_of[p], targets[p], b"") for p in photos[:2] if p in targets]
+        shown = []
+        if chosen:
+            found = searching.find(coll, chosen, params, mode, reach=REACH)
+            shown = [m for m in found.matches if m.image_id not in {id_of[p] for p in photos[:2]}]
         out.scores.append(np.array([m.score for m in shown]))
         out.right.append(np.array([m.image_id in relevant for m in shown], dtype=bool))
+        out.strong.append(np.array([m.confidence == "strong" and m.score <= 1.0 for m in shown], dtype=bool))
+        out.people.append(person)
+        out.wanted.append(len(relevant))
     return out
+
+
+def crowded_people(full: Path, lab: Labelled, targets: dict, share: float = CROWDED_SHARE) -> set[str]:
+    """The crowded slice: the searched people whose profile (the mean of their target encodings) has the
+    most strangers (faces in other people's photos) within CROWDED_RADIUS in the whole gallery, the top
+    `share` of them. A rule over the gallery and its labels, never a list of names."""
+    db = store.open_db(full, create=False)
+    rel_of = {i: relpath(p, lab) for i, p in gallery_rows(db).items()}
+    who, enc = [], []
+    for image_id, blob in db.execute("SELECT image_id, encoding FROM faces"):
+        rel = rel_of.get(image_id)
+        who.append(next(iter(lab.identities[rel])) if rel and len(lab.identities[rel]) == 1 else "")
+        enc.append(np.frombuffer(blob, "<f4"))
+    x, faces_of = np.stack(enc), np.asarray(who)
+    counts = {}
+    for person, photos in target_photos(lab, {r for r in rel_of.values() if r}).items():
+        chosen = [targets[p] for p in photos[:2] if p in targets]
+        if chosen:
+            d = np.linalg.norm(x - np.mean(chosen, axis=0), axis=1)
+            counts[person] = int(np.sum((d < CROWDED_RADIUS) & (faces_of != person)))
+    if not counts:
+        return set()
+    cut = np.quantile(list(counts.values()), 1 - share)
+    return {p for p, n in counts.items() if n >= cut}
 
 
 def bcubed(db_path: Path, lab: Labelled, params: scoring.Params) -> tuple[float, float, float, int]:
@@ -320,6 +400,8 @@ def evaluate(args, folder: Path, settings) -> int:
         "lookalike_spread": s.lookalike_spread,
         "lookalike_ratio": s.lookalike_ratio,
         "mode": s.mode,
+        "background": s.background,
+        "target_mirror": s.target_mirror,
         "sizes": {},
     }
     print(
@@ -327,14 +409,18 @@ def evaluate(args, folder: Path, settings) -> int:
         f"   plain tolerance {s.tolerance:g}: {'precision':>9} {'recall':>7}"
     )
     curves, marks, outcome_full = {}, {}, None
+    people_photos = target_photos(lab, {r for r in stored.values() if r})
+    targets = encode_targets(lab, people_photos, settings, work)
+    crowded = crowded_people(full, lab, targets)
+    rest = set(people_photos) - crowded
     for n in sizes:
         if n == n_all:
             db_n = full
         else:
             keep = pick_people(Labelled(lab.folder, {r: lab.identities[r] for r in stored.values() if r}), n)
             db_n = subset_db(full, [i for i, r in stored.items() if r in keep], work / f"gallery-{n}.db")
-        o = run_searches(db_n, lab, params, s.mode)
-        o_plain = run_searches(db_n, lab, plain, s.mode)
+        o = run_searches(db_n, lab, params, s.mode, targets)
+        o_plain = run_searches(db_n, lab, plain, s.mode, targets)
         tp, fp, fn = o.at(1.0)
         prec, rec = pr(tp, fp, fn)
         pp, rp = pr(*o_plain.at(1.0))
@@ -354,6 +440,24 @@ def evaluate(args, folder: Path, settings) -> int:
             "plain_precision": round(pp, 4),
             "plain_recall": round(rp, 4),
         }
+        for name, part in (("crowded", o.only(crowded)), ("rest", o.only(rest)), ("all", o)):
+            ptp, pfp, pfn = part.at(1.0)
+            sp, called = part.strong_precision()
+            slice_p, slice_r = pr(ptp, pfp, pfn)
+            print(
+                f"{'':>8} {name:>16} {part.searches:>8} {slice_p:>9.3f} {slice_r:>7.3f} {ptp:>6} {pfp:>5} {pfn:>5}"
+                f"   strong: {called} match(es), {'-' if sp is None else f'{sp:.3f}'} right",
+                flush=True,
+            )
+            figures["sizes"][str(n)][name] = {
+                "searches": part.searches,
+                "precision": round(slice_p, 4),
+                "recall": round(slice_r, 4),
+                "fp": pfp,
+                "fn": pfn,
+                "strong_matches": called,
+                "strong_precision": None if sp is None else round(sp, 4),
+            }
         curves[f"{n} photos"] = o
         marks[f"default, {n}"] = (prec, rec)
         if n == n_all:
@@ -376,6 +480,8 @@ def evaluate(args, folder: Path, settings) -> int:
         table = calibration(outcome_full, np.round(np.arange(0.5, REACH + 1e-9, 0.05), 3))
         print("CALIBRATION = (" + ", ".join(f"({e}, {p})" for e, p in table) + ")")
         figures["calibration"] = table
+        for name, part in (("crowded", outcome_full.only(crowded)), ("rest", outcome_full.only(rest))):
+            print(f"calibration, {name} slice: {calibration(part, np.round(np.arange(0.5, 1.0 + 1e-9, 0.05), 3))}")
     if args.json:
         print(json.dumps(figures))
     return 0

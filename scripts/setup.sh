@@ -4,8 +4,9 @@
 #   - a virtual environment in .venv with the Python packages
 #   - the fast face encoder: dlib built once per machine with OpenBLAS and AVX2/FMA
 #     (scripts/build-dlib.sh: about 10 minutes on 2 cores the first time, cached, so
-#     a second setup takes seconds). Where it cannot be built, the prebuilt dlib-bin
-#     wheel is used instead: the same encodings, about 5x slower to make.
+#     a second setup takes seconds; a progress line every 30 s while it builds). Where
+#     it cannot be built, the prebuilt dlib-bin wheel is used instead: the same
+#     encodings, about 5x slower to make.
 # face_recognition is installed with --no-deps after its real dependencies, so pip
 # never compiles dlib on its own.
 # Usage: scripts/setup.sh [--dev] [--quick]

@@ -9,8 +9,10 @@
 #   --port PORT      beanstalkd port on 127.0.0.1 (default 11300)
 #   --workers N      filter worker processes (default 1; "auto" allowed)
 #   --db PATH        database (default DIR/facegrid.db)
-#   --max-job-size B beanstalkd -z (default 16777216)
-# Then: queuer.py --beanstalkd 127.0.0.1:PORT PHOTOS/ and scripts/status.
+#   --max-job-size B beanstalkd -z (default 16777216; under 1 MiB the queuer
+#                    refuses it unless --allow-small-jobs)
+# Then: .venv/bin/python queuer.py --beanstalkd 127.0.0.1:PORT PHOTOS/ and scripts/status
+# (start-grid.sh prints these with full paths).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir=./grid port=11300 workers=1 db="" max_job_size=16777216
@@ -21,7 +23,7 @@ while [ $# -gt 0 ]; do
         --workers) workers="$2"; shift 2 ;;
         --db) db="$2"; shift 2 ;;
         --max-job-size) max_job_size="$2"; shift 2 ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         *) echo "start-grid.sh: unknown option $1; see --help" >&2; exit 2 ;;
     esac
 done
@@ -78,7 +80,11 @@ if ! running beanstalkd; then
 fi
 start filter "$python" "$root/filter.py" --beanstalkd "$address" --workers "$workers"
 start collector "$python" "$root/collector.py" --beanstalkd "$address" --db "$db"
+# Next steps that work as pasted, from any folder: the queuer runs with the venv's python
+# (./queuer.py would run whatever python3 is first on PATH, without the packages).
+q() { printf '%q' "$1"; }
 echo "grid up on $address, database $db"
-echo "queue photos: $root/queuer.py --beanstalkd $address PHOTOS/"
-echo "watch it:     $root/scripts/status --beanstalkd $address --db $db --watch"
-echo "stop it:      $root/scripts/stop-grid.sh --dir $dir"
+echo "queue photos: $(q "$python") $(q "$root/queuer.py") --beanstalkd $address PHOTOS/"
+echo "watch it:     $(q "$root/scripts/status") --beanstalkd $address --db $(q "$db") --watch"
+echo "problems:     $(q "$root/scripts/status") --problems --db $(q "$db")"
+echo "stop it:      $(q "$root/scripts/stop-grid.sh") --dir $(q "$dir")"

@@ -17,7 +17,7 @@ while [ $# -gt 0 ]; do
         --dir) dir="$2"; shift 2 ;;
         --timeout) timeout="$2"; shift 2 ;;
         --force) force=1; shift ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         *) echo "stop-grid.sh: unknown option $1; see --help" >&2; exit 2 ;;
     esac
 done

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -12,14 +13,14 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, missing, need_beanstalkd, run_script
 
-LFW = Path(ROOT.parent / "shared" / "lfw-dev")
+LFW = Path(os.environ.get("FACEGRID_LFW", ROOT.parent / "shared" / "lfw-dev"))  # as scripts/bench.py
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def lfw_slice(tmp_path_factory):
     if not (LFW / "labels.csv").exists():
-        missing(f"lfw-dev not found at {LFW}; put the shared/ folder beside the repository")
+        missing(f"lfw-dev not found at {LFW}; put the shared/ folder beside the repository or set FACEGRID_LFW")
     need_beanstalkd()
     work = tmp_path_factory.mktemp("evaluate")
     proc = run_script(

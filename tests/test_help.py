@@ -38,7 +38,7 @@ def test_python_tools_in_scripts_help_exits_0(script):
     [
         ("filter.py", ["--workers", "many"], 2, "filter.workers = 'many' is not allowed"),
         ("queuer.py", ["/no/such/folder"], 2, "/no/such/folder: not a folder"),
-        ("search.py", ["/no/such/folder"], 2, "/no/such/folder: not a folder"),
+        ("search.py", ["/no/such/folder"], 2, "/no/such/folder: no such photo or folder"),
         ("collector.py", ["--config", "/no/such.ini"], 2, "config file /no/such.ini does not exist"),
     ],
 )

@@ -37,8 +37,9 @@ def truth(db_path, target: np.ndarray) -> dict[int, float]:
 
 
 def indexed(idx: index.FaceIndex, target: np.ndarray) -> dict[int, float]:
-    d = idx.distances(target, "mean")
-    return {int(r): float(x) for r, x in zip(idx.rowids, d, strict=True) if np.isfinite(x)}
+    """rowid -> distance of every live face, by the path search takes (near, a radius past every face)."""
+    got = idx.near(target, "mean", 10.0)
+    return {int(idx.rowids[p]): float(d) for p, d in zip(got.positions, got.dist, strict=True)}
 
 
 def same(a: dict[int, float], b: dict[int, float]) -> bool:
@@ -250,7 +251,7 @@ def near_of(idx: index.FaceIndex, target: np.ndarray, radius: float) -> dict[int
 def coded_layout(rows: int = 500) -> index.CodeLayout:
     """Segments of `rows` faces or more get short codes (the production threshold is 100,000), in files of
     at most 400 rows; with SEARCH, a search asks each file for 16 neighbours first: so the files are read
-    side by side and the search must ask for more, as at scale (1,000,000 rows a file, 4,096 neighbours)."""
+    side by side and the search must ask for more, as at scale (1,000,000 rows a file, KNN_FIRST = 4,096 neighbours)."""
     return index.CodeLayout(min_rows=rows, part_rows=400)
 
 

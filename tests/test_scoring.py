@@ -117,7 +117,9 @@ def test_split_same_photo_keeps_the_face_nearest_the_mean():
     assert labels[0] == labels[1] == 7 and labels[2] != 7
 
 
-def test_index_distances_equal_face_recognitions():
+def test_index_near_equals_face_recognitions_distances():
+    """Every face, by the path search takes (near with a radius past every face), at
+    face_recognition's distance in float64."""
     fr = pytest.importorskip("face_recognition")
     rng = np.random.default_rng(6)
     vectors = rng.normal(0, 0.1, (300, DIM)).astype(np.float32)
@@ -125,8 +127,10 @@ def test_index_distances_equal_face_recognitions():
     targets = rng.normal(0, 0.1, (2, DIM)).astype(np.float32)
     want_mean = fr.face_distance(vectors.astype(np.float64), targets.mean(axis=0).astype(np.float64))
     want_min = np.min([fr.face_distance(vectors.astype(np.float64), t.astype(np.float64)) for t in targets], axis=0)
-    assert np.allclose(idx.distances(targets, "mean"), want_mean, atol=1e-5)
-    assert np.allclose(idx.distances(targets, "min"), want_min, atol=1e-5)
+    for mode, want in (("mean", want_mean), ("min", want_min)):
+        got = idx.near(targets, mode, 10.0)
+        assert list(got.positions) == list(range(300))
+        assert np.allclose(got.dist, want, atol=1e-5)
 
 
 def test_approximate_neighbours_give_the_exact_graph_on_separate_people():

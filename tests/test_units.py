@@ -1,6 +1,6 @@
 """Fast tests of the pure parts: no beanstalkd, no photos, a fraction of a second each.
 
-Index distances against face_recognition's own face_distance, box conversion back to
+The index's search path against face_recognition's own face_distance, box conversion back to
 the original photo's pixels, retry delays, the confidence words and the backlog bound
 (the last against a real beanstalkd: the queue is never mocked)."""
 
@@ -23,19 +23,30 @@ def _index(vectors: np.ndarray) -> FaceIndex:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_index_distances_match_face_recognition(seed):
+def test_index_near_matches_face_recognition(seed):
+    """The path search takes (FaceIndex.near: candidates, then _rerank's exact distances) against
+    face_recognition's own face_distance: the same faces within the radius, at the same distances."""
     face_recognition = pytest.importorskip("face_recognition")
     rng = np.random.default_rng(seed)
-    stored = rng.normal(0, 0.1, (500, ENCODING_DIM))
     targets = rng.normal(0, 0.1, (3, ENCODING_DIM))
+    near_them = targets[rng.integers(0, 3, 200)] + rng.normal(0, 0.03, (200, ENCODING_DIM))
+    near_mean = targets.mean(axis=0) + rng.normal(0, 0.03, (50, ENCODING_DIM))
+    stored = np.vstack([near_them, near_mean, rng.normal(0, 0.1, (300, ENCODING_DIM))])
     idx = _index(stored)
+    radius = 0.45
     want_min = np.min([face_recognition.face_distance(stored, t) for t in targets], axis=0)
-    np.testing.assert_allclose(idx.distances(targets, "min"), want_min, rtol=1e-4, atol=1e-5)
     want_mean = face_recognition.face_distance(stored, targets.mean(axis=0))
-    np.testing.assert_allclose(idx.distances(targets, "mean"), want_mean, rtol=1e-4, atol=1e-5)
+    for mode, want in (("min", want_min), ("mean", want_mean)):
+        got = idx.near(targets, mode, radius)
+        inside = np.flatnonzero(want <= radius)
+        assert 0 < len(inside) < len(stored), "a radius that separates nothing tests nothing"
+        np.testing.assert_array_equal(got.positions, inside)
+        np.testing.assert_allclose(got.dist, want[inside], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got.rows, stored[inside], atol=1e-6)
     # a stored face that is one of the targets is at distance 0 (no negative rounding under the root)
     idx = _index(np.vstack([stored, targets[:1]]))
-    assert idx.distances(targets[:1], "min")[-1] == pytest.approx(0.0, abs=1e-3)
+    got = idx.near(targets[:1], "min", 1e-3)
+    assert list(got.positions) == [len(stored)] and got.dist[0] == pytest.approx(0.0, abs=1e-3)
 
 
 def _face(box) -> Face:

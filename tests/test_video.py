@@ -180,7 +180,7 @@ def test_a_frame_over_max_job_size_is_reencoded_like_a_photo(faces_dir, tmp_path
         folder = tmp_path / "v"
         folder.mkdir()
         make_video(folder / "big.mp4", [(0, 4, faces_dir / CAST[0][2])], 4, size=(1280, 720), drift=True)
-        db = grid(server, tmp_path, folder, "--set", "video.min_change=0")
+        db = grid(server, tmp_path, folder, "--set", "video.min_change=0", "--allow-small-jobs")
     finally:
         server.stop()
     assert db_rows(db, "SELECT count(*), sum(status = 'ok') FROM images") == [(4, 4)]

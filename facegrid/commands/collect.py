@@ -8,10 +8,15 @@ examples:
   collector.py --db /srv/facegrid/faces.db --beanstalkd 10.0.0.5:11300
   collector.py --burst                        exit 0 once both tubes are drained
 
-Run exactly one collector per database. Results are upserted by the photo's
-sha256 in batches, one transaction each, and deleted from the tube only after
-the commit: a crash loses nothing and a redelivered result changes nothing.
-exit codes: 0 done, 2 usage or settings error, 3 beanstalkd unreachable
+One collector per database: it holds a lock on DB-collector.lock, and a second
+one refuses at start, naming the first's host and pid. Results are upserted by
+the photo's sha256 in batches, one transaction each, and deleted from the tube
+only after the commit: a crash loses nothing and a redelivered result changes
+nothing. A database (or its folder) this user cannot write is refused at start;
+one that becomes read-only while the collector runs ends it, the jobs it held
+released to the tube.
+exit codes: 0 done, 2 usage or settings error (a read-only or busy database
+included), 3 beanstalkd unreachable
 """
 
 

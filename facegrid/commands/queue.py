@@ -17,8 +17,22 @@ larger than beanstalkd's max-job-size is re-encoded smaller, and the job says so
 Videos: mp4 mov m4v mkv avi webm mts, any case: decoded on this host, sampled at
 [video] fps (default 1 a second), frames that barely change skipped; each frame sent
 is one job, put as it is decoded. An interrupted video resumes where it stopped.
+A beanstalkd started without -z takes jobs of at most 65,535 bytes: the queuer
+refuses it (exit 2) unless --allow-small-jobs.
 exit codes: 0 done, 2 usage or settings error, 3 beanstalkd unreachable
 """
+
+
+def _state_help() -> str:
+    from facegrid.settings import state_dir
+
+    return (
+        f"default: one per user and beanstalkd, {state_dir()}/queuer-HOST-PORT-TUBE.sqlite "
+        "(HOST, PORT: --beanstalkd; TUBE: the images tube), the same from any working folder"
+    )
+
+
+STATE_HELP = _state_help()
 
 
 def main(argv=None) -> int:
@@ -31,12 +45,20 @@ def main(argv=None) -> int:
     max_ready_help = "wait while the tube holds more than N ready jobs (0: no bound)"
     cli.setting_flag(p, "--max-ready", "beanstalkd.max_ready", max_ready_help, "N")
     p.add_argument("--requeue", action="store_true", help="queue files again even if an earlier run queued them")
-    p.add_argument("--state", metavar="PATH", help="the queuer's own record of queued files ([queuer] state)")
+    p.add_argument(
+        "--state", metavar="PATH", help=f"the queuer's own record of queued files ([queuer] state); {STATE_HELP}"
+    )
+    p.add_argument(
+        "--allow-small-jobs",
+        action="store_true",
+        help="queue even when beanstalkd takes jobs under 1 MiB (started without -z): photos are re-encoded to fit",
+    )
     args = p.parse_args(argv)
     cli.setup_logging(args)
     settings = cli.load_settings(args, {"queuer.state": args.state})
-    from facegrid.queuing import run_queuer
+    from facegrid.queuing import run_queuer, state_path
 
-    counts = run_queuer(settings, args.folders, args.requeue, settings.queuer.state, Stopper().install())
+    stopper = Stopper().install()
+    counts = run_queuer(settings, args.folders, args.requeue, state_path(settings), stopper, args.allow_small_jobs)
     print(" ".join(f"{k}={v}" for k, v in counts.items()))
     return 0

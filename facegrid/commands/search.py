@@ -10,6 +10,7 @@ EPILOG = """\
 examples:
   search.py target/                           photos of one person in target/; ranked matches
   search.py target/ --json > matches.json     the same as JSON
+  search.py obama.jpg                         one photo as the target
   search.py target/ --out found/ --tolerance 0.45
   search.py target/ --db /srv/facegrid/faces.db
   search.py target/ --db 2023.db --db 2024.db  several databases searched as one collection
@@ -20,19 +21,23 @@ examples:
 
 Each target photo should show the person alone; photos with no face or several
 faces are named and left out. Matches are copied to --out (default
-matches/<target folder name>/) with report.csv and report.html.
+matches/<target folder name>/, which may not lie inside the target folder) as
+0001-<original name>.jpg, with report.csv and report.html; in a group photo the
+matched face is boxed in magenta, the others in green.
 Each search tightens the tolerance (at most 0.5) where the collection holds many
 look-alikes of the person, then searches again from its surest matches; the
 confidence word comes with the share of right matches measured at that score
 (docs/search.md). Lower --tolerance is stricter. A target folder whose photos
 show different people is refused, naming the groups.
-exit codes: 0 matches found, 1 no match, 2 usage or settings error
+exit codes: 0 matches found, 1 no match, 2 usage or settings error (a missing --db included)
 """
 
 
 def main(argv=None) -> int:
     p = cli.parser("search.py", "Find one person across every photo the grid has stored.", EPILOG)
-    p.add_argument("target", metavar="TARGET_DIR", nargs="?", help="folder with photos of the person")
+    p.add_argument(
+        "target", metavar="TARGET_DIR", nargs="?", help="folder with photos of the person, or one photo of them"
+    )
     p.add_argument(
         "--db",
         metavar="PATH",
@@ -76,11 +81,14 @@ def main(argv=None) -> int:
     if args.people or args.export:
         return _collection_modes(args, settings)
     files = searching.target_files(args.target)  # usage errors before loading models
+    out = Path(args.out) if args.out else searching.default_out(s.out, args.target)
+    searching.check_out(args.target, out)
     db = searching.open_store(args.db or [settings.collector.database])
-    targets = searching.encode_targets(FaceEngine(settings.filter), args.target, s.mixed_distance)
+    targets = searching.encode_targets(
+        FaceEngine(settings.filter), args.target, s.mixed_distance, s.target_mirror == "on"
+    )
     found = searching.find(db, targets, s.params(), s.mode, s.limit)
     matches = found.matches
-    out = Path(args.out) if args.out else Path(s.out) / Path(args.target.rstrip("/")).resolve().name
     searching.write_outputs(db, matches, targets, out, settings)
     if args.json:
         print(searching.as_json(found, targets, settings, out))

@@ -16,7 +16,7 @@ open). What each path costs is in docs/benchmarks.md ("Archive scale", "Growth")
 from .codes import TRAINED_FILE, CodeLayout, codes_of
 from .files import CACHE, INDEX_FORMAT, SegmentCache, index_dir, manifest
 from .maintenance import MAX_DEAD_SHARE, MAX_SEGMENTS, build, load, update
-from .search import KNN_FIRST, FaceIndex, Near, SearchOptions, profile
+from .search import KNN_FIRST, FaceIndex, Near, SearchOptions, profile, profile_distances
 from .segment import NAMES, Ids, Rows, Segment
 
 __all__ = [
@@ -41,5 +41,6 @@ __all__ = [
     "load",
     "manifest",
     "profile",
+    "profile_distances",
     "update",
 ]
