@@ -1,9 +1,11 @@
 """scripts/bench.py's sections, one module each, and the workloads they share.
 
 A section is a function that takes the Context (context.py: ctx.args holds the flags,
-ctx.report the table) and adds rows to ctx.report; it may instead return
-{measure: value}, which bench.py adds as rows of the section. To add a section,
-write benchmarks/NAME.py and add one line to SECTIONS: "NAME": "benchmarks.NAME:run".
+ctx.report the table) and adds rows to ctx.report, or returns {measure: value}, which
+bench.py adds as rows of the section (a value may be (value, target, ok) to give the row
+a target and a verdict). To add a section, write benchmarks/NAME.py and add one line to
+SECTIONS: "NAME": "benchmarks.NAME:function", or just "benchmarks.NAME" for a module whose
+run(args) takes the parsed flags and returns the rows.
 
 Shared: common.py (paths, medians, the log, running a process), context.py,
 report.py (the table), workloads.py (photos), faces.py (stored faces), grid.py
@@ -40,13 +42,27 @@ SECTIONS: dict[str, str] = {
     "scale": "benchmarks.scale:sec_scale",
     "video": "benchmarks.video:sec_video",
     "growth": "benchmarks.growth:sec_growth",
+    "stuck": "benchmarks:stuck_section",
+    "live": "benchmarks.live",
 }
-# video (10 minutes of 1080p), scale (10,000,000 faces) and growth (1,000,000 photos) run only when asked
-ASKED_ONLY = frozenset({"scale", "video", "growth"})
+# video (10 minutes of 1080p), scale (10,000,000 faces), growth (1,000,000 photos), stuck and live
+# run only when asked
+ASKED_ONLY = frozenset({"scale", "video", "growth", "stuck", "live"})
 DEFAULT_SECTIONS = tuple(name for name in SECTIONS if name not in ASKED_ONLY)
 
 
 def runner(name: str) -> Callable[[Any], dict | None]:
     """The function of section name, its module imported only now (a section's imports stay its own)."""
-    module, func = SECTIONS[name].split(":")
+    module, _, func = SECTIONS[name].partition(":")
+    if not func:  # a module with run(args)
+        return lambda ctx: importlib.import_module(module).run(ctx.args)
     return getattr(importlib.import_module(module), func)
+
+
+def stuck_section(ctx: Any) -> dict:
+    """benchmarks/stuck.py, with its own flags (a shorter run under --quick); its figures also go to
+    the JSON's top level as stuck_*."""
+    stuck = importlib.import_module("benchmarks.stuck")
+    figures = stuck.run(stuck.parse(["--seconds", "20" if ctx.args.quick else "60"]))
+    ctx.keys.update({f"stuck_{key}": value for key, value in figures.items()})
+    return figures

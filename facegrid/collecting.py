@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue as queue_mod
 import sqlite3
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import greenstalk
 
-from . import envelope, store
+from . import alerting, envelope, store, stuck
 from .envelope import Result
 from .errors import BadJob, DatabaseUnwritable, StoreError
 from .log import RateLog
@@ -43,6 +44,10 @@ class Collector:
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self.stored = 0
         self.keys = keys
+        self.alerts = alerting.Alerter(settings.alerts, db, settings.beanstalkd, queue.should_stop)
+        self.recorded: queue_mod.SimpleQueue = queue_mod.SimpleQueue()  # alerts the writer recorded, to send
+        for alert in store.unsent_alerts(db):  # recorded before a stop, not sent then
+            self.recorded.put(alert)
 
     def take(self, job: greenstalk.Job) -> None:
         try:
@@ -58,6 +63,30 @@ class Collector:
             )
         self.batch.append((job, result))
 
+    def _write_checked(self, batch) -> list[tuple[greenstalk.Job, tuple[str, str] | None]]:
+        """In the writer thread: store the batch (_write), then check its stored faces against the
+        watches; their new alerts are recorded in the database and handed to the main thread."""
+        outcomes = self._write(batch)
+        stored = [r for (_, problem), (_, r) in zip(outcomes, batch, strict=True) if problem is None]
+        try:
+            for alert in self.alerts.check(stored):
+                self.recorded.put(alert)
+        except sqlite3.OperationalError as exc:  # stored, not checked: delivered again, checked then
+            why = ("release", f"stored, but its alerts cannot be recorded now: {exc}")
+            return [(job, why if problem is None else problem) for job, problem in outcomes]
+        except Exception:  # the results are stored; a failed alert check must not stop the collector
+            log.exception("the alerts of a stored batch of %d could not be checked", len(stored))
+        return outcomes
+
+    def send_alerts(self) -> None:
+        """Send the alerts recorded so far (main thread: it owns the sockets), then mark them sent."""
+        alerts = []
+        while not self.recorded.empty():
+            alerts.append(self.recorded.get())
+        sent = self.alerts.send(alerts)
+        if sent:
+            self.writer.submit(store.mark_alerts_sent, self.db, sent)
+
     def flush(self, wait: bool = False) -> int:
         """Hand the batch to the writer; settle the one before it (or both, with wait).
 
@@ -66,8 +95,10 @@ class Collector:
         done = self.settle()
         if self.batch:
             batch, self.batch = self.batch, []
-            self.pending = self.writer.submit(self._write, batch)
-        return done + self.settle() if wait else done
+            self.pending = self.writer.submit(self._write_checked, batch)
+        done = done + self.settle() if wait else done
+        self.send_alerts()
+        return done
 
     def settle(self) -> int:
         """Wait for the commit in flight, then delete, release or bury its jobs."""
@@ -104,6 +135,7 @@ class Collector:
             self.give_back(job)
         self.batch = []
         self.writer.shutdown()
+        self.alerts.close()
 
     def _write(self, batch) -> list[tuple[greenstalk.Job, tuple[str, str] | None]]:
         """In the writer thread: one transaction; on a bad row, one by one. A database that
@@ -152,8 +184,11 @@ def run_collector(settings: Settings, db_path: str, burst: bool, stopper: Stoppe
     col = Collector(settings, queue, db, keys, db_path)
     rate = RateLog(log, "results stored", c.log_every)
     log.info("collector ready: %s -> %s on %s", b.people_tube, db_path, queue.address)
+    watcher = stuck.start(b, settings.stuck, (b.images_tube,), stopper)  # copies back what the TTR lost
     try:
         while not stopper.stopping and col.fatal is None:
+            if watcher:
+                watcher.tick()
             job = queue.reserve(timeout=0 if col.batch else 1)
             if job is not None:
                 col.take(job)
@@ -167,6 +202,8 @@ def run_collector(settings: Settings, db_path: str, burst: bool, stopper: Stoppe
         col.close()
     finally:
         lock.close()
+        if watcher:
+            watcher.close()
     rate.emit(f"into {db_path} (exiting)")
     queue.close()
     if col.fatal is not None:

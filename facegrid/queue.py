@@ -195,6 +195,10 @@ class Queue:
     def stats(self) -> dict:
         return self._retry(lambda c: c.stats())
 
+    def call(self, fn: Callable):
+        """fn(client) for a command of the caller's own that is safe to repeat, with reconnects."""
+        return self._retry(fn)
+
     def stats_tube(self, tube: str) -> dict:
         def go(c):
             try:

@@ -63,10 +63,12 @@ class Params:
     tolerance: float = 0.5
     lookalike_count: int = 15  # k; 0 turns the adaptive tolerance off
     lookalike_spread: float = 0.45
-    lookalike_ratio: float = 0.8
+    lookalike_ratio: float = 0.84
     expand_count: int = 20  # query expansion: at most this many confident matches join the profile
     expand_score: float = 0.85  # ... those with a score (distance / tolerance) at most this
     background: int = 1500  # a collection of fewer faces is topped up to this many with model look-alikes
+    crowd_power: float = 0.5  # where d_k is below the collection's typical d_k, tighten by (d_k / typical)^this
+    typical: float = 0.0  # the collection's typical d_k (facegrid/crowding.py); 0: unknown, no such tightening
 
 
 def _sqdist(rows: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -115,12 +117,32 @@ def kth_distinct(
         m *= 4
 
 
+def lookalike_tolerance(dk: float, p: Params) -> float:
+    """The tolerance a k-th distinct look-alike at dk gives: lookalike_ratio x dk, and tighter still
+    where dk is below the collection's typical one (a crowded region of face space: there strangers
+    come closer than elsewhere, relative to d_k); never above the plain tolerance."""
+    tol = p.lookalike_ratio * dk
+    if p.crowd_power > 0 and p.typical > 0 and dk < p.typical:
+        tol *= (dk / p.typical) ** p.crowd_power
+    return min(p.tolerance, tol)
+
+
+def _plain_from(p: Params) -> float:
+    """The smallest d_k from which lookalike_tolerance gives the plain tolerance."""
+    if p.lookalike_ratio <= 0:
+        return 0.0
+    dk = p.tolerance / p.lookalike_ratio
+    if p.crowd_power > 0 and p.typical > 0 and dk < p.typical:
+        dk = (p.tolerance * p.typical**p.crowd_power / p.lookalike_ratio) ** (1 / (1 + p.crowd_power))
+    return dk
+
+
 def search_tolerance(dist: np.ndarray, vectors: Vectors, targets: np.ndarray, p: Params) -> float:
     """This search's tolerance: the plain one, tightened where look-alikes crowd the target."""
     if p.lookalike_count <= 0:
         return p.tolerance
     dk = kth_distinct(dist, vectors, targets, p.lookalike_count, p.lookalike_spread)
-    return min(p.tolerance, p.lookalike_ratio * dk)
+    return lookalike_tolerance(dk, p)
 
 
 def radius(p: Params, reach: float = 1.0) -> float:
@@ -134,7 +156,7 @@ def radius(p: Params, reach: float = 1.0) -> float:
     """
     far = p.tolerance * max(reach, 1.0, p.expand_score)
     if p.lookalike_count > 0 and p.lookalike_ratio > 0:
-        far = max(far, p.tolerance / p.lookalike_ratio)
+        far = max(far, _plain_from(p))
     return far
 
 
@@ -148,8 +170,8 @@ def settled(
     else:
         dk = kth_distinct(dist, vectors, targets, p.lookalike_count, p.lookalike_spread)
         if dk <= radius:  # every face nearer than d_k is here: d_k is exact
-            tol = min(p.tolerance, p.lookalike_ratio * dk)
-        elif p.lookalike_ratio * radius >= p.tolerance:  # d_k lies beyond: the plain tolerance holds
+            tol = lookalike_tolerance(dk, p)
+        elif lookalike_tolerance(radius, p) >= p.tolerance:  # d_k lies beyond: the plain tolerance holds
             tol = p.tolerance
         else:
             return None
@@ -257,7 +279,7 @@ def neighbour_graph(
             dk = kth_distinct(d, x[j], x[i], p.lookalike_count, p.lookalike_spread, first=len(d))
             if dk == float("inf") and not full:  # not within the list: its end is a lower bound
                 dk = float(d[-1])
-        tol[i] = min(p.tolerance, p.lookalike_ratio * dk)
+        tol[i] = lookalike_tolerance(dk, p)
     edges = set()
     for i in range(n):
         ok = (pos[i] >= 0) & (photos[np.maximum(pos[i], 0)] != photos[i])

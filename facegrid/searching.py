@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import background, imaging, outfiles, scoring, store, video
+from . import background, crowding, imaging, outfiles, scoring, store, video
 from . import index as index_mod
 from .collection import Collection
 from .errors import ImageUnreadable, UsageError
@@ -193,11 +193,9 @@ def find(
     idx = index_mod.FaceIndex.joined(parts, options)
     if not len(idx):
         return Found([], params.tolerance)
-    encodings = np.stack([t.encoding for t in targets])
-    near, tol = _near(idx, encodings, params, mode, reach)
-    wider = scoring.expanded(encodings, near.dist, near.rows, tol, params)
-    if len(wider) > len(encodings):
-        near, tol = _near(idx, wider, params, mode, reach)
+    if params.crowd_power > 0:  # the look-alike rule compares with this collection's usual crowding
+        params = dataclasses.replace(params, typical=crowding.typical(idx, params, cache_dir(coll)))
+    near, tol, _ = settle(idx, np.stack([t.encoding for t in targets]), params, mode, reach)
     sel = np.flatnonzero(near.dist <= tol * reach)
     sel = sel[np.argsort(near.dist[sel], kind="stable")]
     hits, hit_dist = near.positions[sel], near.dist[sel]
@@ -278,6 +276,32 @@ def _near(idx: index_mod.FaceIndex, targets: np.ndarray, params: scoring.Params,
     if found:
         return near, found[0]
     return near, scoring.search_tolerance(*counted(near), targets, params)
+
+
+def cache_dir(coll: Collection) -> Path | None:
+    """Where a collection's measured figures are kept: its (first) database's index folder; several
+    databases searched as one keep theirs apart, under a name made from all their paths."""
+    paths = [str(path) for path, _db in coll]
+    if not paths:
+        return None
+    folder = index_mod.index_dir(paths[0])
+    if len(paths) > 1:
+        folder = folder / ("together-" + hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16])
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder
+
+
+def settle(idx: index_mod.FaceIndex, encodings: np.ndarray, params: scoring.Params, mode: str, reach: float = 1.0):
+    """A search's rule for these target encodings: (the faces near its profile, its tolerance, the
+    targets it ends with). A first pass, then a second from the targets and its surest matches."""
+    near, tol = _near(idx, encodings, params, mode, reach)
+    wider = scoring.expanded(encodings, near.dist, near.rows, tol, params)
+    if len(wider) > len(encodings):
+        near, tol = _near(idx, wider, params, mode, reach)
+    return near, tol, wider
 
 
 def _face_rows(db, rowids: list[int]) -> dict[int, dict]:

@@ -72,9 +72,21 @@ class Beanstalkd:
 
 
 @dataclasses.dataclass(frozen=True)
+class Stuck:
+    """The stuck-job watcher (facegrid/stuck.py), run by the collector."""
+
+    watch: str = setting("on", choices=("on", "off"))
+    grace: float = setting(5.0, between(1.0, 3600.0), "1 to 3600 seconds")
+    interval: float = setting(1.0, between(0.1, 60.0), "0.1 to 60 seconds")
+    lookback: int = setting(1_000_000, lambda v: v >= 0, "0 (only jobs put from now on) or more job ids")
+
+
+@dataclasses.dataclass(frozen=True)
 class Queuer:
     state: str = ""  # empty: per user, per beanstalkd address and tube (queuing.default_state)
     reencode_quality: int = setting(90, between(10, 95), "10 to 95")
+    rescan: float = setting(60.0, lambda v: v >= 1, "at least 1 second")
+    settle: float = setting(1.0, between(0.1, 600), "0.1 to 600 seconds")
 
 
 def _workers(v: str) -> bool:
@@ -112,8 +124,9 @@ class Search:
     lookalike_count: int = setting(15, between(0, 1000), "0 (off) to 1000 (15 is the measured default)")
     lookalike_spread: float = distance(0.45, " (0.45 is the measured default)")
     lookalike_ratio: float = setting(
-        0.8, lambda v: 0.0 < v <= 2.0, "more than 0, at most 2 (0.8 is the measured default)"
+        0.84, lambda v: 0.0 < v <= 2.0, "more than 0, at most 2 (0.84 is the measured default)"
     )
+    crowd_power: float = setting(0.5, between(0, 4), "0 (off) to 4 (0.5 is the measured default)")
     mixed_distance: float = setting(
         0.65, lambda v: 0.0 <= v < 2.0, "0 (no check) or a distance below 2 (0.65 is the measured default)"
     )
@@ -139,6 +152,7 @@ class Search:
             self.expand_count,
             self.expand_score,
             self.background,
+            self.crowd_power,
         )
 
 
@@ -155,6 +169,15 @@ class Video:
 
 
 @dataclasses.dataclass(frozen=True)
+class Alerts:
+    file: str = "facegrid-alerts.jsonl"  # empty: no file
+    tube: str = setting("alerts", lambda v: v == "" or _tube(v), TUBE + ", or empty (no jobs)")
+    command: str = ""
+    command_timeout: float = setting(10.0, between(0.1, 3600), "0.1 to 3600 seconds")
+    confidence: str = setting("weak", choices=("weak", "likely", "strong"))
+
+
+@dataclasses.dataclass(frozen=True)
 class Grid:
     key_file: str = ""  # $FACEGRID_KEY_FILE when not set by --set
 
@@ -163,11 +186,13 @@ class Grid:
 class Settings:
     grid: Grid = Grid()
     beanstalkd: Beanstalkd = Beanstalkd()
+    stuck: Stuck = Stuck()
     queuer: Queuer = Queuer()
     filter: Filter = Filter()
     collector: Collector = Collector()
     search: Search = Search()
     video: Video = Video()
+    alerts: Alerts = Alerts()
 
     def validate(self) -> Settings:
         """Check every setting against the rule declared on its field."""

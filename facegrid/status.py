@@ -23,7 +23,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from . import cli, store
+from . import cli, store, stuck
 from .errors import StoreError, UsageError
 from .queue import Queue
 from .settings import Settings
@@ -289,6 +289,7 @@ examples:
   scripts/status --watch                      refresh every 2 s until Ctrl-C
   scripts/status --json --sample 10           for scripts: one JSON object
   scripts/status --problems --db faces.db     photos that failed or showed no face, and why (--json too)
+  scripts/status --check                      does this beanstalkd time out jobs? any stuck?
   scripts/status --beanstalkd 10.0.0.5:11300 --db /srv/facegrid/faces.db
   scripts/status --prometheus --db /srv/facegrid/faces.db > /var/lib/node_exporter/facegrid.prom.$$ \\
     && mv /var/lib/node_exporter/facegrid.prom.$$ /var/lib/node_exporter/facegrid.prom
@@ -297,7 +298,12 @@ examples:
 in/s is the rate jobs are put on a tube, out/s the rate they are finished
 (deleted), over the last minute of samples; watching counts the connections
 that watch a tube (filter workers on images, collectors on people).
-exit codes: 0 ok, 2 usage or settings error, 3 beanstalkd unreachable
+--check puts probe jobs with a 2 s TTR on a private tube, each reserved by a
+connection that then goes silent, and sees whether they are back after 4 s
+(about 5 s in all); it also lists jobs of the grid's tubes still reserved past
+their TTR. It exits 1 when the server loses such expiries (docs/reliability.md).
+exit codes: 0 ok, 1 --check found lost TTR expiries or stuck jobs,
+  2 usage or settings error, 3 beanstalkd unreachable
 """
 
 
@@ -307,6 +313,7 @@ def main(argv=None) -> int:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="print once and exit (the default)")
     mode.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
+    mode.add_argument("--check", action="store_true", help="probe the server's TTR handling, list stuck jobs")
     p.add_argument(
         "--sample",
         type=float,
@@ -339,6 +346,8 @@ def main(argv=None) -> int:
         p.error("--sample must be 0 or more and --interval more than 0 seconds")
     cli.setup_logging(args)
     settings = cli.load_settings(args, {"collector.database": args.db})
+    if args.check:
+        return stuck.check(settings, args.json)
     return run(
         settings,
         settings.collector.database,

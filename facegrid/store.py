@@ -14,6 +14,13 @@ Tables (docs/protocol.md has every column):
 
 Every face row carries `gen`, the generation of the batch that last wrote it, so
 the search index reads only what changed since it was made (facegrid/index/).
+
+Watched people (schema 5, facegrid/alerting.py):
+  watches    a name, where the profile came from, the profile vectors and the
+             tolerance the search's rule gave them
+  alerts     one row per alert, keyed by watch and photo (or video): the alert
+             JSON, and when it was sent (one recorded but not sent yet is sent
+             when the collector starts again)
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from .envelope import FRAME_VERSION, Result
 from .envelope import VERSION as ENVELOPE_VERSION
 from .errors import DatabaseInUse, DatabaseUnwritable, StoreError, UsageError
 
-SCHEMA_VERSION = 3  # 2: faces.gen, deleted_faces, meta db_id; 3: videos, frames, tracks, track_faces
+SCHEMA_VERSION = 5  # every step is named in MIGRATIONS below
 
 IMAGE_COLUMNS = {
     "id": str,
@@ -286,6 +293,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         _video_tables(db)
         db.table("annotated").create({"image_id": str, "jpeg": bytes}, pk="image_id")
         db.table("meta").create({"key": str, "value": str}, pk="key")
+        _watch_tables(db)
         db.table("meta").insert_all(
             [
                 {"key": "schema_version", "value": str(SCHEMA_VERSION)},
@@ -323,19 +331,50 @@ def _video_tables(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS track_faces_track ON track_faces (video_id, track)")
 
 
+def _watch_tables(db: sqlite_utils.Database) -> None:
+    """Schema 5: the watched people and their alerts (facegrid/alerting.py)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS watches (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, "
+        "source TEXT NOT NULL, person_id INTEGER, mode TEXT NOT NULL, tolerance REAL NOT NULL, "
+        "profile BLOB NOT NULL, targets BLOB NOT NULL, target_ids TEXT NOT NULL DEFAULT '[]', "
+        "created_at REAL, refreshed_at REAL)"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS alerts (watch_id INTEGER NOT NULL, subject TEXT NOT NULL, "
+        "image_id TEXT NOT NULL, idx INTEGER NOT NULL, body TEXT NOT NULL, stored_at REAL NOT NULL, "
+        "sent_at REAL, PRIMARY KEY (watch_id, subject))"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS alerts_unsent ON alerts (stored_at) WHERE sent_at IS NULL")
+
+
+def _schema_2(db: sqlite_utils.Database) -> None:
+    """Schema 2: faces.gen (0 for every old row), deleted_faces, meta db_id."""
+    if "gen" not in db["faces"].columns_dict:
+        db.execute("ALTER TABLE faces ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")
+    _change_log(db)
+    if get_meta(db, "db_id") is None:
+        db.execute("INSERT INTO meta (key, value) VALUES ('db_id', ?)", [secrets.token_hex(16)])
+
+
+# Every schema the database has had, in order: (version, what it adds, the step that adds it).
+# Each step is idempotent (CREATE ... IF NOT EXISTS), so a step another process ran already is harmless.
+MIGRATIONS = (
+    (2, "faces.gen, deleted_faces, meta db_id", _schema_2),
+    (3, "videos, frames, tracks, track_faces", _video_tables),
+    (5, "watches and alerts", _watch_tables),
+)
+
+
 def _migrate(db: sqlite_utils.Database) -> None:
-    """Schema 1 or 2 -> 3, in one transaction: faces.gen (0 for every old row), deleted_faces,
-    db_id (2); the video tables, empty (3)."""
+    """Every step of MIGRATIONS the database lacks, in order, in one transaction."""
     with db.conn:
         db.execute("BEGIN IMMEDIATE")
-        if int(get_meta(db, "schema_version") or 0) >= SCHEMA_VERSION:  # another process did it
+        current = int(get_meta(db, "schema_version") or 0)
+        if current >= SCHEMA_VERSION:  # another process did it
             return
-        if "gen" not in db["faces"].columns_dict:
-            db.execute("ALTER TABLE faces ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")
-        _change_log(db)
-        _video_tables(db)
-        if get_meta(db, "db_id") is None:
-            db.execute("INSERT INTO meta (key, value) VALUES ('db_id', ?)", [secrets.token_hex(16)])
+        for version, _what, step in MIGRATIONS:
+            if version > current:
+                step(db)
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
 
 
@@ -762,3 +801,89 @@ def copy_photos(db, source: str | Path, ids: Iterable[str]) -> None:
             [gen],
         )
     db.execute("DETACH DATABASE src")
+
+
+# -- watches and alerts (schema 5; the matching itself is in alerting.py) -----------------------------
+WATCH_COLUMNS = "id, name, source, person_id, mode, tolerance, profile, targets, target_ids, created_at, refreshed_at"
+
+
+def watches(db) -> list[dict]:
+    """Every watch, by id, with its profile and target vectors as stored (float32 BLOBs)."""
+    if "watches" not in db.table_names():  # a read-only database from before schema 5
+        return []
+    return list(db.query(f"SELECT {WATCH_COLUMNS} FROM watches ORDER BY id"))
+
+
+def watch_version(db) -> str:
+    """Changes whenever a watch is added, removed or refreshed: the collector reloads its list then."""
+    return get_meta(db, "watch_version") or "0"
+
+
+def _bump_watches(db) -> None:
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('watch_version', '1') "
+        "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+    )
+
+
+def save_watch(db, watch: dict) -> int:
+    """Add a watch (watch has every WATCH_COLUMNS key but id), or, when one of that name exists,
+    replace its profile and tolerance (a refresh). Returns its id."""
+    cols = [c.strip() for c in WATCH_COLUMNS.split(",")][1:]
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(
+            f"INSERT INTO watches ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) ON CONFLICT (name) DO "
+            "UPDATE SET mode = excluded.mode, tolerance = excluded.tolerance, profile = excluded.profile, "
+            "refreshed_at = excluded.refreshed_at",
+            [watch[c] for c in cols],
+        )
+        _bump_watches(db)
+        return db.execute("SELECT id FROM watches WHERE name = ?", [watch["name"]]).fetchone()[0]
+
+
+def remove_watch(db, name: str) -> bool:
+    """Forget a watch (its alerts stay, as they were sent). False when no watch has that name."""
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        gone = db.execute("DELETE FROM watches WHERE name = ?", [name]).rowcount
+        if gone:
+            _bump_watches(db)
+    return bool(gone)
+
+
+def alert_counts(db) -> dict[int, tuple[int, float | None]]:
+    """Per watch id: how many alerts it gave, and when the last one was stored."""
+    sql = "SELECT watch_id, count(*), max(stored_at) FROM alerts GROUP BY watch_id"
+    return {row[0]: (row[1], row[2]) for row in db.execute(sql)}
+
+
+def record_alerts(db, alerts: list[tuple[int, str, str, int, str, float]]) -> list[tuple[int, str, str]]:
+    """Record (watch_id, subject, image_id, idx, body, stored_at) rows in one transaction; a watch and
+    subject (photo id, or video) that already has an alert keeps it. Returns the new ones as
+    (watch_id, subject, body): only those are sent, so a photo stored twice alerts once."""
+    new = []
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        for row in alerts:
+            cur = db.execute("INSERT OR IGNORE INTO alerts VALUES (?, ?, ?, ?, ?, ?, NULL)", row)
+            if cur.rowcount:
+                new.append((row[0], row[1], row[4]))
+    return new
+
+
+def unsent_alerts(db) -> list[tuple[int, str, str]]:
+    """(watch_id, subject, body) of alerts recorded but not marked sent (a collector stopped between)."""
+    if "alerts" not in db.table_names():
+        return []
+    sql = "SELECT watch_id, subject, body FROM alerts WHERE sent_at IS NULL ORDER BY stored_at"
+    return [tuple(r) for r in db.execute(sql)]
+
+
+def mark_alerts_sent(db, keys: list[tuple[int, str]]) -> None:
+    now = time.time()
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        db.conn.executemany(
+            "UPDATE alerts SET sent_at = ? WHERE watch_id = ? AND subject = ?", [(now, *k) for k in keys]
+        )

@@ -24,6 +24,10 @@ two figures measured side by side in this run. Sections (--only NAME,NAME):
              copy) with store.store_results until --growth-photos photos (1,000,000):
              size per photo, store rate at the start and the end, WAL size, the
              slowest commits (checkpoints), index update time; the database is deleted
+  stuck      only with --only stuck: benchmarks/stuck.py, the stuck-job watcher's
+             commands a second and seconds to copy back a frozen host's job
+  live       only with --only live: benchmarks/live.py, a live grid's alert latency and the
+             alert checks' cost
 
 Everything runs in a temporary folder with a private beanstalkd (-z, -b); the
 user's files and any running grid are never touched. Results go to stdout;
@@ -145,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 rows = benchmarks.runner(name)(ctx)
                 for measure, value in (rows or {}).items():
-                    report.add(name, measure, str(value))
+                    value, target, ok = value if isinstance(value, tuple) else (value, "", None)
+                    report.add(name, measure, str(value), target, ok)
             except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                 failed.append(name)
                 report.skip(name, "section failed", f"{type(exc).__name__}: {str(exc)[:300]}")

@@ -153,6 +153,7 @@ def test_systemd_units():
         "facegrid-beanstalkd.service",
         "facegrid-collector.service",
         "facegrid-filter.service",
+        "facegrid-queuer-watch@.service",
         "facegrid-queuer@.service",
     ]
     for name in names:

@@ -63,7 +63,16 @@ def test_every_number_and_choice_declares_what_it_allows():
         if settings.kind_of(f"{section.name}.{f.name}") in (int, float)
     ]
     assert numbers and not [key for key in numbers if key not in rules]
-    assert set(settings.CHOICES) == {"filter.model", "filter.proposals", "filter.clahe", "search.mode"}
+    choices = {
+        "filter.model",
+        "filter.proposals",
+        "filter.clahe",
+        "search.mode",
+        "search.target_mirror",
+        "alerts.confidence",
+        "stuck.watch",
+    }
+    assert set(settings.CHOICES) == choices
 
 
 @pytest.mark.parametrize(
@@ -75,6 +84,11 @@ def test_every_number_and_choice_declares_what_it_allows():
         ("filter.log_every", "0"),
         ("search.limit", "-5"),
         ("video.track_distance", "2.5"),
+        ("queuer.settle", "0"),
+        ("queuer.rescan", "0.5"),
+        ("alerts.tube", "two words"),
+        ("alerts.command_timeout", "0"),
+        ("alerts.confidence", "sure"),
     ],
 )
 def test_a_value_outside_its_rule_is_refused_in_one_line(key, bad):

@@ -266,5 +266,5 @@ def test_schema_2_database_gains_the_video_tables(tmp_path):
     assert not store.has_videos(ro)
     ro.conn.close()
     db = store.open_db(path)
-    assert store.get_meta(db, "schema_version") == "3"
+    assert store.get_meta(db, "schema_version") == str(store.SCHEMA_VERSION)
     assert {"videos", "frames", "tracks", "track_faces"} <= set(db.table_names())

@@ -11,6 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("facegrid.commands.collect", "store results in SQLite (collector.py)"),
     "search": ("facegrid.commands.search", "find one person across everything stored (search.py)"),
     "export": ("facegrid.commands.export", "write stored annotated photos to a folder"),
+    "watch": ("facegrid.commands.watch", "watch people: alerts when new photos of them are stored"),
     "status": ("facegrid.status", "queue depths, rates, workers, database counts, ETA"),
     "buried": ("facegrid.buried", "list, kick or requeue buried jobs"),
 }

@@ -10,6 +10,7 @@ examples:
   queuer.py --requeue /srv/photos             queue again what an earlier run queued
   queuer.py --max-ready 0 /srv/photos         no bound on the backlog in beanstalkd
   queuer.py --set video.fps=2 /srv/newsroom   videos sampled at 2 frames a second
+  queuer.py --watch /srv/incoming             keep running: queue photos as they land
 
 Photos: jpg jpeg png bmp webp tif tiff gif heic heif, any case, found recursively; folder links are
 followed once. The queuer never writes to, moves or renames your files. A photo
@@ -19,6 +20,9 @@ Videos: mp4 mov m4v mkv avi webm mts, any case: decoded on this host, sampled at
 is one job, put as it is decoded. An interrupted video resumes where it stopped.
 A beanstalkd started without -z takes jobs of at most 65,535 bytes: the queuer
 refuses it (exit 2) unless --allow-small-jobs.
+--watch queues what is new, then every file that appears or changes once its size
+has stayed the same for [queuer] settle seconds (a copy in progress waits), until
+SIGTERM or Ctrl-C.
 exit codes: 0 done, 2 usage or settings error, 3 beanstalkd unreachable
 """
 
@@ -53,10 +57,24 @@ def main(argv=None) -> int:
         action="store_true",
         help="queue even when beanstalkd takes jobs under 1 MiB (started without -z): photos are re-encoded to fit",
     )
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep running: queue files that appear or change (inotify, else a walk every [queuer] rescan s)",
+    )
     args = p.parse_args(argv)
     cli.setup_logging(args)
     settings = cli.load_settings(args, {"queuer.state": args.state})
     from facegrid.queuing import run_queuer, state_path
+
+    if args.watch:
+        from facegrid.watching import run_watch
+
+        counts = run_watch(
+            settings, args.folders, args.requeue, state_path(settings), Stopper().install(), args.allow_small_jobs
+        )
+        print(" ".join(f"{k}={v}" for k, v in counts.items()))
+        return 0
 
     stopper = Stopper().install()
     counts = run_queuer(settings, args.folders, args.requeue, state_path(settings), stopper, args.allow_small_jobs)
