@@ -53,8 +53,11 @@ def documented_rows() -> list[tuple[int, str, str]]:
 
 
 def test_every_section_names_its_rows_in_the_code():
+    """Sections that add their rows (benchmarks.SECTIONS "module:function"); a run(args) module returns
+    them as the keys of a dict, which this check does not read."""
     rows = printed_rows()
-    assert all(rows.values()), [name for name, found in rows.items() if not found]
+    adding = [name for name, where in benchmarks.SECTIONS.items() if ":sec_" in where]
+    assert adding and not [name for name in adding if not rows[name]]
 
 
 def test_every_row_in_the_docs_is_one_bench_prints():
