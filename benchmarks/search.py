@@ -21,7 +21,7 @@ from .workloads import labelled
 
 
 def sec_search(ctx: Context) -> None:
-    from facegrid import index, searching
+    from facegrid import crowding, index, searching
 
     folder = ctx.tmp / "search"
     (folder / "target").mkdir(parents=True, exist_ok=True)
@@ -48,7 +48,10 @@ def sec_search(ctx: Context) -> None:
     targets = searching.encode_targets(ctx.engine(), str(folder / "target"))
     params, mode = ctx.settings.search.params(), ctx.settings.search.mode
     coll = searching.open_store([str(db_path)])
-    searching.find(coll, targets, params, mode)  # warm the page cache
+    t0 = time.perf_counter()
+    searching.find(coll, targets, params, mode)  # warms the page cache; measures the typical d_k (crowding.py)
+    first = time.perf_counter() - t0
+    rep.add("search", "first query: the collection's typical d_k measured and kept", f"{first:.2f} s")
     warm, dist = [], []
     for _ in range(max(7, ctx.sizes.repeats)):
         t0 = time.perf_counter()
@@ -84,6 +87,13 @@ def sec_search(ctx: Context) -> None:
         walls.append(wall)
         peaks.append(rss)
     rep.add("search", "search.py target/ from the shell, index built", f"{med(walls):.2f} s", "<= 3 s", med(walls) <= 3)
+    (index.index_dir(db_path) / crowding.NAME).unlink(missing_ok=True)  # as after the collection grew by 10 %
+    wall, _rss = peak_rss(
+        script("search.py", folder / "target", "--db", db_path, "--out", folder / "out-first", "-q"),
+        folder,
+        folder / "log",
+    )
+    rep.add("search", "search.py from the shell, typical d_k measured again", f"{wall:.2f} s")
     rep.add("search", "search.py peak RSS", f"{med(peaks) / MB:.0f} MB", "<= 1024 MB", med(peaks) <= 1024 * MB)
 
 

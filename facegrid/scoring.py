@@ -5,7 +5,7 @@ close together in the 128-d space, and a tolerance that finds everyone else's
 photos lets dozens of strangers through for them. So each search gets its own
 tolerance:
 
-    tolerance(q) = min(tolerance, lookalike_ratio x d_k(q))
+    tolerance(q) = min(tolerance, lookalike_ratio x d_k(q) x min(1, d_k(q) / typical)^crowd_power)
 
 d_k(q) is the distance from the profile to its k-th nearest *distinct*
 look-alike: walking the stored faces nearest first, a face counts only when it
@@ -14,7 +14,12 @@ counted before it. So the person's own photos (however many) never count, and
 repeated photos of one stranger count once. Where the collection holds many faces
 like the target's, d_k is small and the tolerance tightens; where it holds
 few, the plain tolerance applies. A collection that grows tightens it as
-needed, which keeps precision steady as it grows.
+needed, which keeps precision steady as it grows. typical is the collection's own
+median d_k (crowding.py): where a profile's look-alikes crowd closer than is usual
+in this collection, strangers come closer still, relative to d_k, so the tolerance
+tightens more there. Relative to the collection's median, this does not change as
+the collection grows. A small collection's count includes a model crowd
+(background.py).
 
 Then a second pass (query expansion): the first pass's most confident matches
 join the target photos, and the profile and its tolerance are made again from
@@ -40,19 +45,18 @@ class Vectors(Protocol):
 
 
 # Precision measured at each normalised score d / tolerance(q) on lfw-dev (6,403
-# photos, 443 searches) with the default settings (target mirror, model crowd): `scripts/evaluate.py
+# photos, 443 searches) with the default settings (target mirror, model crowd, crowd factor): `scripts/evaluate.py
 # --calibrate` prints this table. Upper edges of the score bins and the share of
 # right matches in each bin, pooled so that it never rises with the score.
 CALIBRATION: tuple[tuple[float, float], ...] = (
-    (0.75, 0.996),
-    (0.85, 0.995),
-    (0.9, 0.987),
-    (0.95, 0.931),
-    (1.0, 0.755),
-    (1.05, 0.451),
-    (1.1, 0.17),
-    (1.15, 0.041),
-    (1.2, 0.011),
+    (0.85, 0.996),
+    (0.9, 0.995),
+    (0.95, 0.962),
+    (1.0, 0.775),
+    (1.05, 0.469),
+    (1.1, 0.127),
+    (1.15, 0.029),
+    (1.2, 0.007),
     (1.25, 0.002),
     (1.3, 0.0),
 )
@@ -270,16 +274,18 @@ def neighbour_graph(
     kw = {} if exact_limit is None else {"exact_limit": exact_limit}
     dist, pos = nn.nearest(x, min(listed, n), **kw)
     full = dist.shape[1] == n  # the lists hold every face: nothing lies beyond them
-    tol = np.empty(n, dtype=np.float32)
+    dks = np.full(n, np.inf)
     for i in range(n):
         ok = pos[i] >= 0
         d, j = dist[i][ok], pos[i][ok]
-        dk = float("inf")
         if p.lookalike_count > 0:
-            dk = kth_distinct(d, x[j], x[i], p.lookalike_count, p.lookalike_spread, first=len(d))
-            if dk == float("inf") and not full:  # not within the list: its end is a lower bound
-                dk = float(d[-1])
-        tol[i] = lookalike_tolerance(dk, p)
+            dks[i] = kth_distinct(d, x[j], x[i], p.lookalike_count, p.lookalike_spread, first=len(d))
+            if dks[i] == float("inf") and not full:  # not within the list: its end is a lower bound
+                dks[i] = float(d[-1])
+    if p.crowd_power > 0 and not p.typical:  # the collection's typical d_k: here, the median of every face's
+        typical = float(np.median(dks))
+        p = dataclasses.replace(p, typical=typical if np.isfinite(typical) else 0.0)
+    tol = np.array([lookalike_tolerance(float(dk), p) for dk in dks], dtype=np.float32)
     edges = set()
     for i in range(n):
         ok = (pos[i] >= 0) & (photos[np.maximum(pos[i], 0)] != photos[i])
