@@ -200,58 +200,68 @@ def find(
     sel = sel[np.argsort(near.dist[sel], kind="stable")]
     hits, hit_dist = near.positions[sel], near.dist[sel]
     owner = np.searchsorted(np.cumsum([len(part) for part in parts]), hits, side="right")  # database of each hit
+    rows, in_track = _hit_rows(coll, idx, hits, owner)
     target_ids = {t.id for t in targets}
     matches: list[Match] = []
     seen: set[str] = set()
+    for i, k, hit_d in zip(hits, owner, hit_dist, strict=True):
+        row = rows.get((int(k), int(idx.rowids[i])))
+        if row is None or row["image_id"] in target_ids:
+            continue
+        tr = in_track.get((int(k), row["image_id"], row["idx"]))
+        key = f"track:{tr['video_id']}:{tr['track']}" if tr else row["image_id"]
+        if key in seen:
+            continue
+        seen.add(key)
+        database = coll.paths[int(k)] if len(coll) > 1 else ""
+        matches.append(_match(coll.dbs[int(k)], len(matches) + 1, float(hit_d), tol, row, tr, database))
+        if limit and len(matches) >= limit:
+            break
+    return Found(matches, tol)
+
+
+def _hit_rows(coll: Collection, idx: index_mod.FaceIndex, hits: np.ndarray, owner: np.ndarray):
+    """(rows, in_track) of the hits: (database, rowid) -> the face's row, and (database, image id, face
+    index) -> the track a video's face belongs to (one result per appearance)."""
     rows: dict[tuple[int, int], dict] = {}
-    in_track: dict[tuple[int, str, int], dict] = {}  # a video's face -> its track (one result per appearance)
+    in_track: dict[tuple[int, str, int], dict] = {}
     for k, db in enumerate(coll.dbs):
         mine = hits[owner == k]
         found_rows = _face_rows(db, [int(idx.rowids[i]) for i in mine])
         rows.update({(k, r): row for r, row in found_rows.items()})
         for face_key, track in store.face_tracks(db, [(r["image_id"], r["idx"]) for r in found_rows.values()]).items():
             in_track[(k, *face_key)] = track
-    for i, k, hit_d in zip(hits, owner, hit_dist, strict=True):
-        found = rows.get((int(k), int(idx.rowids[i])))
-        if found is None or found["image_id"] in target_ids:
-            continue
-        row = found
-        tr = in_track.get((int(k), row["image_id"], row["idx"]))
-        key = f"track:{tr['video_id']}:{tr['track']}" if tr else row["image_id"]
-        if key in seen:
-            continue
-        seen.add(key)
-        if tr:  # shown by its best face (largest, sharpest), ranked by its closest one
-            best = store.face_row(coll.dbs[int(k)], tr["best_image_id"], tr["best_idx"]) or row
-            row = dict(row, image_id=best["image_id"], idx=best["idx"], crop=best["crop"], path=tr["path"])
-            row.update({side: best[side] for side in ("top", "right", "bottom", "left")})
-        d = float(hit_d)
-        box = (row["top"], row["right"], row["bottom"], row["left"])
-        face_px, sharp = max(0, box[1] - box[3]), imaging.sharpness(row["crop"])
-        word, precision = scoring.confidence(d / tol, face_px, sharp)
-        matches.append(
-            Match(
-                len(matches) + 1,
-                d,
-                row["image_id"],
-                row["idx"],
-                row["path"],
-                row["host"],
-                box,
-                d / tol,
-                word,
-                precision,
-                face_px,
-                sharp,
-                coll.paths[int(k)] if len(coll) > 1 else "",
-                video=tr is not None,
-                start_s=tr["start_s"] if tr else None,
-                end_s=tr["end_s"] if tr else None,
-            )
-        )
-        if limit and len(matches) >= limit:
-            break
-    return Found(matches, tol)
+    return rows, in_track
+
+
+def _match(db, rank: int, d: float, tol: float, row: dict, tr: dict | None, database: str) -> Match:
+    """The match of one stored face at distance d. A video's appearance (tr, its track) is shown by its
+    best face (largest, sharpest) and ranked by its closest one."""
+    if tr:
+        best = store.face_row(db, tr["best_image_id"], tr["best_idx"]) or row
+        row = dict(row, image_id=best["image_id"], idx=best["idx"], crop=best["crop"], path=tr["path"])
+        row.update({side: best[side] for side in ("top", "right", "bottom", "left")})
+    box = (row["top"], row["right"], row["bottom"], row["left"])
+    face_px, sharp = max(0, box[1] - box[3]), imaging.sharpness(row["crop"])
+    word, precision = scoring.confidence(d / tol, face_px, sharp)
+    return Match(
+        rank=rank,
+        distance=d,
+        image_id=row["image_id"],
+        face_index=row["idx"],
+        path=row["path"],
+        host=row["host"],
+        box=box,
+        score=d / tol,
+        confidence=word,
+        precision=precision,
+        face_px=face_px,
+        sharpness=sharp,
+        database=database,
+        video=tr is not None,
+        start_s=tr["start_s"] if tr else None,
+        end_s=tr["end_s"] if tr else None,
+    )
 
 
 def _near(idx: index_mod.FaceIndex, targets: np.ndarray, params: scoring.Params, mode: str, reach: float):
