@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facegrid import people, scoring, searching, store
+from facegrid import cli, people, scoring, searching, store
 from facegrid import settings as settings_mod
 from facegrid.errors import FacegridError, UsageError
 
@@ -370,8 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        overrides = dict(s.split("=", 1) for s in args.set)
-        settings = settings_mod.load(None, overrides)
+        settings = settings_mod.load(None, cli.parse_set(args.set))
         return evaluate(args, folder, settings)
     except (FacegridError, ValueError) as exc:
         print(f"evaluate.py: {exc}", file=sys.stderr)
