@@ -37,7 +37,7 @@ import numpy as np
 
 
 class Vectors(Protocol):
-    """Stored face vectors addressed by row: an array, or index.Rows over several segments."""
+    """Stored face vectors addressed by row: an array, or index.Vectors over several segments."""
 
     def __len__(self) -> int: ...
 

@@ -17,7 +17,7 @@ from .codes import TRAINED_FILE, CodeLayout, codes_of
 from .files import CACHE, INDEX_FORMAT, SegmentCache, index_dir, manifest
 from .maintenance import MAX_DEAD_SHARE, MAX_SEGMENTS, build, load, update
 from .search import KNN_FIRST, FaceIndex, Near, SearchOptions, profile, profile_distances
-from .segment import NAMES, Ids, Rows, Segment
+from .segment import NAMES, Ids, Segment, Vectors
 
 __all__ = [
     "CACHE",
@@ -31,10 +31,10 @@ __all__ = [
     "FaceIndex",
     "Ids",
     "Near",
-    "Rows",
     "SearchOptions",
     "Segment",
     "SegmentCache",
+    "Vectors",
     "build",
     "codes_of",
     "index_dir",

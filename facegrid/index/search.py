@@ -30,7 +30,7 @@ from concurrent.futures import Executor
 import numpy as np
 
 from ..envelope import ENCODING_DIM
-from .segment import Ids, Rows, Segment
+from .segment import Ids, Segment, Vectors
 
 KNN_FIRST = 4096  # neighbours asked of each file of short codes first (4x more until the search is settled)
 
@@ -70,7 +70,7 @@ class FaceIndex:
         self.options = options or SearchOptions()
         self.threads = threads
         self.k_start = self.options.knn_first  # neighbours near() asks each file of short codes for first
-        self.vectors = Rows(segments)
+        self.vectors = Vectors(segments)
         self.rowids = Ids(segments)
 
     @classmethod

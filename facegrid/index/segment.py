@@ -121,7 +121,7 @@ class Segment:
         return np.concatenate(pos), np.concatenate(floors), max(complete, 0.0)
 
 
-class Rows:
+class Vectors:
     """The vectors of several segments addressed as one matrix (rows by global position)."""
 
     def __init__(self, segments: list[Segment]):
