@@ -5,7 +5,8 @@ profile's k-th distinct look-alike is nearer than is usual *in this collection*.
 rule on the absolute d_k would tighten every search of a large collection, where all
 d_k shrink; relative to the collection's own median it stays the same as it grows.
 
-The median is measured on SAMPLES stored faces (a fixed choice for a given size), each
+The median is measured on SAMPLES stored faces (LARGE_SAMPLES in a large collection; a
+fixed choice for a given size), each
 taken as a one-photo target, with the model crowd counted as a search counts it, and
 kept in the index folder until the collection has grown or shrunk by STALE.
 """
@@ -24,7 +25,10 @@ from . import background, scoring
 
 log = logging.getLogger("facegrid.search")
 
-SAMPLES = 100  # stored faces measured
+SAMPLES = 100  # stored faces measured ...
+LARGE, LARGE_SAMPLES = 100_000, 20  # ... and from this many faces on, where each costs a scan of the short codes:
+# the median of 20 d_k moves the tolerance by about 1 % (their spread is about 0.04), and the first search after a
+# change stays within the shell search's budget (docs/benchmarks.md, search)
 STALE = 0.1  # a kept median is used until the number of faces moves by more than this share
 NAME = "typical.json"
 FAR = 1.0  # how far out a sampled face's look-alikes are looked for
@@ -40,7 +44,7 @@ def typical(idx, params: scoring.Params, cache: Path | None = None) -> float:
     if kept is not None:
         return kept
     rng = np.random.default_rng(n)
-    chosen = np.sort(rng.choice(n, size=min(SAMPLES, n), replace=False))
+    chosen = np.sort(rng.choice(n, size=min(SAMPLES if n < LARGE else LARGE_SAMPLES, n), replace=False))
     rows = np.asarray(idx.vectors[chosen], dtype=np.float32)
     plain = dataclasses.replace(params, typical=0.0)
     crowd = background.fill(n, params.background)
