@@ -6,23 +6,19 @@ a target is decoded, oriented, scaled and encoded as the stored photos were.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
-from . import background, crowding, imaging, outfiles, scoring, store, video
+from . import background, crowding, imaging, scoring, store, video
 from . import index as index_mod
 from .collection import Collection
 from .errors import ImageUnreadable, UsageError
 from .faces import FaceEngine
-from .settings import Settings
-from .textsafe import csv_cell, printable
 from .walking import display_path, walk
 
 log = logging.getLogger("facegrid.search")
@@ -318,97 +314,10 @@ def _face_rows(db, rowids: list[int]) -> dict[int, dict]:
     return store.face_rows(db, rowids)
 
 
-def write_outputs(db, matches: list[Match], targets: list[Target], out_dir: Path, settings: Settings) -> None:
-    """Annotated copies named only from rank and id, report.csv and report.html.
-
-    The previous run's files in out_dir go first, and only those (outfiles.py).
-    """
-    from . import htmlkit, report
-
-    written = outfiles.Written(out_dir)
-    written.clear_previous()
-    for m in matches:
-        jpeg = store.annotated_jpeg(db, m.image_id)
-        if jpeg:
-            if not htmlkit.readable_jpeg(jpeg):
-                log.warning(
-                    "%s (photo %s): its stored annotated copy is not a readable JPEG; no copy made", m.path, m.image_id
-                )
-                continue
-            at = f"-{int(m.start_s or 0)}s" if m.video else ""  # a video's appearance: where it starts
-            m.file = written.add(outfiles.match_name(m.rank, m.path, m.image_id, at))
-            (out_dir / m.file).write_bytes(report.match_picture(db, m) or jpeg)
-    with open(out_dir / written.add("report.csv"), "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "rank",
-                "distance",
-                "confidence",
-                "path",
-                "host",
-                "top",
-                "right",
-                "bottom",
-                "left",
-                "image_id",
-                "face_index",
-                "file",
-                "video_start_s",
-                "video_end_s",
-            ]
-        )
-        for m in matches:
-            w.writerow(
-                [
-                    csv_cell(v)
-                    for v in (
-                        m.rank,
-                        f"{m.distance:.4f}",
-                        m.confidence,
-                        m.path,
-                        m.host,
-                        *m.box,
-                        m.image_id,
-                        m.face_index,
-                        m.file,
-                        "" if m.start_s is None else f"{m.start_s:.3f}",
-                        "" if m.end_s is None else f"{m.end_s:.3f}",
-                    )
-                ]
-            )
-    report.write_match_report(db, matches, targets, out_dir, settings)
-    written.add("report.html")
-    written.save()
-
-
-def as_json(found: Found, targets: list[Target], settings: Settings, out_dir: Path) -> str:
-    return json.dumps(
-        {
-            "matches": [m.as_dict() for m in found.matches],
-            "targets": [t.path for t in targets],
-            "tolerance": settings.search.tolerance,
-            "search_tolerance": round(found.tolerance, 4),
-            "mode": settings.search.mode,
-            "out": str(out_dir),
-        },
-        indent=2,
-    )
-
-
-def print_table(matches: list[Match]) -> None:
-    if not matches:
-        return
-    print(f"{'rank':>4}  {'distance':>8}  {'confidence':<16}  {'face':>6}  {'host':<12}  {'box (t,r,b,l)':<22}  path")
-    for m in matches:
-        box = ",".join(map(str, m.box))
-        sure = f"{m.confidence} {100 * m.precision:.1f}%" if m.precision is not None else m.confidence
-        print(
-            f"{m.rank:>4}  {m.distance:8.4f}  {sure:<16}  {m.face_px:>4}px  {printable(m.host)[:12]:<12}  {box:<22}  "
-            f"{printable(m.where)}"
-        )
-
-
 def open_store(db_paths: list[str]) -> Collection:
     """Read-only: search never changes a database, and refuses one that is not facegrid's."""
     return Collection(db_paths)
+
+
+# The writers of a search's answer live in report.py; these names stay for callers of searching.
+from .report import as_json, print_table, write_outputs  # noqa: E402, F401
