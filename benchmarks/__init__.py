@@ -44,10 +44,11 @@ SECTIONS: dict[str, str] = {
     "growth": "benchmarks.growth:sec_growth",
     "stuck": "benchmarks:stuck_section",
     "live": "benchmarks.live",
+    "registry": "benchmarks.registry",
 }
-# video (10 minutes of 1080p), scale (10,000,000 faces), growth (1,000,000 photos), stuck and live
-# run only when asked
-ASKED_ONLY = frozenset({"scale", "video", "growth", "stuck", "live"})
+# video (10 minutes of 1080p), scale (10,000,000 faces), growth (1,000,000 photos), stuck, live and
+# registry run only when asked
+ASKED_ONLY = frozenset({"scale", "video", "growth", "stuck", "live", "registry"})
 DEFAULT_SECTIONS = tuple(name for name in SECTIONS if name not in ASKED_ONLY)
 
 

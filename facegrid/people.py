@@ -68,6 +68,7 @@ class Person:
     number: int
     faces: list[FaceRow]  # nearest to the person's mean first
     distances: list[float]
+    title: str | None = None  # the name given in the people registry (facegrid people name)
 
     @property
     def name(self) -> str:
@@ -204,8 +205,9 @@ def _row(db, person: Person, samples: list[str]) -> str:
         if seen_in
         else ""
     )
+    title = f'<div class="count">{esc(person.title)}</div>' if person.title else ""
     folder = (
-        f'<a href="{esc(person.name)}/photos.csv">{esc(person.name)}/</a>'
+        f'{title}<a href="{esc(person.name)}/photos.csv">{esc(person.name)}/</a>'
         f'<div class="path">{len(samples)} target crop(s)</div>'
     )
     return (
@@ -236,12 +238,15 @@ def render_index(db, people: list[Person], samples: dict[str, list[str]], params
     return htmlkit.page("facegrid people", header, table)
 
 
-def write_people(db, out_dir: Path, params: scoring.Params, engine=None) -> list[Person]:
-    """Cluster every stored face and write index.html and the person folders."""
+def write_people(
+    db, out_dir: Path, params: scoring.Params, engine=None, found: list[Person] | None = None
+) -> list[Person]:
+    """Write index.html and the person folders: of `found` (the people registry's persons), or of
+    every stored face clustered now."""
     out_dir = Path(out_dir)
     record = outfiles.Written(out_dir)
     record.clear_previous()  # the previous run's files only: numbering may have changed
-    people = cluster(load_faces(db), params)
+    people = cluster(load_faces(db), params) if found is None else found
     record.refuse_foreign_person_dirs([p.name for p in people])
     samples = {p.name: write_folder(p, out_dir, engine, record) for p in people}
     (out_dir / record.add("index.html")).write_text(render_index(db, people, samples, params), encoding="utf-8")

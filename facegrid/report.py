@@ -52,9 +52,15 @@ def _match_card(m, crop: bytes, thumb: bytes) -> str:
         f'<div><div><span class="rank">#{m.rank}</span> '
         f'<span class="dist">distance {m.distance:.3f}</span>{_precision(m)} '
         f'<span class="badge {esc(m.confidence)}">{esc(m.confidence)}</span></div>'
-        f'<div class="path">{esc(m.path)}</div>{_span(m)}<div class="path">host {esc(m.host)}</div></div>'
+        f'{_person(m)}<div class="path">{esc(m.path)}</div>{_span(m)}<div class="path">host {esc(m.host)}</div></div>'
         f"</div></article>"
     )
+
+
+def _person(m) -> str:
+    """The match's person in the people registry, if its face is in one."""
+    label = getattr(m, "person_label", "")
+    return f'<div class="person">{esc(label)}</div>' if label else ""
 
 
 def _span(m) -> str:
@@ -200,11 +206,14 @@ def print_table(matches: list[Match]) -> None:
     """search.py's table of matches on stdout."""
     if not matches:
         return
-    print(f"{'rank':>4}  {'distance':>8}  {'confidence':<16}  {'face':>6}  {'host':<12}  {'box (t,r,b,l)':<22}  path")
+    print(
+        f"{'rank':>4}  {'distance':>8}  {'confidence':<16}  {'face':>6}  {'host':<12}  {'box (t,r,b,l)':<22}  "
+        f"{'person':<16}  path"
+    )
     for m in matches:
         box = ",".join(map(str, m.box))
         sure = f"{m.confidence} {100 * m.precision:.1f}%" if m.precision is not None else m.confidence
         print(
             f"{m.rank:>4}  {m.distance:8.4f}  {sure:<16}  {m.face_px:>4}px  {printable(m.host)[:12]:<12}  {box:<22}  "
-            f"{printable(m.where)}"
+            f"{printable(m.person_label or '-')[:16]:<16}  {printable(m.where)}"
         )

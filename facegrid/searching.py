@@ -51,6 +51,14 @@ class Match:
     video: bool = False  # an appearance in a video: image_id/box are its track's best frame and face
     start_s: float | None = None  # the appearance's span in the video, in seconds
     end_s: float | None = None
+    person: dict | None = None  # {"id", "name"}: the people registry's person of this face, if any
+
+    @property
+    def person_label(self) -> str:
+        """The person's name, or person-ID while unnamed; "" for a face in no person."""
+        if not self.person:
+            return ""
+        return self.person["name"] or f"person-{self.person['id']:03d}"
 
     @property
     def where(self) -> str:
@@ -199,6 +207,7 @@ def find(
     rows, in_track = _hit_rows(coll, idx, hits, owner)
     target_ids = {t.id for t in targets}
     matches: list[Match] = []
+    from_db: list[int] = []  # the database of each match
     seen: set[str] = set()
     for i, k, hit_d in zip(hits, owner, hit_dist, strict=True):
         row = rows.get((int(k), int(idx.rowids[i])))
@@ -211,8 +220,10 @@ def find(
         seen.add(key)
         database = coll.paths[int(k)] if len(coll) > 1 else ""
         matches.append(_match(coll.dbs[int(k)], len(matches) + 1, float(hit_d), tol, row, tr, database))
+        from_db.append(int(k))
         if limit and len(matches) >= limit:
             break
+    _label_persons(coll, matches, from_db)
     return Found(matches, tol)
 
 
@@ -258,6 +269,15 @@ def _match(db, rank: int, d: float, tol: float, row: dict, tr: dict | None, data
         start_s=tr["start_s"] if tr else None,
         end_s=tr["end_s"] if tr else None,
     )
+
+
+def _label_persons(coll: Collection, matches: list[Match], from_db: list[int]) -> None:
+    """Each match's person in the people registry of its database (store.persons_of_faces)."""
+    for k, db in enumerate(coll.dbs):
+        mine = [m for m, owner in zip(matches, from_db, strict=True) if owner == k]
+        found = store.persons_of_faces(db, [(m.image_id, m.face_index) for m in mine])
+        for m in mine:
+            m.person = found.get((m.image_id, m.face_index))
 
 
 def _near(idx: index_mod.FaceIndex, targets: np.ndarray, params: scoring.Params, mode: str, reach: float):

@@ -11,6 +11,10 @@ Tables (docs/protocol.md has every column):
   frames     one row per sampled frame sent (its picture is an images row)
   tracks     a video's faces grouped into appearances: span and best face
   track_faces  which track each face of a frame belongs to, with its sharpness
+  persons        the people registry (schema 4): one row per person, a stable id and a name
+  person_faces   which person each face belongs to (facegrid/registry.py keeps it up to date)
+  person_rejects faces a user said are not this person ("reject"): no update puts them back
+  person_cells   coarse cells of the faces, for the registry's neighbour search at scale
 
 Every face row carries `gen`, the generation of the batch that last wrote it, so
 the search index reads only what changed since it was made (facegrid/index/).
@@ -25,6 +29,7 @@ Watched people (schema 5, facegrid/alerting.py):
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -291,6 +296,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         db.table("faces").create(FACE_COLUMNS, pk=("image_id", "idx"), not_null={"gen"}, defaults={"gen": 0})
         _change_log(db)
         _video_tables(db)
+        _people_tables(db)
         db.table("annotated").create({"image_id": str, "jpeg": bytes}, pk="image_id")
         db.table("meta").create({"key": str, "value": str}, pk="key")
         _watch_tables(db)
@@ -356,11 +362,39 @@ def _schema_2(db: sqlite_utils.Database) -> None:
         db.execute("INSERT INTO meta (key, value) VALUES ('db_id', ?)", [secrets.token_hex(16)])
 
 
+def _people_tables(db: sqlite_utils.Database) -> None:
+    """Schema 4, the people registry: persons (stable ids that are never reused, a name), which
+    person each face is in, the faces a user rejected from a person, and the coarse cells the
+    registry's neighbour search uses at scale. Nothing of schema 3 changes."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS persons (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, "
+        "created_at REAL NOT NULL, changed_at REAL NOT NULL)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS persons_name ON persons (name COLLATE NOCASE)")
+    # person_id NULL: in no person, waiting for the next update (kept_out 0) or kept out for good (1);
+    # digest: of the encoding, so a face a re-processed photo changed is assigned again;
+    # tolerance: the face's own search tolerance when it was assigned; cell: person_cells, or NULL
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS person_faces (face_rowid INTEGER PRIMARY KEY, image_id TEXT NOT NULL, "
+        "idx INTEGER NOT NULL, person_id INTEGER, kept_out INTEGER NOT NULL DEFAULT 0, digest INTEGER NOT NULL, "
+        "tolerance REAL NOT NULL, cell INTEGER)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS person_faces_person ON person_faces (person_id)")
+    db.execute("CREATE INDEX IF NOT EXISTS person_faces_face ON person_faces (image_id, idx)")
+    db.execute("CREATE INDEX IF NOT EXISTS person_faces_cell ON person_faces (cell)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS person_rejects (person_id INTEGER NOT NULL, image_id TEXT NOT NULL, "
+        "idx INTEGER NOT NULL, PRIMARY KEY (person_id, image_id, idx))"
+    )
+    db.execute("CREATE TABLE IF NOT EXISTS person_cells (cell INTEGER PRIMARY KEY, centroid BLOB NOT NULL)")
+
+
 # Every schema the database has had, in order: (version, what it adds, the step that adds it).
 # Each step is idempotent (CREATE ... IF NOT EXISTS), so a step another process ran already is harmless.
 MIGRATIONS = (
     (2, "faces.gen, deleted_faces, meta db_id", _schema_2),
     (3, "videos, frames, tracks, track_faces", _video_tables),
+    (4, "people registry: persons, person_faces, person_rejects, person_cells", _people_tables),
     (5, "watches and alerts", _watch_tables),
 )
 
@@ -758,8 +792,8 @@ def stored_status(db_path: str, image_id: str) -> tuple[str, str | None] | None:
 
 
 # -- bulk writes for tools: new databases of many rows that are not results --------------
-# The benchmarks fill stores of made-up faces, and the evaluation copies part of a gallery,
-# far faster than store_results would; the rows still go through the tables declared here.
+# The benchmarks fill stores of made-up faces far faster than store_results would; the rows
+# still go through the tables declared here (copy_photos, below, is the evaluation's).
 BULK_IMAGE_SQL = "INSERT INTO images (id, path, host, status, face_count, width, height) VALUES (?, ?, ?, ?, ?, ?, ?)"
 BULK_FACE_SQL = (
     'INSERT INTO faces (image_id, idx, "top", "right", "bottom", "left", encoding, crop, model, gen) '
@@ -785,22 +819,524 @@ def next_generation(db) -> int:
     return gen
 
 
-def copy_photos(db, source: str | Path, ids: Iterable[str]) -> None:
-    """These photos and their faces copied from the database at source into db (made by open_db), in one
-    transaction, as one new generation: every copied face carries it."""
-    db.execute("ATTACH DATABASE ? AS src", [str(source)])
-    db.execute("CREATE TEMP TABLE keep (id TEXT PRIMARY KEY)")
-    db.conn.executemany("INSERT INTO keep VALUES (?)", [(i,) for i in ids])
+# -- the people registry (schema 4; kept up to date by facegrid/registry.py) -------------------------
+# Reads work on a read-only database and on one from before schema 4 (no persons there). Writes are
+# made only by `facegrid people`, search.py --people and the collector, each in one transaction.
+NAME_MAX = 100  # characters in a person's name
+
+
+def has_registry(db) -> bool:
+    return "persons" in db.table_names()
+
+
+def _person_dict(row) -> dict:
+    pid, name, created_at, changed_at, faces, photos = row
+    return {
+        "id": pid,
+        "name": name,
+        "faces": faces,
+        "photos": photos,
+        "created_at": created_at,
+        "changed_at": changed_at,
+    }
+
+
+PERSON_SQL = (
+    "SELECT p.id, p.name, p.created_at, p.changed_at, count(f.rowid), count(DISTINCT f.image_id) FROM persons p "
+    "LEFT JOIN person_faces pf ON pf.person_id = p.id "
+    "LEFT JOIN faces f ON f.rowid = pf.face_rowid AND f.image_id = pf.image_id AND f.idx = pf.idx "
+)
+
+
+def persons(db) -> list[dict]:
+    """Every person: {"id", "name" (None until named), "faces", "photos", "created_at", "changed_at"},
+    most faces first, then by id. Faces a re-processed photo removed are not counted."""
+    if not has_registry(db):
+        return []
+    rows = db.execute(PERSON_SQL + "GROUP BY p.id ORDER BY count(f.rowid) DESC, p.id").fetchall()
+    return [_person_dict(r) for r in rows]
+
+
+def get_person(db, person_id: int) -> dict | None:
+    """One person as persons() gives it, or None."""
+    if not has_registry(db):
+        return None
+    row = db.execute(PERSON_SQL + "WHERE p.id = ? GROUP BY p.id", [int(person_id)]).fetchone()
+    return _person_dict(row) if row else None
+
+
+def find_person(db, name_or_id: str | int) -> dict:
+    """The one person a user means: an id (12, #12, person-012) or a name (exact, else ignoring case).
+
+    Raises UsageError (exit 2, one line) when nothing or more than one person matches.
+    """
+    text = str(name_or_id).strip()
+    digits = text.removeprefix("#").removeprefix("person-")
+    if digits.isdigit():
+        found = get_person(db, int(digits))
+        if found is not None:
+            return found
+    matches: list[int] = []
+    if has_registry(db) and text:
+        matches = [r[0] for r in db.execute("SELECT id FROM persons WHERE name = ? ORDER BY id", [text])]
+        if not matches:
+            sql = "SELECT id FROM persons WHERE name = ? COLLATE NOCASE ORDER BY id"
+            matches = [r[0] for r in db.execute(sql, [text])]
+    if not matches:
+        raise UsageError(
+            f"no person {printable_name(text)!r} in the registry; `facegrid people list` shows the ids and names"
+        )
+    if len(matches) > 1:
+        ids = ", ".join(str(m) for m in matches)
+        raise UsageError(f"{len(matches)} persons are named {printable_name(text)!r} (ids {ids}); pass the id instead")
+    found = get_person(db, matches[0])
+    assert found is not None
+    return found
+
+
+def printable_name(name: str) -> str:
+    from .textsafe import printable
+
+    return printable(name)[:NAME_MAX]
+
+
+def person_faces(db, person_id: int, crops: bool = False) -> list[dict]:
+    """A person's stored faces: {"face_rowid", "image_id", "idx", "top", "right", "bottom", "left", "path",
+    "host", "video_id"} (video_id: the video of a sampled frame, else None), and "crop" with crops=True;
+    by path, photo and face. Faces a re-processed photo removed are not listed."""
+    if not has_registry(db):
+        return []
+    crop = ", f.crop" if crops else ""
+    video = "fr.video_id" if has_videos(db) else "NULL"
+    frames = "LEFT JOIN frames fr ON fr.image_id = f.image_id " if has_videos(db) else ""
+    sql = (
+        f'SELECT f.rowid, f.image_id, f.idx, f.top, f."right", f.bottom, f."left", i.path, i.host, {video}{crop} '
+        "FROM person_faces pf JOIN faces f ON f.rowid = pf.face_rowid AND f.image_id = pf.image_id "
+        f"AND f.idx = pf.idx JOIN images i ON i.id = f.image_id {frames}"
+        "WHERE pf.person_id = ? ORDER BY i.path, f.image_id, f.idx"
+    )
+    keys = ["face_rowid", "image_id", "idx", "top", "right", "bottom", "left", "path", "host", "video_id", "crop"]
+    return [dict(zip(keys, row, strict=False)) for row in db.execute(sql, [int(person_id)])]
+
+
+def person_encodings(db, person_id: int):
+    """(faces as person_faces() gives them, float32 matrix of their encodings, one row each)."""
+    import numpy as np
+
+    faces = person_faces(db, person_id)
+    rows = face_encodings(db, [f["face_rowid"] for f in faces])
+    keep = [f for f in faces if f["face_rowid"] in rows]
+    mat = np.stack([rows[f["face_rowid"]] for f in keep]) if keep else np.zeros((0, 128), np.float32)
+    return keep, mat
+
+
+def person_cover(db, person_id: int) -> dict | None:
+    """The face to show a person by: its largest (ties: the first by path), as person_faces(crops=True)
+    gives it; None for a person with no stored face."""
+    faces = person_faces(db, person_id, crops=True)
+    if not faces:
+        return None
+    return max(faces, key=lambda f: (f["right"] - f["left"]) * (f["bottom"] - f["top"]))
+
+
+def face_encodings(db, rowids: list[int]) -> dict:
+    """Encodings of faces by rowid (float32 vectors)."""
+    out = {}
+    for start in range(0, len(rowids), 500):
+        part = rowids[start : start + 500]
+        sql = f"SELECT rowid, encoding FROM faces WHERE rowid IN ({','.join('?' * len(part))})"
+        for rowid, blob in db.execute(sql, part):
+            out[rowid] = _vector(blob)
+    return out
+
+
+def persons_of_faces(db, keys: list[tuple[str, int]]) -> dict[tuple[str, int], dict]:
+    """(image_id, idx) -> {"id", "name"} of the person each face is in; faces in none are left out."""
+    if not keys or not has_registry(db):
+        return {}
+    out = {}
+    for start in range(0, len(keys), 400):
+        part = keys[start : start + 400]
+        where = " OR ".join("(pf.image_id = ? AND pf.idx = ?)" for _ in part)
+        sql = (
+            "SELECT pf.image_id, pf.idx, p.id, p.name FROM person_faces pf JOIN persons p ON p.id = pf.person_id "
+            f"WHERE {where}"
+        )
+        for image_id, idx, pid, name in db.execute(sql, [x for k in part for x in k]):
+            out[(image_id, idx)] = {"id": pid, "name": name}
+    return out
+
+
+def registry_map(db) -> dict[tuple[str, int], int]:
+    """(image_id, idx) -> person id of every face in a person."""
+    if not has_registry(db):
+        return {}
+    rows = db.execute("SELECT image_id, idx, person_id FROM person_faces WHERE person_id IS NOT NULL")
+    return {(image_id, idx): pid for image_id, idx, pid in rows}
+
+
+def registry_typical(db) -> float:
+    """The collection's typical d_k the registry's updates use (0.0: none yet)."""
+    value = get_meta(db, "people_typical_dk") if has_registry(db) else None
+    return float(value) if value else 0.0
+
+
+def registry_generation(db) -> int | None:
+    """The database generation the registry was last brought up to (None: never made)."""
+    value = get_meta(db, "people_generation") if has_registry(db) else None
+    return None if value is None else int(value)
+
+
+def _check_name(name: str) -> str:
+    name = " ".join(str(name).split())
+    if not name or len(name) > NAME_MAX or not name.isprintable():
+        raise UsageError(f"name {printable_name(name)!r}: give 1 to {NAME_MAX} printable characters")
+    return name
+
+
+def _writing(db, person_ids: list[int]) -> None:
+    """Start a write transaction (the caller's `with db.conn:`) and check every person exists."""
+    db.execute("BEGIN IMMEDIATE")
+    for pid in person_ids:
+        if db.execute("SELECT 1 FROM persons WHERE id = ?", [int(pid)]).fetchone() is None:
+            raise UsageError(f"no person {pid} in the registry; `facegrid people list` shows the ids")
+
+
+def _touch(db, person_ids) -> None:
+    db.conn.executemany("UPDATE persons SET changed_at = ? WHERE id = ?", [(time.time(), int(p)) for p in person_ids])
+
+
+def name_person(db, person_id: int, name: str) -> dict:
+    """Give a person a name (any printable text; two persons may share one). Returns the person."""
+    name = _check_name(name)
+    with db.conn:
+        _writing(db, [person_id])
+        db.execute("UPDATE persons SET name = ?, changed_at = ? WHERE id = ?", [name, time.time(), int(person_id)])
+    found = get_person(db, person_id)
+    assert found is not None
+    return found
+
+
+def merge_persons(db, into: int, others: list[int]) -> dict:
+    """Move every face (and every rejection) of the others into `into`, then remove the others.
+
+    `into` keeps its id; it keeps its name, or takes the first name among the others when it has none.
+    """
+    others = [int(o) for o in dict.fromkeys(others) if int(o) != int(into)]
+    if not others:
+        raise UsageError("merge needs two different person ids, as in: facegrid people merge 3 7")
+    marks = ",".join("?" * len(others))
+    with db.conn:
+        _writing(db, [into, *others])
+        db.execute(f"UPDATE person_faces SET person_id = ? WHERE person_id IN ({marks})", [int(into), *others])
+        db.execute(
+            f"INSERT OR IGNORE INTO person_rejects SELECT ?, image_id, idx FROM person_rejects "
+            f"WHERE person_id IN ({marks})",
+            [int(into), *others],
+        )
+        db.execute(f"DELETE FROM person_rejects WHERE person_id IN ({marks})", others)
+        names = [
+            r[0] for r in db.execute(f"SELECT name FROM persons WHERE id IN ({marks}) AND name IS NOT NULL", others)
+        ]
+        if names:
+            db.execute("UPDATE persons SET name = coalesce(name, ?) WHERE id = ?", [names[0], int(into)])
+        db.execute(f"DELETE FROM persons WHERE id IN ({marks})", others)
+        _touch(db, [into])
+    found = get_person(db, into)
+    assert found is not None
+    return found
+
+
+def _member_rowids(db, person_id: int, faces: list[tuple[str, int]]) -> list[int]:
+    rowids = []
+    for image_id, idx in faces:
+        row = db.execute(
+            "SELECT face_rowid FROM person_faces WHERE person_id = ? AND image_id = ? AND idx = ?",
+            [int(person_id), image_id, int(idx)],
+        ).fetchone()
+        if row is None:
+            raise UsageError(
+                f"face {image_id[:16]}:{idx} is not in person {person_id}; "
+                f"`facegrid people show {person_id}` lists its faces"
+            )
+        rowids.append(row[0])
+    return rowids
+
+
+def split_person(db, person_id: int, faces: list[tuple[str, int]]) -> dict:
+    """Move these faces (image_id, idx) of a person into a new, unnamed person; returns the new person."""
+    if not faces:
+        raise UsageError("split needs the faces to move, as in: facegrid people split 3 0d4b9c1e:0")
+    with db.conn:
+        _writing(db, [person_id])
+        rowids = _member_rowids(db, person_id, faces)
+        now = time.time()
+        new_id = db.execute("INSERT INTO persons (name, created_at, changed_at) VALUES (NULL, ?, ?)", [now, now])
+        new_id = new_id.lastrowid
+        db.conn.executemany("UPDATE person_faces SET person_id = ? WHERE face_rowid = ?", [(new_id, r) for r in rowids])
+        _touch(db, [person_id])
+    found = get_person(db, new_id)
+    assert found is not None
+    return found
+
+
+def reject_faces(db, person_id: int, faces: list[tuple[str, int]]) -> int:
+    """ "Not this person": these faces leave the person, and no later update puts them back in it (the
+    next update assigns them elsewhere by the usual rule). Returns how many faces left."""
+    if not faces:
+        raise UsageError("reject needs the faces, as in: facegrid people reject 3 0d4b9c1e:0")
+    with db.conn:
+        _writing(db, [person_id])
+        rowids = _member_rowids(db, person_id, faces)
+        db.conn.executemany(
+            "INSERT OR IGNORE INTO person_rejects VALUES (?, ?, ?)", [(int(person_id), i, int(x)) for i, x in faces]
+        )
+        db.conn.executemany("UPDATE person_faces SET person_id = NULL WHERE face_rowid = ?", [(r,) for r in rowids])
+        _touch(db, [person_id])
+    return len(rowids)
+
+
+def forget_person(db, person_id: int) -> int:
+    """Remove a person and its name; its faces are kept out of every person from then on (the photos
+    stay stored and searchable; faces stored later form persons as usual). Returns its face count."""
+    with db.conn:
+        _writing(db, [person_id])
+        n = db.execute(
+            "UPDATE person_faces SET person_id = NULL, kept_out = 1 WHERE person_id = ?", [int(person_id)]
+        ).rowcount
+        db.execute("DELETE FROM person_rejects WHERE person_id = ?", [int(person_id)])
+        db.execute("DELETE FROM persons WHERE id = ?", [int(person_id)])
+    return n
+
+
+# -- what facegrid/registry.py reads and writes to bring the persons up to date ------------------------
+@dataclasses.dataclass
+class RegistryChanges:
+    """What changed since the registry's last update, read in one snapshot.
+
+    new: (rowid, image_id, idx, encoding) of the faces to assign: stored since (every photo face and
+      each video track's best face, as --people clusters), a face whose encoding a re-processed photo
+      changed, and faces waiting since a rejection; removed: registry rows of faces deleted or changed
+      since (and rows written again: faces waiting); rejects: rowid of a new face -> the persons it was
+      rejected from; known: person ids; left: faces that left their person (deleted or changed).
+    """
+
+    since: int | None
+    generation: int
+    new: list[tuple[int, str, int, bytes]]
+    removed: list[int]
+    rejects: dict[int, set[int]]
+    known: set[int]
+    left: int = 0
+
+
+def encoding_digest(blob: bytes) -> int:
+    """A signed 64-bit digest of an encoding's bytes (person_faces.digest)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "big", signed=True)
+
+
+def _people_faces_where(alias: str) -> str:
+    """A face --people clusters: a photo's, or a video track's best face."""
+    return (
+        f"(NOT EXISTS (SELECT 1 FROM frames fr WHERE fr.image_id = {alias}.image_id) OR EXISTS "
+        f"(SELECT 1 FROM tracks t WHERE t.best_image_id = {alias}.image_id AND t.best_idx = {alias}.idx))"
+    )
+
+
+def registry_changes(db) -> RegistryChanges:
+    """The registry's work since its last update (see RegistryChanges), read in one transaction."""
     with db.conn:
         db.execute("BEGIN")
-        db.execute("INSERT INTO images SELECT * FROM src.images WHERE id IN (SELECT id FROM keep)")
-        gen = next_generation(db)
-        cols = ", ".join(f'"{c}"' for c in FACE_COLUMNS if c != "gen")
-        db.execute(
-            f"INSERT INTO faces ({cols}, gen) SELECT {cols}, ? FROM src.faces WHERE image_id IN (SELECT id FROM keep)",
-            [gen],
+        since = registry_generation(db)
+        gen = generation(db)
+        where = f"f.gen > {int(since)}" if since is not None else "1"
+        if has_videos(db):
+            where += " AND " + _people_faces_where("f")
+        changed = db.execute(f"SELECT f.rowid, f.image_id, f.idx, f.encoding FROM faces f WHERE {where}").fetchall()
+        removed: set[int] = set()
+        if since is not None:
+            deleted = db.execute("SELECT face_rowid FROM deleted_faces WHERE gen > ?", [since]).fetchall()
+            removed = {r[0] for r in deleted}
+        known_rows = {}
+        for start in range(0, len(changed), 500):
+            part = [r[0] for r in changed[start : start + 500]]
+            sql = f"SELECT face_rowid, digest FROM person_faces WHERE face_rowid IN ({','.join('?' * len(part))})"
+            known_rows.update(dict(db.execute(sql, part).fetchall()))
+        new = []
+        for rowid, image_id, idx, blob in changed:
+            if rowid in known_rows and rowid not in removed and known_rows[rowid] == encoding_digest(blob):
+                continue  # stored again as it was: it keeps its person
+            if rowid in known_rows:
+                removed.add(rowid)
+            new.append((rowid, image_id, idx, blob))
+        waiting = db.execute(
+            "SELECT f.rowid, f.image_id, f.idx, f.encoding FROM person_faces pf "
+            "JOIN faces f ON f.rowid = pf.face_rowid AND f.image_id = pf.image_id AND f.idx = pf.idx "
+            "WHERE pf.person_id IS NULL AND pf.kept_out = 0"
+        ).fetchall()
+        if has_videos(db):  # a track whose best face changed since: its new best face, in no person yet
+            waiting += db.execute(
+                "SELECT f.rowid, f.image_id, f.idx, f.encoding FROM tracks t JOIN faces f "
+                "ON f.image_id = t.best_image_id AND f.idx = t.best_idx "
+                "LEFT JOIN person_faces pf ON pf.face_rowid = f.rowid WHERE pf.face_rowid IS NULL"
+            ).fetchall()
+        seen = {r[0] for r in new}
+        new += [r for r in waiting if r[0] not in seen and r[0] not in removed]
+        left = len(removed)
+        removed.update(r[0] for r in waiting)  # their rows are written again with their new person
+        by_key = {(image_id, idx): rowid for rowid, image_id, idx, _ in new}
+        resolved: dict[int, set[int]] = {}
+        for pid, image_id, idx in db.execute("SELECT person_id, image_id, idx FROM person_rejects"):
+            if (image_id, idx) in by_key:
+                resolved.setdefault(by_key[(image_id, idx)], set()).add(pid)
+        known = {r[0] for r in db.execute("SELECT id FROM persons")}
+    return RegistryChanges(since, gen, new, sorted(removed), resolved, known, left)
+
+
+def registry_members(db, cells: list[int] | None = None):
+    """The faces in a person now: (rowids int64, person ids int64, tolerances float32, cells int64
+    (-1: none), photo ids list, encodings float32 n x 128), in rowid order; only those of these
+    cells when cells is given. Faces a re-processed photo removed are left out."""
+    import numpy as np
+
+    sql = (
+        "SELECT pf.face_rowid, pf.person_id, pf.tolerance, coalesce(pf.cell, -1), pf.image_id, f.encoding "
+        "FROM person_faces pf JOIN faces f ON f.rowid = pf.face_rowid AND f.image_id = pf.image_id "
+        "AND f.idx = pf.idx WHERE pf.person_id IS NOT NULL"
+    )
+    params: list = []
+    if cells is not None:
+        sql += f" AND pf.cell IN ({','.join('?' * len(cells))})"
+        params = list(cells)
+    rows = db.execute(sql + " ORDER BY pf.face_rowid", params).fetchall()
+    n = len(rows)
+    rowids = np.fromiter((r[0] for r in rows), np.int64, n)
+    owners = np.fromiter((r[1] for r in rows), np.int64, n)
+    tols = np.fromiter((r[2] for r in rows), np.float32, n)
+    cell = np.fromiter((r[3] for r in rows), np.int64, n)
+    photos = [r[4] for r in rows]
+    enc = np.frombuffer(b"".join(r[5] for r in rows), "<f4").reshape(n, -1) if n else np.zeros((0, 128), np.float32)
+    return rowids, owners, tols, cell, photos, enc.astype(np.float32)
+
+
+def registry_counts(db) -> tuple[int, int]:
+    """(faces in a person, of those how many have no cell yet)."""
+    row = db.execute(
+        "SELECT count(*), coalesce(sum(cell IS NULL), 0) FROM person_faces WHERE person_id IS NOT NULL"
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def photo_persons(db, image_ids: list[str]) -> list[tuple[int, str, int]]:
+    """(person_id, image_id, face_rowid) of every face of these photos that is in a person."""
+    out = []
+    for start in range(0, len(image_ids), 500):
+        part = image_ids[start : start + 500]
+        sql = (
+            "SELECT person_id, image_id, face_rowid FROM person_faces WHERE person_id IS NOT NULL "
+            f"AND image_id IN ({','.join('?' * len(part))})"
         )
-    db.execute("DETACH DATABASE src")
+        out += db.execute(sql, part).fetchall()
+    return out
+
+
+def registry_cells(db):
+    """The coarse cells' centroids (float32 cells x 128), or None while the registry has none."""
+    import numpy as np
+
+    rows = db.execute("SELECT centroid FROM person_cells ORDER BY cell").fetchall() if has_registry(db) else []
+    return np.stack([_vector(r[0]) for r in rows]) if rows else None
+
+
+def set_registry_cells(db, centroids, assigned: list[tuple[int, int]]) -> None:
+    """Store the coarse cells' centroids and (rowid, cell) of every face in a person, in one transaction."""
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("DELETE FROM person_cells")
+        db.conn.executemany(
+            "INSERT INTO person_cells VALUES (?, ?)", [(i, c.astype("<f4").tobytes()) for i, c in enumerate(centroids)]
+        )
+        db.conn.executemany("UPDATE person_faces SET cell = ? WHERE face_rowid = ?", [(c, r) for r, c in assigned])
+
+
+@dataclasses.dataclass
+class Assignment:
+    """One face's place after an update: person is a person id, or a new person's key (< 0)."""
+
+    rowid: int
+    image_id: str
+    idx: int
+    person: int
+    digest: int
+    tolerance: float
+    cell: int | None = None
+
+
+def apply_registry_update(
+    db, changes: RegistryChanges, assigned: list[Assignment], new_keys: list[int], typical: float | None = None
+) -> dict:
+    """Write an update in one transaction: drop changes.removed, make one person per key of new_keys
+    (in that order: ids rise with it), write every assignment, and record the generation reached
+    and, if given, the collection's typical d_k (meta people_typical_dk, registry_typical).
+
+    Raises StoreError when another update ran since `changes` was read (run it again). A face assigned to
+    a person that was merged or forgotten meanwhile waits for the next update. Returns {key: new id}.
+    """
+    now = time.time()
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        if registry_generation(db) != changes.since:
+            raise StoreError("the people registry was updated by another process meanwhile; run the update again")
+        db.conn.executemany("DELETE FROM person_faces WHERE face_rowid = ?", [(r,) for r in changes.removed])
+        ids = {}
+        for key in new_keys:
+            cur = db.execute("INSERT INTO persons (name, created_at, changed_at) VALUES (NULL, ?, ?)", [now, now])
+            ids[key] = cur.lastrowid
+        alive = {r[0] for r in db.execute("SELECT id FROM persons")}
+        rows = []
+        for a in assigned:
+            person = ids.get(a.person, a.person)
+            rows.append(
+                (a.rowid, a.image_id, a.idx, person if person in alive else None, a.digest, a.tolerance, a.cell)
+            )
+        db.conn.executemany(
+            "INSERT OR REPLACE INTO person_faces (face_rowid, image_id, idx, person_id, kept_out, digest, tolerance, "
+            "cell) VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
+            rows,
+        )
+        touched = {r[3] for r in rows if r[3] is not None} - set(ids.values())
+        _touch(db, sorted(touched))
+        upsert = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        db.execute(upsert, ["people_generation", str(changes.generation)])
+        if typical:
+            db.execute(upsert, ["people_typical_dk", repr(float(typical))])
+    return ids
+
+
+def copy_photos(db, source: str | Path, ids: list[str]) -> int:
+    """Store these photos of another facegrid database (rows and faces) as one new batch: for tools that
+    replay a collection in steps (scripts/evaluate.py). Returns the faces copied."""
+    db.execute("ATTACH DATABASE ? AS src", [str(source)])
+    try:
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS keep (id TEXT PRIMARY KEY)")
+        with db.conn:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM temp.keep")
+            db.conn.executemany("INSERT OR IGNORE INTO temp.keep VALUES (?)", [(i,) for i in ids])
+            gen = generation(db) + 1
+            db.execute("INSERT OR REPLACE INTO images SELECT * FROM src.images WHERE id IN (SELECT id FROM temp.keep)")
+            cols = ", ".join(f'"{c}"' for c in FACE_COLUMNS if c != "gen")
+            n = db.execute(
+                f"INSERT OR REPLACE INTO faces ({cols}, gen) SELECT {cols}, ? FROM src.faces "
+                "WHERE image_id IN (SELECT id FROM temp.keep)",
+                [gen],
+            ).rowcount
+            db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", [str(gen)])
+    finally:
+        db.execute("DETACH DATABASE src")
+    return n
 
 
 # -- watches and alerts (schema 5; the matching itself is in alerting.py) -----------------------------

@@ -21,7 +21,12 @@ search.py does (and if it is returned, it counts neither way). Precision and
 recall are summed over all searches.
 
 --people quality is BCubed precision, recall and F over the faces of labelled
-photos in which exactly one face was found, clustering the whole gallery.
+photos in which exactly one face was found, clustering the whole gallery. Beside it,
+the same figures for the people registry when the gallery arrives in --batches
+batches (photos in a fixed pseudo-random order), the registry updated after each
+(facegrid/registry.py): a registry kept up to date should hold the figures of
+clustering at once. --person-targets N,N measures search.py --person with N faces of
+each person of the registry made at once as the targets.
 """
 
 from __future__ import annotations
@@ -33,11 +38,12 @@ import json
 import sys
 import time
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from facegrid import cli, people, scoring, searching, store
+from facegrid import cli, people, registry, scoring, searching, store
 from facegrid import settings as settings_mod
 from facegrid.errors import FacegridError, UsageError
 
@@ -272,7 +278,8 @@ def crowded_people(full: Path, lab: Labelled, targets: dict, share: float = CROW
     return {p for p, n in counts.items() if n >= cut}
 
 
-def bcubed(db_path: Path, lab: Labelled, params: scoring.Params) -> tuple[float, float, float, int]:
+def bcubed(db_path: Path, lab: Labelled, params: scoring.Params, found=None) -> tuple[float, float, float, int]:
+    """BCubed of the persons found (default: every face clustered at once, people.cluster)."""
     db = store.open_db(db_path, create=False)
     rel_of = {i: relpath(p, lab) for i, p in gallery_rows(db).items()}
     faces = people.load_faces(db)
@@ -280,7 +287,7 @@ def bcubed(db_path: Path, lab: Labelled, params: scoring.Params) -> tuple[float,
     for f in faces:
         per_photo[f.image_id] = per_photo.get(f.image_id, 0) + 1
     labels = {}
-    for person in people.cluster(faces, params):
+    for person in people.cluster(faces, params) if found is None else found:
         for f in person.faces:
             rel = rel_of.get(f.image_id)
             if per_photo[f.image_id] == 1 and rel and len(lab.identities[rel]) == 1:
@@ -294,6 +301,48 @@ def bcubed(db_path: Path, lab: Labelled, params: scoring.Params) -> tuple[float,
     recall = float(np.mean([both[x] / gt[x[1]] for x in labels.values()])) if labels else 1.0
     f = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return precision, recall, f, len(labels)
+
+
+def registry_in_batches(full: Path, batches: int, params: scoring.Params, work: Path) -> Path:
+    """A new database that receives the gallery's photos in `batches` batches (a fixed pseudo-random
+    order), its people registry updated after each (store.copy_photos, registry.update)."""
+    dest = work / "registry-batches.db"
+    for p in (dest, Path(f"{dest}-wal"), Path(f"{dest}-shm")):
+        p.unlink(missing_ok=True)
+    ids = sorted(gallery_rows(store.open_db(full, create=False)), key=lambda i: zlib.crc32(i.encode()))
+    db = store.open_db(dest)
+    for k in range(batches):
+        store.copy_photos(db, full, ids[k::batches])
+        log(registry.update(db, params).line())
+    db.conn.close()
+    return dest
+
+
+def person_searches(kept: Path, lab: Labelled, params: scoring.Params, mode: str, counts: list[int]) -> dict:
+    """search.py --person with n of each person's faces as the targets (registry.PERSON_TARGETS), over
+    the persons of 6 faces or more: every other photo of the person's main identity is relevant."""
+    db = store.open_db(kept, create=False)
+    rel_of = {i: relpath(p, lab) for i, p in gallery_rows(db).items()}
+    photos_of: dict[str, set[str]] = {}
+    for i, r in rel_of.items():
+        for who in lab.identities[r] if r else ():
+            photos_of.setdefault(who, set()).add(i)
+    coll = searching.open_store([str(kept)])
+    chosen = [p["id"] for p in store.persons(db) if p["faces"] >= 6]
+    out = {}
+    for n in counts:
+        registry.PERSON_TARGETS = n
+        tp = fp = fn = 0
+        for pid in chosen:
+            _, _, targets = registry.person_targets(coll, str(pid))
+            labels = [
+                x for f in store.person_faces(db, pid) for x in lab.identities.get(rel_of[f["image_id"]] or "", ())
+            ]
+            relevant = photos_of[Counter(labels).most_common(1)[0][0]] - {t.id for t in targets}
+            got = {m.image_id for m in searching.find(coll, targets, params, mode).matches}
+            tp, fp, fn = tp + len(got & relevant), fp + len(got - relevant), fn + len(relevant - got)
+        out[n] = (len(chosen), *pr(tp, fp, fn), tp, fp, fn)
+    return out
 
 
 def calibration(outcome: Outcome, edges: np.ndarray) -> list[tuple[float, float]]:
@@ -360,6 +409,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--curve", metavar="PNG", help="write the precision-recall curve")
     p.add_argument("--calibrate", action="store_true", help="print the score -> precision table for scoring.py")
     p.add_argument("--json", action="store_true", help="end with one JSON object of every figure")
+    p.add_argument(
+        "--batches",
+        type=int,
+        default=10,
+        metavar="N",
+        help="people registry: the gallery in N batches, updated after each, against clustering at once (0: off)",
+    )
+    p.add_argument(
+        "--person-targets",
+        metavar="N,N",
+        help="search.py --person with N of each person's faces as the targets, for each N (e.g. 1,2,4,8)",
+    )
     args = p.parse_args(argv)
     folder = Path(args.photos)
     if not (folder / "labels.csv").exists():
@@ -473,6 +534,32 @@ def evaluate(args, folder: Path, settings) -> int:
         "bcubed_f": round(bf, 4),
         "faces": nf,
     }
+    if args.batches > 0:
+        t0 = time.monotonic()
+        kept = registry_in_batches(full, args.batches, params, work)
+        rp, rr, rf, rn = bcubed(kept, lab, params, registry.people_of(store.open_db(kept, create=False)))
+        print(
+            f"--people, registry in {args.batches} batches ({time.monotonic() - t0:.0f}s): BCubed precision {rp:.3f} "
+            f"recall {rr:.3f} F {rf:.3f} over {rn} faces (at once: {bp:.3f} {br:.3f} {bf:.3f})"
+        )
+        figures["people_registry"] = {
+            "batches": args.batches,
+            "bcubed_precision": round(rp, 4),
+            "bcubed_recall": round(rr, 4),
+            "bcubed_f": round(rf, 4),
+            "faces": rn,
+        }
+    if args.person_targets:
+        kept = registry_in_batches(full, 1, params, work)  # one batch: the registry clustered at once
+        figures["person_targets"] = {}
+        for n, (persons, tp_p, tp_r, tp, fp, fn) in person_searches(
+            kept, lab, params, s.mode, [int(x) for x in args.person_targets.split(",")]
+        ).items():
+            print(
+                f"--person, {n} target face(s): precision {tp_p:.3f} recall {tp_r:.3f} ({persons} persons, "
+                f"tp {tp} fp {fp} fn {fn})"
+            )
+            figures["person_targets"][str(n)] = {"precision": round(tp_p, 4), "recall": round(tp_r, 4)}
     if args.curve:
         plot(curves, marks, Path(args.curve))
     if args.calibrate and outcome_full is not None:

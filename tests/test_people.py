@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from collections import Counter
 
 import pytest
@@ -14,7 +15,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def people_dir(faces_db, tmp_path_factory):
     out = tmp_path_factory.mktemp("people") / "people"
-    proc = run_script("search.py", "--people", "--db", faces_db, "--out", out)
+    db = out.parent / "faces.db"  # --people writes the people registry: a copy of the shared database
+    shutil.copy(faces_db, db)
+    proc = run_script("search.py", "--people", "--db", db, "--out", out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out
 

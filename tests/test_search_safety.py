@@ -248,6 +248,7 @@ def test_a_second_search_into_the_same_out_leaves_only_its_own_files(faces_db, t
 
 
 def test_people_deletes_nothing_it_did_not_write(faces_db, tmp_path):
+    faces_db = db_copy(faces_db, tmp_path / "db" / "faces.db")  # --people writes the people registry
     out = tmp_path / "people"
     (out / "person-001-mine").mkdir(parents=True)
     (out / "person-001-mine" / "keep.jpg").write_bytes(b"mine")

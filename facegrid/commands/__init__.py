@@ -10,6 +10,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "filter": ("facegrid.commands.filter", "detect and encode faces for queued jobs (filter.py)"),
     "collect": ("facegrid.commands.collect", "store results in SQLite (collector.py)"),
     "search": ("facegrid.commands.search", "find one person across everything stored (search.py)"),
+    "people": ("facegrid.commands.people", "name, merge, split and correct the persons of the people registry"),
     "export": ("facegrid.commands.export", "write stored annotated photos to a folder"),
     "watch": ("facegrid.commands.watch", "watch people: alerts when new photos of them are stored"),
     "status": ("facegrid.status", "queue depths, rates, workers, database counts, ETA"),

@@ -15,6 +15,7 @@ examples:
   search.py target/ --db /srv/facegrid/faces.db
   search.py target/ --db 2023.db --db 2024.db  several databases searched as one collection
   search.py --people                          who is in the collection: matches/people/index.html
+  search.py --person Alice --db faces.db      search from the faces of a person of the registry
   search.py --people --out who/ && search.py who/person-003/
                                               cluster, then search for one of the persons found
   search.py --export photos/ --id 0d4b9c1e    write one stored annotated photo (or all, without --id)
@@ -23,7 +24,11 @@ Each target photo should show the person alone; photos with no face or several
 faces are named and left out. Matches are copied to --out (default
 matches/<target folder name>/, which may not lie inside the target folder) as
 0001-<original name>.jpg, with report.csv and report.html; in a group photo the
-matched face is boxed in magenta, the others in green.
+matched face is boxed in magenta, the others in green. --person NAME (or ID) searches
+from the faces of a person of the people registry (`facegrid people`), as a target
+folder of those faces would. --people brings the registry up to date first (it writes
+it; a plain search writes nothing): persons keep their ids and names from run to run
+(person-ID/ folders).
 Each search tightens the tolerance (at most 0.5) where the collection holds many
 look-alikes of the person, then searches again from its surest matches; the
 confidence word comes with the share of right matches measured at that score
@@ -56,6 +61,11 @@ def main(argv=None) -> int:
         action="store_true",
         help="no target: cluster every stored face into persons (--out, default [search] out/people)",
     )
+    p.add_argument(
+        "--person",
+        metavar="NAME",
+        help="no target: search from the faces of this person of the people registry (a name or an id)",
+    )
     p.add_argument("--export", metavar="DIR", help="no target: write stored annotated photos to DIR as <sha256>.jpg")
     p.add_argument(
         "--id",
@@ -65,8 +75,8 @@ def main(argv=None) -> int:
         help="with --export: only this photo (repeatable; 8+ leading hex digits do); default all",
     )
     args = p.parse_args(argv)
-    if sum(map(bool, (args.target, args.people, args.export))) != 1:
-        p.error("give exactly one of TARGET_DIR, --people or --export DIR")
+    if sum(map(bool, (args.target, args.people, args.export, args.person))) != 1:
+        p.error("give exactly one of TARGET_DIR, --person NAME, --people or --export DIR")
     cli.setup_logging(args)
     settings = cli.load_settings(
         args,
@@ -80,13 +90,22 @@ def main(argv=None) -> int:
     s = settings.search
     if args.people or args.export:
         return _collection_modes(args, settings)
-    files = searching.target_files(args.target)  # usage errors before loading models
-    out = Path(args.out) if args.out else searching.default_out(s.out, args.target)
-    searching.check_out(args.target, out)
+    files = [] if args.person else searching.target_files(args.target)  # usage errors before loading models
+    out = Path(args.out) if args.out else None
+    if not args.person:
+        out = out or searching.default_out(s.out, args.target)
+        searching.check_out(args.target, out)
     db = searching.open_store(args.db or [settings.collector.database])
-    targets = searching.encode_targets(
-        FaceEngine(settings.filter), args.target, s.mixed_distance, s.target_mirror == "on"
-    )
+    if args.person:
+        from facegrid import registry
+
+        person, files, targets = registry.person_targets(db, args.person)
+        out = out or Path(s.out) / f"person-{person['id']:03d}"
+    else:
+        targets = searching.encode_targets(
+            FaceEngine(settings.filter), args.target, s.mixed_distance, s.target_mirror == "on"
+        )
+    assert out is not None
     found = searching.find(db, targets, s.params(), s.mode, s.limit)
     matches = found.matches
     report.write_outputs(db, matches, targets, out, settings)
@@ -112,11 +131,17 @@ def _collection_modes(args, settings) -> int:
         written, missing = export.export(db, Path(args.export), args.id)
         print(f"{written} annotated photo(s) written to {args.export}/", file=sys.stderr)
         return EXIT_OK if written else EXIT_NO_RESULT
-    from facegrid import people
+    from facegrid import people, registry
     from facegrid.faces import FaceEngine
 
     out = Path(args.out) if args.out else Path(settings.search.out) / "people"
-    found = people.write_people(db, out, settings.search.params(), FaceEngine(settings.filter))
+    params = settings.search.params()
+    kept = registry.open_registry(db) if len(db) == 1 else None
+    if kept is None:
+        found = people.write_people(db, out, params, FaceEngine(settings.filter))
+    else:
+        print(registry.update(kept, params).line(), file=sys.stderr)
+        found = people.write_people(kept, out, params, FaceEngine(settings.filter), registry.people_of(kept))
     print(
         f"{len(found)} person(s) in {sum(len(x.faces) for x in found)} face(s); see {out}/index.html", file=sys.stderr
     )
