@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +130,7 @@ def photos() -> list[Path]:
 
 
 def latency(tmp: Path, count: int) -> dict:
-    from facegrid.localgrid import Server, script
+    from localgrid import Server, script
 
     target, incoming = tmp / "target", tmp / "incoming"
     target.mkdir()
@@ -141,7 +142,7 @@ def latency(tmp: Path, count: int) -> dict:
         common = ["--beanstalkd", server.address]
         watch = [sys.executable, "-m", "facegrid", "watch", "add", PERSON, str(target), "--db", str(db), *common]
         subprocess.run(watch, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": err}
+        quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": err}
         procs = [
             subprocess.Popen(script("collector.py", "--db", db, "--set", f"alerts.file={alerts}", *common), **quiet),
             subprocess.Popen(script("filter.py", "--workers", 2, *common), **quiet),

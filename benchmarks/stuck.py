@@ -31,8 +31,9 @@ import time
 from pathlib import Path
 
 import greenstalk
+import localgrid
 
-from facegrid import localgrid, settings, stuck
+from facegrid import settings, stuck
 
 
 def run(args: argparse.Namespace) -> dict:

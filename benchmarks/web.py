@@ -1,6 +1,6 @@
 """bench.py --only web: facegrid web at 1,000,000 faces, its API and its heaviest page.
 
-The store is scripts/bench.py's own (build_store: --faces synthetic faces shaped like lfw-dev's
+The store is the search sections' own (benchmarks/faces.py build_store: --faces synthetic faces shaped like lfw-dev's
 people, 1,000,000 by default, 50,000 with --quick, with the labelled photos of one man planted),
 plus WEB_MATCHES photos of him more (his encoding with a little noise, each with an annotated
 copy and a face crop), so one search has a page of about 200 matches to show. The server runs
@@ -18,40 +18,28 @@ as a real process (`python -m facegrid web`) on a free loopback port.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
+import json
+import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+from .common import FACES, log
+from .faces import build_store, face_statistics
+from .workloads import labelled
+
 WEB_MATCHES = 200
 REPEATS = 7
 API_TARGET_S = 1.5
 PAGE_TARGET_S = 1.0
 
 
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def _module(name: str, path: Path):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 class _Engine:
-    """What bench.py's face_statistics asks of its context: the filter's face engine."""
+    """What face_statistics asks of its context: the filter's face engine."""
 
     def __init__(self):
         from facegrid import settings
@@ -64,27 +52,25 @@ class _Engine:
 
 
 def run(args) -> dict:
-    bench = _module("bench", ROOT / "scripts" / "bench.py")
-    sys.path.insert(0, str(ROOT / "tests"))
-    from webserver import WebServer, browser, chromium_path, multipart
+    from webserver import WebServer, browser, chromium_path, multipart  # tests/webserver.py (benchmarks/__init__)
 
     n = args.faces or (50_000 if args.quick else 1_000_000)
     repeats = args.repeats or REPEATS
     tmp = Path(tempfile.mkdtemp(prefix="bench-web-", dir=args.tmp))
     ctx = _Engine()
-    target = bench.FACES / "people/obama/obama.jpg"
+    target = FACES / "people/obama/obama.jpg"
     real = {}
-    for r in bench.labelled():
+    for r in labelled():
         if r["path"].startswith("people/obama/"):
-            for i, e in enumerate(ctx.engine().analyse((bench.FACES / r["path"]).read_bytes()).encodings):
+            for i, e in enumerate(ctx.engine().analyse((FACES / r["path"]).read_bytes()).encodings):
                 real[f"{r['path']}#{i}"] = e
     planted = [k for k in real if not k.startswith("people/obama/obama.jpg")]
-    stats, how = bench.face_statistics(ctx, real)
+    stats, how = face_statistics(ctx, real)  # type: ignore[arg-type]  # a context with engine() is all it asks
     db_path = tmp / "faces.db"
     log(f"web: a store of {n:,} synthetic faces ({how}) + {len(planted) + WEB_MATCHES} of the target's")
     t0 = time.perf_counter()
-    bench.build_store(db_path, n, real, planted, stats)
-    _plant_matches(bench, db_path, real["people/obama/obama.jpg#0"], target)
+    build_store(db_path, n, real, planted, stats)
+    _plant_matches(db_path, real["people/obama/obama.jpg#0"], target)
     log(f"web: store written in {time.perf_counter() - t0:.0f} s")
     rows: dict = {"synthetic faces": how, "stored faces": f"{n + len(planted) + WEB_MATCHES:,}"}
     server = WebServer(tmp / "web.log", "--db", db_path, "-q").start()
@@ -97,8 +83,6 @@ def run(args) -> dict:
             status, answer_headers, data = server.request("POST", "/api/search", body, headers)
             took = time.perf_counter() - t
             assert status == 200, data[:300]
-            import json
-
             return took, json.loads(data), answer_headers.get("x-facegrid-result", "")
 
         first, found, _ = api_search()
@@ -135,8 +119,6 @@ def run(args) -> dict:
     finally:
         server.stop()
         if not getattr(args, "keep", False):
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
     return rows
 
@@ -165,7 +147,7 @@ def _page_loads(browser, url: str, repeats: int, matches: int) -> tuple[list[flo
     return paints, ready, loaded
 
 
-def _plant_matches(bench, db_path: Path, encoding: np.ndarray, photo: Path) -> None:
+def _plant_matches(db_path: Path, encoding: np.ndarray, photo: Path) -> None:
     """WEB_MATCHES photos of the target's person: his encoding with noise (about 0.2 away), each
     with an annotated copy and a face crop, as the filter stores them."""
     from PIL import Image
@@ -184,17 +166,16 @@ def _plant_matches(bench, db_path: Path, encoding: np.ndarray, photo: Path) -> N
     crop = buf.getvalue()
     rng = np.random.default_rng(5)
     db = store.open_db(db_path)
-    conn = db.conn
-    with conn:
-        conn.execute("BEGIN")
-        gen = store.generation(db) + 1  # the faces of one stored batch carry its generation (index.py)
-        images, faces = [], []
+    with db.conn:
+        db.conn.execute("BEGIN")
+        gen = store.next_generation(db)  # the faces of one stored batch carry its generation (index.py)
+        images, faces, copies = [], [], []
         for k in range(WEB_MATCHES):
             image_id = hashlib.sha256(f"web-match-{k}".encode()).hexdigest()
             images.append((image_id, f"/photos/web/match-{k:03d}.jpg", "web", "ok", 1, w, h))
             enc = (encoding + rng.normal(0, 0.018, encoding.shape)).astype("<f4")
             faces.append((image_id, 0, *box, enc.tobytes(), crop, "hog", gen))
-            conn.execute("INSERT INTO annotated (image_id, jpeg) VALUES (?, ?)", (image_id, annotated))
-        bench.insert(conn, images, faces)
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(gen),))
-    conn.close()
+            copies.append((image_id, annotated))
+        store.insert_rows(db, images, faces)
+        store.insert_annotated(db, copies)
+    db.conn.close()

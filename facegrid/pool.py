@@ -26,13 +26,13 @@ from .settings import Settings
 
 log = logging.getLogger("facegrid.pool")
 
-# Peak RSS of one filter worker, measured by scripts/bench.py ("memory"): about
-# 150-165 MB on a 24-megapixel JPEG (JPEGs decode at the working size, and only
-# the models in use are loaded), plus what a
-# photo that must be decoded at full size costs (PNG, WebP, TIFF). An RGBA PNG
-# of 144 megapixels peaked at 7.9 bytes per pixel above the base: its pixels, and
-# Pillow's premultiplied copy while it shrinks them. A worker may be handed a
-# photo of up to filter.max_pixels, so that is what --workers auto budgets for.
+# What one filter worker needs: a base (the models in use, and a JPEG, which decodes
+# at the working size) plus, for a photo that must be decoded at full size (PNG,
+# WebP, TIFF), about 8 bytes a pixel: its pixels and Pillow's premultiplied copy
+# while it shrinks them. A worker may be handed a photo of up to filter.max_pixels,
+# so that is what --workers auto budgets for. The peaks behind these constants are
+# measured by scripts/bench.py --only memory (docs/benchmarks.md, "Large PNGs and
+# --workers auto").
 WORKER_BASE_BYTES = 256 * 1024 * 1024
 WORKER_BYTES_PER_PIXEL = 8
 WORKER_PEAK_BYTES = 512 * 1024 * 1024  # the base with JPEG headroom: the least any worker is given

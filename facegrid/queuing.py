@@ -8,11 +8,9 @@ folders queues only what is new or changed, unless --requeue is given.
 from __future__ import annotations
 
 import collections
-import fcntl
 import hashlib
 import logging
 import os
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -20,10 +18,11 @@ from collections.abc import Callable
 from . import envelope, imaging, video
 from .backlog import Backlog
 from .envelope import ImageJob
-from .errors import ConfigError, FacegridError, ImageUnreadable, UsageError
+from .errors import ConfigError, ImageUnreadable, UsageError
 from .log import HOST
 from .queue import Queue
-from .settings import Beanstalkd, Settings, state_dir
+from .queued import OLD_DEFAULT_STATE, State, default_state, state_path  # noqa: F401 (the queuer's record)
+from .settings import Settings
 from .walking import EXTENSIONS, display_path, inside, skipped_key, walk
 
 log = logging.getLogger("facegrid.queuer")
@@ -31,37 +30,7 @@ HEADROOM = 4096  # bytes kept free under max-job-size for the envelope header
 # Below this max-job-size most camera photos (2-8 MB) would leave re-encoded smaller; beanstalkd's
 # own default without -z is 65,535 bytes. The queuer refuses it unless --allow-small-jobs.
 SMALL_JOBS = 1 << 20
-OLD_DEFAULT_STATE = "facegrid-queuer.sqlite"  # the default before it moved to the user's state folder
 WALKED = frozenset(EXTENSIONS | video.VIDEO_EXTENSIONS)  # what the queuer takes from the folders it walks
-
-
-def default_state(b: Beanstalkd) -> str:
-    """The queuer's record when [queuer] state is empty: per user, keyed by the beanstalkd address
-    and the images tube, so a run from any working folder finds what an earlier run queued."""
-    key = "".join(c if c.isalnum() or c in ".-" else "_" for c in f"{b.host}-{b.port}-{b.images_tube}")
-    return str(state_dir() / f"queuer-{key}.sqlite")
-
-
-def state_path(settings: Settings) -> str:
-    """[queuer] state (or --state), else default_state, whose folder is made here (mode 700)."""
-    if settings.queuer.state:
-        return settings.queuer.state
-    path = default_state(settings.beanstalkd)
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(
-            f"{os.path.dirname(path)}: cannot make the queuer's state folder ({exc.strerror}); "
-            "set $XDG_STATE_HOME, or pass --state PATH"
-        ) from None
-    if os.path.exists(OLD_DEFAULT_STATE) and not (os.path.exists(path) and os.path.samefile(OLD_DEFAULT_STATE, path)):
-        log.warning(
-            "%s in this folder is an older queuer's record; it is no longer read by default: "
-            "pass --state %s to go on from it",
-            OLD_DEFAULT_STATE,
-            OLD_DEFAULT_STATE,
-        )
-    return path
 
 
 def check_job_size(limit: int, address: str, allow_small: bool) -> None:
@@ -75,74 +44,6 @@ def check_job_size(limit: int, address: str, allow_small: bool) -> None:
             "Or pass --allow-small-jobs to queue them re-encoded"
         )
     log.warning("beanstalkd at %s: photos over %d bytes are re-encoded smaller to fit; %s", address, limit, fix)
-
-
-class State:
-    """What this queuer has put on the tube, keyed by path and by sha256."""
-
-    def __init__(self, path: str):
-        fix = "pass --state PATH in a folder this user may write"
-        try:  # one queuer per state file: a second one stops at once instead of waiting on SQLite's lock
-            self.lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise UsageError(
-                f"{display_path(path)}.lock: cannot write the queuer's state ({exc.strerror}); {fix}"
-            ) from None
-        try:
-            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.lock)
-            raise FacegridError(
-                f"{display_path(path)}: another queuer is using this state file; wait for it "
-                "to finish, or give this one its own with --state PATH"
-            ) from None
-        try:
-            self.conn = sqlite3.connect(path, timeout=30)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, size INTEGER, "
-                "mtime_ns INTEGER, sha256 TEXT, queued_at REAL)"
-            )
-            self.conn.execute("CREATE INDEX IF NOT EXISTS files_sha256 ON files (sha256)")
-            # a video being queued: the time of the last frame put, so an interrupted run resumes there
-            self.conn.execute("CREATE TABLE IF NOT EXISTS video_progress (sha256 TEXT PRIMARY KEY, t REAL)")
-        except sqlite3.Error as exc:
-            raise UsageError(f"{display_path(path)}: cannot use the queuer's state file ({exc}); {fix}") from None
-        self.pending = 0
-
-    def unchanged(self, path: str, st: os.stat_result) -> bool:
-        row = self.conn.execute("SELECT size, mtime_ns FROM files WHERE path = ?", (os.fsencode(path),)).fetchone()
-        return row is not None and row[0] == st.st_size and row[1] == st.st_mtime_ns
-
-    def has_id(self, sha: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM files WHERE sha256 = ? LIMIT 1", (sha,)).fetchone() is not None
-
-    def record(self, path: str, st: os.stat_result, sha: str) -> None:
-        self.conn.execute(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
-            (os.fsencode(path), st.st_size, st.st_mtime_ns, sha, time.time()),
-        )
-        self.pending += 1
-        if self.pending >= 200:
-            self.commit()
-
-    def commit(self) -> None:
-        self.conn.commit()
-        self.pending = 0
-
-    def video_resume(self, sha: str) -> float:
-        """The time of the last frame of this video put by an earlier, interrupted run (-1: none)."""
-        row = self.conn.execute("SELECT t FROM video_progress WHERE sha256 = ?", (sha,)).fetchone()
-        return float(row[0]) if row else -1.0
-
-    def video_put(self, sha: str, t: float) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO video_progress VALUES (?, ?)", (sha, t))
-        self.pending += 1
-        if self.pending >= 50:
-            self.commit()
-
-    def video_done(self, sha: str) -> None:
-        self.conn.execute("DELETE FROM video_progress WHERE sha256 = ?", (sha,))
 
 
 class Progress:
@@ -229,6 +130,177 @@ def make_body(
     return envelope.encode_image_job(job, keys), True
 
 
+COUNTS = ("queued", "unchanged", "duplicate", "reencoded", "unreadable", "not_image", "videos", "frames")
+
+
+class Queuer:
+    """Puts one job per photo, and per kept frame of a video, on the images tube.
+
+    It holds what queuing a file needs (the settings, the queue and its backlog, the record of
+    queued files, the queue's job size limit, the signing keys) and counts what happened to each
+    file (COUNTS). requeue: queue files the record says are unchanged or already queued;
+    real_roots: the queued folders, resolved, when a file must still lie inside them."""
+
+    def __init__(
+        self, settings: Settings, queue: Queue, state: State, backlog: Backlog, limit: int, keys, requeue: bool
+    ):
+        self.settings, self.queue, self.state, self.backlog = settings, queue, state, backlog
+        self.limit, self.keys, self.requeue = limit, keys, requeue
+        self.real_roots: list[str] | None = None
+        self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)
+
+    def report(self, path: str, why: str, count: str = "unreadable") -> None:
+        """A file left out (or kept as an error row), counted and logged with the reason."""
+        self.counts[count] += 1
+        log.warning("%s: %s", display_path(path), why)
+
+    def queue_file(self, path: str) -> None:
+        """Queue one photo or video, unless the record says it is unchanged or already queued."""
+        counts, state = self.counts, self.state
+        try:
+            if self.real_roots is not None and not inside(path, self.real_roots):  # a link changed since the walk
+                return self.report(path, "now points outside the queued folders; skipped")
+            st = os.stat(path)
+            if not self.requeue and state.unchanged(path, st):
+                counts["unchanged"] += 1
+                return
+            if video.is_video(path):
+                return self._queue_video(path, st)
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            return self.report(path, f"cannot read ({exc.strerror or exc}); skipped")
+        kind = imaging.sniff(data)
+        if kind is None:  # only photos leave this host: not a link to /etc/passwd named .jpg
+            what = "file is empty (0 bytes)" if not data else f"not an image (it starts with {data[:8]!r})"
+            return self.report(path, f"{what}; skipped", "not_image")
+        sha = hashlib.sha256(data).hexdigest()
+        if not self.requeue and state.has_id(sha):
+            counts["duplicate"] += 1
+            state.record(path, st, sha)
+            return
+        body, shrunk = make_body(path, data, st, sha, self.limit, self.settings, self.keys)
+        if not _is_utf8(path):
+            log.warning("%s: file name is not UTF-8; stored with its odd bytes shown as \\xNN", display_path(path))
+        counts["reencoded"] += shrunk
+        self._put(body)
+        state.record(path, st, sha)
+        counts["queued"] += 1
+
+    def _put(self, body: bytes) -> None:
+        self.backlog.wait()
+        self.queue.put(body, priority=1024)
+
+    def _queue_video(self, path: str, st: os.stat_result) -> None:
+        """One image job per kept frame, put as decoded; an unreadable video is one error job."""
+        shown = display_path(path)
+        try:
+            sha = video.file_sha256(path)
+        except OSError as exc:
+            return self.report(path, f"cannot read ({exc.strerror or exc}); skipped")
+        if not self.requeue and self.state.has_id(sha):
+            self.counts["duplicate"] += 1
+            self.state.record(path, st, sha)
+            return
+        after = -1.0 if self.requeue else self.state.video_resume(sha)
+        if after >= 0:
+            log.info("%s: resuming after %.1f s, where an earlier run stopped", shown, after)
+        try:
+            done = self._put_frames(path, st, sha, after)
+        except _Unreadable as exc:
+            if exc.sent == 0 and after < 0:  # nothing of it decodes: one error row, as for a bad photo
+                job = ImageJob(
+                    id=sha,
+                    path=shown,
+                    host=HOST,
+                    size=st.st_size,
+                    mtime=st.st_mtime,
+                    queued_at=time.time(),
+                    error=str(exc),
+                )
+                self._put(envelope.encode_image_job(job, self.keys))
+                self.state.record(path, st, sha)
+                return self.report(path, f"{exc}; an error row is stored for it")
+            log.warning("%s: %s; kept the %d frame(s) before it", shown, exc, exc.sent)
+            done = (exc.sent, exc.last_t, exc.duration)
+        if done is not None:
+            self._video_done(path, st, sha, *done)
+
+    def _put_frames(
+        self, path: str, st: os.stat_result, sha: str, after: float
+    ) -> tuple[int, float, float | None] | None:
+        """Put the video's kept frames after second `after`: (frames sent, the last one's end, the
+        video's duration), or None when a stop request ended it (the next run resumes there)."""
+        v = self.settings.video
+        info, sent, last_t = None, 0, after
+        try:
+            for item in video.sample(path, v.fps, v.min_change, v.jpeg_quality, v.max_side, after):
+                if isinstance(item, video.Info):
+                    info = item
+                    continue
+                frame = {
+                    "video_id": sha,
+                    "t": item.t,
+                    "t_end": item.t_end,
+                    "index": item.index,
+                    "fps": v.fps,
+                    "duration": info.duration if info else None,
+                }
+                frame_id = envelope.frame_id(sha, item.t)
+                body, shrunk = make_body(path, item.jpeg, st, frame_id, self.limit, self.settings, self.keys, frame)
+                if self.backlog.should_stop():  # SIGTERM mid-video: the next run resumes after the last frame put
+                    self.state.commit()
+                    log.warning(
+                        "%s: stopping at %s; run again to resume there", display_path(path), video.clock(last_t)
+                    )
+                    return None
+                self.counts["reencoded"] += shrunk
+                self._put(body)
+                self.state.video_put(sha, item.t_end)
+                sent, last_t = sent + 1, item.t_end
+                self.counts["frames"] += 1
+        except video.VideoUnreadable as exc:
+            raise _Unreadable(str(exc), sent, last_t, info.duration if info else None) from exc
+        return sent, last_t, info.duration if info else None
+
+    def _video_done(self, path: str, st: os.stat_result, sha: str, sent: int, last_t: float, duration) -> None:
+        shown = display_path(path)
+        if duration and last_t >= 0 and last_t + max(2.0, 2 / self.settings.video.fps) < duration:
+            log.warning(
+                "%s: decoding stopped at %s of %s (damaged or truncated); the frames before it are kept",
+                shown,
+                video.clock(last_t),
+                video.clock(duration),
+            )
+        self.state.video_done(sha)
+        self.state.record(path, st, sha)
+        self.counts["videos"] += 1
+        self.counts["queued"] += 1
+        log.info("%s: %d frame(s) queued (%s)", shown, sent, video.clock(duration or last_t))
+
+
+class _Unreadable(Exception):
+    """A video that stopped decoding, after `sent` frames (the last ending at last_t)."""
+
+    def __init__(self, why: str, sent: int, last_t: float, duration: float | None):
+        super().__init__(why)
+        self.sent, self.last_t, self.duration = sent, last_t, duration
+
+
+def connect(settings: Settings, state: State, keys, requeue: bool, should_stop, allow_small_jobs: bool) -> Queuer:
+    """A Queuer on the images tube, once the server's job size limit is checked."""
+    b = settings.beanstalkd
+    queue = Queue(b, use=b.images_tube, should_stop=should_stop).connect()
+    limit = queue.max_job_size()
+    try:
+        check_job_size(limit, queue.address, allow_small_jobs)
+    except ConfigError:
+        queue.close()
+        raise
+    backlog = Backlog(queue, b.images_tube, b.max_ready, should_stop, waiting_for="the filters")
+    return Queuer(settings, queue, state, backlog, limit, keys, requeue)
+
+
 def run_queuer(
     settings: Settings,
     roots: list[str],
@@ -245,31 +317,34 @@ def run_queuer(
         log.warning("%s", envelope.UNSIGNED_WARNING)
     state = State(state_file)  # a read-only folder or a busy state file: one line before connecting
     log.info("record of queued files: %s", display_path(state_file))
-    b = settings.beanstalkd
-    queue = Queue(b, use=b.images_tube, should_stop=should_stop).connect()
-    limit = queue.max_job_size()
+    queuer = connect(settings, state, keys, requeue, should_stop, allow_small_jobs)
+    queuer.real_roots = [os.path.realpath(r) for r in roots]
+    files = _walk(roots, queuer)
+    log.info(
+        "found %d photo and video files; queuing on %s (%s), max-job-size %d bytes",
+        len(files),
+        settings.beanstalkd.images_tube,
+        queuer.queue.address,
+        queuer.limit,
+    )
+    progress = Progress(len(files))
     try:
-        check_job_size(limit, queue.address, allow_small_jobs)
-    except ConfigError:
-        queue.close()
-        raise
-    counts = {
-        "queued": 0,
-        "unchanged": 0,
-        "duplicate": 0,
-        "reencoded": 0,
-        "unreadable": 0,
-        "not_image": 0,
-        "videos": 0,
-        "frames": 0,
-    }
+        for path in files:
+            if should_stop():
+                log.warning("stopping early: %d files not handled; run again to go on", len(files) - progress.done)
+                break
+            queuer.queue_file(path)
+            progress.update(**queuer.counts)
+    finally:
+        state.commit()
+        progress.close()
+        queuer.queue.close()
+    return queuer.counts
 
-    def report(path: str, why: str, count: str = "unreadable") -> None:
-        counts[count] += 1
-        log.warning("%s: %s", display_path(path), why)
 
-    real_roots = [os.path.realpath(r) for r in roots]
-
+def _walk(roots: list[str], queuer: Queuer) -> list[str]:
+    """The photo and video files under roots; the others are counted by extension (skipped.EXT)."""
+    counts = queuer.counts
     skipped: collections.Counter[str] = collections.Counter()
 
     def not_a_photo(path: str) -> None:
@@ -277,7 +352,7 @@ def run_queuer(
         log.debug("%s: not a photo by its extension; skipped", display_path(path))
 
     log.info("walking %s", ", ".join(roots))
-    files = list(walk(roots, report, not_a_photo, WALKED))
+    files = list(walk(roots, queuer.report, not_a_photo, WALKED))
     counts["skipped"] = sum(skipped.values())
     for key, n in sorted(skipped.items()):  # the summary names each extension left aside
         counts[f"skipped{key}"] = n
@@ -287,127 +362,7 @@ def run_queuer(
             counts["skipped"],
             ", ".join(f"{e} {n}" for e, n in sorted(skipped.items())),
         )
-    log.info(
-        "found %d photo and video files; queuing on %s (%s), max-job-size %d bytes",
-        len(files),
-        b.images_tube,
-        queue.address,
-        limit,
-    )
-    backlog = Backlog(queue, b.images_tube, b.max_ready, should_stop, waiting_for="the filters")
-    progress = Progress(len(files))
-    try:
-        for path in files:
-            if should_stop():
-                log.warning("stopping early: %d files not handled; run again to go on", len(files) - progress.done)
-                break
-            _queue_one(path, requeue, settings, queue, state, backlog, limit, counts, report, keys, real_roots)
-            progress.update(**counts)
-    finally:
-        state.commit()
-        progress.close()
-        queue.close()
-    return counts
-
-
-def _queue_one(
-    path, requeue, settings, queue, state, backlog, limit, counts, report, keys=None, real_roots=None
-) -> None:
-    try:
-        if real_roots is not None and not inside(path, real_roots):  # a link changed since the walk
-            return report(path, "now points outside the queued folders; skipped")
-        st = os.stat(path)
-        if not requeue and state.unchanged(path, st):
-            counts["unchanged"] += 1
-            return
-        if video.is_video(path):
-            return _queue_video(path, st, requeue, settings, queue, state, backlog, limit, counts, report, keys)
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        return report(path, f"cannot read ({exc.strerror or exc}); skipped")
-    kind = imaging.sniff(data)
-    if kind is None:  # only photos leave this host: not a link to /etc/passwd named .jpg
-        what = "file is empty (0 bytes)" if not data else f"not an image (it starts with {data[:8]!r})"
-        return report(path, f"{what}; skipped", "not_image")
-    sha = hashlib.sha256(data).hexdigest()
-    if not requeue and state.has_id(sha):
-        counts["duplicate"] += 1
-        state.record(path, st, sha)
-        return
-    body, shrunk = make_body(path, data, st, sha, limit, settings, keys)
-    if not _is_utf8(path):
-        log.warning("%s: file name is not UTF-8; stored with its odd bytes shown as \\xNN", display_path(path))
-    counts["reencoded"] += shrunk
-    backlog.wait()
-    queue.put(body, priority=1024)
-    state.record(path, st, sha)
-    counts["queued"] += 1
-
-
-def _queue_video(path, st, requeue, settings, queue, state, backlog, limit, counts, report, keys) -> None:
-    """One image job per kept frame, put as decoded; an unreadable video is one error job."""
-    v = settings.video
-    shown = display_path(path)
-    try:
-        sha = video.file_sha256(path)
-    except OSError as exc:
-        return report(path, f"cannot read ({exc.strerror or exc}); skipped")
-    if not requeue and state.has_id(sha):
-        counts["duplicate"] += 1
-        state.record(path, st, sha)
-        return
-    after = -1.0 if requeue else state.video_resume(sha)
-    if after >= 0:
-        log.info("%s: resuming after %.1f s, where an earlier run stopped", shown, after)
-    info, sent, last_t = None, 0, after
-    try:
-        for item in video.sample(path, v.fps, v.min_change, v.jpeg_quality, v.max_side, after):
-            if isinstance(item, video.Info):
-                info = item
-                continue
-            frame = {
-                "video_id": sha,
-                "t": item.t,
-                "t_end": item.t_end,
-                "index": item.index,
-                "fps": v.fps,
-                "duration": info.duration if info else None,
-            }
-            body, shrunk = make_body(path, item.jpeg, st, envelope.frame_id(sha, item.t), limit, settings, keys, frame)
-            if backlog.should_stop():  # SIGTERM mid-video: the next run resumes after the last frame put
-                state.commit()
-                log.warning("%s: stopping at %s; run again to resume there", shown, video.clock(last_t))
-                return
-            counts["reencoded"] += shrunk
-            backlog.wait()
-            queue.put(body, priority=1024)
-            state.video_put(sha, item.t_end)
-            sent, last_t = sent + 1, item.t_end
-            counts["frames"] += 1
-    except video.VideoUnreadable as exc:
-        if sent == 0 and after < 0:  # nothing of it decodes: one error row, as for a bad photo
-            job = ImageJob(
-                id=sha, path=shown, host=HOST, size=st.st_size, mtime=st.st_mtime, queued_at=time.time(), error=str(exc)
-            )
-            backlog.wait()
-            queue.put(envelope.encode_image_job(job, keys), priority=1024)
-            state.record(path, st, sha)
-            return report(path, f"{exc}; an error row is stored for it")
-        log.warning("%s: %s; kept the %d frame(s) before it", shown, exc, sent)
-    duration = info.duration if info else None
-    if duration and last_t >= 0 and last_t + max(2.0, 2 / v.fps) < duration:
-        log.warning(
-            "%s: decoding stopped at %s of %s (damaged or truncated); the frames before it are kept",
-            shown,
-            video.clock(last_t),
-            video.clock(duration),
-        )
-    state.video_done(sha)
-    state.record(path, st, sha)
-    counts["videos"] += 1
-    counts["queued"] += 1
-    log.info("%s: %d frame(s) queued (%s)", shown, sent, video.clock(duration or last_t))
+    return files
 
 
 def _is_utf8(path: str) -> bool:

@@ -35,9 +35,13 @@ from typing import Protocol
 
 import numpy as np
 
+from .settings import Search
+
+_DEFAULTS = Search()  # the search settings' defaults, the one place they are declared
+
 
 class Vectors(Protocol):
-    """Stored face vectors addressed by row: an array, or index.Rows over several segments."""
+    """Stored face vectors addressed by row: an array, or index.Vectors over several segments."""
 
     def __len__(self) -> int: ...
 
@@ -64,14 +68,17 @@ CALIBRATION: tuple[tuple[float, float], ...] = (
 
 @dataclasses.dataclass(frozen=True)
 class Params:
-    tolerance: float = 0.5
-    lookalike_count: int = 15  # k; 0 turns the adaptive tolerance off
-    lookalike_spread: float = 0.45
-    lookalike_ratio: float = 0.84
-    expand_count: int = 20  # query expansion: at most this many confident matches join the profile
-    expand_score: float = 0.85  # ... those with a score (distance / tolerance) at most this
-    background: int = 1500  # a collection of fewer faces is topped up to this many with model look-alikes
-    crowd_power: float = 0.5  # where d_k is below the collection's typical d_k, tighten by (d_k / typical)^this
+    """The search's rule, by its settings ([search] in settings.ini; the defaults are settings.Search's,
+    declared there once)."""
+
+    tolerance: float = _DEFAULTS.tolerance
+    lookalike_count: int = _DEFAULTS.lookalike_count  # k; 0 turns the adaptive tolerance off
+    lookalike_spread: float = _DEFAULTS.lookalike_spread
+    lookalike_ratio: float = _DEFAULTS.lookalike_ratio
+    expand_count: int = _DEFAULTS.expand_count  # query expansion: at most this many confident matches join the profile
+    expand_score: float = _DEFAULTS.expand_score  # ... those with a score (distance / tolerance) at most this
+    background: int = _DEFAULTS.background  # fewer faces than this: topped up with model look-alikes
+    crowd_power: float = _DEFAULTS.crowd_power  # d_k below the typical d_k: tighten by (d_k / typical)^this
     typical: float = 0.0  # the collection's typical d_k (facegrid/crowding.py); 0: unknown, no such tightening
 
 

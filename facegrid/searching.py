@@ -6,23 +6,19 @@ a target is decoded, oriented, scaled and encoded as the stored photos were.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
-from . import background, crowding, imaging, outfiles, scoring, store, video
+from . import background, crowding, imaging, scoring, store, video
 from . import index as index_mod
 from .collection import Collection
 from .errors import ImageUnreadable, UsageError
 from .faces import FaceEngine
-from .settings import Settings
-from .textsafe import csv_cell, printable
 from .walking import display_path, walk
 
 log = logging.getLogger("facegrid.search")
@@ -191,16 +187,23 @@ def check_one_person(folder: str, targets: list[Target], distance: float) -> Non
 
 
 def find(
-    coll: Collection, targets: list[Target], params: scoring.Params, mode: str, limit: int = 0, reach: float = 1.0
+    coll: Collection,
+    targets: list[Target],
+    params: scoring.Params,
+    mode: str,
+    limit: int = 0,
+    reach: float = 1.0,
+    options: index_mod.SearchOptions | None = None,
 ) -> Found:
     """Stored faces within this search's tolerance of the profile, best face per photo, ranked.
 
     Several databases are searched as one collection: the look-alike rule and
     the second pass see all of their faces. reach > 1 also returns faces up to
-    reach x the tolerance (the evaluation's curves).
+    reach x the tolerance (the evaluation's curves). options: how the index is read (the
+    exact scan, for the tests and the bench).
     """
     parts = [index_mod.load(db, path) for path, db in coll]
-    idx = index_mod.FaceIndex([seg for part in parts for seg in part.segments], 0)
+    idx = index_mod.FaceIndex.joined(parts, options)
     if not len(idx):
         return Found([], params.tolerance)
     if params.crowd_power > 0:  # the look-alike rule compares with this collection's usual crowding
@@ -210,61 +213,71 @@ def find(
     sel = sel[np.argsort(near.dist[sel], kind="stable")]
     hits, hit_dist = near.positions[sel], near.dist[sel]
     owner = np.searchsorted(np.cumsum([len(part) for part in parts]), hits, side="right")  # database of each hit
+    rows, in_track = _hit_rows(coll, idx, hits, owner)
     target_ids = {t.id for t in targets}
     matches: list[Match] = []
     from_db: list[int] = []  # the database of each match
     seen: set[str] = set()
+    for i, k, hit_d in zip(hits, owner, hit_dist, strict=True):
+        row = rows.get((int(k), int(idx.rowids[i])))
+        if row is None or row["image_id"] in target_ids:
+            continue
+        tr = in_track.get((int(k), row["image_id"], row["idx"]))
+        key = f"track:{tr['video_id']}:{tr['track']}" if tr else row["image_id"]
+        if key in seen:
+            continue
+        seen.add(key)
+        database = coll.paths[int(k)] if len(coll) > 1 else ""
+        matches.append(_match(coll.dbs[int(k)], len(matches) + 1, float(hit_d), tol, row, tr, database))
+        from_db.append(int(k))
+        if limit and len(matches) >= limit:
+            break
+    _label_persons(coll, matches, from_db)
+    return Found(matches, tol)
+
+
+def _hit_rows(coll: Collection, idx: index_mod.FaceIndex, hits: np.ndarray, owner: np.ndarray):
+    """(rows, in_track) of the hits: (database, rowid) -> the face's row, and (database, image id, face
+    index) -> the track a video's face belongs to (one result per appearance)."""
     rows: dict[tuple[int, int], dict] = {}
-    in_track: dict[tuple[int, str, int], dict] = {}  # a video's face -> its track (one result per appearance)
+    in_track: dict[tuple[int, str, int], dict] = {}
     for k, db in enumerate(coll.dbs):
         mine = hits[owner == k]
         found_rows = _face_rows(db, [int(idx.rowids[i]) for i in mine])
         rows.update({(k, r): row for r, row in found_rows.items()})
         for face_key, track in store.face_tracks(db, [(r["image_id"], r["idx"]) for r in found_rows.values()]).items():
             in_track[(k, *face_key)] = track
-    for i, k, hit_d in zip(hits, owner, hit_dist, strict=True):
-        found = rows.get((int(k), int(idx.rowids[i])))
-        if found is None or found["image_id"] in target_ids:
-            continue
-        row = found
-        tr = in_track.get((int(k), row["image_id"], row["idx"]))
-        key = f"track:{tr['video_id']}:{tr['track']}" if tr else row["image_id"]
-        if key in seen:
-            continue
-        seen.add(key)
-        if tr:  # shown by its best face (largest, sharpest), ranked by its closest one
-            best = store.face_row(coll.dbs[int(k)], tr["best_image_id"], tr["best_idx"]) or row
-            row = dict(row, image_id=best["image_id"], idx=best["idx"], crop=best["crop"], path=tr["path"])
-            row.update({side: best[side] for side in ("top", "right", "bottom", "left")})
-        d = float(hit_d)
-        box = (row["top"], row["right"], row["bottom"], row["left"])
-        face_px, sharp = max(0, box[1] - box[3]), imaging.sharpness(row["crop"])
-        word, precision = scoring.confidence(d / tol, face_px, sharp)
-        matches.append(
-            Match(
-                len(matches) + 1,
-                d,
-                row["image_id"],
-                row["idx"],
-                row["path"],
-                row["host"],
-                box,
-                d / tol,
-                word,
-                precision,
-                face_px,
-                sharp,
-                coll.paths[int(k)] if len(coll) > 1 else "",
-                video=tr is not None,
-                start_s=tr["start_s"] if tr else None,
-                end_s=tr["end_s"] if tr else None,
-            )
-        )
-        from_db.append(int(k))
-        if limit and len(matches) >= limit:
-            break
-    _label_persons(coll, matches, from_db)
-    return Found(matches, tol)
+    return rows, in_track
+
+
+def _match(db, rank: int, d: float, tol: float, row: dict, tr: dict | None, database: str) -> Match:
+    """The match of one stored face at distance d. A video's appearance (tr, its track) is shown by its
+    best face (largest, sharpest) and ranked by its closest one."""
+    if tr:
+        best = store.face_row(db, tr["best_image_id"], tr["best_idx"]) or row
+        row = dict(row, image_id=best["image_id"], idx=best["idx"], crop=best["crop"], path=tr["path"])
+        row.update({side: best[side] for side in ("top", "right", "bottom", "left")})
+    box = (row["top"], row["right"], row["bottom"], row["left"])
+    face_px, sharp = max(0, box[1] - box[3]), imaging.sharpness(row["crop"])
+    word, precision = scoring.confidence(d / tol, face_px, sharp)
+    return Match(
+        rank=rank,
+        distance=d,
+        image_id=row["image_id"],
+        face_index=row["idx"],
+        path=row["path"],
+        host=row["host"],
+        box=box,
+        score=d / tol,
+        confidence=word,
+        precision=precision,
+        face_px=face_px,
+        sharpness=sharp,
+        database=database,
+        video=tr is not None,
+        start_s=tr["start_s"] if tr else None,
+        end_s=tr["end_s"] if tr else None,
+    )
 
 
 def _label_persons(coll: Collection, matches: list[Match], from_db: list[int]) -> None:
@@ -330,108 +343,10 @@ def _face_rows(db, rowids: list[int]) -> dict[int, dict]:
     return store.face_rows(db, rowids)
 
 
-def write_outputs(db, matches: list[Match], targets: list[Target], out_dir: Path, settings: Settings) -> None:
-    """Annotated copies named only from rank and id, report.csv and report.html.
-
-    The previous run's files in out_dir go first, and only those (outfiles.py).
-    """
-    from . import htmlkit, report
-
-    written = outfiles.Written(out_dir)
-    written.clear_previous()
-    for m in matches:
-        jpeg = store.annotated_jpeg(db, m.image_id)
-        if jpeg:
-            if not htmlkit.readable_jpeg(jpeg):
-                log.warning(
-                    "%s (photo %s): its stored annotated copy is not a readable JPEG; no copy made", m.path, m.image_id
-                )
-                continue
-            at = f"-{int(m.start_s or 0)}s" if m.video else ""  # a video's appearance: where it starts
-            m.file = written.add(outfiles.match_name(m.rank, m.path, m.image_id, at))
-            (out_dir / m.file).write_bytes(report.match_picture(db, m) or jpeg)
-    with open(out_dir / written.add("report.csv"), "w", newline="", encoding="utf-8") as f:
-        write_csv(f, matches)
-    report.write_match_report(db, matches, targets, out_dir, settings)
-    written.add("report.html")
-    written.save()
-
-
-CSV_COLUMNS = (
-    "rank",
-    "distance",
-    "confidence",
-    "path",
-    "host",
-    "top",
-    "right",
-    "bottom",
-    "left",
-    "image_id",
-    "face_index",
-    "file",
-    "video_start_s",
-    "video_end_s",
-)
-
-
-def write_csv(f, matches: list[Match]) -> None:
-    """report.csv: one row per match, every cell made safe for spreadsheets (textsafe.csv_cell)."""
-    w = csv.writer(f)
-    w.writerow(CSV_COLUMNS)
-    for m in matches:
-        w.writerow(
-            [
-                csv_cell(v)
-                for v in (
-                    m.rank,
-                    f"{m.distance:.4f}",
-                    m.confidence,
-                    m.path,
-                    m.host,
-                    *m.box,
-                    m.image_id,
-                    m.face_index,
-                    m.file,
-                    "" if m.start_s is None else f"{m.start_s:.3f}",
-                    "" if m.end_s is None else f"{m.end_s:.3f}",
-                )
-            ]
-        )
-
-
-def as_data(found: Found, targets: list[Target], settings: Settings, out_dir: Path | None) -> dict:
-    """What search.py --json prints; out is null where no copies were written (the web API)."""
-    return {
-        "matches": [m.as_dict() for m in found.matches],
-        "targets": [t.path for t in targets],
-        "tolerance": settings.search.tolerance,
-        "search_tolerance": round(found.tolerance, 4),
-        "mode": settings.search.mode,
-        "out": None if out_dir is None else str(out_dir),
-    }
-
-
-def as_json(found: Found, targets: list[Target], settings: Settings, out_dir: Path) -> str:
-    return json.dumps(as_data(found, targets, settings, out_dir), indent=2)
-
-
-def print_table(matches: list[Match]) -> None:
-    if not matches:
-        return
-    print(
-        f"{'rank':>4}  {'distance':>8}  {'confidence':<16}  {'face':>6}  {'host':<12}  {'box (t,r,b,l)':<22}  "
-        f"{'person':<16}  path"
-    )
-    for m in matches:
-        box = ",".join(map(str, m.box))
-        sure = f"{m.confidence} {100 * m.precision:.1f}%" if m.precision is not None else m.confidence
-        print(
-            f"{m.rank:>4}  {m.distance:8.4f}  {sure:<16}  {m.face_px:>4}px  {printable(m.host)[:12]:<12}  {box:<22}  "
-            f"{printable(m.person_label or '-')[:16]:<16}  {printable(m.where)}"
-        )
-
-
 def open_store(db_paths: list[str]) -> Collection:
     """Read-only: search never changes a database, and refuses one that is not facegrid's."""
     return Collection(db_paths)
+
+
+# The writers of a search's answer live in report.py; these names stay for callers of searching.
+from .report import as_json, print_table, write_outputs  # noqa: E402, F401

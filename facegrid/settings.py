@@ -145,14 +145,14 @@ class Search:
         from .scoring import Params
 
         return Params(
-            self.tolerance,
-            self.lookalike_count,
-            self.lookalike_spread,
-            self.lookalike_ratio,
-            self.expand_count,
-            self.expand_score,
-            self.background,
-            self.crowd_power,
+            tolerance=self.tolerance,
+            lookalike_count=self.lookalike_count,
+            lookalike_spread=self.lookalike_spread,
+            lookalike_ratio=self.lookalike_ratio,
+            expand_count=self.expand_count,
+            expand_score=self.expand_score,
+            background=self.background,
+            crowd_power=self.crowd_power,
         )
 
 

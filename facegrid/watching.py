@@ -6,7 +6,7 @@ kernel refuses more watches or drops events, it walks the folders again every
 [queuer] rescan seconds. Either way a new or changed file waits in `pending`
 until its size and mtime have stayed the same for [queuer] settle seconds, so a
 photo still being copied in is never queued half-written. Then it is queued as
-the one-shot queuer queues it (queuing._queue_one: the same state file, the same
+the one-shot queuer queues it (queuing.Queuer.queue_file: the same state file, the same
 checks), so a photo seen twice is queued once.
 
 SIGTERM or SIGINT: the loop ends within a tick, the state is committed, exit 0.
@@ -25,9 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from . import envelope, queuing
-from .backlog import Backlog
 from .errors import UsageError
-from .queue import Queue
 from .settings import Settings
 from .walking import display_path, inside, walk
 
@@ -242,25 +240,14 @@ def run_watch(
     if keys is None:
         log.warning("%s", envelope.UNSIGNED_WARNING)
     state = queuing.State(state_path)
-    b = settings.beanstalkd
-    queue = Queue(b, use=b.images_tube, should_stop=should_stop).connect()
-    limit = queue.max_job_size()
-    queuing.check_job_size(limit, queue.address, allow_small_jobs)
-    backlog = Backlog(queue, b.images_tube, b.max_ready, should_stop, waiting_for="the filters")
-    counts = dict.fromkeys(("queued", "unchanged", "duplicate", "reencoded", "unreadable", "not_image"), 0)
-    counts.update(videos=0, frames=0)
-
-    def report(path: str, why: str, count: str = "unreadable") -> None:
-        counts[count] += 1
-        log.warning("%s: %s", display_path(path), why)
-
+    queuer = queuing.connect(settings, state, keys, requeue, should_stop, allow_small_jobs)
+    counts = queuer.counts
     watcher = Watcher(settings, roots, state, lambda p: None)
+    queuer.real_roots = watcher.real_roots
 
     def queue_one(path: str) -> None:
         before = counts["queued"]
-        queuing._queue_one(
-            path, requeue, settings, queue, state, backlog, limit, counts, report, keys, watcher.real_roots
-        )
+        queuer.queue_file(path)
         if counts["queued"] > before:
             log.info("queued %s", display_path(path))
 
@@ -269,6 +256,6 @@ def run_watch(
         watcher.run(should_stop, requeue)
     finally:
         state.commit()
-        queue.close()
+        queuer.queue.close()
     log.info("stopped watching: %s", " ".join(f"{k}={v}" for k, v in counts.items()))
     return counts

@@ -43,9 +43,12 @@ from pathlib import Path
 
 import numpy as np
 
-from facegrid import localgrid, people, registry, scoring, searching, store
+from facegrid import cli, people, registry, scoring, searching, store
 from facegrid import settings as settings_mod
 from facegrid.errors import FacegridError, UsageError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the private grid, development code
+import localgrid  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,21 +148,7 @@ def subset_db(full: Path, ids: list[str], dest: Path) -> Path:
     """A database with only these photos (rows copied, schema made by store.open_db)."""
     for p in (dest, Path(f"{dest}-wal"), Path(f"{dest}-shm")):
         p.unlink(missing_ok=True)
-    db = store.open_db(dest)
-    db.execute("ATTACH DATABASE ? AS src", [str(full)])
-    db.execute("CREATE TEMP TABLE keep (id TEXT PRIMARY KEY)")
-    db.conn.executemany("INSERT INTO keep VALUES (?)", [(i,) for i in ids])
-    with db.conn:
-        db.execute("BEGIN")
-        db.execute("INSERT INTO images SELECT * FROM src.images WHERE id IN (SELECT id FROM keep)")
-        gen = store.generation(db) + 1  # every face carries the generation of the batch that wrote it
-        cols = ", ".join(f'"{c}"' for c in store.FACE_COLUMNS if c != "gen")
-        db.execute(
-            f"INSERT INTO faces ({cols}, gen) SELECT {cols}, ? FROM src.faces WHERE image_id IN (SELECT id FROM keep)",
-            [gen],
-        )
-        db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", [str(gen)])
-    db.execute("DETACH DATABASE src")
+    store.copy_photos(store.open_db(dest), full, ids)
     return dest
 
 
@@ -442,8 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        overrides = dict(s.split("=", 1) for s in args.set)
-        settings = settings_mod.load(None, overrides)
+        settings = settings_mod.load(None, cli.parse_set(args.set))
         return evaluate(args, folder, settings)
     except (FacegridError, ValueError) as exc:
         print(f"evaluate.py: {exc}", file=sys.stderr)

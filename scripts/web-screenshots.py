@@ -22,9 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import localgrid  # noqa: E402  (tests/localgrid.py: a private beanstalkd and the real scripts)
 from PIL import Image, ImageOps  # noqa: E402
-
-from facegrid import localgrid  # noqa: E402
 
 FACES = Path(os.environ.get("FACEGRID_FACES", ROOT.parent / "shared" / "faces"))
 

@@ -16,9 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import localgrid
 import pytest
-
-from facegrid import localgrid
 
 ROOT = Path(__file__).resolve().parent.parent
 FACES = Path(os.environ.get("FACEGRID_FACES", ROOT.parent / "shared" / "faces"))
@@ -161,14 +160,16 @@ def chromium(tmp_path):
     return render
 
 
-def script_cmd(name: str, *args: str) -> list[str]:
+def script_cmd(name: str, *args: object) -> list[str]:
     """A Python script runs under this interpreter; a shell shim (scripts/status) runs as users run it."""
     if name.endswith(".py"):
         return [sys.executable, str(ROOT / name), *map(str, args)]
     return [str(ROOT / name), *map(str, args)]
 
 
-def run_script(name: str, *args: str, timeout: float = 300, check: bool = False, **kw) -> subprocess.CompletedProcess:
+def run_script(
+    name: str, *args: object, timeout: float = 300, check: bool = False, **kw
+) -> subprocess.CompletedProcess:
     """Run queuer.py / filter.py / collector.py / search.py to completion."""
     proc = subprocess.run(
         script_cmd(name, *args), cwd=kw.pop("cwd", ROOT), capture_output=True, text=True, timeout=timeout, **kw
@@ -178,7 +179,7 @@ def run_script(name: str, *args: str, timeout: float = 300, check: bool = False,
     return proc
 
 
-def start_script(name: str, *args: str, **kw) -> subprocess.Popen:
+def start_script(name: str, *args: object, **kw) -> subprocess.Popen:
     """Start a script in the background; stderr goes to a file the test can read."""
     return subprocess.Popen(
         script_cmd(name, *args),

@@ -119,11 +119,12 @@ def palette_transparent(folder: Path, source: Path) -> Path:
     """A 256-colour palette PNG whose colour 0 is transparent (a tRNS chunk)."""
     img = upright(source).quantize(colors=255)
     pal = img.getpalette()
+    assert pal is not None  # a quantized picture has its palette
     img.putpalette(pal[: 3 * 255] + [0, 0, 0])  # make index 255 unused by the picture
     arr = np.asarray(img).copy()
     arr[:8, :] = 255  # a transparent strip along the top
     out = Image.fromarray(arr, "P")
-    out.putpalette(img.getpalette())
+    out.putpalette(pal)
     path = folder / "palette.png"
     out.save(path, "PNG", transparency=255)
     return path

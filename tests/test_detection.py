@@ -17,6 +17,8 @@ from facegrid.errors import ConfigError
 from facegrid.faces import FaceEngine
 from facegrid.settings import Filter, load
 
+pytestmark = pytest.mark.slow  # detects on every labelled photo at several settings
+
 
 @pytest.fixture(scope="module")
 def engine() -> FaceEngine:

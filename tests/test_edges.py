@@ -226,6 +226,7 @@ def made_db(beanstalkd, folder: Path) -> Path:
     return db
 
 
+@pytest.mark.slow
 def test_a_read_only_database_is_refused_at_start(beanstalkd, shared):
     db = made_db(beanstalkd, shared)
     db.chmod(0o444)
@@ -238,6 +239,7 @@ def test_a_read_only_database_is_refused_at_start(beanstalkd, shared):
     assert beanstalkd.tube("people")["current-jobs-ready"] == 1  # never taken
 
 
+@pytest.mark.slow
 def test_a_read_only_folder_is_named_as_the_cause(beanstalkd, shared):
     ro = shared / "ro"
     ro.mkdir(mode=0o777)
@@ -255,6 +257,7 @@ def test_a_read_only_folder_is_named_as_the_cause(beanstalkd, shared):
     assert f"folder {ro} is read-only for user nobody" in error_lines(proc.stderr)[0], proc.stderr
 
 
+@pytest.mark.slow
 def test_a_database_made_read_only_while_running_ends_the_collector_jobs_released(beanstalkd, shared):
     db = made_db(beanstalkd, shared)
     running = collector(beanstalkd, db, wait=False)
@@ -274,6 +277,7 @@ def test_a_database_made_read_only_while_running_ends_the_collector_jobs_release
     assert db_rows(db, "SELECT count(*) FROM images") == [(1,)]
 
 
+@pytest.mark.slow
 def test_a_second_collector_on_the_same_database_refuses_naming_the_first(beanstalkd, tmp_path):
     db = tmp_path / "faces.db"
     first = start_script("collector.py", "--beanstalkd", beanstalkd.address, "--db", db)
@@ -303,6 +307,7 @@ def test_a_missing_database_is_a_usage_error(faces_dir, tmp_path):
     assert not (tmp_path / "missing.db").exists()
 
 
+@pytest.mark.slow
 def test_one_photo_file_is_a_target_and_copies_keep_their_names(faces_db, faces_dir, tmp_path):
     import json
 
@@ -406,6 +411,7 @@ def test_buried_delete_removes_foreign_jobs_and_named_ones_only(beanstalkd):
 
 
 # scripts/status --problems ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_status_problems_lists_failed_photos_and_photos_without_a_face(beanstalkd, faces_dir, tmp_path):
     import json
 
@@ -460,6 +466,7 @@ def test_grid_scripts_help_is_help_text_only(script):
     assert "set -euo" not in proc.stdout and "root=" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_the_next_steps_start_grid_prints_work_as_pasted(faces_dir, tmp_path):
     from conftest import need_beanstalkd
 
@@ -541,6 +548,7 @@ exit 3
 """
 
 
+@pytest.mark.slow
 def test_a_long_build_says_how_long_and_at_which_stage(tmp_path):
     """build-dlib.sh's run_with_progress on a fake slow build (the real one takes ten minutes)."""
     log = tmp_path / "build.log"

@@ -20,6 +20,8 @@ from facegrid import imaging
 from facegrid.faces import FaceEngine
 from facegrid.settings import Filter
 
+pytestmark = pytest.mark.slow  # compares with the dlib-bin wheel's interpreter, photo by photo
+
 REFERENCE = Path(__file__).parent / "data" / "encodings-dlib-bin.json"
 TOLERANCE = 1e-4  # Euclidean distance; matches are judged at 0.5
 

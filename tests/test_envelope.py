@@ -12,6 +12,7 @@ import json
 import os
 import struct
 
+import factories
 import numpy as np
 import pytest
 
@@ -45,7 +46,7 @@ def result(n_faces: int = 2, **kw) -> Result:
         Face(box=(10 + i, 80 + i, 90 + i, 5 + i), encoding=rng.normal(0, 0.1, 128).astype(np.float32), crop=CROPS[i])
         for i in range(n_faces)
     ]
-    base = dict(
+    base: dict = dict(
         id=SHA,
         path="/photos/b.png",
         host="h1",
@@ -63,7 +64,7 @@ def result(n_faces: int = 2, **kw) -> Result:
         processed_at=3.0,
         attempts=2,
     )
-    return Result(**{**base, **kw})
+    return factories.result(**{**base, **kw})
 
 
 def split(body: bytes) -> tuple[dict, bytes]:

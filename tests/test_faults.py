@@ -20,11 +20,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import localgrid
 import oddphotos
 import pytest
 from conftest import Beanstalkd, children, db_rows, run_script, script_cmd, start_script, wait_for
 
-from facegrid import envelope, localgrid, store
+from facegrid import envelope, store
 from facegrid.envelope import ImageJob
 
 pytestmark = pytest.mark.chaos

@@ -22,6 +22,8 @@ from conftest import Beanstalkd, db_rows, run_script
 from facegrid import envelope
 from facegrid.envelope import MAGIC, PREFIX, VERSION, ImageJob, Result
 
+pytestmark = pytest.mark.slow  # starts grids
+
 FACES_USED = ["people/obama/obama.jpg", "people/biden/biden.jpg"]
 KEY = "3f1a9c0e5b7d2468ace13579bdf02468"
 OLD_KEY = "0123456789abcdef0123456789abcdef"
@@ -71,7 +73,9 @@ def genuine(tmp_path_factory, faces_dir) -> dict:
             results = []
             for _ in FACES_USED:
                 job = c.reserve(timeout=10)
-                results.append(envelope.decode(job.body))
+                result = envelope.decode(job.body)
+                assert isinstance(result, envelope.Result)
+                results.append(result)
                 c.delete(job)
     finally:
         server.stop(signal.SIGKILL)

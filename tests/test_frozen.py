@@ -45,6 +45,7 @@ def silent_holders(server, tube: str, n: int, ttr: int = 2) -> tuple[greenstalk.
     return owner, holders, ids
 
 
+@pytest.mark.slow
 def test_the_watcher_puts_back_every_job_the_server_did_not_time_out(beanstalkd):
     owner, holders, ids = silent_holders(beanstalkd, "images", 8)
     watcher = stuck.Watcher(conf_of(beanstalkd), Stuck(grace=1, interval=0.2), ("images",)).connect()
@@ -80,6 +81,7 @@ def test_the_watcher_puts_back_every_job_the_server_did_not_time_out(beanstalkd)
         h.close()
 
 
+@pytest.mark.slow
 def test_the_watcher_leaves_alone_what_is_alive_or_not_its_tube(beanstalkd):
     owner, holders, ids = silent_holders(beanstalkd, "people", 4)  # not a watched tube
     busy = beanstalkd.client(use="images")
@@ -99,6 +101,7 @@ def test_the_watcher_leaves_alone_what_is_alive_or_not_its_tube(beanstalkd):
         h.close()
 
 
+@pytest.mark.slow
 def test_the_watcher_finds_jobs_put_before_it_started_and_after_a_restart(beanstalkd):
     owner, holders, ids = silent_holders(beanstalkd, "images", 6)
     for _ in range(30):  # other tubes' jobs between: ids are shared by every tube
@@ -111,6 +114,7 @@ def test_the_watcher_finds_jobs_put_before_it_started_and_after_a_restart(beanst
     assert beanstalkd.tube("images")["total-jobs"] == 6  # scan puts nothing back
 
 
+@pytest.mark.slow
 def test_status_check_probes_the_server_and_says_what_it_found(beanstalkd):
     proc = run_script("scripts/status", "--check", "--json", "--beanstalkd", beanstalkd.address, timeout=60)
     report = json.loads(proc.stdout)
@@ -125,6 +129,7 @@ def test_status_check_probes_the_server_and_says_what_it_found(beanstalkd):
     assert "probe jobs with a TTR of 2s" in text.stdout and text.returncode in (0, 1), text.stderr
 
 
+@pytest.mark.slow
 def test_status_check_lists_a_stuck_job_of_the_grid(beanstalkd):
     owner, holders, ids = silent_holders(beanstalkd, "images", 6)
     time.sleep(2 + 1.5)

@@ -117,12 +117,14 @@ def mutated(draw, bodies=tuple(BODIES)):
     return bytes(body)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(mutated())
 def test_mutated_bodies_give_badjob_or_a_valid_job(body):
     decode_or_badjob(body)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(mutated((SIGNED,)))
 def test_a_signed_body_altered_anywhere_is_refused(body):
@@ -169,6 +171,7 @@ def split(body: bytes) -> tuple[dict, bytes]:
     return json.loads(body[PREFIX.size : PREFIX.size + hlen]), body[PREFIX.size + hlen :]
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.sampled_from(BODIES), st.dictionaries(st.sampled_from(FIELDS), JSON, min_size=1, max_size=4))
 def test_any_header_values_give_badjob_or_a_job_the_store_takes(tmp_path_factory, body, changes):
@@ -182,6 +185,7 @@ def test_any_header_values_give_badjob_or_a_job_the_store_takes(tmp_path_factory
         db.conn.close()
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=8))
 def test_any_header_at_all_gives_badjob(header):
@@ -189,6 +193,7 @@ def test_any_header_at_all_gives_badjob(header):
     decode_or_badjob(PREFIX.pack(MAGIC, VERSION, len(raw)) + raw)
 
 
+@pytest.mark.slow
 def test_collector_takes_a_batch_of_mutated_bodies_and_never_crashes(beanstalkd, tmp_path):
     rng = random.Random(20261123)
     bodies = []

@@ -142,7 +142,7 @@ UNITS = ROOT / "scripts/systemd"
 
 def unit(name: str) -> configparser.ConfigParser:
     cp = configparser.ConfigParser(strict=False, interpolation=None)
-    cp.optionxform = str
+    cp.optionxform = str  # type: ignore[assignment,method-assign]  # keep the keys' case
     cp.read(UNITS / name)
     return cp
 

@@ -27,6 +27,8 @@ from conftest import ROOT, Beanstalkd, db_rows, run_script, script_cmd, start_sc
 from facegrid import envelope
 from facegrid.envelope import MAGIC, PREFIX, VERSION, ImageJob, Result
 
+pytestmark = pytest.mark.slow  # starts grids on hostile folders and bodies
+
 NOBODY = 65534
 FACE = "people/obama/obama.jpg"
 CONTROL = "people/biden/biden.jpg"
@@ -62,7 +64,7 @@ def _shared_tmp(prefix: str) -> Path:
     return path
 
 
-def build_odd_folder(folder: Path, faces_dir: Path) -> dict[str, Path]:
+def build_odd_folder(folder: Path, faces_dir: Path) -> dict[str, Path | str]:
     face = faces_dir / FACE
     made = {"control.jpg": shutil.copy(faces_dir / CONTROL, folder / "control.jpg")}
     made["empty.jpg"] = oddphotos.empty(folder)

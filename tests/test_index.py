@@ -6,7 +6,6 @@ every check compares the index with the faces read straight from the database.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -15,26 +14,11 @@ import threading
 import time
 
 import numpy as np
+from factories import result
 
 from facegrid import index, store
-from facegrid.envelope import Face, Result
 
 DIM = 128
-
-
-def result(key: str, encodings: list[np.ndarray]) -> Result:
-    return Result(
-        id=hashlib.sha256(key.encode()).hexdigest(),
-        path=f"/photos/{key}.jpg",
-        host="h",
-        size=1,
-        mtime=0.0,
-        queued_at=0.0,
-        status="ok" if encodings else "no_faces",
-        width=100,
-        height=100,
-        faces=[Face((10, 20, 30, 0), e.astype(np.float32), b"") for e in encodings],
-    )
 
 
 def faces_of(rng, n: int) -> list[np.ndarray]:
@@ -200,14 +184,14 @@ def test_an_update_reads_only_what_changed_and_opens_masks_in_place(tmp_path):
     index.load(db, path)
     store.store_results(db, [result("a0", faces_of(rng, 1))])  # replaces two faces of the first segment
     idx = index.load(db, path)
-    meta = index._manifest(index.index_dir(path))
+    meta = index.manifest(index.index_dir(path))
     first = meta["segments"][0]
     assert first["dead"] == 2 and isinstance(idx.segments[0].live, np.memmap)
     assert int((~np.asarray(idx.segments[0].live)).sum()) == 2
     mask = first["live"]
     store.store_results(db, [result(f"b{i}", faces_of(rng, 1)) for i in range(10)])  # new photos: nothing replaced
     idx = index.load(db, path)
-    meta = index._manifest(index.index_dir(path))
+    meta = index.manifest(index.index_dir(path))
     assert meta["segments"][0]["live"] == mask, "an untouched segment's mask was rewritten"
     assert all("live" not in e for e in meta["segments"][1:])
     assert isinstance(idx.rowids, index.Ids) and len(idx.rowids) == len(idx) == 120 * 2 + 1 + 10
@@ -219,7 +203,7 @@ def test_an_update_reads_only_what_changed_and_opens_masks_in_place(tmp_path):
     # the same rows deleted twice count once
     store.store_results(db, [result("a0", faces_of(rng, 1))])
     idx = index.load(db, path)
-    assert index._manifest(index.index_dir(path))["segments"][0]["dead"] == 2
+    assert index.manifest(index.index_dir(path))["segments"][0]["dead"] == 2
     assert same(indexed(idx, target), truth(path, target))
 
 
@@ -230,7 +214,7 @@ def test_an_index_in_the_old_format_is_built_again(tmp_path):
     store.store_results(db, [result(f"a{i}", faces_of(rng, 1)) for i in range(30)])
     index.load(db, path)
     folder = index.index_dir(path)
-    meta = index._manifest(folder)
+    meta = index.manifest(folder)
     (folder / "manifest.json").write_text(json.dumps(dict(meta, format=2)))
     store.store_results(db, [result(f"b{i}", faces_of(rng, 1)) for i in range(5)])
     idx = index.load(db, path)
@@ -260,31 +244,34 @@ def near_truth(db_path, target: np.ndarray, radius: float) -> dict[int, float]:
 
 
 def near_of(idx: index.FaceIndex, target: np.ndarray, radius: float) -> dict[int, float]:
-    got = idx.near(target, "mean", radius)
+    got = index.FaceIndex.joined([idx], SEARCH).near(target, "mean", radius)
     return {int(idx.rowids[p]): float(d) for p, d in zip(got.positions, got.dist, strict=True)}
 
 
-def coded_path(monkeypatch, rows: int = 500) -> None:
+def coded_layout(rows: int = 500) -> index.CodeLayout:
     """Segments of `rows` faces or more get short codes (the production threshold is 100,000), in files of
-    at most 400 rows, and a search asks each file for 16 neighbours first: so the files are read side by
-    side and the search must ask for more, as at scale (1,000,000 rows a file, KNN_FIRST = 4,096 neighbours)."""
-    monkeypatch.setattr(index, "VECTOR_MIN_ROWS", rows)
-    monkeypatch.setattr(index, "PART_ROWS", 400)
-    monkeypatch.setattr(index, "KNN_FIRST", 16)
+    at most 400 rows; with SEARCH, a search asks each file for 16 neighbours first: so the files are read
+    side by side and the search must ask for more, as at scale (1,000,000 rows a file, KNN_FIRST = 4,096 neighbours)."""
+    return index.CodeLayout(min_rows=rows, part_rows=400)
+
+
+SEARCH = index.SearchOptions(knn_first=16)
 
 
 def codes_of(seg: index.Segment) -> np.ndarray:
-    return np.concatenate([index._codes_of(part) for _, part in seg.short_codes()])
+    parts = seg.short_codes()
+    assert parts is not None, "a segment without short codes"
+    return np.concatenate([index.codes_of(part) for _, part in parts])
 
 
-def test_the_short_codes_follow_append_update_delete_and_merge(tmp_path, monkeypatch):
-    coded_path(monkeypatch)
+def test_the_short_codes_follow_append_update_delete_and_merge(tmp_path):
+    layout = coded_layout()
     rng = np.random.default_rng(21)
     path = tmp_path / "f.db"
     db = store.open_db(path)
     faces = people_faces(rng, 300, 4)
     store.store_results(db, [result(f"a{i}", person[:2]) for i, person in enumerate(faces)])
-    idx = index.load(db, path)
+    idx = index.load(db, path, layout)
     assert idx.segments[0].short_codes() is not None, "a big segment has its short codes"
     assert (index.index_dir(path) / index.TRAINED_FILE).exists()
     head = idx.segments[0].folder
@@ -297,24 +284,24 @@ def test_the_short_codes_follow_append_update_delete_and_merge(tmp_path, monkeyp
     check(idx)
     # append: a small segment, scanned
     store.store_results(db, [result(f"b{i}", [faces[i][2]]) for i in range(60)])
-    idx = index.load(db, path)
+    idx = index.load(db, path, layout)
     assert len(idx.segments) == 2 and idx.segments[1].short_codes() is None
     check(idx)
     # update: photo a0 again with another face; its old face is dead in the coded segment
     old = faces[0][0]
     store.store_results(db, [result("a0", [faces[0][3]])])
-    idx = index.load(db, path)
+    idx = index.load(db, path, layout)
     assert not any(abs(d) < 1e-5 for d in near_of(idx, old, 0.1).values()), "a replaced face is still found"
     check(idx)
     # delete: a photo now without faces
     store.store_results(db, [result("a1", [])])
-    idx = index.load(db, path)
+    idx = index.load(db, path, layout)
     assert not near_of(idx, faces[1][0], 1e-3)
     check(idx)
     # merge: enough small updates that the tail is merged into a segment big enough for its own short codes
     for step in range(index.MAX_SEGMENTS + 2):
         store.store_results(db, [result(f"s{step}-{i}", faces_of(rng, 1)) for i in range(120)])
-        idx = index.load(db, path)
+        idx = index.load(db, path, layout)
         assert len(idx.segments) <= index.MAX_SEGMENTS
         check(idx)
     assert any(s.short_codes() is not None and s.folder != head for s in idx.segments), "a merge made none"
@@ -325,20 +312,20 @@ def test_a_search_through_the_short_codes_equals_the_exact_scan(tmp_path, monkey
     """searching.find on a real database of 3,000 faces: same tolerance, same matches, same order."""
     from facegrid import collection, crowding, scoring, searching
 
-    coded_path(monkeypatch)
+    layout = coded_layout()
     rng = np.random.default_rng(22)
     path = tmp_path / "f.db"
     db = store.open_db(path)
     faces = people_faces(rng, 500, 6)
     store.store_results(db, [result(f"p{i}-{j}", [f]) for i, person in enumerate(faces) for j, f in enumerate(person)])
-    idx = index.load(db, path)
+    idx = index.load(db, path, layout)
     assert len(idx) == 3000 and len(idx.segments[0].short_codes()) == 8, "3,000 rows in files of 400"
     asks = []
     candidates = index.Segment.candidates
 
-    def counted(seg, targets, radius, k):
+    def counted(seg, targets, radius, k, *rest):
         asks.append(k)
-        return candidates(seg, targets, radius, k)
+        return candidates(seg, targets, radius, k, *rest)
 
     coll = collection.Collection([str(path)])
     params = scoring.Params()
@@ -350,8 +337,7 @@ def test_a_search_through_the_short_codes_equals_the_exact_scan(tmp_path, monkey
             targets = [searching.Target(f"t{j}", f"target-{i}-{j}", faces[i][j], b"") for j in range(2)]
             answers = []
             for exact in (False, True):
-                monkeypatch.setattr(index, "EXACT", exact)
-                got = searching.find(coll, targets, params, mode)
+                got = searching.find(coll, targets, params, mode, options=index.SearchOptions(exact, 16))
                 answers.append((got.tolerance, [(m.image_id, m.face_index, m.distance) for m in got.matches]))
             asked += 1
             same_answer += answers[0] == answers[1]
@@ -362,20 +348,20 @@ def test_a_search_through_the_short_codes_equals_the_exact_scan(tmp_path, monkey
     assert max(asks) < 400, "a search read every code of a file: the bound never settled it"
 
 
-def test_a_short_code_floor_never_exceeds_the_exact_distance(tmp_path, monkeypatch):
+def test_a_short_code_floor_never_exceeds_the_exact_distance(tmp_path):
     """The floor (projected distance - the codes' measured error) is a lower bound on the exact distance,
     also for rows far outside the range the quantiser was trained on (their codes are clamped)."""
-    coded_path(monkeypatch)
+    layout = coded_layout()
     rng = np.random.default_rng(26)
     path = tmp_path / "f.db"
     db = store.open_db(path)
     store.store_results(db, [result(f"a{i}", [f]) for i, f in enumerate(sum(people_faces(rng, 300, 2), []))])
-    trained = index.load(db, path).segments[0]
+    trained = index.load(db, path, layout).segments[0]
     wild = [(f * 4).astype(np.float32) for f in sum(people_faces(rng, 300, 2), [])]  # outside the trained range
     store.store_results(db, [result(f"w{i}", [f]) for i, f in enumerate(wild)])
     for step in range(index.MAX_SEGMENTS):  # small updates until the tail is merged into one with codes
         store.store_results(db, [result(f"s{step}-{i}", [wild[i] * 0.9]) for i in range(80)])
-    idx = index.load(db, path)
+    idx = index.load(db, path, layout)
     coded = [s for s in idx.segments if s.short_codes() is not None]
     assert len(coded) >= 2 and max(s.code_error for s in coded) > 2 * trained.code_error
     for q in [wild[0], wild[7] * 1.1, trained.vectors[3], rng.normal(0, 0.3, DIM).astype(np.float32)]:
@@ -387,8 +373,8 @@ def test_a_short_code_floor_never_exceeds_the_exact_distance(tmp_path, monkeypat
             assert len(pos) == len(seg) and complete == 10.0
 
 
-def test_a_search_through_the_short_codes_racing_the_collector(tmp_path, monkeypatch):
-    coded_path(monkeypatch)
+def test_a_search_through_the_short_codes_racing_the_collector(tmp_path):
+    layout = coded_layout()
     rng = np.random.default_rng(23)
     path = tmp_path / "f.db"
     writer = store.open_db(path, threads=True)
@@ -403,21 +389,21 @@ def test_a_search_through_the_short_codes_racing_the_collector(tmp_path, monkeyp
         done.set()
 
     reader = store.open_db(path)
-    assert index.load(reader, path).segments[0].short_codes() is not None
+    assert index.load(reader, path, layout).segments[0].short_codes() is not None
     thread = threading.Thread(target=collector)
     thread.start()
     seen = []
     deadline = time.monotonic() + 120
     while not done.is_set() or not seen or seen[-1] < store.generation(reader):
         assert time.monotonic() < deadline, f"the index never caught up with the collector: {seen[-5:]}"
-        idx = index.load(reader, path)
+        idx = index.load(reader, path, layout)
         assert idx.live_count() == 600 + 7 * (idx.generation - 1), (idx.generation, idx.live_count())
         for f in first[::50]:  # stored before the race: found through the short codes in every snapshot
             assert min(near_of(idx, f, 0.3).values()) < 1e-5
         seen.append(idx.generation)
     thread.join()
     assert len(set(seen)) > 2, f"the search never ran while the collector wrote: {seen}"
-    idx = index.load(reader, path)
+    idx = index.load(reader, path, layout)
     for q in first[:20]:
         assert same(near_of(idx, q, 0.625), near_truth(path, q, 0.625))
 
@@ -441,19 +427,19 @@ def test_the_tail_merge_is_tiered(tmp_path):
     assert same(indexed(idx, target), truth(path, target))
 
 
-def test_a_merged_segment_moves_codes_and_equals_one_built_by_adding(tmp_path, monkeypatch):
+def test_a_merged_segment_moves_codes_and_equals_one_built_by_adding(tmp_path):
     """Merging segments that have short codes moves their codes (dead rows left out) instead of adding
     the rows again; the result answers as an index built from the merged rows does."""
-    coded_path(monkeypatch, rows=300)
+    layout = coded_layout(300)
     rng = np.random.default_rng(25)
     path = tmp_path / "f.db"
     db = store.open_db(path)
     store.store_results(db, [result(f"a{i}", faces_of(rng, 1)) for i in range(300)])
-    index.load(db, path)
+    index.load(db, path, layout)
     for step in range(index.MAX_SEGMENTS):  # equal segments, each with its own short codes
         store.store_results(db, [result(f"s{step}-{i}", faces_of(rng, 1)) for i in range(300)])
         store.store_results(db, [result(f"a{step}", faces_of(rng, 1))])  # and a dead row in the first
-        idx = index.load(db, path)
+        idx = index.load(db, path, layout)
     assert len(idx.segments) < index.MAX_SEGMENTS, "the merge ran"
     merged = max(idx.segments, key=len)
     assert len(merged) > 2000 and len(merged.short_codes()) > 1
@@ -462,8 +448,8 @@ def test_a_merged_segment_moves_codes_and_equals_one_built_by_adding(tmp_path, m
     shutil.copy(index.index_dir(path) / index.TRAINED_FILE, again / index.TRAINED_FILE)
     for name in index.NAMES:
         np.save(again / "seg" / f"{name}.npy", np.asarray(getattr(merged, name)))
-    index._index_segment(again, again / "seg")
-    built = index.Segment(again / "seg")
+    index.codes.write_for(again, again / "seg", layout)
+    built = index.Segment.open(again / "seg")
     assert len(codes_of(merged)) == len(merged)
     assert np.array_equal(codes_of(merged), codes_of(built)), "a moved code differs from the row's own"
     assert merged.code_error >= built.code_error  # the sources' largest error: a bound, maybe not the least
@@ -472,14 +458,14 @@ def test_a_merged_segment_moves_codes_and_equals_one_built_by_adding(tmp_path, m
     assert idx.live_count() == store.face_count(db)
 
 
-def test_damaged_short_codes_make_the_index_built_again(tmp_path, monkeypatch, caplog):
+def test_damaged_short_codes_make_the_index_built_again(tmp_path, caplog):
     """A codes file cut short or gone: the next search says so in the log and builds the index again."""
-    coded_path(monkeypatch)
+    layout = coded_layout()
     rng = np.random.default_rng(27)
     path = tmp_path / "f.db"
     db = store.open_db(path)
     store.store_results(db, [result(f"a{i}", [f]) for i, f in enumerate(sum(people_faces(rng, 300, 2), []))])
-    idx = index.load(db, path)
+    idx = index.load(db, path, layout)
     q = np.asarray(idx.vectors[5])[0]
     for damage in ("cut", "gone"):
         (first,) = index.index_dir(path).glob("seg-*/codes-0.faiss")
@@ -487,9 +473,8 @@ def test_damaged_short_codes_make_the_index_built_again(tmp_path, monkeypatch, c
             first.write_bytes(first.read_bytes()[:100])
         else:
             first.unlink()
-        index._opened.clear()  # as a new process: this one keeps the segments it opened
-        with caplog.at_level(logging.WARNING, logger="facegrid.index"):
-            idx = index.load(store.open_db(path), path)
+        with caplog.at_level(logging.WARNING, logger="facegrid.index"):  # as a new process: a cache of its own
+            idx = index.load(store.open_db(path), path, layout, index.SegmentCache())
         assert "unreadable" in caplog.text and "short codes" in caplog.text
         caplog.clear()
         assert same(near_of(idx, q, 0.625), near_truth(path, q, 0.625))

@@ -9,6 +9,8 @@ import shutil
 import pytest
 from conftest import db_rows, run_script
 
+pytestmark = pytest.mark.slow  # starts a grid on the labelled photos
+
 
 @pytest.fixture
 def grid(labelled_grid):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import factories
 import numpy as np
 import pytest
 from conftest import Beanstalkd, children, db_rows, run_script, start_script, tiny_jpeg, wait_for
@@ -47,6 +48,7 @@ def test_queuer_puts_one_job_per_photo_with_metadata(beanstalkd, faces_dir, tmp_
     assert {p.name: p.stat().st_mtime_ns for p in src.iterdir()} == before  # never touched
 
 
+@pytest.mark.slow
 def test_queuer_requeue_and_changed_files(beanstalkd, faces_dir, tmp_path):
     src = copy_people(faces_dir, tmp_path / "in", ["people/biden/biden.jpg", "people/biden/biden2.jpg"])
     args = ["--beanstalkd", beanstalkd.address, "--state", tmp_path / "q.sqlite", src]
@@ -58,6 +60,7 @@ def test_queuer_requeue_and_changed_files(beanstalkd, faces_dir, tmp_path):
     assert beanstalkd.tube("images")["current-jobs-ready"] == 5
 
 
+@pytest.mark.slow
 def test_queuer_keeps_a_bounded_backlog(beanstalkd, faces_dir, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
@@ -87,6 +90,7 @@ def test_queuer_keeps_a_bounded_backlog(beanstalkd, faces_dir, tmp_path):
     assert proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_queuer_reencodes_a_photo_over_max_job_size(tmp_path, faces_dir):
     server = Beanstalkd(tmp_path / "binlog", max_job_size=120_000).start()
     try:
@@ -130,6 +134,7 @@ def test_queuer_reencodes_a_photo_over_max_job_size(tmp_path, faces_dir):
 # filter ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_filter_turns_an_image_job_into_a_result(beanstalkd, faces_dir, tmp_path):
     src = copy_people(faces_dir, tmp_path / "in", ["groups/obama_and_biden.jpg"])
     addr = ["--beanstalkd", beanstalkd.address]
@@ -155,6 +160,7 @@ def test_filter_turns_an_image_job_into_a_result(beanstalkd, faces_dir, tmp_path
     assert res.settings["detect_max_side"] == 1024 and res.settings["model"] == "hog"
 
 
+@pytest.mark.slow
 def test_filter_workers_are_separate_processes_and_auto_is_sized(beanstalkd, faces_dir, tmp_path):
     """filter.py --workers 2 runs two worker processes, each with its own connection, and the
     results say which process made them; --workers auto starts as many as it says, within the CPUs."""
@@ -192,24 +198,22 @@ def test_filter_workers_are_separate_processes_and_auto_is_sized(beanstalkd, fac
 
 def make_result(image_id: str, faces: int, path: str = "/photos/x.jpg") -> Result:
     rng = np.random.default_rng(len(path) + faces)
-    return Result(
+    encodings = [rng.normal(0, 0.1, 128) for _ in range(faces)]
+    return factories.result(
         id=image_id,
         path=path,
         host="h1",
         size=10,
         mtime=1.0,
         queued_at=2.0,
-        status="ok" if faces else "no_faces",
         width=100,
         height=80,
         annotated=tiny_jpeg(1, 32),
-        faces=[
-            envelope.Face(box=(1, 20, 30, 2), encoding=rng.normal(0, 0.1, 128).astype(np.float32), crop=tiny_jpeg(2))
-            for _ in range(faces)
-        ],
+        faces=factories.faces(encodings, (1, 20, 30, 2), tiny_jpeg(2)),
     )
 
 
+@pytest.mark.slow
 def test_collector_stores_a_result_delivered_twice_once(beanstalkd, tmp_path):
     image_id = "ab" * 32
     with beanstalkd.client(use="people") as c:
@@ -234,6 +238,7 @@ def test_collector_stores_a_result_delivered_twice_once(beanstalkd, tmp_path):
     assert db_rows(db, "SELECT count(*) FROM faces WHERE image_id = ?", (image_id,)) == [(1,)]
 
 
+@pytest.mark.slow
 def test_collector_burst_waits_for_reserved_images(beanstalkd, tmp_path):
     with beanstalkd.client(use="images", watch="images") as c:
         c.put(b"held by a filter")
@@ -273,6 +278,7 @@ def test_sigterm_when_idle_exits_0(beanstalkd, tmp_path, role):
     assert proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_workers_auto_budgets_for_the_largest_photo_a_worker_accepts(beanstalkd, tmp_path):
     """--workers auto divides memory by what a photo of filter.max_pixels needs, not by a JPEG's need."""
     from facegrid import pool

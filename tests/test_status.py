@@ -49,6 +49,7 @@ def test_counts_states_and_watchers(beanstalkd, tmp_path):
     assert snap["eta_s"] is None  # jobs are queued but nothing has been finished yet
 
 
+@pytest.mark.slow
 def test_rates_and_eta_while_jobs_flow(beanstalkd, tmp_path):
     stop = threading.Event()
 
@@ -75,6 +76,7 @@ def test_rates_and_eta_while_jobs_flow(beanstalkd, tmp_path):
     assert snap["eta_s"] is not None and snap["eta_s"] > 0
 
 
+@pytest.mark.slow
 def test_prometheus_format_parses_and_matches_json(beanstalkd, tmp_path):
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -108,6 +110,7 @@ def test_prometheus_format_parses_and_matches_json(beanstalkd, tmp_path):
     assert ("facegrid_eta_seconds", ()) not in samples  # unknown: nothing finished yet, so no sample
 
 
+@pytest.mark.slow
 def test_database_counts(beanstalkd, faces_db):
     snap = status_json(beanstalkd.address, "--sample", "0", "--db", faces_db)
     (images,), (faces,) = (
@@ -128,6 +131,7 @@ def test_unreachable_beanstalkd_exits_3(beanstalkd):
     assert "cannot reach beanstalkd" in proc.stderr
 
 
+@pytest.mark.slow
 def test_watch_refreshes_until_interrupted(beanstalkd, tmp_path):
     out = tmp_path / "watch.out"
     with open(out, "w") as f:
@@ -203,6 +207,7 @@ def buried_json(address, *extra):
     return json.loads(proc.stdout)
 
 
+@pytest.mark.slow
 def test_buried_list_kick_and_requeue(beanstalkd, faces_dir, tmp_path):
     import shutil
 

@@ -6,6 +6,7 @@ the original photo's pixels, retry delays, the confidence words and the backlog 
 
 from __future__ import annotations
 
+import factories
 import numpy as np
 import pytest
 
@@ -181,14 +182,10 @@ def _frame_results(n: int = 40, seed: int = 5) -> list:
             faces.append(Face(box, base + rng.normal(size=ENCODING_DIM).astype(np.float32) * 0.01, buf.getvalue()))
         frame = {"video_id": "ab" * 32, "t": t, "t_end": t, "index": 30 * k, "fps": 1.0, "duration": float(n)}
         out.append(
-            envelope.Result(
+            factories.result(
                 id=envelope.frame_id("ab" * 32, t),
                 path="v.mp4",
-                host="h",
                 size=1000,
-                mtime=0.0,
-                queued_at=0.0,
-                status="ok" if faces else "no_faces",
                 width=320,
                 height=180,
                 faces=faces,

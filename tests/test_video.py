@@ -19,6 +19,8 @@ from videomaker import make_video
 from facegrid import envelope
 from facegrid.errors import BadJob
 
+pytestmark = pytest.mark.slow  # starts grids on generated videos
+
 # (start_s, end_s, photo shown, target photo of the same person, drifting)
 CAST = [
     (5, 13, "people/obama/obama.jpg", "people/obama/obama2.jpg", False),

@@ -37,7 +37,7 @@ def tube_bodies(server, tube: str = "alerts") -> list[dict]:
     """Every ready job of the tube, reserved and deleted."""
     import greenstalk
 
-    out = []
+    out: list[dict] = []
     with server.client(watch=tube) as c:
         while True:
             try:

@@ -30,7 +30,8 @@ def make_video(
     sample is skipped as unchanged; a span without it is one static shot.
     """
     width, height = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # type: ignore[attr-defined]  # not in OpenCV's stubs
+    writer = cv2.VideoWriter(str(path), fourcc, fps, (width, height))
     assert writer.isOpened(), "OpenCV cannot write mp4v video"
     fitted = {span[2]: _fit(span[2], width, height) for span in spans if span[2] is not None}
     for n in range(round(duration * fps)):

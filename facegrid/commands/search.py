@@ -84,7 +84,7 @@ def main(argv=None) -> int:
             "collector.database": (args.db or [None])[0],
         },
     )
-    from facegrid import searching
+    from facegrid import report, searching
     from facegrid.faces import FaceEngine
 
     s = settings.search
@@ -108,11 +108,11 @@ def main(argv=None) -> int:
     assert out is not None
     found = searching.find(db, targets, s.params(), s.mode, s.limit)
     matches = found.matches
-    searching.write_outputs(db, matches, targets, out, settings)
+    report.write_outputs(db, matches, targets, out, settings)
     if args.json:
-        print(searching.as_json(found, targets, settings, out))
+        print(report.as_json(found, targets, settings, out))
     else:
-        searching.print_table(matches)
+        report.print_table(matches)
     print(
         f"{len(matches)} match(es) for {len(targets)} of {len(files)} target photo(s); copies and report in {out}/",
         file=sys.stderr,

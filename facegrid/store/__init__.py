@@ -21,7 +21,7 @@ Tables (docs/protocol.md has every column):
   person_cells   coarse cells of the faces, for the registry's neighbour search at scale
 
 Every face row carries `gen`, the generation of the batch that last wrote it, so
-the search index reads only what changed since it was made (index.py).
+the search index reads only what changed since it was made (facegrid/index/).
 
 Watched people (schema 5, facegrid/alerting.py):
   watches    a name, where the profile came from, the profile vectors and the
@@ -128,12 +128,22 @@ from .writer import (
 )
 from .writes import (
     ANNOTATED_SQL,
+    BULK_FACE_SQL,
+    BULK_IMAGE_SQL,
     FACE_SQL,
     IMAGE_SQL,
+    insert_annotated,
+    insert_rows,
+    next_generation,
     store_results,
 )
 
 __all__ = [
+    "BULK_FACE_SQL",
+    "BULK_IMAGE_SQL",
+    "insert_annotated",
+    "insert_rows",
+    "next_generation",
     "ANNOTATED_SQL",
     "Assignment",
     "BEST_ORDER",

@@ -115,8 +115,8 @@ def encodings_in_order(db):
     return db.execute("SELECT rowid, encoding FROM faces ORDER BY rowid")
 
 
-# No ORDER BY: with it SQLite scans every face in rowid order (2 s at 10,000,000 faces)
-# instead of searching faces_gen for the few new ones; changes_since sorts them.
+# No ORDER BY: with it SQLite scans every face in rowid order instead of searching
+# faces_gen for the few new ones (docs/benchmarks.md, "Archive scale"); changes_since sorts them.
 CHANGED_SQL = "SELECT rowid, encoding FROM faces WHERE gen > ?"
 
 

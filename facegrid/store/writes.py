@@ -131,3 +131,36 @@ def _store_frames(conn: sqlite3.Connection, results: list[Result], now: float, v
             (video_id, video_id),
         )
         _make_tracks(conn, video_id, f["fps"], video, since[video_id], carried[video_id])
+
+
+# -- bulk writes for tools: new databases of many rows that are not results --------------
+# The benchmarks fill stores of made-up faces far faster than store_results would; the rows
+# still go through the tables declared here (copy_photos, in registry.py, is the evaluation's).
+BULK_IMAGE_SQL = "INSERT INTO images (id, path, host, status, face_count, width, height) VALUES (?, ?, ?, ?, ?, ?, ?)"
+BULK_FACE_SQL = (
+    'INSERT INTO faces (image_id, idx, "top", "right", "bottom", "left", encoding, crop, model, gen) '
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def insert_rows(db, images: Iterable[tuple], faces: Iterable[tuple]) -> None:
+    """Photos and faces written as given, in the caller's transaction, for a tool filling a new database.
+
+    images: (id, path, host, status, face_count, width, height); faces: (image_id, idx,
+    top, right, bottom, left, encoding, crop, model, gen), gen the generation next_generation()
+    gave the batch (every face carries the generation of the batch that wrote it)."""
+    db.conn.executemany(BULK_IMAGE_SQL, images)
+    db.conn.executemany(BULK_FACE_SQL, faces)
+
+
+def insert_annotated(db, rows: Iterable[tuple[str, bytes]]) -> None:
+    """(image_id, jpeg) annotated copies written as given, in the caller's transaction (insert_rows' photos)."""
+    db.conn.executemany("INSERT INTO annotated (image_id, jpeg) VALUES (?, ?)", rows)
+
+
+def next_generation(db) -> int:
+    """Count one more generation (in the caller's transaction) and return it: the rows a tool writes in
+    it carry it as their gen, so the index reads them as it reads a stored batch."""
+    gen = generation(db) + 1
+    db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", [str(gen)])
+    return gen

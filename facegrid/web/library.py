@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from .. import htmlkit, imaging, searching, store
+from .. import htmlkit, imaging, report, searching, store
 from ..collection import Collection
 from ..errors import UsageError
 from ..settings import Settings
@@ -44,7 +44,7 @@ class Result:
     asked: str  # "2 uploaded photos", "face 1 of photo 0d4b9c1e..."
     found: searching.Found
     targets: list[searching.Target]
-    data: dict  # searching.as_data: exactly search.py --json
+    data: dict  # report.as_data: exactly search.py --json
     sizes: dict[str, tuple[int, int]]  # photo id -> upright width, height (for the boxes)
     at: float = dataclasses.field(default_factory=time.time)
 
@@ -154,7 +154,7 @@ class Library:
         for m in found.matches:
             row = store.photo(coll, m.image_id) or {}
             sizes[m.image_id] = (int(row.get("width") or 0), int(row.get("height") or 0))
-        data = searching.as_data(found, targets, self.settings, None)
+        data = report.as_data(found, targets, self.settings, None)
         result = Result(secrets.token_urlsafe(12), asked, found, targets, data, sizes)
         with self._lock:
             self._results[result.id] = result
@@ -270,7 +270,7 @@ class Library:
 
     def csv(self, result: Result) -> bytes:
         buf = io.StringIO(newline="")
-        searching.write_csv(buf, result.found.matches)
+        report.write_csv(buf, result.found.matches)
         return buf.getvalue().encode("utf-8")
 
 

@@ -3,6 +3,9 @@
 Used by scripts/evaluate.py to push a labelled folder through queuer.py,
 filter.py and collector.py exactly as a user would, without touching any grid
 that is already running; its Server is also the tests' and the benchmarks'.
+It is development code, not part of the installed package: the tests import it
+as `localgrid` (tests/ is on their path), and scripts/evaluate.py and the
+benchmarks put tests/ on theirs first.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UsageError
-from .queue import empty_tube
-from .settings import ROOT
+from facegrid.errors import UsageError
+from facegrid.queue import empty_tube
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout whose scripts run
 
 MAX_JOB_SIZE = 16 * 1024 * 1024
 
