@@ -12,9 +12,13 @@ both faces' own search tolerance (the look-alike rule with the face as the
 target, its look-alikes counted among its LISTED nearest faces, scoring.py).
 An existing face keeps the tolerance it had when it was assigned. Then the
 Chinese whispers go on over the new faces only: the faces already in a person
-keep it, each new face takes the person most of its edges lead to, and new
-faces joined only among themselves make new persons. A person never holds two
-faces of one photo, and never a face a user rejected from it.
+keep it, each new face takes the person most of its edges lead to (a tie goes
+to the person there is), and new faces joined only among themselves make new
+persons, unless ATTACH_EDGES or more of the group's edges lead to a person there
+is (many new photos of one person would otherwise outvote its few). The tolerance
+uses the collection's typical d_k (the crowd factor) as the clustering does: the
+median of every face's at the first update, moved by each update's new faces. A
+person never holds two faces of one photo, and never a face a user rejected from it.
 
 So ids and names stay, merges, splits and rejections stay (no face already in a
 person moves), and the work is the new faces' neighbour search: exact up to
