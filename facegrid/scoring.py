@@ -53,14 +53,15 @@ class Vectors(Protocol):
 # --calibrate` prints this table. Upper edges of the score bins and the share of
 # right matches in each bin, pooled so that it never rises with the score.
 CALIBRATION: tuple[tuple[float, float], ...] = (
-    (0.85, 0.996),
-    (0.9, 0.995),
-    (0.95, 0.962),
-    (1.0, 0.775),
-    (1.05, 0.469),
-    (1.1, 0.127),
+    (0.75, 0.996),
+    (0.8, 0.992),
+    (0.9, 0.982),
+    (0.95, 0.936),
+    (1.0, 0.764),
+    (1.05, 0.4),
+    (1.1, 0.103),
     (1.15, 0.029),
-    (1.2, 0.007),
+    (1.2, 0.004),
     (1.25, 0.002),
     (1.3, 0.0),
 )

@@ -132,7 +132,7 @@ class Search:
     )
     expand_count: int = setting(20, between(0, 1000), "0 (no second pass) to 1000 (20 is the measured default)")
     expand_score: float = setting(
-        0.85, lambda v: 0.0 < v <= 1.0, "more than 0, at most 1 (0.85 is the measured default)"
+        0.95, lambda v: 0.0 < v <= 1.0, "more than 0, at most 1 (0.95 is the measured default)"
     )
     background: int = setting(1500, between(0, 100_000), "0 (off) to 100000 (1500 is the measured default)")
     target_mirror: str = setting("on", choices=("on", "off"))
