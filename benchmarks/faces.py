@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facegrid import envelope, store
+from facegrid import background, envelope, store
 from facegrid import settings as settings_mod
 
 from .common import FACES, LFW, log
@@ -73,25 +73,11 @@ def face_statistics(ctx: Context, real: dict[str, np.ndarray]) -> tuple[dict[str
         if len(found) == 1:
             x.append(found[0])
             who.append(person)
-    enc, names = np.asarray(x, dtype=np.float64), np.asarray(who)
-    groups = [np.flatnonzero(names == p) for p in sorted(set(who))]
-    groups = [g for g in groups if len(g) >= 2]
-    means = np.stack([enc[g].mean(axis=0) for g in groups])
-    within = np.concatenate([enc[g] - enc[g].mean(axis=0) for g in groups])
-    s_within = within.T @ within / (len(within) - len(groups))
-    centred = means - means.mean(axis=0)
-    # a person's mean of m photos also carries s_within / m: take it out of the between-people part
-    s_between = centred.T @ centred / (len(groups) - 1) - s_within * np.mean([1 / len(g) for g in groups])
-    stats = {"mean": means.mean(axis=0), "between": _root(s_between), "within": _root(s_within)}
+    mean, between, within = background.person_covariances(np.asarray(x, dtype=np.float64), np.asarray(who))
+    stats = {"mean": mean, "between": between, "within": within}
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **stats)
     return stats, how
-
-
-def _root(cov: np.ndarray) -> np.ndarray:
-    """L with L @ L.T = cov (negative eigenvalues from sampling noise set to 0)."""
-    w, v = np.linalg.eigh(cov)
-    return v * np.sqrt(np.clip(w, 0, None))
 
 
 def synthetic_faces(stats: dict[str, np.ndarray], n: int, seed: int = 11, step: int = 100_000):

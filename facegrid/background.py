@@ -46,3 +46,23 @@ def faces(n: int, model: str = str(MODEL)) -> np.ndarray:
 def fill(stored: int, wanted: int) -> np.ndarray:
     """The synthetic faces that top a collection of `stored` faces up to `wanted` (none when it holds more)."""
     return faces(max(0, wanted - stored))
+
+
+def person_covariances(x: np.ndarray, people: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean of the people's means, root of the between-people covariance, root of the within-person
+    one) over the people with 2 or more encodings in x (float64 rows, people[i] owning row i)."""
+    groups = [np.flatnonzero(people == p) for p in np.unique(people)]
+    groups = [g for g in groups if len(g) >= 2]
+    means = np.stack([x[g].mean(axis=0) for g in groups])
+    within = np.concatenate([x[g] - x[g].mean(axis=0) for g in groups])
+    s_within = within.T @ within / (len(within) - len(groups))
+    centred = means - means.mean(axis=0)
+    # a person's mean of m photos also carries s_within / m: take it out of the between-people part
+    s_between = centred.T @ centred / (len(groups) - 1) - s_within * np.mean([1 / len(g) for g in groups])
+    return means.mean(axis=0), _root(s_between), _root(s_within)
+
+
+def _root(cov: np.ndarray) -> np.ndarray:
+    """L with L @ L.T = cov (negative eigenvalues from sampling noise set to 0)."""
+    w, v = np.linalg.eigh(cov)
+    return v * np.sqrt(np.clip(w, 0, None))

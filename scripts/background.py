@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facegrid import background
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -51,24 +53,6 @@ def read_faces(db: Path, labels: Path, per_person: int) -> tuple[np.ndarray, np.
         x.append(np.frombuffer(enc, "<f4"))
         people.append(person)
     return np.asarray(x, np.float64), np.asarray(people)
-
-
-def _root(cov: np.ndarray) -> np.ndarray:
-    """L with L @ L.T = cov (negative eigenvalues from sampling noise set to 0)."""
-    w, v = np.linalg.eigh(cov)
-    return v * np.sqrt(np.clip(w, 0, None))
-
-
-def person_covariances(x: np.ndarray, people: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Roots of the between-people and within-person covariances, over people with 2+ photos."""
-    groups = [np.flatnonzero(people == p) for p in np.unique(people)]
-    groups = [g for g in groups if len(g) >= 2]
-    means = np.stack([x[g].mean(axis=0) for g in groups])
-    within = np.concatenate([x[g] - x[g].mean(axis=0) for g in groups])
-    s_within = within.T @ within / (len(within) - len(groups))
-    centred = means - means.mean(axis=0)
-    s_between = centred.T @ centred / (len(groups) - 1) - s_within * np.mean([1 / len(g) for g in groups])
-    return _root(s_between), _root(s_within)
 
 
 def _assign(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -109,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"background.py: {need} not found; {fix}", file=sys.stderr)
             return 2
     x, people = read_faces(db, labels, args.per_person)
-    between, within = person_covariances(x, people)
+    _mean, between, within = background.person_covariances(x, people)
     labels_, centres = components(x, people, args.components, args.min_people)
     total = np.trace(between @ between.T) + np.trace(within @ within.T)
     weights = np.array([np.mean(labels_ == j) for j in range(len(centres))])
