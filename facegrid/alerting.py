@@ -21,7 +21,6 @@ stopped is sent when it starts again.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -57,8 +56,8 @@ def make_watch(
 ) -> dict:
     """A watch row for store.save_watch: the profile and tolerance a search from these encodings
     would use in this database now (an empty database: the targets and the plain tolerance)."""
-    from . import crowding, searching
     from . import index as index_mod
+    from . import searching
     from .collection import Collection
 
     s = settings.search
@@ -70,8 +69,7 @@ def make_watch(
         idx = index_mod.FaceIndex(segments, 0)
         wider, tol = encodings, params.tolerance
         if len(idx):
-            if params.crowd_power > 0:  # as find() does: compared with this collection's usual crowding
-                params = dataclasses.replace(params, typical=crowding.typical(idx, params, searching.cache_dir(coll)))
+            params = searching.for_collection(idx, coll, params)  # as find() does
             _, tol, wider = searching.settle(idx, encodings, params, s.mode)
     finally:
         for db in coll.dbs:

@@ -206,8 +206,7 @@ def find(
     idx = index_mod.FaceIndex.joined(parts, options)
     if not len(idx):
         return Found([], params.tolerance)
-    if params.crowd_power > 0:  # the look-alike rule compares with this collection's usual crowding
-        params = dataclasses.replace(params, typical=crowding.typical(idx, params, cache_dir(coll)))
+    params = for_collection(idx, coll, params)
     near, tol, _ = settle(idx, np.stack([t.encoding for t in targets]), params, mode, reach)
     sel = np.flatnonzero(near.dist <= tol * reach)
     sel = sel[np.argsort(near.dist[sel], kind="stable")]
@@ -311,6 +310,14 @@ def _near(idx: index_mod.FaceIndex, targets: np.ndarray, params: scoring.Params,
     if found:
         return near, found[0]
     return near, scoring.search_tolerance(*counted(near), targets, params)
+
+
+def for_collection(idx: index_mod.FaceIndex, coll: Collection, params: scoring.Params) -> scoring.Params:
+    """The params a search of this collection uses: with its typical d_k, which the look-alike rule's
+    crowd factor compares a profile's d_k with (crowding.py)."""
+    if params.crowd_power <= 0:
+        return params
+    return dataclasses.replace(params, typical=crowding.typical(idx, params, cache_dir(coll)))
 
 
 def cache_dir(coll: Collection) -> Path | None:

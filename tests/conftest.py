@@ -18,6 +18,7 @@ from pathlib import Path
 
 import localgrid
 import pytest
+from webserver import CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
 FACES = Path(os.environ.get("FACEGRID_FACES", ROOT.parent / "shared" / "faces"))
@@ -99,16 +100,7 @@ def faces_db(labelled_grid) -> Path:
     return labelled_grid["db"]
 
 
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-)
+CHROMIUM_FLAGS = (*CHROMIUM_ARGS, "--hide-scrollbars")  # the web tests' flags (tests/webserver.py)
 IMAGE_PROBE = """<!DOCTYPE html><html><body><iframe id="f" src="%s" style="width:1200px;height:900px"></iframe>
 <pre id="result">pending</pre><script>
 document.getElementById("f").addEventListener("load", function () {
