@@ -217,6 +217,21 @@ def tiny_jpeg(shade: int = 0, side: int = 16) -> bytes:
     return buf.getvalue()
 
 
+def stored_rows(db_path: Path, sql: str, params=()) -> list[tuple] | None:
+    """db_rows for a database a role may still be creating: None until its file and tables exist
+    (a collector opens the file before its schema is committed)."""
+    import sqlite3
+
+    if not db_path.exists():
+        return None
+    try:
+        return db_rows(db_path, sql, params)
+    except sqlite3.OperationalError as e:
+        if "no such table" in str(e):
+            return None
+        raise
+
+
 def db_rows(db_path: Path, sql: str, params=()) -> list[tuple]:
     import sqlite3
 

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Beanstalkd, db_rows, free_port, run_script, script_cmd, start_script, wait_for
+from conftest import ROOT, Beanstalkd, db_rows, free_port, run_script, script_cmd, start_script, stored_rows, wait_for
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -494,7 +494,7 @@ def test_the_next_steps_start_grid_prints_work_as_pasted(faces_dir, tmp_path):
         queued = pasted(steps["queue photos"].replace("PHOTOS/", str(photos)))
         assert queued.returncode == 0 and "queued=2" in queued.stdout, queued.stderr[-2000:]
         db = folder / "facegrid.db"
-        wait_for(lambda: db.exists() and db_rows(db, "SELECT count(*) FROM images") == [(2,)], 300, 0.5, "2 stored")
+        wait_for(lambda: stored_rows(db, "SELECT count(*) FROM images") == [(2,)], 300, 0.5, "2 stored")
         status = pasted(steps["watch it"].replace("--watch", "--once --sample 0"))
         assert status.returncode == 0 and "2 photos" in status.stdout, status.stderr
         problems = pasted(steps["problems"])

@@ -22,7 +22,7 @@ import time
 import greenstalk
 import oddphotos
 import pytest
-from conftest import db_rows, run_script, start_script, wait_for
+from conftest import db_rows, run_script, start_script, stored_rows, wait_for
 
 from facegrid import stuck
 from facegrid.settings import Beanstalkd, Stuck
@@ -190,7 +190,7 @@ def test_a_frozen_filter_is_handed_out_again_or_copied_back(beanstalkd, faces_di
         wait_for(lambda: handed_out_again(beanstalkd, job_id), TTR + 15, 0.1, f"job {job_id} back within TTR + 15 s")
         back_after = time.monotonic() - stopped_at
         copied = beanstalkd.tube("images")["total-jobs"] > PHOTOS
-        stored = lambda: db.exists() and db_rows(db, "SELECT count(*) FROM images")[0][0] == PHOTOS  # noqa: E731
+        stored = lambda: stored_rows(db, "SELECT count(*) FROM images") == [(PHOTOS,)]  # noqa: E731
         wait_for(stored, 180, 0.3, "every photo stored while the filter is frozen")
         os.killpg(frozen.pid, signal.SIGCONT)  # it wakes, finishes its photo, and deletes its job (or finds it gone)
         wait_for(lambda: gone(beanstalkd, job_id), 180, 0.2, f"job {job_id} finished by the woken filter")
