@@ -76,7 +76,7 @@ def face_statistics(ctx: Context, real: dict[str, np.ndarray]) -> tuple[dict[str
     mean, between, within = background.person_covariances(np.asarray(x, dtype=np.float64), np.asarray(who))
     stats = {"mean": mean, "between": between, "within": within}
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **stats)
+    np.savez(cache, mean=mean, between=between, within=within)
     return stats, how
 
 

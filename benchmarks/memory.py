@@ -47,17 +47,17 @@ def sec_memory(ctx: Context) -> None:
         "<= 1200 MB",
         big <= 1200 * MB,
     )
-    from facegrid import pool
+    from facegrid import filter_pool
 
     rep.add(
         "memory",
-        "pool.WORKER_PEAK_BYTES (the least --workers auto budgets)",
-        f"{pool.WORKER_PEAK_BYTES / MB:.0f} MB",
+        "filter_pool.WORKER_PEAK_BYTES (the least --workers auto budgets)",
+        f"{filter_pool.WORKER_PEAK_BYTES / MB:.0f} MB",
         ">= measured",
-        big <= pool.WORKER_PEAK_BYTES,
+        big <= filter_pool.WORKER_PEAK_BYTES,
     )
     png_peak, pixels = png_decode_peak(ctx.tmp / "big-rgba.png", 12000)
-    need = pool.worker_need(pixels)
+    need = filter_pool.worker_need(pixels)
     rep.add(
         "memory",
         "decode of a 12000x12000 RGBA PNG, peak RSS",
@@ -69,8 +69,8 @@ def sec_memory(ctx: Context) -> None:
 
     rep.add(
         "memory",
-        "pool.worker_need(filter.max_pixels) (what --workers auto divides by)",
-        f"{pool.worker_need(Filter().max_pixels) / MB:.0f} MB",
+        "filter_pool.worker_need(filter.max_pixels) (what --workers auto divides by)",
+        f"{filter_pool.worker_need(Filter().max_pixels) / MB:.0f} MB",
     )
 
 

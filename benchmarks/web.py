@@ -73,7 +73,7 @@ def run(args) -> dict:
     _plant_matches(db_path, real["people/obama/obama.jpg#0"], target)
     log(f"web: store written in {time.perf_counter() - t0:.0f} s")
     rows: dict = {"synthetic faces": how, "stored faces": f"{n + len(planted) + WEB_MATCHES:,}"}
-    server = WebServer(tmp / "web.log", "--db", db_path, "-q").start()
+    server = WebServer(tmp / "web.log", "--db", str(db_path), "-q").start()
     try:
         body, ctype = multipart([("target", target.name, target.read_bytes())])
 

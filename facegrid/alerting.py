@@ -34,9 +34,9 @@ from typing import TextIO
 import numpy as np
 
 from . import scoring, store
+from .beanstalk import Queue
 from .envelope import Result
 from .errors import QueueUnavailable
-from .queue import Queue
 from .settings import Alerts, Beanstalkd, Settings
 from .textsafe import printable
 
@@ -58,7 +58,7 @@ def make_watch(
     would use in this database now (an empty database: the targets and the plain tolerance)."""
     from . import index as index_mod
     from . import searching
-    from .collection import Collection
+    from .databases import Collection
 
     s = settings.search
     params = s.params()

@@ -9,9 +9,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from .queue import Queue
+from .beanstalk import Queue
 
-log = logging.getLogger("facegrid.queue")
+log = logging.getLogger("facegrid.beanstalk")
 
 
 class Backlog:

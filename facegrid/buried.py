@@ -38,9 +38,9 @@ from pathlib import Path
 import greenstalk
 
 from . import cli, envelope, store
+from .beanstalk import Queue
 from .envelope import ImageJob, Result
 from .errors import BadJob, QueueUnavailable
-from .queue import Queue
 from .settings import Beanstalkd
 from .textsafe import printable
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import background, crowding, imaging, scoring, store, video
 from . import index as index_mod
-from .collection import Collection
+from .databases import Collection
 from .errors import ImageUnreadable, UsageError
 from .faces import FaceEngine
 from .walking import display_path, walk

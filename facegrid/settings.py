@@ -83,7 +83,7 @@ class Stuck:
 
 @dataclasses.dataclass(frozen=True)
 class Queuer:
-    state: str = ""  # empty: per user, per beanstalkd address and tube (queuing.default_state)
+    state: str = ""  # empty: per user, per beanstalkd address and tube (queuer_record.default_state)
     reencode_quality: int = setting(90, between(10, 95), "10 to 95")
     rescan: float = setting(60.0, lambda v: v >= 1, "at least 1 second")
     settle: float = setting(1.0, between(0.1, 600), "0.1 to 600 seconds")

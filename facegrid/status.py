@@ -24,8 +24,8 @@ from collections import deque
 from pathlib import Path
 
 from . import cli, store, stuck
+from .beanstalk import Queue
 from .errors import StoreError, UsageError
-from .queue import Queue
 from .settings import Settings
 
 WINDOW = 60.0  # seconds of samples the rates are computed over

@@ -42,8 +42,8 @@ from collections.abc import Callable
 
 import greenstalk
 
+from .beanstalk import NETWORK_ERRORS, Queue
 from .errors import QueueUnavailable
-from .queue import NETWORK_ERRORS, Queue
 from .settings import Beanstalkd, Settings
 from .settings import Stuck as StuckSettings
 

@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from facegrid.beanstalk import empty_tube
 from facegrid.errors import UsageError
-from facegrid.queue import empty_tube
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout whose scripts run
 

@@ -310,7 +310,7 @@ def test_the_short_codes_follow_append_update_delete_and_merge(tmp_path):
 
 def test_a_search_through_the_short_codes_equals_the_exact_scan(tmp_path, monkeypatch):
     """searching.find on a real database of 3,000 faces: same tolerance, same matches, same order."""
-    from facegrid import collection, crowding, scoring, searching
+    from facegrid import crowding, databases, scoring, searching
 
     layout = coded_layout()
     rng = np.random.default_rng(22)
@@ -327,7 +327,7 @@ def test_a_search_through_the_short_codes_equals_the_exact_scan(tmp_path, monkey
         asks.append(k)
         return candidates(seg, targets, radius, k, *rest)
 
-    coll = collection.Collection([str(path)])
+    coll = databases.Collection([str(path)])
     params = scoring.Params()
     crowding.typical(idx, params, searching.cache_dir(coll))  # measured once and kept: not a search's reads
     monkeypatch.setattr(index.Segment, "candidates", counted)

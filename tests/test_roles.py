@@ -281,10 +281,10 @@ def test_sigterm_when_idle_exits_0(beanstalkd, tmp_path, role):
 @pytest.mark.slow
 def test_workers_auto_budgets_for_the_largest_photo_a_worker_accepts(beanstalkd, tmp_path):
     """--workers auto divides memory by what a photo of filter.max_pixels needs, not by a JPEG's need."""
-    from facegrid import pool
+    from facegrid import filter_pool
 
-    assert pool.worker_need(180_000_000) >= 180_000_000 * 8  # an RGBA PNG: its pixels and one premultiplied copy
-    huge = pool.available_memory() // 4  # pixels whose decode alone would need twice the memory there is
+    assert filter_pool.worker_need(180_000_000) >= 180_000_000 * 8  # an RGBA PNG: its pixels and one premultiplied copy
+    huge = filter_pool.available_memory() // 4  # pixels whose decode alone would need twice the memory there is
     proc = run_script(
         "filter.py",
         "--beanstalkd",

@@ -10,9 +10,9 @@ import factories
 import numpy as np
 import pytest
 
-from facegrid import scoring, worker
+from facegrid import delivery, scoring
 from facegrid.envelope import ENCODING_DIM, Face
-from facegrid.filtering import _to_original
+from facegrid.filter_worker import _to_original
 from facegrid.index import FaceIndex
 from facegrid.settings import Beanstalkd as BeanstalkdConf
 
@@ -69,10 +69,10 @@ def test_box_conversion_never_leaves_the_photo():
 
 def test_retry_delay_doubles_per_earlier_try_and_is_capped():
     conf = BeanstalkdConf(retry_delay=2, retry_delay_max=30)
-    delays = [worker.retry_delay(conf, {"releases": n, "timeouts": 0}) for n in range(6)]
+    delays = [delivery.retry_delay(conf, {"releases": n, "timeouts": 0}) for n in range(6)]
     assert delays == [2, 4, 8, 16, 30, 30]
-    assert worker.retry_delay(conf, {"releases": 1, "timeouts": 2}) == 16  # a timeout counts as a try
-    assert worker.retry_delay(conf, {}) == 2  # stats unknown (job gone): the first delay
+    assert delivery.retry_delay(conf, {"releases": 1, "timeouts": 2}) == 16  # a timeout counts as a try
+    assert delivery.retry_delay(conf, {}) == 2  # stats unknown (job gone): the first delay
 
 
 def test_confidence_words_follow_the_measured_precision():
@@ -92,7 +92,7 @@ def test_confidence_words_follow_the_measured_precision():
 def test_backlog_waits_at_the_bound_and_asks_once_per_budget(beanstalkd):
     from facegrid import settings as settings_mod
     from facegrid.backlog import Backlog
-    from facegrid.queue import Queue
+    from facegrid.beanstalk import Queue
 
     conf = settings_mod.load(None, settings_mod.parse_address(beanstalkd.address)).beanstalkd
     queue = Queue(conf, use="images").connect()

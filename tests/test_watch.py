@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, db_rows, run_script, start_script, wait_for
 
-from facegrid import alerting, queuing, store
+from facegrid import alerting, queuer, store
 from facegrid import settings as settings_mod
 
 OBAMA = ("people/obama/obama.jpg", "people/obama/obama2.jpg")  # the watch's target photos
@@ -230,7 +230,7 @@ def test_rescans_queue_a_file_only_once_its_size_has_settled(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     settings = settings_mod.load(None, {"queuer.settle": "0.5"})
-    state = queuing.State(str(tmp_path / "q.sqlite"))
+    state = queuer.State(str(tmp_path / "q.sqlite"))
     queued: list[str] = []
 
     def queue_one(path: str) -> None:
@@ -258,6 +258,6 @@ def test_rescans_queue_a_file_only_once_its_size_has_settled(tmp_path):
 
 
 def alerting_free_watcher(settings, folder: Path, state, queue_one):
-    from facegrid.watching import Watcher
+    from facegrid.folder_watch import Watcher
 
     return Watcher(settings, [str(folder)], state, queue_one)

@@ -28,6 +28,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cli.setup_logging(args)
     settings = cli.load_settings(args, {"collector.database": args.db})
-    from facegrid.collecting import run_collector
+    from facegrid.collector import run_collector
 
     return run_collector(settings, settings.collector.database, args.burst)

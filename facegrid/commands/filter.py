@@ -44,12 +44,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cli.setup_logging(args)
     settings = cli.load_settings(args)
-    from facegrid import envelope, pool
-    from facegrid.queue import Queue
+    from facegrid import envelope, filter_pool
+    from facegrid.beanstalk import Queue
 
     if envelope.load_keys(settings.grid.key_file) is None:  # a bad key file: exit 2 here, not in each worker
         logging.getLogger("facegrid.filter").warning("%s", envelope.UNSIGNED_WARNING)
     Queue(settings.beanstalkd).connect().close()  # fail fast, with exit code 3
-    return pool.run_pool(
-        settings, pool.resolve_workers(settings.filter.workers, settings.filter.max_pixels), args.burst
+    return filter_pool.run_pool(
+        settings, filter_pool.resolve_workers(settings.filter.workers, settings.filter.max_pixels), args.burst
     )

@@ -1,7 +1,7 @@
 """`facegrid queue` and queuer.py: one job per photo, and per sampled video frame, on the images tube (see --help)."""
 
 from facegrid import cli
-from facegrid.worker import Stopper
+from facegrid.delivery import Stopper
 
 EPILOG = """\
 examples:
@@ -65,10 +65,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cli.setup_logging(args)
     settings = cli.load_settings(args, {"queuer.state": args.state})
-    from facegrid.queuing import run_queuer, state_path
+    from facegrid.queuer import run_queuer, state_path
 
     if args.watch:
-        from facegrid.watching import run_watch
+        from facegrid.folder_watch import run_watch
 
         counts = run_watch(
             settings, args.folders, args.requeue, state_path(settings), Stopper().install(), args.allow_small_jobs

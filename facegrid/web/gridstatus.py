@@ -7,8 +7,8 @@ import threading
 import time
 
 from .. import buried, envelope, status
+from ..beanstalk import NETWORK_ERRORS, Queue
 from ..errors import QueueUnavailable
-from ..queue import NETWORK_ERRORS, Queue
 from ..settings import Settings
 
 MIN_SAMPLE_GAP = 1.0  # seconds: pages polling together share a sample

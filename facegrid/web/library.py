@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from .. import htmlkit, imaging, report, searching, store
-from ..collection import Collection
+from ..databases import Collection
 from ..errors import UsageError
 from ..settings import Settings
 

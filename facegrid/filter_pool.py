@@ -24,7 +24,7 @@ from multiprocessing.process import BaseProcess
 from .errors import EXIT_QUEUE, EXIT_USAGE, FacegridError
 from .settings import Settings
 
-log = logging.getLogger("facegrid.pool")
+log = logging.getLogger("facegrid.filter_pool")
 
 # What one filter worker needs: a base (the models in use, and a JPEG, which decodes
 # at the working size) plus, for a photo that must be decoded at full size (PNG,
@@ -69,14 +69,14 @@ def resolve_workers(value: str, max_pixels: int = 180_000_000) -> int:
 def _child(settings: Settings, burst: bool, index: int, why: mp_connection.Connection) -> None:
     """One worker. Before it exits with an error it sends the one-line reason up `why`,
     so the pool's line says why the worker died, not only its exit code."""
-    from . import filtering
-    from .worker import Stopper
+    from . import filter_worker
+    from .delivery import Stopper
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches us through the parent
     stopper = Stopper(signals=(signal.SIGTERM,)).install()
     code, reason = 1, ""
     try:
-        code = filtering.run_worker(settings, burst, stopper)
+        code = filter_worker.run_worker(settings, burst, stopper)
     except FacegridError as exc:  # the pool logs it, with what it does about it
         code, reason = exc.exit_code, str(exc)
     except Exception as exc:  # the one boundary of the worker process: its reason reaches the pool

@@ -1,7 +1,7 @@
 """The filter worker: images tube -> faces -> people tube.
 
 One worker is one process with one beanstalkd connection and its own dlib
-models. ``pool.py`` runs several and restarts any that crash.
+models. ``filter_pool.py`` runs several and restarts any that crash.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import greenstalk
 
 from . import __version__, envelope, imaging
 from .backlog import Backlog
+from .beanstalk import JobLost, Queue
+from .delivery import KeepAlive, Stopper, attempts, bury, job_stats, release, tube_idle
 from .envelope import Face, ImageJob, Result
 from .errors import BadJob, ImageUnreadable
 from .faces import FaceEngine
 from .log import HOST, RateLog
-from .queue import JobLost, Queue
 from .settings import Settings
-from .worker import KeepAlive, Stopper, attempts, bury, job_stats, release, tube_idle
 
 log = logging.getLogger("facegrid.filter")
 

@@ -6,7 +6,7 @@ kernel refuses more watches or drops events, it walks the folders again every
 [queuer] rescan seconds. Either way a new or changed file waits in `pending`
 until its size and mtime have stayed the same for [queuer] settle seconds, so a
 photo still being copied in is never queued half-written. Then it is queued as
-the one-shot queuer queues it (queuing.Queuer.queue_file: the same state file, the same
+the one-shot queuer queues it (queuer.Queuer.queue_file: the same state file, the same
 checks), so a photo seen twice is queued once.
 
 SIGTERM or SIGINT: the loop ends within a tick, the state is committed, exit 0.
@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import envelope, queuing
+from . import envelope, queuer
 from .errors import UsageError
 from .settings import Settings
 from .walking import display_path, inside, walk
@@ -147,7 +147,7 @@ class Watcher:
 
     def consider(self, path: str, requeue: bool = False) -> None:
         """A file that may be new or changed: pending from now, unless the state has it as it is."""
-        if Path(path).suffix.lower() not in queuing.WALKED:
+        if Path(path).suffix.lower() not in queuer.WALKED:
             return
         try:
             st = os.stat(path)
@@ -161,7 +161,7 @@ class Watcher:
             self.pending[path] = (st.st_size, st.st_mtime_ns, time.monotonic())
 
     def rescan(self, requeue: bool = False) -> None:
-        for path in walk(self.roots, lambda p, why: log.debug("%s: %s", display_path(p), why), None, queuing.WALKED):
+        for path in walk(self.roots, lambda p, why: log.debug("%s: %s", display_path(p), why), None, queuer.WALKED):
             self.consider(path, requeue)
         if self.notify is not None:
             self.notify.overflowed = False
@@ -176,7 +176,7 @@ class Watcher:
             for folder in folders([path], self.real_roots):  # a new folder: watch it, take what is in it already
                 if self.notify is None or not self._watch(folder):
                     break
-            for found in walk([path], lambda p, why: None, None, queuing.WALKED):
+            for found in walk([path], lambda p, why: None, None, queuer.WALKED):
                 self.consider(found)
 
     def settled(self) -> int:
@@ -239,15 +239,15 @@ def run_watch(
     keys = envelope.load_keys(settings.grid.key_file)
     if keys is None:
         log.warning("%s", envelope.UNSIGNED_WARNING)
-    state = queuing.State(state_path)
-    queuer = queuing.connect(settings, state, keys, requeue, should_stop, allow_small_jobs)
-    counts = queuer.counts
+    state = queuer.State(state_path)
+    one = queuer.connect(settings, state, keys, requeue, should_stop, allow_small_jobs)
+    counts = one.counts
     watcher = Watcher(settings, roots, state, lambda p: None)
-    queuer.real_roots = watcher.real_roots
+    one.real_roots = watcher.real_roots
 
     def queue_one(path: str) -> None:
         before = counts["queued"]
-        queuer.queue_file(path)
+        one.queue_file(path)
         if counts["queued"] > before:
             log.info("queued %s", display_path(path))
 
@@ -256,6 +256,6 @@ def run_watch(
         watcher.run(should_stop, requeue)
     finally:
         state.commit()
-        queuer.queue.close()
+        one.queue.close()
     log.info("stopped watching: %s", " ".join(f"{k}={v}" for k, v in counts.items()))
     return counts

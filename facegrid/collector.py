@@ -17,12 +17,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import greenstalk
 
 from . import alerting, envelope, store, stuck
+from .beanstalk import JobLost, Queue
+from .delivery import Stopper, bury, job_stats, release, tube_idle
 from .envelope import Result
 from .errors import BadJob, DatabaseUnwritable, StoreError
 from .log import RateLog
-from .queue import JobLost, Queue
 from .settings import Settings
-from .worker import Stopper, bury, job_stats, release, tube_idle
 
 log = logging.getLogger("facegrid.collector")
 

@@ -15,10 +15,10 @@ import time
 
 import greenstalk
 
-from .queue import JobLost, Queue
+from .beanstalk import JobLost, Queue
 from .settings import Beanstalkd
 
-log = logging.getLogger("facegrid.worker")
+log = logging.getLogger("facegrid.delivery")
 
 
 class Stopper:

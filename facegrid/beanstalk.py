@@ -21,7 +21,7 @@ import greenstalk
 from .errors import NotBeanstalkd, QueueUnavailable
 from .settings import Beanstalkd
 
-log = logging.getLogger("facegrid.queue")
+log = logging.getLogger("facegrid.beanstalk")
 RESERVE_TIMEOUT = 1  # seconds; short so the worker loop sees stop requests
 NETWORK_ERRORS = (OSError, EOFError, greenstalk.UnknownResponseError)
 

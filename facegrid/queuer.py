@@ -17,11 +17,11 @@ from collections.abc import Callable
 
 from . import envelope, imaging, video
 from .backlog import Backlog
+from .beanstalk import Queue
 from .envelope import ImageJob
 from .errors import ConfigError, ImageUnreadable, UsageError
 from .log import HOST
-from .queue import Queue
-from .queued import OLD_DEFAULT_STATE, State, default_state, state_path  # noqa: F401 (the queuer's record)
+from .queuer_record import OLD_DEFAULT_STATE, State, default_state, state_path  # noqa: F401 (the queuer's record)
 from .settings import Settings
 from .walking import EXTENSIONS, display_path, inside, skipped_key, walk
 
