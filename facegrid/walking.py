@@ -72,25 +72,38 @@ def walk(
         except OSError as exc:
             report(top, f"cannot list folder ({exc.strerror}); skipped")
             continue
-        subdirs = []
-        for entry in entries:
-            try:
-                if entry.is_symlink() and not inside(entry.path, real_roots) and os.path.exists(entry.path):
-                    report(
-                        entry.path,
-                        f"link points outside the queued folders (to "
-                        f"{display_path(os.path.realpath(entry.path))}); skipped",
-                    )
-                    continue
-                if entry.is_dir():
-                    subdirs.append(entry.path)
-                elif entry.is_file():
-                    if os.path.splitext(entry.name)[1].lower() in extensions:
-                        yield entry.path
-                    elif other is not None:
-                        other(entry.path)
-                elif entry.is_symlink() and os.path.splitext(entry.name)[1].lower() in extensions:
-                    report(entry.path, "broken or looping link; skipped")
-            except OSError as exc:
-                report(entry.path, f"cannot stat ({exc.strerror}); skipped")
+        subdirs: list[str] = []
+        yield from _folder_photos(entries, real_roots, report, other, extensions, subdirs)
         stack.extend(reversed(subdirs))
+
+
+def _folder_photos(
+    entries: list[os.DirEntry[str]],
+    real_roots: list[str],
+    report: Callable[[str, str], None],
+    other: Callable[[str], None] | None,
+    extensions: set[str] | frozenset[str],
+    subdirs: list[str],
+) -> Iterator[str]:
+    """One folder's entries, in order: the photos yielded, the folders to walk added to subdirs,
+    links out of real_roots and broken links to a photo reported, other files given to other."""
+    for entry in entries:
+        try:
+            if entry.is_symlink() and not inside(entry.path, real_roots) and os.path.exists(entry.path):
+                report(
+                    entry.path,
+                    f"link points outside the queued folders (to "
+                    f"{display_path(os.path.realpath(entry.path))}); skipped",
+                )
+                continue
+            if entry.is_dir():
+                subdirs.append(entry.path)
+            elif entry.is_file():
+                if os.path.splitext(entry.name)[1].lower() in extensions:
+                    yield entry.path
+                elif other is not None:
+                    other(entry.path)
+            elif entry.is_symlink() and os.path.splitext(entry.name)[1].lower() in extensions:
+                report(entry.path, "broken or looping link; skipped")
+        except OSError as exc:
+            report(entry.path, f"cannot stat ({exc.strerror}); skipped")
