@@ -4,8 +4,8 @@ Listing must not change anything, and peek-buried shows only the first buried
 job of a tube. beanstalkd 1.12 answers ``stats-job <id>`` and ``peek <id>`` for
 any job in any state, and job ids are handed out in increasing order, so the
 list is made by scanning ids with stats-job (pipelined, read-only) until every
-job that stats-tube counts as buried has been found. The bodies are then
-peeked, never reserved.
+job that stats-tube counts as buried has been found (buried_scan.py). The
+bodies are then peeked, never reserved.
 
 Reasons: beanstalkd keeps none, so they are reconstructed honestly:
   - a body that envelope.decode refuses was buried for exactly that fault;
@@ -29,9 +29,7 @@ a damaged one: its photo would be lost without a word.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
-import socket
 import sys
 from pathlib import Path
 
@@ -39,156 +37,13 @@ import greenstalk
 
 from . import cli, envelope, store
 from .beanstalk import Queue
+from .buried_scan import SCAN_CHUNK as SCAN_CHUNK  # the scan's, still buried.NAME
+from .buried_scan import SCAN_TAIL as SCAN_TAIL
+from .buried_scan import BuriedJob, buried_counts, scan
+from .buried_scan import Scanner as Scanner
 from .envelope import ImageJob, Result
 from .errors import BadJob, QueueUnavailable
-from .settings import Beanstalkd
 from .textsafe import printable
-
-SCAN_CHUNK = 1000  # stats-job commands in flight at once
-SCAN_TAIL = 100_000  # ids scanned past the last known id before giving up
-
-
-@dataclasses.dataclass
-class BuriedJob:
-    id: int
-    tube: str
-    pri: int
-    ttr: int
-    age: int
-    reserves: int
-    releases: int
-    timeouts: int
-    kicks: int
-    path: str = ""
-    image_id: str = ""
-    reason: str = ""
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-class Scanner:
-    """stats-job for a range of ids over one raw socket, pipelined.
-
-    Its own small client because greenstalk sends one command and waits for its
-    answer: a scan asks about up to SCAN_TAIL ids, SCAN_CHUNK at a time. Whatever goes
-    wrong on the wire (a dropped connection, a timeout, an answer that is not
-    beanstalkd's) ends as one QueueUnavailable line, never a traceback."""
-
-    def __init__(self, conf: Beanstalkd):
-        self.address = f"{conf.host}:{conf.port}"
-        try:
-            self.sock = socket.create_connection((conf.host, conf.port), timeout=max(conf.io_timeout, 10))
-        except OSError as exc:
-            raise QueueUnavailable(
-                f"cannot reach beanstalkd at {conf.host}:{conf.port} ({exc}); pass --beanstalkd HOST:PORT"
-            ) from None
-        self.reader = self.sock.makefile("rb")
-
-    def close(self) -> None:
-        self.reader.close()
-        self.sock.close()
-
-    def stats(self, first: int, last: int) -> dict[int, dict]:
-        """{id: stats} for the jobs that exist among first..last."""
-        try:
-            return self._stats(first, last)
-        except (OSError, EOFError, ValueError, IndexError) as exc:
-            raise QueueUnavailable(
-                f"beanstalkd at {self.address} stopped answering during the scan ({type(exc).__name__}: {exc}); "
-                "check it is running and run scripts/buried again"
-            ) from None
-
-    def _stats(self, first: int, last: int) -> dict[int, dict]:
-        self.sock.sendall(b"".join(b"stats-job %d\r\n" % i for i in range(first, last + 1)))
-        out = {}
-        for job_id in range(first, last + 1):
-            line = self.reader.readline()
-            if not line:
-                raise EOFError("the connection was closed")
-            if line.startswith(b"OK "):
-                size = int(line.split()[1])
-                body = self.reader.read(size + 2)
-                if len(body) != size + 2:
-                    raise EOFError("the connection was closed inside an answer")
-                out[job_id] = _parse_yaml(body.decode("utf-8", "replace"))
-            elif not line.startswith(b"NOT_FOUND"):
-                raise QueueUnavailable(
-                    f"beanstalkd at {self.address} answered {line[:60]!r} to stats-job {job_id}; "
-                    "is that address a beanstalkd?"
-                )
-        return out
-
-
-def _parse_yaml(text: str) -> dict:
-    """beanstalkd's flat YAML dictionaries: 'key: value' lines."""
-    out = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(": ")
-        if sep:
-            value = value.strip()
-            out[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
-    return out
-
-
-def buried_counts(client: greenstalk.Client, tubes: list[str]) -> dict[str, int]:
-    out = {}
-    for tube in tubes:
-        try:
-            out[tube] = int(client.stats_tube(tube)["current-jobs-buried"])
-        except greenstalk.NotFoundError:
-            out[tube] = 0
-    return out
-
-
-def _known_ids(client: greenstalk.Client, tubes: list[str]) -> list[int]:
-    """Ids that certainly exist (the first ready/delayed/buried of each tube)."""
-    ids = []
-    for tube in tubes:
-        try:
-            client.use(tube)
-        except greenstalk.Error:
-            continue
-        for peek in (client.peek_ready, client.peek_delayed, client.peek_buried):
-            with contextlib.suppress(greenstalk.NotFoundError):
-                ids.append(peek().id)
-    return ids
-
-
-def scan(conf: Beanstalkd, client: greenstalk.Client, tubes: list[str]) -> tuple[list[BuriedJob], dict[str, int]]:
-    """Every buried job on these tubes (read-only), and the counts stats-tube reported."""
-    want = buried_counts(client, tubes)
-    if not any(want.values()):
-        return [], want
-    horizon = max([int(client.stats().get("total-jobs", 0))] + _known_ids(client, tubes))
-    found: list[BuriedJob] = []
-    scanner = Scanner(conf)
-    try:
-        job_id = 1
-        while len(found) < sum(want.values()) and job_id <= horizon + SCAN_TAIL:
-            last = job_id + SCAN_CHUNK - 1
-            for jid, st in scanner.stats(job_id, last).items():
-                horizon = max(horizon, jid)
-                if st.get("state") == "buried" and st.get("tube") in want:
-                    found.append(_job(jid, st))
-            job_id = last + 1
-    finally:
-        scanner.close()
-    return found, want
-
-
-def _job(jid: int, st: dict) -> BuriedJob:
-    return BuriedJob(
-        jid,
-        str(st.get("tube")),
-        int(st.get("pri", 0)),
-        int(st.get("ttr", 0)),
-        int(st.get("age", 0)),
-        int(st.get("reserves", 0)),
-        int(st.get("releases", 0)),
-        int(st.get("timeouts", 0)),
-        int(st.get("kicks", 0)),
-    )
 
 
 def explain(
@@ -334,7 +189,8 @@ exit codes: 0 ok (list: nothing buried or listed), 2 usage, 3 beanstalkd unreach
 """
 
 
-def main(argv=None) -> int:
+def _parser():
+    """scripts/buried's flags."""
     p = cli.parser("buried", "List, kick, requeue or delete buried jobs.", EPILOG)
     p.add_argument("action", choices=("list", "kick", "requeue", "delete"))
     p.add_argument("count", nargs="?", type=int, metavar="N", help="kick/requeue: at most N jobs per tube")
@@ -354,7 +210,12 @@ def main(argv=None) -> int:
     )
     p.add_argument("--db", metavar="PATH", help="database with the stored error of each photo ([collector] database)")
     p.add_argument("--json", action="store_true", help="list: JSON instead of a table")
-    args = p.parse_args(argv)
+    return p
+
+
+def _check_choice(p, args) -> None:
+    """Each action with the choice of jobs it takes (N, --all, --id or --all-foreign), else a usage
+    error (exit 2) before anything is asked of beanstalkd."""
     chosen = sum((args.count is not None, args.all, bool(args.id), args.all_foreign))
     if args.action == "list" and chosen:
         p.error("list takes no N, --all, --id or --all-foreign")
@@ -366,6 +227,13 @@ def main(argv=None) -> int:
         p.error(f"{args.action}: give exactly one of N, --all or --id JOB")
     if args.count is not None and args.count < 1:
         p.error("N must be 1 or more")
+
+
+def main(argv=None) -> int:
+    """scripts/buried: list, kick, requeue or delete buried jobs; the exit code."""
+    p = _parser()
+    args = p.parse_args(argv)
+    _check_choice(p, args)
     cli.setup_logging(args)
     settings = cli.load_settings(args, {"collector.database": args.db})
     keys = envelope.load_keys(settings.grid.key_file)  # a forged job then shows why it was buried
@@ -376,36 +244,51 @@ def main(argv=None) -> int:
     client = queue.client
     if client is None:  # connect() opens it or raises: never here
         raise QueueUnavailable(f"no connection to beanstalkd at {queue.address}")
-    if args.action == "kick" and not args.id:
-        done = kick(client, tubes, None if args.all else args.count)
-        print(f"kicked {sum(done.values())} job(s): " + ", ".join(f"{t} {n}" for t, n in done.items()))
-        return 0
-    if args.action == "kick":
-        print(f"kicked {kick_ids(client, args.id)} of {len(args.id)} job(s)")
-        return 0
-    if args.action == "delete" and args.id:
-        print(f"deleted {delete(client, args.id)} of {len(args.id)} buried job(s)")
+    done = _without_scan(args, client, tubes)
+    if done is not None:
+        print(done)
         return 0
     jobs, want = scan(b, client, tubes)
     if args.action == "delete":
         ids = foreign_ids(client, jobs)
         print(f"deleted {delete(client, ids)} buried job(s) that are not facegrid's; {len(jobs) - len(ids)} left")
-        return 0
-    if args.action == "requeue":
-        if args.id:
-            jobs = [j for j in jobs if j.id in set(args.id)]
-        else:
-            jobs = sorted(jobs, key=lambda j: j.id)
-            jobs = jobs if args.all else [j for t in tubes for j in [x for x in jobs if x.tube == t][: args.count]]
-        print(f"requeued {requeue(client, jobs)} job(s) as fresh jobs")
-        return 0
+    elif args.action == "requeue":
+        print(f"requeued {requeue(client, _to_requeue(args, jobs, tubes))} job(s) as fresh jobs")
+    else:
+        _list(client, jobs, want, settings.collector.database, keys, args.json)
+    return 0
+
+
+def _without_scan(args, client: greenstalk.Client, tubes: list[str]) -> str | None:
+    """The actions that need no scan of the ids (kick, delete --id), done: the line they print.
+    None for the others."""
+    if args.action == "kick" and not args.id:
+        done = kick(client, tubes, None if args.all else args.count)
+        return f"kicked {sum(done.values())} job(s): " + ", ".join(f"{t} {n}" for t, n in done.items())
+    if args.action == "kick":
+        return f"kicked {kick_ids(client, args.id)} of {len(args.id)} job(s)"
+    if args.action == "delete" and args.id:
+        return f"deleted {delete(client, args.id)} of {len(args.id)} buried job(s)"
+    return None
+
+
+def _to_requeue(args, jobs: list[BuriedJob], tubes: list[str]) -> list[BuriedJob]:
+    """The scanned jobs requeue was asked for: those of --id, or every one (--all), or the first N of
+    each tube, lowest id first."""
+    if args.id:
+        return [j for j in jobs if j.id in set(args.id)]
+    jobs = sorted(jobs, key=lambda j: j.id)
+    return jobs if args.all else [j for t in tubes for j in [x for x in jobs if x.tube == t][: args.count]]
+
+
+def _list(client: greenstalk.Client, jobs: list[BuriedJob], want: dict[str, int], db_path, keys, as_json: bool):
+    """list: each job explained (its body peeked, its photo looked up), then a table or JSON."""
     for job in jobs:
-        explain(client, job, settings.collector.database, keys)
-    if args.json:
+        explain(client, job, db_path, keys)
+    if as_json:
         print(json.dumps({"buried": [j.as_dict() for j in jobs], "counted": want}, indent=2))
     else:
         print(render(jobs, want))
-    return 0
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ is (many new photos of one person would otherwise outvote its few). The toleranc
 uses the collection's typical d_k (the crowd factor) as the clustering does: the
 median of every face's at the first update, moved by each update's new faces. A
 person never holds two faces of one photo, and never a face a user rejected from it.
+The tolerances, edges and whispers of the new faces are registry_graph.py's.
 
 So ids and names stay, merges, splits and rejections stay (no face already in a
 person moves), and the work is the new faces' neighbour search: exact up to
@@ -39,14 +40,16 @@ import numpy as np
 
 from . import neighbours, people, scoring, store
 from .envelope import ENCODING_DIM
+from .registry_graph import ATTACH_EDGES as ATTACH_EDGES  # the graph's rules, still registry.NAME
+from .registry_graph import NEIGHBOURS as NEIGHBOURS
+from .registry_graph import ROUNDS as ROUNDS
+from .registry_graph import label_new_faces, lookalike_distances, median, tolerance_of
 
 log = logging.getLogger("facegrid.registry")
-NEIGHBOURS = 30  # as scoring.neighbour_graph's `neighbours` (tests/test_registry.py checks they agree)
 LISTED = 256  # as scoring.neighbour_graph's `listed`
 EXACT_LIMIT = neighbours.EXACT_LIMIT  # faces; beyond, the neighbour search probes cells
 NPROBE = neighbours.NPROBE  # cells probed a face, as neighbours.py
 TRAIN_SAMPLE = neighbours.TRAIN_SAMPLE
-ROUNDS = 30  # Chinese whispers rounds over the new faces at most (they stop when no label changes)
 
 
 @dataclasses.dataclass
@@ -95,18 +98,7 @@ def _first(db, changes: store.RegistryChanges, params: scoring.Params) -> Outcom
         first_path.setdefault(label, i)
     order = sorted(sizes, key=lambda label: (-sizes[label], first_path[label]))
     key = {label: -(n + 1) for n, label in enumerate(order)}
-    assigned = [
-        store.Assignment(
-            int(rowids[i]),
-            changes.new[i][1],
-            changes.new[i][2],
-            key[labels[i]],
-            store.encoding_digest(changes.new[i][3]),
-            float(tol[i]),
-            None if cells is None else int(cells[i]),
-        )
-        for i in range(len(x))
-    ]
+    assigned = _assignments(changes.new, rowids, [key[label] for label in labels], tol, cells)
     store.apply_registry_update(db, changes, assigned, [key[label] for label in order], typical)
     return Outcome(faces=len(x), created=len(order), first=True)
 
@@ -121,60 +113,80 @@ def _step(db, changes: store.RegistryChanges, params: scoring.Params) -> Outcome
     m = len(n_x)
     members, uncelled = store.registry_counts(db)
     scale = members + m > EXACT_LIMIT
-    centroids = store.registry_cells(db) if scale else None
-    probed = None  # past EXACT_LIMIT with every face in a cell: only the cells the new faces probe are read
-    if centroids is not None and not uncelled:
-        probed = sorted(set(_nearest_cells(centroids, n_x).ravel().tolist()))
-    b_rowids, owners, b_tol, b_cells, b_photos, b_x = store.registry_members(db, probed)
-    keep = ~np.isin(b_rowids, np.asarray(changes.removed, np.int64))
-    b_rowids, owners, b_tol, b_cells, b_x = b_rowids[keep], owners[keep], b_tol[keep], b_cells[keep], b_x[keep]
-    b_photos = [p for p, k in zip(b_photos, keep, strict=True) if k]
+    b_rowids, owners, b_tol, b_cells, b_photos, b_x = _kept_members(db, changes, n_x, scale, uncelled)
     nb = len(b_x)
     all_x = np.concatenate([b_x, n_x]) if nb else n_x
-    photos = np.asarray(b_photos + n_photos)
-    queries = np.arange(nb, nb + m)
-    cells_new = None
-    k = min(LISTED, nb + m)
-    if scale:
-        centroids, b_cells = _cells_for(db, all_x, b_rowids, b_cells)
-        cells_new = _assign_cells(centroids, n_x)
-        search = _probe(all_x, np.concatenate([b_cells, cells_new]), centroids)
-    else:
-        search = _exact_search(all_x)
-    dist, pos = search(n_x, k)
+    cells_new, dist, pos = _search_new(db, all_x, n_x, b_rowids, b_cells, scale)
     full = not scale and dist.shape[1] == nb + m  # the lists hold every face: nothing lies beyond
-    dks = _lookalike_distances(dist, pos, all_x, n_x, params, full=full)
-    # the collection's typical d_k: kept from the updates before, moved by the new faces' own
-    stored = store.registry_typical(db)
-    typical = params.typical or (
-        (stored * members + _median(dks) * m) / (members + m) if stored and members else _median(dks)
-    )
-    tol_new = _tolerance_of(dks, params, typical)
-    tol_all = np.concatenate([b_tol, tol_new])
+    dks = lookalike_distances(dist, pos, all_x, n_x, params, full=full)
+    typical = _typical_after(db, params, dks, members)
+    tol_new = tolerance_of(dks, params, typical)
     rejected = [changes.rejects.get(int(r), set()) for r in n_rowids]
-    labels, edges = _whispers(dist, pos, photos, queries, tol_all, owners, rejected)
-    labels = _attach_groups(labels, edges, owners, rejected)
     gone = set(changes.removed)
     held = {(p, i) for p, i, r in store.photo_persons(db, sorted(set(n_photos))) if r not in gone}
-    labels = _one_face_a_photo(labels, n_photos, held, dist, pos)
+    photos = np.asarray(b_photos + n_photos)
+    labels = label_new_faces(dist, pos, photos, np.concatenate([b_tol, tol_new]), owners, rejected, n_photos, held)
     sizes = Counter(label for label in labels if label < 0)
     new_keys = sorted(sizes, key=lambda k: (-sizes[k], -k))
     out.joined = sum(1 for label in labels if label > 0)
     out.created = len(new_keys)
-    assigned = [
-        store.Assignment(
-            int(n_rowids[i]),
-            changes.new[i][1],
-            changes.new[i][2],
-            int(labels[i]),
-            store.encoding_digest(changes.new[i][3]),
-            float(tol_new[i]),
-            None if cells_new is None else int(cells_new[i]),
-        )
-        for i in range(m)
-    ]
+    assigned = _assignments(changes.new, n_rowids, labels, tol_new, cells_new)
     store.apply_registry_update(db, changes, assigned, new_keys, typical)
     return out
+
+
+def _kept_members(db, changes: store.RegistryChanges, n_x: np.ndarray, scale: bool, uncelled: int):
+    """The member faces an update's new faces are searched among, less those leaving their person:
+    (rowids, persons, tolerances, cells, photos, encodings). Past EXACT_LIMIT with every face in a
+    cell, only the cells the new faces probe are read."""
+    centroids = store.registry_cells(db) if scale else None
+    probed = None
+    if centroids is not None and not uncelled:
+        probed = sorted(set(_nearest_cells(centroids, n_x).ravel().tolist()))
+    b_rowids, owners, b_tol, b_cells, b_photos, b_x = store.registry_members(db, probed)
+    keep = ~np.isin(b_rowids, np.asarray(changes.removed, np.int64))
+    b_photos = [p for p, k in zip(b_photos, keep, strict=True) if k]
+    return b_rowids[keep], owners[keep], b_tol[keep], b_cells[keep], b_photos, b_x[keep]
+
+
+def _search_new(db, all_x: np.ndarray, n_x: np.ndarray, b_rowids: np.ndarray, b_cells: np.ndarray, scale: bool):
+    """(the new faces' cells or None, distances, positions): each new face's LISTED nearest rows of
+    all_x (the members, then the new faces), exact or, past EXACT_LIMIT, probing the registry's cells."""
+    k = min(LISTED, len(all_x))
+    if not scale:
+        dist, pos = _exact_search(all_x)(n_x, k)
+        return None, dist, pos
+    centroids, b_cells = _cells_for(db, all_x, b_rowids, b_cells)
+    cells_new = _assign_cells(centroids, n_x)
+    dist, pos = _probe(all_x, np.concatenate([b_cells, cells_new]), centroids)(n_x, k)
+    return cells_new, dist, pos
+
+
+def _typical_after(db, params: scoring.Params, dks: np.ndarray, members: int) -> float:
+    """The collection's typical d_k after an update: kept from the updates before, moved by the new
+    faces' own (dks), unless the params fix it."""
+    stored = store.registry_typical(db)
+    m = len(dks)
+    return params.typical or (
+        (stored * members + median(dks) * m) / (members + m) if stored and members else median(dks)
+    )
+
+
+def _assignments(rows, rowids: np.ndarray, persons, tol: np.ndarray, cells) -> list[store.Assignment]:
+    """store.Assignment of each face of rows (as _unpack left them): its person (or a new person's
+    key), the digest of its encoding, its tolerance and its cell (None without cells)."""
+    return [
+        store.Assignment(
+            int(rowids[i]),
+            rows[i][1],
+            rows[i][2],
+            int(persons[i]),
+            store.encoding_digest(rows[i][3]),
+            float(tol[i]),
+            None if cells is None else int(cells[i]),
+        )
+        for i in range(len(rowids))
+    ]
 
 
 def _unpack(rows) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -289,114 +301,9 @@ def _tolerances(x: np.ndarray, params: scoring.Params) -> tuple[np.ndarray, floa
     if not len(x):
         return np.zeros(0, np.float32), 0.0
     dist, pos = neighbours.nearest(x, min(LISTED, len(x)))
-    dks = _lookalike_distances(dist, pos, x, x, params, full=dist.shape[1] == len(x))
-    typical = params.typical or _median(dks)
-    return _tolerance_of(dks, params, typical), typical
-
-
-def _median(dks: np.ndarray) -> float:
-    typical = float(np.median(dks)) if len(dks) else 0.0
-    return typical if np.isfinite(typical) else 0.0
-
-
-def _tolerance_of(dks: np.ndarray, params: scoring.Params, typical: float) -> np.ndarray:
-    """scoring.lookalike_tolerance of each d_k, with the collection's typical d_k (the crowd factor)."""
-    p = dataclasses.replace(params, typical=typical) if params.crowd_power > 0 else params
-    return np.array([scoring.lookalike_tolerance(float(dk), p) for dk in dks], dtype=np.float32)
-
-
-def _lookalike_distances(dist, pos, all_x, queries, params: scoring.Params, full: bool) -> np.ndarray:
-    """d_k of each query, its k-th distinct look-alike among its listed nearest faces (the same steps
-    as scoring.neighbour_graph); inf where there are too few."""
-    dks = np.full(len(queries), np.inf)
-    for i in range(len(queries)):
-        ok = pos[i] >= 0
-        d, j = dist[i][ok], pos[i][ok]
-        if params.lookalike_count > 0:
-            dks[i] = scoring.kth_distinct(
-                d, all_x[j], queries[i], params.lookalike_count, params.lookalike_spread, first=len(d)
-            )
-            if dks[i] == float("inf") and not full:  # not within the list: its end is a lower bound
-                dks[i] = float(d[-1])
-    return dks
-
-
-def _whispers(dist, pos, photos, queries, tol_all, owners, rejected) -> tuple[list[int], list[list[int]]]:
-    """A person (> 0) or a new person's key (< 0) per new face: Chinese whispers over the new faces
-    with every existing face's person held fixed; and each new face's edges (positions in all_x)."""
-    nb, m = len(owners), len(queries)
-    edges: list[list[int]] = [[] for _ in range(m)]  # new face -> positions in all_x it is joined to
-    for i, q in enumerate(queries):
-        ok = (pos[i] >= 0) & (photos[np.maximum(pos[i], 0)] != photos[q])
-        for j, d in zip(pos[i][ok][:NEIGHBOURS], dist[i][ok][:NEIGHBOURS], strict=False):
-            if d <= tol_all[q] and d <= tol_all[j]:
-                edges[i].append(int(j))
-    for i in range(m):  # the graph is undirected: an edge between two new faces goes both ways
-        for j in edges[i]:
-            if j >= nb and nb + i not in edges[j - nb]:
-                edges[j - nb].append(nb + i)
-    labels = [-(i + 1) for i in range(m)]
-
-    def label_of(j: int) -> int:
-        return int(owners[j]) if j < nb else labels[j - nb]
-
-    rng = np.random.default_rng(0)
-    for _ in range(ROUNDS):
-        moved = 0
-        for i in rng.permutation(m):
-            votes = Counter(label_of(j) for j in edges[i])
-            for person in rejected[i]:
-                votes.pop(person, None)
-            if not votes:
-                continue
-            top = max(votes.values())
-            tied = [v for v, c in votes.items() if c == top]
-            # a tie keeps the face's label; else it goes to a person there is (the oldest), else a new one
-            best = labels[i] if labels[i] in tied else min(tied, key=lambda v: (v < 0, abs(v)))
-            if best != labels[i]:
-                labels[i], moved = best, moved + 1
-        if not moved:
-            break
-    return labels, edges
-
-
-ATTACH_EDGES = 2  # edges from a group of new faces to a person there is that make the group join it
-
-
-def _attach_groups(labels: list[int], edges: list[list[int]], owners, rejected) -> list[int]:
-    """A group of new faces that made a new person among themselves (many new photos of one person
-    outvote the few there were) joins the person there is that ATTACH_EDGES or more of its edges lead
-    to, the most of them; clustering at once would have made them one person too."""
-    nb = len(owners)
-    votes: dict[int, Counter] = {}
-    for i, label in enumerate(labels):
-        if label < 0:
-            for j in edges[i]:
-                if j < nb and int(owners[j]) not in rejected[i]:
-                    votes.setdefault(label, Counter())[int(owners[j])] += 1
-    to = {}
-    for label, count in votes.items():
-        person, n = count.most_common(1)[0]
-        if n >= ATTACH_EDGES:
-            to[label] = person
-    return [
-        to.get(label, label) if not (label in to and to[label] in rejected[i]) else label
-        for i, label in enumerate(labels)
-    ]
-
-
-def _one_face_a_photo(labels, n_photos, held: set, dist, pos) -> list[int]:
-    """A person holds one face a photo: a new face whose photo has a face in its person already
-    (held: (person, photo)) or a nearer new one starts a person of its own."""
-    nearest = np.where(pos[:, 1:2] >= 0, dist[:, 1:2], np.inf)[:, 0] if pos.shape[1] > 1 else np.zeros(len(labels))
-    fresh = min([*labels, 0]) - 1
-    for i in np.argsort(nearest, kind="stable"):  # the face nearest its neighbours keeps its place
-        key = (labels[i], n_photos[i])
-        if key in held:
-            labels[i], fresh = fresh, fresh - 1
-        else:
-            held.add(key)
-    return labels
+    dks = lookalike_distances(dist, pos, x, x, params, full=dist.shape[1] == len(x))
+    typical = params.typical or median(dks)
+    return tolerance_of(dks, params, typical), typical
 
 
 def people_of(db) -> list[people.Person]:
