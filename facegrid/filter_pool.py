@@ -89,45 +89,32 @@ def _child(settings: Settings, burst: bool, index: int, why: mp_connection.Conne
         os._exit(code)
 
 
-def run_pool(settings: Settings, workers: int, burst: bool) -> int:
-    ctx = mp.get_context("fork")
-    stopping = {"n": 0, "at": 0.0}
+class _Pool:
+    """The pool's state: its children, the pipes their reasons come up, their recent
+    restarts, how many stop requests it has had, and the exit code it will end with."""
 
-    def on_signal(signum, frame):
-        now = time.monotonic()
-        if stopping["n"] == 1 and now - stopping["at"] < REPEAT_WINDOW:
-            log.info("got %s again at once: still finishing the current job", signal.Signals(signum).name)
-            return  # one request delivered twice (to the group and by a supervisor), not a second one
-        stopping["n"] += 1
-        stopping["at"] = now
-        log.info(
-            "got %s: asking %d worker(s) to %s",
-            signal.Signals(signum).name,
-            len(procs),
-            "finish their current job" if stopping["n"] == 1 else "exit now",
+    def __init__(self, settings: Settings, burst: bool) -> None:
+        self.ctx = mp.get_context("fork")
+        self.settings, self.burst = settings, burst
+        self.procs: dict[int, BaseProcess] = {}
+        self.reasons: dict[int, mp_connection.Connection] = {}
+        self.restarts: dict[int, list[float]] = {}
+        self.stops, self.stopped_at = 0, 0.0
+        self.code = 0
+
+    def start(self, i: int) -> None:
+        """Start worker i, with the pipe it sends its reason up before it exits."""
+        read, write = self.ctx.Pipe(duplex=False)
+        p = self.ctx.Process(
+            target=_child, args=(self.settings, self.burst, i, write), name=f"filter-{i}", daemon=False
         )
-        # A child's Python handler cannot run inside a long dlib call, so a second
-        # SIGTERM could wait for the call to end: the second request is SIGKILL.
-        # The job it held goes back to the tube when its connection closes.
-        sig = signal.SIGTERM if stopping["n"] == 1 else signal.SIGKILL
-        for p in procs.values():
-            if p.is_alive():
-                os.kill(p.pid, sig)
-
-    procs: dict[int, BaseProcess] = {}
-    reasons: dict[int, mp_connection.Connection] = {}
-    restarts: dict[int, list[float]] = {}
-
-    def start(i: int) -> None:
-        read, write = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=_child, args=(settings, burst, i, write), name=f"filter-{i}", daemon=False)
         p.start()
         write.close()
-        procs[i], reasons[i] = p, read
+        self.procs[i], self.reasons[i] = p, read
 
-    def reason(i: int) -> str:
+    def reason(self, i: int) -> str:
         """What worker i said before it ended ('' if it died without a word: a signal, a crash in C)."""
-        conn = reasons.pop(i)
+        conn = self.reasons.pop(i)
         try:
             return str(conn.recv()) if conn.poll() else ""
         except (EOFError, OSError):
@@ -135,43 +122,75 @@ def run_pool(settings: Settings, workers: int, burst: bool) -> int:
         finally:
             conn.close()
 
-    def stop_all(sig: int = signal.SIGTERM) -> None:
-        for p in procs.values():
+    def stop_all(self, sig: int = signal.SIGTERM) -> None:
+        """Send sig to every worker still alive."""
+        for p in self.procs.values():
             if p.is_alive() and p.pid is not None:
                 os.kill(p.pid, sig)
 
+    def on_signal(self, signum: int, frame: object) -> None:
+        """SIGTERM/SIGINT to the parent: the first asks the workers to finish their
+        current job, a second (not a repeat within REPEAT_WINDOW) ends them at once."""
+        now = time.monotonic()
+        if self.stops == 1 and now - self.stopped_at < REPEAT_WINDOW:
+            log.info("got %s again at once: still finishing the current job", signal.Signals(signum).name)
+            return  # one request delivered twice (to the group and by a supervisor), not a second one
+        self.stops += 1
+        self.stopped_at = now
+        log.info(
+            "got %s: asking %d worker(s) to %s",
+            signal.Signals(signum).name,
+            len(self.procs),
+            "finish their current job" if self.stops == 1 else "exit now",
+        )
+        # A child's Python handler cannot run inside a long dlib call, so a second
+        # SIGTERM could wait for the call to end: the second request is SIGKILL.
+        # The job it held goes back to the tube when its connection closes.
+        self.stop_all(signal.SIGTERM if self.stops == 1 else signal.SIGKILL)
+
+    def ended(self, i: int, p: BaseProcess) -> None:
+        """Worker i has ended: reap it, then stop the pool (a fatal code), log it
+        (while stopping) or start it again after a back-off (a crash)."""
+        p.join()
+        del self.procs[i]
+        rc, said = p.exitcode, self.reason(i)
+        if rc is None or rc == 0:  # None: never after join(), but not promised by the type
+            return
+        if rc in FATAL_CODES:  # settings, or no beanstalkd at the address: every worker would fail alike
+            if not self.code:
+                log.error("worker %d: %s; stopping the pool (exit code %d)", i, said or "no reason given", rc)
+                self.stops = max(self.stops, 1)
+                self.stop_all()
+            self.code = self.code or rc
+            return
+        why = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
+        why += f": {said}" if said else ""
+        if self.stops:
+            log.warning("worker %d ended by %s while stopping", i, why)
+            return
+        self.restart(i, why)
+
+    def restart(self, i: int, why: str) -> None:
+        """Start crashed worker i again, waiting longer the more often it died in the last minute."""
+        recent = [t for t in self.restarts.get(i, []) if time.monotonic() - t < 60]
+        self.restarts[i] = recent + [time.monotonic()]
+        delay = min(2 ** len(recent) - 1, 30)
+        log.error("worker %d died (%s); restarting it in %ds", i, why, delay)
+        time.sleep(delay)
+        self.start(i)
+
+
+def run_pool(settings: Settings, workers: int, burst: bool) -> int:
+    """Run `workers` filter workers until all have ended; the exit code is the first fatal one, else 0."""
+    pool = _Pool(settings, burst)
     for i in range(workers):
-        start(i)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+        pool.start(i)
+    signal.signal(signal.SIGTERM, pool.on_signal)
+    signal.signal(signal.SIGINT, pool.on_signal)
     log.info("filter pool: %d worker(s)%s", workers, ", burst mode" if burst else "")
-    code = 0
-    while procs:
-        mp_connection.wait([p.sentinel for p in procs.values()], timeout=0.2)  # wakes when a worker ends
-        for i, p in list(procs.items()):
-            if p.is_alive():
-                continue
-            p.join()
-            del procs[i]
-            rc, said = p.exitcode, reason(i)
-            if rc is None or rc == 0:  # None: never after join(), but not promised by the type
-                continue
-            if rc in FATAL_CODES:  # settings, or no beanstalkd at the address: every worker would fail alike
-                if not code:
-                    log.error("worker %d: %s; stopping the pool (exit code %d)", i, said or "no reason given", rc)
-                    stopping["n"] = max(stopping["n"], 1)
-                    stop_all()
-                code = code or rc
-                continue
-            why = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
-            why += f": {said}" if said else ""
-            if stopping["n"]:
-                log.warning("worker %d ended by %s while stopping", i, why)
-                continue
-            recent = [t for t in restarts.get(i, []) if time.monotonic() - t < 60]
-            restarts[i] = recent + [time.monotonic()]
-            delay = min(2 ** len(recent) - 1, 30)
-            log.error("worker %d died (%s); restarting it in %ds", i, why, delay)
-            time.sleep(delay)
-            start(i)
-    return code
+    while pool.procs:
+        mp_connection.wait([p.sentinel for p in pool.procs.values()], timeout=0.2)  # wakes when a worker ends
+        for i, p in list(pool.procs.items()):
+            if not p.is_alive():
+                pool.ended(i, p)
+    return pool.code

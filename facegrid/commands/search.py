@@ -38,7 +38,8 @@ exit codes: 0 matches found, 1 no match, 2 usage or settings error (a missing --
 """
 
 
-def main(argv=None) -> int:
+def _parser():
+    """The flags of search.py: a target (TARGET_DIR or --person) or a collection mode (--people, --export)."""
     p = cli.parser("search.py", "Find one person across every photo the grid has stored.", EPILOG)
     p.add_argument(
         "target", metavar="TARGET_DIR", nargs="?", help="folder with photos of the person, or one photo of them"
@@ -74,6 +75,11 @@ def main(argv=None) -> int:
         default=[],
         help="with --export: only this photo (repeatable; 8+ leading hex digits do); default all",
     )
+    return p
+
+
+def main(argv=None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
     if sum(map(bool, (args.target, args.people, args.export, args.person))) != 1:
         p.error("give exactly one of TARGET_DIR, --person NAME, --people or --export DIR")
@@ -84,12 +90,17 @@ def main(argv=None) -> int:
             "collector.database": (args.db or [None])[0],
         },
     )
+    if args.people or args.export:
+        return _collection_modes(args, settings)
+    return _search(args, settings)
+
+
+def _search(args, settings) -> int:
+    """TARGET_DIR or --person: search for one person, write the copies and report, print the matches."""
     from facegrid import report, searching
     from facegrid.faces import FaceEngine
 
     s = settings.search
-    if args.people or args.export:
-        return _collection_modes(args, settings)
     files = [] if args.person else searching.target_files(args.target)  # usage errors before loading models
     out = Path(args.out) if args.out else None
     if not args.person:
