@@ -1,7 +1,8 @@
 """What a search writes: report.html (a self-contained contact sheet of the matches), report.csv,
-the annotated copies, the JSON (--json) and the table on stdout.
+the annotated copies, the JSON (--json) and the table on stdout; and what search.py --people
+writes of people.py's persons: index.html (one row per person) and the person-NNN/ folders.
 
-The page is made with the HTML kit in htmlkit.py (shared with people.py's index.html).
+The pages are made with the HTML kit in htmlkit.py.
 """
 
 from __future__ import annotations
@@ -13,15 +14,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import imaging, outfiles, store
+from . import people as clustering  # the persons index.html shows; "people" names the list of them here
 from .htmlkit import esc, img_tag, page, readable_jpeg, thumbnail
 from .settings import Settings
 from .textsafe import csv_cell, printable
 
 if TYPE_CHECKING:
+    from .people import Person
+    from .scoring import Params
     from .searching import Found, Match, Target
 
 log = logging.getLogger("facegrid.report")
 search_log = logging.getLogger("facegrid.search")  # what search.py writes is logged as the search's
+people_log = logging.getLogger("facegrid.people")  # and what --people writes, as the clustering's
+SAMPLES = 8  # face crops per person in the folder and on the page
+PHOTOS_SHOWN = 12  # photo thumbnails per person on the page
+PATHS_LISTED = 200  # photo paths per person on the page (photos.csv has them all)
+PHOTO_THUMB = 200
 
 
 def match_picture(db, m) -> bytes | None:
@@ -226,3 +235,104 @@ def print_table(matches: list[Match]) -> None:
             f"{m.rank:>4}  {m.distance:8.4f}  {sure:<16}  {m.face_px:>4}px  {printable(m.host)[:12]:<12}  {box:<22}  "
             f"{printable(m.person_label or '-')[:16]:<16}  {printable(m.where)}"
         )
+
+
+def write_folder(person: Person, out_dir: Path, engine=None, record=None) -> list[str]:
+    """person-NNN/ with sample crops that each show exactly one face; returns their names.
+
+    record: an outfiles.Written that is told every file made here.
+    """
+    folder = out_dir / person.name
+    folder.mkdir(parents=True, exist_ok=True)
+    note = record.add if record is not None else (lambda name: name)
+    written: list[str] = []
+    for face in person.faces:
+        if len(written) >= SAMPLES:
+            break
+        if not face.crop or (engine is not None and not _one_face(engine, face.crop)):
+            continue
+        name = f"face-{face.image_id[:16]}-{face.idx}.jpg"
+        note(f"{person.name}/{name}")
+        (folder / name).write_bytes(face.crop)
+        written.append(name)
+    note(f"{person.name}/photos.csv")
+    with open(folder / "photos.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["image_id", "face_index", "distance_to_mean", "path", "host", "video_start_s", "video_end_s"])
+        for face, d in zip(person.faces, person.distances, strict=False):
+            span = (f"{face.start_s:.3f}", f"{face.end_s:.3f}") if face.video else ("", "")
+            w.writerow([csv_cell(v) for v in (face.image_id, face.idx, f"{d:.4f}", face.path, face.host, *span)])
+    return written
+
+
+def _one_face(engine, crop: bytes) -> bool:
+    from .errors import ImageUnreadable
+
+    try:
+        return len(engine.analyse(crop).boxes) == 1
+    except ImageUnreadable:
+        return False
+
+
+def _person_row(db, person: Person, samples: list[str]) -> str:
+    crops = "".join(img_tag(f.crop, f"{person.name} face") for f in person.faces[:SAMPLES])
+    photos = person.photos()
+    thumbs = []
+    for f in (photos + person.appearances())[:PHOTOS_SHOWN]:
+        thumb = thumbnail(store.annotated_jpeg(db, f.image_id), PHOTO_THUMB, f"{f.path} (photo {f.image_id})")
+        thumbs.append(f'<span title="{esc(f.where)}">{img_tag(thumb, "photo")}</span>')
+    paths = "".join(f"<div>{esc(f.path)} <span>({esc(f.host)})</span></div>" for f in photos[:PATHS_LISTED])
+    more = f"<div>... and {len(photos) - PATHS_LISTED} more in photos.csv</div>" if len(photos) > PATHS_LISTED else ""
+    seen_in = person.appearances()
+    clips = "".join(f"<div>{esc(f.where)} <span>({esc(f.host)})</span></div>" for f in seen_in[:PATHS_LISTED])
+    videos = (
+        f'<div class="path"><b>{len(seen_in)} video appearance(s)</b></div><div class="path">{clips}</div>'
+        if seen_in
+        else ""
+    )
+    title = f'<div class="count">{esc(person.title)}</div>' if person.title else ""
+    folder = (
+        f'{title}<a href="{esc(person.name)}/photos.csv">{esc(person.name)}/</a>'
+        f'<div class="path">{len(samples)} target crop(s)</div>'
+    )
+    return (
+        f'<tr><td><div class="count">{len(person.faces)}</div><div class="path">face(s) in {len(photos)} '
+        f"photo(s){f' and {len(seen_in)} video appearance(s)' if seen_in else ''}</div>{folder}</td>"
+        f'<td><div class="crops">{crops}</div></td>'
+        f'<td><div class="photos">{"".join(thumbs)}</div>{videos}'
+        f'<details><summary class="path">photo paths</summary><div class="path">{paths}{more}</div></details>'
+        f"</td></tr>"
+    )
+
+
+def render_index(db, people: list[Person], samples: dict[str, list[str]], params: Params) -> str:
+    faces = sum(len(p.faces) for p in people)
+    header = (
+        f"<h1>{len(people)} {'person' if len(people) == 1 else 'people'} in {faces} face(s)</h1>"
+        f'<p class="sub">Chinese whispers clustering (tolerance {params.tolerance:g}, '
+        "tightened among look-alikes), largest first. "
+        f"Each person-NNN/ folder holds sample face crops: pass it to search.py as TARGET_DIR.</p>"
+    )
+    if not people:
+        return page("facegrid people", header, '<p class="empty">The database holds no faces yet.</p>')
+    rows = "".join(_person_row(db, p, samples[p.name]) for p in people)
+    table = (
+        f'<table class="people"><thead><tr><th>person</th><th>faces</th><th>photos</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+    return page("facegrid people", header, table)
+
+
+def write_people(db, out_dir: Path, params: Params, engine=None, found: list[Person] | None = None) -> list[Person]:
+    """Write index.html and the person folders: of `found` (the people registry's persons), or of
+    every stored face clustered now."""
+    out_dir = Path(out_dir)
+    record = outfiles.Written(out_dir)
+    record.clear_previous()  # the previous run's files only: numbering may have changed
+    people = clustering.cluster(clustering.load_faces(db), params) if found is None else found
+    record.refuse_foreign_person_dirs([p.name for p in people])
+    samples = {p.name: write_folder(p, out_dir, engine, record) for p in people}
+    (out_dir / record.add("index.html")).write_text(render_index(db, people, samples, params), encoding="utf-8")
+    record.save()
+    people_log.info("%d person(s) from %d face(s) into %s", len(people), sum(len(p.faces) for p in people), out_dir)
+    return people

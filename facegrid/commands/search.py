@@ -142,17 +142,17 @@ def _collection_modes(args, settings) -> int:
         written, missing = export.export(db, Path(args.export), args.id)
         print(f"{written} annotated photo(s) written to {args.export}/", file=sys.stderr)
         return EXIT_OK if written else EXIT_NO_RESULT
-    from facegrid import people, registry
+    from facegrid import registry, report
     from facegrid.faces import FaceEngine
 
     out = Path(args.out) if args.out else Path(settings.search.out) / "people"
     params = settings.search.params()
     kept = registry.open_registry(db) if len(db) == 1 else None
     if kept is None:
-        found = people.write_people(db, out, params, FaceEngine(settings.filter))
+        found = report.write_people(db, out, params, FaceEngine(settings.filter))
     else:
         print(registry.update(kept, params).line(), file=sys.stderr)
-        found = people.write_people(kept, out, params, FaceEngine(settings.filter), registry.people_of(kept))
+        found = report.write_people(kept, out, params, FaceEngine(settings.filter), registry.people_of(kept))
     print(
         f"{len(found)} person(s) in {sum(len(x.faces) for x in found)} face(s); see {out}/index.html", file=sys.stderr
     )
