@@ -21,15 +21,30 @@ import dataclasses
 import hashlib
 import hmac
 import json
-import math
 import os
-import re
 import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+# The field checks. ENCODING_BYTES, ENCODING_DIM and frame_id are re-exported: imported from here elsewhere.
+from .envelope_checks import ENCODING_BYTES as ENCODING_BYTES
+from .envelope_checks import ENCODING_DIM as ENCODING_DIM
+from .envelope_checks import (
+    MAX_SIDE,
+    MAX_TEXT,
+    _box,
+    _check_outcome,
+    _common,
+    _encodings,
+    _field,
+    _int,
+    _jpeg,
+    _provenance,
+    _text,
+)
+from .envelope_checks import frame_id as frame_id
 from .errors import BadJob, ConfigError
 
 MAGIC = b"FGRD"
@@ -38,28 +53,9 @@ FRAME_VERSION = 2  # a video frame's: an older receiver would take it for a phot
 VERSIONS = (VERSION, FRAME_VERSION)
 PREFIX = struct.Struct(">4sHI")
 MAX_HEADER = 1 << 20  # 1 MiB; a real header is a few KB
-ENCODING_DIM = 128
-ENCODING_BYTES = ENCODING_DIM * 4  # float32, little-endian
 STATUSES = ("ok", "no_faces", "error")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 SIG_BLOB, SIG_BYTES = "hmac", 32  # the signature: the last blob, HMAC-SHA256
 MIN_KEY = 16  # characters in one line of the key file
-# Bounds of the header fields (docs/protocol.md, "Checked at the door").
-MAX_PATH = 4096  # characters
-MAX_HOST = 255
-MAX_TEXT = 2000  # an error message, a version string
-MAX_SIZE = 1 << 42  # bytes of one photo: 4 TiB
-MAX_SIDE = 1 << 20  # pixels on one side of a photo
-MAX_TIME = 1e11  # seconds from the epoch, either way
-MAX_FACES = 1000  # faces in one photo
-MAX_ATTEMPTS = 1_000_000
-MAX_DICT = 64  # entries in filter / settings / timings
-MAX_ENCODING_VALUE = 10.0  # real encodings stay well inside [-1, 1]
-MAX_THUMB_SIDE = 1 << 14  # pixels on a side of an annotated copy or crop
-MAX_VIDEO_S = 1e7  # seconds into a video: 115 days
-MAX_FRAME_INDEX = 1 << 40
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-JPEG_SOI, JPEG_EOI = b"\xff\xd8\xff", b"\xff\xd9"
 
 
 @dataclasses.dataclass
@@ -79,11 +75,6 @@ class ImageJob:
 
     def meta(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("id", "path", "host", "size", "mtime", "queued_at", "reencoded", "frame")}
-
-
-def frame_id(video_id: str, t: float) -> str:
-    """A frame job's id: the sha256 of the video's sha256 and the frame's time in milliseconds."""
-    return hashlib.sha256(f"{video_id}:{round(t * 1000)}".encode("ascii")).hexdigest()
 
 
 @dataclasses.dataclass
@@ -224,10 +215,20 @@ def _no_constant(name: str):
 
 
 def _unpack(body: bytes, keys: Keyring | None) -> tuple[dict, dict[str, bytes], int]:
+    """A body's header, its blobs by name (the signature taken off) and its envelope version."""
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise BadJob("body is not bytes (the client must use encoding=None)")
     body = bytes(body)
-    # before anything else: an unsigned or altered body is not even parsed
+    _check_signature(body, keys)
+    version, end = _read_prefix(body)
+    header = _read_header(body, end)
+    specs, blobs = _split_blobs(header, body, end)
+    _strip_signature(specs, blobs, keys)
+    return header, blobs, version
+
+
+def _check_signature(body: bytes, keys: Keyring | None) -> None:
+    """On a signed grid, before anything else: an unsigned or altered body is not even parsed."""
     if keys is not None and (
         len(body) < PREFIX.size + SIG_BYTES or not keys.verify(body[:-SIG_BYTES], body[-SIG_BYTES:])
     ):
@@ -235,6 +236,11 @@ def _unpack(body: bytes, keys: Keyring | None) -> tuple[dict, dict[str, bytes], 
             "missing or wrong signature: not signed with a key of [grid] key_file "
             "(a forged or altered job, or a host with another key file)"
         )
+
+
+def _read_prefix(body: bytes) -> tuple[int, int]:
+    """The fixed prefix: magic, a version this host speaks, and a header length the body holds.
+    Returns the version and where the header ends."""
     if len(body) < PREFIX.size:
         raise BadJob(f"body is {len(body)} bytes, shorter than the {PREFIX.size}-byte prefix")
     magic, version, hlen = PREFIX.unpack_from(body)
@@ -250,12 +256,23 @@ def _unpack(body: bytes, keys: Keyring | None) -> tuple[dict, dict[str, bytes], 
     end = PREFIX.size + hlen
     if end > len(body):
         raise BadJob(f"header declares {hlen} bytes but the body has only {len(body) - PREFIX.size}")
+    return version, end
+
+
+def _read_header(body: bytes, end: int) -> dict:
+    """The JSON header between the prefix and end: an object, with no NaN or Infinity in it."""
     try:
         header = json.loads(body[PREFIX.size : end].decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BadJob(f"header is not UTF-8 JSON: {str(exc)[:120]}") from None
     if not isinstance(header, dict):
         raise BadJob("header is not a JSON object")
+    return header
+
+
+def _split_blobs(header: dict, body: bytes, end: int) -> tuple[list, dict[str, bytes]]:
+    """The blobs the header's "blobs" list names, cut from the body after the header; their
+    lengths must cover the rest of it exactly. Returns the list and the blobs by name."""
     specs = header.get("blobs")
     if not isinstance(specs, list):
         raise BadJob("header has no 'blobs' list")
@@ -274,158 +291,17 @@ def _unpack(body: bytes, keys: Keyring | None) -> tuple[dict, dict[str, bytes], 
         pos += spec["length"]
     if pos != len(body):
         raise BadJob(f"blob lengths add up to {pos - end} bytes but {len(body) - end} follow the header")
+    return specs, blobs
+
+
+def _strip_signature(specs: list, blobs: dict[str, bytes], keys: Keyring | None) -> None:
+    """Take the signature blob off: it must come last and be whole; a host with keys needs one."""
     if SIG_BLOB in blobs:
         if specs[-1]["name"] != SIG_BLOB or len(blobs[SIG_BLOB]) != SIG_BYTES:
             raise BadJob(f"the {SIG_BLOB!r} blob must come last and hold {SIG_BYTES} bytes")
         del blobs[SIG_BLOB]  # checked above when this host has keys; ignored otherwise
     elif keys is not None:
         raise BadJob("missing or wrong signature: the body has no 'hmac' blob")
-    return header, blobs, version
-
-
-# field checks ---------------------------------------------------------------------
-def _field(header: dict, name: str, kinds: tuple, optional: bool = False) -> Any:
-    value = header.get(name)
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        raise BadJob(f"field {name!r} is {str(value)[:60]!r}, expected {' or '.join(k.__name__ for k in kinds)}")
-    return value
-
-
-def _int(where: dict, name: str, lo: int, hi: int, optional: bool = False) -> int | None:
-    value = _field(where, name, (int,), optional)
-    if value is not None and not lo <= value <= hi:
-        raise BadJob(f"field {name!r} is {str(value)[:40]}, outside {lo}..{hi}")
-    return value
-
-
-def _number(
-    where: dict, name: str, optional: bool = False, lo: float = -MAX_TIME, hi: float = MAX_TIME
-) -> float | None:
-    value = _field(where, name, (int, float), optional)
-    if value is None:
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise BadJob(f"field {name!r} is {value}, not a finite number")
-    if not lo <= value <= hi:
-        raise BadJob(f"field {name!r} is {str(value)[:40]}, outside {lo:g}..{hi:g}")
-    return float(value)
-
-
-def _text(where: dict, name: str, limit: int, optional: bool = False, control: bool = True) -> str | None:
-    value = _field(where, name, (str,), optional)
-    if value is None:
-        return None
-    if len(value) > limit:
-        raise BadJob(f"field {name!r} has {len(value)} characters, over the {limit} allowed")
-    if not control and CONTROL_RE.search(value):
-        raise BadJob(f"field {name!r} holds control characters: {value[:60].encode('unicode_escape')[:80]!r}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadJob(f"field {name!r} holds a lone surrogate (\\ud800-\\udfff)") from None
-    return value
-
-
-def _flat_dict(header: dict, name: str) -> dict:
-    """filter / settings / timings: a small object of short scalar values."""
-    value = _field(header, name, (dict,), optional=True) or {}
-    if len(value) > MAX_DICT:
-        raise BadJob(f"field {name!r} has {len(value)} entries, over the {MAX_DICT} allowed")
-    for key, item in value.items():
-        _text({"key": key}, "key", 64, control=False)
-        if isinstance(item, str):
-            _text({f"{name}.{key}": item}, f"{name}.{key}", 200, control=False)
-        elif isinstance(item, (int, float)) and not isinstance(item, bool):
-            _number({f"{name}.{key}": item}, f"{name}.{key}", lo=-MAX_SIZE, hi=MAX_SIZE)
-        elif item is not None and not isinstance(item, bool):
-            raise BadJob(f"field {name}.{key[:40]} is a {type(item).__name__}, expected text, a number or null")
-    return value
-
-
-def _common(header: dict) -> dict:
-    image_id = _field(header, "id", (str,))
-    if not SHA256_RE.match(image_id):
-        raise BadJob(f"id {image_id[:80]!r} is not a lowercase hex sha256")
-    return {
-        "id": image_id,
-        "path": _text(header, "path", MAX_PATH),
-        "host": _text(header, "host", MAX_HOST, control=False),
-        "size": _int(header, "size", 0, MAX_SIZE),
-        "mtime": _number(header, "mtime"),
-        "queued_at": _number(header, "queued_at"),
-        "reencoded": _reencoded(header),
-        "frame": _frame(header, image_id),
-    }
-
-
-def _frame(header: dict, job_id: str) -> dict | None:
-    """A video frame's origin; its job id must be frame_id(video_id, t)."""
-    value = _field(header, "frame", (dict,), optional=True)
-    if value is None:
-        return None
-    video_id = _field(value, "video_id", (str,))
-    if not SHA256_RE.match(video_id):
-        raise BadJob(f"frame.video_id {video_id[:80]!r} is not a lowercase hex sha256")
-    out = {
-        "video_id": video_id,
-        "t": _number(value, "t", lo=0, hi=MAX_VIDEO_S),
-        "t_end": _number(value, "t_end", lo=0, hi=MAX_VIDEO_S),
-        "index": _int(value, "index", 0, MAX_FRAME_INDEX),
-        "fps": _number(value, "fps", lo=0.001, hi=1000),
-        "duration": _number(value, "duration", optional=True, lo=0, hi=MAX_VIDEO_S),
-    }
-    if out["t_end"] < out["t"]:
-        raise BadJob(f"frame.t_end {out['t_end']} is before frame.t {out['t']}")
-    if frame_id(video_id, out["t"]) != job_id:
-        raise BadJob("id is not the sha256 of the frame's video id and time: not the frame the job names")
-    return out
-
-
-def _reencoded(header: dict) -> dict | None:
-    value = _field(header, "reencoded", (dict,), optional=True)
-    if value is None:
-        return None
-    out = {
-        "original_bytes": _int(value, "original_bytes", 1, MAX_SIZE),
-        "width": _int(value, "width", 1, MAX_SIDE),
-        "height": _int(value, "height", 1, MAX_SIDE),
-        "quality": _int(value, "quality", 1, 100),
-    }
-    for side in ("original_width", "original_height"):  # absent from bodies of facegrid 0.x
-        if value.get(side) is not None:
-            out[side] = _int(value, side, 1, MAX_SIDE)
-    return out
-
-
-SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start of frame: holds the sides
-
-
-def _jpeg(data: bytes, what: str) -> bytes:
-    """A blob that claims to be a JPEG: start and end markers, and marker segments up to a
-    start-of-frame with sane sides. (A walk over the segment headers, far cheaper than Pillow's
-    parser, which the collector would pay per crop; search.py still decodes before it uses a blob.)"""
-    if not (data.startswith(JPEG_SOI) and data.endswith(JPEG_EOI)):
-        raise BadJob(f"{what} is not a JPEG (starts {data[:8]!r}, or has no end marker)")
-    pos, end = 2, len(data)
-    while pos + 4 <= end:
-        if data[pos] != 0xFF:
-            raise BadJob(f"{what} is not a readable JPEG (no marker at byte {pos})")
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if marker in SOF_MARKERS and length >= 8 and pos + 9 <= end:
-            h, w = int.from_bytes(data[pos + 5 : pos + 7], "big"), int.from_bytes(data[pos + 7 : pos + 9], "big")
-            if not (0 < w <= MAX_THUMB_SIDE and 0 < h <= MAX_THUMB_SIDE):
-                raise BadJob(f"{what} declares {w}x{h} pixels, over {MAX_THUMB_SIDE} on a side or none")
-            return data
-        if marker == 0xDA or length < 2:
-            break
-        pos += 2 + length
-    raise BadJob(f"{what} is not a readable JPEG (no frame header)")
 
 
 def decode(body: bytes, keys: Keyring | None = None) -> ImageJob | Result:
@@ -470,6 +346,7 @@ def _decode_image(header: dict, blobs: dict[str, bytes]) -> ImageJob:
 
 
 def _decode_result(header: dict, blobs: dict[str, bytes]) -> Result:
+    """A result's header and blobs, checked field by field, as a Result."""
     status = _field(header, "status", (str,))
     if status not in STATUSES:
         raise BadJob(f"status {status[:40]!r} is not one of {', '.join(STATUSES)}")
@@ -478,49 +355,14 @@ def _decode_result(header: dict, blobs: dict[str, bytes]) -> Result:
     width = _int(header, "width", 1, MAX_SIDE, optional=True)
     height = _int(header, "height", 1, MAX_SIDE, optional=True)
     faces_in = _field(header, "faces", (list,))
-    if len(faces_in) > MAX_FACES:
-        raise BadJob(f"{len(faces_in)} faces, over the {MAX_FACES} one photo may hold")
-    if status == "error":
-        if error is None or faces_in:
-            raise BadJob("an error result needs an error message and no faces")
-    else:
-        if width is None or height is None:
-            raise BadJob(f"a {status!r} result needs its width and height")
-        if (status == "ok") != bool(faces_in):
-            raise BadJob(f"status {status!r} does not agree with {len(faces_in)} face(s)")
-    raw = blobs.pop("encodings", b"")
-    if len(raw) != len(faces_in) * ENCODING_BYTES:
-        raise BadJob(f"{len(faces_in)} faces need {len(faces_in) * ENCODING_BYTES} encoding bytes, got {len(raw)}")
-    encodings = np.frombuffer(raw, dtype="<f4").reshape(-1, ENCODING_DIM)
-    if not np.all(np.isfinite(encodings)):
-        raise BadJob("encodings hold NaN or infinity")
-    if encodings.size and float(np.abs(encodings).max()) > MAX_ENCODING_VALUE:
-        raise BadJob(f"encodings hold values beyond +-{MAX_ENCODING_VALUE:g}: not face encodings")
-    faces = []
-    for i, item in enumerate(faces_in):
-        box = item.get("box") if isinstance(item, dict) else None
-        if not (isinstance(box, list) and len(box) == 4 and all(type(v) is int for v in box)):
-            raise BadJob(f"face {i} has no box of 4 integers (top, right, bottom, left)")
-        top, right, bottom, left = box
-        if not (0 <= left <= right <= width and 0 <= top <= bottom <= height):
-            raise BadJob(f"face {i} box {box} is not inside the {width}x{height} photo")
-        crop = blobs.pop(f"crop:{i}", b"")
-        faces.append(
-            Face(
-                box=(top, right, bottom, left),
-                encoding=encodings[i].astype(np.float32),
-                crop=_jpeg(crop, f"crop {i}") if crop else b"",
-            )
-        )
+    _check_outcome(status, error, width, height, faces_in)
+    encodings = _encodings(blobs.pop("encodings", b""), len(faces_in))
+    faces = _faces(faces_in, encodings, blobs, width, height)
     annotated = blobs.pop("annotated", b"")
     if annotated:
         _jpeg(annotated, "annotated blob")
     if blobs:
         raise BadJob(f"a result holds unknown blobs: {', '.join(sorted(blobs))[:80]}")
-    filt = _flat_dict(header, "filter")
-    if "host" in filt and not isinstance(filt["host"], str):
-        raise BadJob("field filter.host is not text")
-    timings = _flat_dict(header, "timings")
     return Result(
         **common,
         status=status,
@@ -529,12 +371,23 @@ def _decode_result(header: dict, blobs: dict[str, bytes]) -> Result:
         height=height,
         faces=faces,
         annotated=annotated,
-        filter=filt,
-        settings=_flat_dict(header, "settings"),
-        timings=timings,
-        processed_at=_number(header, "processed_at", optional=True) or 0.0,
-        attempts=_int(header, "attempts", 1, MAX_ATTEMPTS, optional=True) or 1,
+        **_provenance(header),
     )
+
+
+def _faces(
+    faces_in: list, encodings: np.ndarray, blobs: dict[str, bytes], width: int | None, height: int | None
+) -> list[Face]:
+    """The header's faces, each with its encoding and its crop; crops are taken out of blobs,
+    so that whatever is left over is a blob a result does not have."""
+    faces = []
+    for i, item in enumerate(faces_in):
+        box = _box(item, i, width, height)
+        crop = blobs.pop(f"crop:{i}", b"")
+        faces.append(
+            Face(box=box, encoding=encodings[i].astype(np.float32), crop=_jpeg(crop, f"crop {i}") if crop else b"")
+        )
+    return faces
 
 
 def error_result(job: ImageJob, reason: str, **extra: Any) -> Result:
