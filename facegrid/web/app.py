@@ -12,7 +12,6 @@ uploads.py checks what is sent and shapes what is sent back.
 from __future__ import annotations
 
 import dataclasses
-import logging
 
 from starlette.applications import Starlette
 from starlette.formparsers import MultiPartParser
@@ -23,8 +22,6 @@ from . import handlers, pages, security
 from .gridstatus import GridStatus
 from .library import Library
 from .uploads import UploadLimits
-
-log = logging.getLogger("facegrid.web")
 
 
 @dataclasses.dataclass
