@@ -56,6 +56,16 @@ def typical(idx, params: scoring.Params, cache: Path | None = None) -> float:
     return value
 
 
+def own_tolerances(idx, rows: np.ndarray, params: scoring.Params) -> np.ndarray:
+    """Each stored face's own tolerance (scoring.candidate_tolerance): the look-alike rule's, with the
+    face as a one-photo search of this collection (the model crowd counted, params.typical as the
+    collection's). Its look-alikes are read only as far as they can still tighten it."""
+    crowd = background.fill(len(idx), params.background)
+    far = scoring.radius(dataclasses.replace(params, candidate_power=0.0))  # d_k beyond: the plain tolerance
+    found = [_dk(idx, np.asarray(row, np.float32)[None, :], crowd, params, far) for row in rows]
+    return np.array([scoring.lookalike_tolerance(dk, params) for dk in found], dtype=np.float64)
+
+
 def _dk(idx, target: np.ndarray, crowd: np.ndarray, params: scoring.Params, far: float) -> float:
     """One stored face's d_k as its own one-photo search sees it (the model crowd counted)."""
     crowd_dist = np.linalg.norm(crowd - target, axis=1) if len(crowd) else np.zeros(0, np.float32)

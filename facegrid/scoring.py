@@ -81,6 +81,8 @@ class Params:
     background: int = _DEFAULTS.background  # fewer faces than this: topped up with model look-alikes
     crowd_power: float = _DEFAULTS.crowd_power  # d_k below the typical d_k: tighten by (d_k / typical)^this
     typical: float = 0.0  # the collection's typical d_k (facegrid/crowding.py); 0: unknown, no such tightening
+    candidate_power: float = _DEFAULTS.candidate_power  # weight of a stored face's own tolerance (0: off)
+    candidate_scale: float = _DEFAULTS.candidate_scale  # ... and the scale of the two combined
 
 
 def _sqdist(rows: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -149,6 +151,37 @@ def _plain_from(p: Params) -> float:
     return dk
 
 
+# Candidate side: a stored face nearer the profile than this share of the search's tolerance is a
+# match whatever its own tolerance (on lfw-dev no face there had one small enough to change that),
+# so only the faces between it and widest() need their own look-alikes counted.
+CANDIDATE_FLOOR = 0.9
+
+
+def candidate_tolerance(tol: float, own: np.ndarray | float, p: Params) -> np.ndarray | float:
+    """A stored face's tolerance in a search of tolerance tol, where the face's own tolerance (its
+    look-alike rule as a one-photo search of this collection, crowding.own_tolerance) is `own`:
+    candidate_scale x tol^(1 - candidate_power) x own^candidate_power, at least CANDIDATE_FLOOR x tol.
+    A stranger from a crowded region of face space has a small own tolerance and needs to come
+    closer; a face with few look-alikes of its own may lie a little farther."""
+    if p.candidate_power <= 0:
+        return tol if np.isscalar(own) else np.full(np.shape(own), tol)
+    joint = p.candidate_scale * tol ** (1 - p.candidate_power) * np.asarray(own) ** p.candidate_power
+    return np.maximum(CANDIDATE_FLOOR * tol, joint)
+
+
+def widest(tol: float, p: Params) -> float:
+    """The largest tolerance a stored face can have in a search of tolerance tol (its own one is at
+    most the plain tolerance)."""
+    return float(max(tol, candidate_tolerance(tol, p.tolerance, p)))
+
+
+def needs_own(dist: np.ndarray, tol: float, p: Params, reach: float = 1.0) -> np.ndarray:
+    """The faces (by their distance to the profile) whose answer depends on their own tolerance."""
+    if p.candidate_power <= 0:
+        return np.zeros(len(dist), dtype=bool)
+    return (dist > CANDIDATE_FLOOR * tol) & (dist <= widest(tol, p) * max(reach, 1.0))
+
+
 def search_tolerance(dist: np.ndarray, vectors: Vectors, targets: np.ndarray, p: Params) -> float:
     """This search's tolerance: the plain one, tightened where look-alikes crowd the target."""
     if p.lookalike_count <= 0:
@@ -160,13 +193,13 @@ def search_tolerance(dist: np.ndarray, vectors: Vectors, targets: np.ndarray, p:
 def radius(p: Params, reach: float = 1.0) -> float:
     """How far from the profile a stored face can still change a search's answer.
 
-    A match lies within reach x tolerance and an expansion face within
-    expand_score x tolerance. The look-alike rule needs d_k only when it is below
+    A match lies within reach x its own tolerance (candidate_tolerance, at most
+    widest) and an expansion face within expand_score x tolerance. The look-alike rule needs d_k only when it is below
     tolerance / lookalike_ratio (beyond, the plain tolerance applies), and d_k is
     set by the faces nearer than it. No face farther than the largest of these
     changes the answer; where look-alikes crowd the profile, far fewer do (settled).
     """
-    far = p.tolerance * max(reach, 1.0, p.expand_score)
+    far = max(widest(p.tolerance, p) * max(reach, 1.0), p.tolerance * p.expand_score)
     if p.lookalike_count > 0 and p.lookalike_ratio > 0:
         far = max(far, _plain_from(p))
     return far
@@ -187,7 +220,7 @@ def settled(
             tol = p.tolerance
         else:
             return None
-    return tol if tol * max(reach, 1.0, p.expand_score) <= radius else None
+    return tol if max(widest(tol, p) * max(reach, 1.0), tol * p.expand_score) <= radius else None
 
 
 def expanded(targets: np.ndarray, dist: np.ndarray, vectors: Vectors, tol: float, p: Params) -> np.ndarray:

@@ -195,7 +195,7 @@ def find(
     reach: float = 1.0,
     options: index_mod.SearchOptions | None = None,
 ) -> Found:
-    """Stored faces within this search's tolerance of the profile, best face per photo, ranked.
+    """Stored faces within their tolerance in this search (face_tolerances), best face per photo, ranked by score.
 
     Several databases are searched as one collection: the look-alike rule and
     the second pass see all of their faces. reach > 1 also returns faces up to
@@ -208,16 +208,18 @@ def find(
         return Found([], params.tolerance)
     params = for_collection(idx, coll, params)
     near, tol, _ = settle(idx, np.stack([t.encoding for t in targets]), params, mode, reach)
-    sel = np.flatnonzero(near.dist <= tol * reach)
-    sel = sel[np.argsort(near.dist[sel], kind="stable")]
-    hits, hit_dist = near.positions[sel], near.dist[sel]
+    tols = face_tolerances(idx, near, tol, params, reach)
+    score = near.dist / tols
+    sel = np.flatnonzero(score <= reach)
+    sel = sel[np.argsort(score[sel], kind="stable")]
+    hits, hit_dist, hit_tol = near.positions[sel], near.dist[sel], tols[sel]
     owner = np.searchsorted(np.cumsum([len(part) for part in parts]), hits, side="right")  # database of each hit
     rows, in_track = _hit_rows(coll, idx, hits, owner)
     target_ids = {t.id for t in targets}
     matches: list[Match] = []
     from_db: list[int] = []  # the database of each match
     seen: set[str] = set()
-    for i, k, hit_d in zip(hits, owner, hit_dist, strict=True):
+    for i, k, hit_d, hit_t in zip(hits, owner, hit_dist, hit_tol, strict=True):
         row = rows.get((int(k), int(idx.rowids[i])))
         if row is None or row["image_id"] in target_ids:
             continue
@@ -227,12 +229,25 @@ def find(
             continue
         seen.add(key)
         database = coll.paths[int(k)] if len(coll) > 1 else ""
-        matches.append(_match(coll.dbs[int(k)], len(matches) + 1, float(hit_d), tol, row, tr, database))
+        matches.append(_match(coll.dbs[int(k)], len(matches) + 1, float(hit_d), float(hit_t), row, tr, database))
         from_db.append(int(k))
         if limit and len(matches) >= limit:
             break
     _label_persons(coll, matches, from_db)
     return Found(matches, tol)
+
+
+def face_tolerances(
+    idx: index_mod.FaceIndex, near: index_mod.Near, tol: float, params: scoring.Params, reach: float = 1.0
+) -> np.ndarray:
+    """Each near face's tolerance in this search (scoring.candidate_tolerance): the search's own
+    where the face's own look-alikes cannot change its answer, else the two combined."""
+    tols = np.full(len(near.dist), tol, dtype=np.float64)
+    ask = np.flatnonzero(scoring.needs_own(near.dist, tol, params, reach))
+    if len(ask):
+        own = crowding.own_tolerances(idx, near.rows[ask], params)
+        tols[ask] = scoring.candidate_tolerance(tol, own, params)
+    return tols
 
 
 def _hit_rows(coll: Collection, idx: index_mod.FaceIndex, hits: np.ndarray, owner: np.ndarray):

@@ -135,6 +135,8 @@ class Search:
         0.95, lambda v: 0.0 < v <= 1.0, "more than 0, at most 1 (0.95 is the measured default)"
     )
     background: int = setting(1500, between(0, 100_000), "0 (off) to 100000 (1500 is the measured default)")
+    candidate_power: float = setting(0.4, between(0, 1), "0 (off) to 1 (0.4 is the measured default)")
+    candidate_scale: float = setting(0.985, lambda v: 0.5 <= v <= 1.5, "0.5 to 1.5 (0.985 is the measured default)")
     target_mirror: str = setting("on", choices=("on", "off"))
     mode: str = setting("mean", choices=("min", "mean"))
     out: str = "matches"
@@ -153,6 +155,8 @@ class Search:
             expand_score=self.expand_score,
             background=self.background,
             crowd_power=self.crowd_power,
+            candidate_power=self.candidate_power,
+            candidate_scale=self.candidate_scale,
         )
 
 

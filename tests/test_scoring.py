@@ -145,3 +145,38 @@ def test_approximate_neighbours_give_the_exact_graph_on_separate_people():
     assert exact and approx == exact
     person = np.repeat(np.arange(60), 8)
     assert all(person[i] == person[j] for i, j in exact)
+
+
+def test_candidate_tolerance_combines_the_search_and_the_face():
+    p = scoring.Params(tolerance=0.5, candidate_power=0.5, candidate_scale=1.0)
+    assert scoring.candidate_tolerance(0.4, 0.4, p) == pytest.approx(0.4)
+    assert scoring.candidate_tolerance(0.4, 0.5, p) == pytest.approx((0.4 * 0.5) ** 0.5)  # few look-alikes: wider
+    assert scoring.candidate_tolerance(0.4, 0.1, p) == pytest.approx(scoring.CANDIDATE_FLOOR * 0.4)  # never below
+    assert scoring.widest(0.4, p) == pytest.approx((0.4 * 0.5) ** 0.5)
+    off = scoring.Params(tolerance=0.5, candidate_power=0.0)
+    assert scoring.candidate_tolerance(0.4, 0.1, off) == 0.4 and scoring.widest(0.4, off) == 0.4
+    dist = np.array([0.3, 0.37, 0.44, 0.46], np.float32)  # below the floor, in the band, beyond the widest
+    assert list(scoring.needs_own(dist, 0.4, p)) == [False, True, True, False]
+    assert not scoring.needs_own(dist, 0.4, off).any()
+
+
+def test_a_stranger_from_a_crowd_needs_to_come_closer_than_a_face_with_few_lookalikes():
+    """Two faces at the same distance from the profile: the one whose own neighbourhood is crowded
+    (three distinct strangers about 0.48 from it) is no match; the other, alone, is."""
+    from facegrid import searching
+
+    target = np.zeros(DIM, np.float32)
+    crowded = target + 0.49 * unit(1)
+    alone = target + 0.49 * unit(2)
+    strangers = [crowded + 0.48 * unit(10 + i) for i in range(4)]
+    vectors = np.stack([crowded, alone, *strangers]).astype(np.float32)
+    idx = FaceIndex.from_arrays(vectors, np.einsum("ij,ij->i", vectors, vectors), np.arange(len(vectors)))
+    common = dict(
+        tolerance=0.5, lookalike_count=3, lookalike_spread=0.45, lookalike_ratio=0.8, crowd_power=0.0, expand_count=0
+    )
+    for power, matched in ((0.0, {0, 1}), (0.5, {1})):
+        p = scoring.Params(**common, background=0, candidate_power=power, candidate_scale=1.0)
+        near, tol, _ = searching.settle(idx, target[None], p, "mean")
+        assert tol == pytest.approx(0.5)  # the profile itself has no crowd
+        score = near.dist / searching.face_tolerances(idx, near, tol, p)
+        assert {int(i) for i in near.positions[score <= 1.0]} == matched
