@@ -157,13 +157,19 @@ def _plain_from(p: Params) -> float:
 CANDIDATE_FLOOR = 0.9
 
 
+def candidate_side(p: Params) -> bool:
+    """Whether a stored face's own tolerance counts: candidate_power > 0 and the look-alike rule on
+    (without it every face's own tolerance is the plain one)."""
+    return p.candidate_power > 0 and p.lookalike_count > 0
+
+
 def candidate_tolerance(tol: float, own: np.ndarray | float, p: Params) -> np.ndarray | float:
     """A stored face's tolerance in a search of tolerance tol, where the face's own tolerance (its
     look-alike rule as a one-photo search of this collection, crowding.own_tolerance) is `own`:
     candidate_scale x tol^(1 - candidate_power) x own^candidate_power, at least CANDIDATE_FLOOR x tol.
     A stranger from a crowded region of face space has a small own tolerance and needs to come
     closer; a face with few look-alikes of its own may lie a little farther."""
-    if p.candidate_power <= 0:
+    if not candidate_side(p):
         return tol if np.isscalar(own) else np.full(np.shape(own), tol)
     joint = p.candidate_scale * tol ** (1 - p.candidate_power) * np.asarray(own) ** p.candidate_power
     return np.maximum(CANDIDATE_FLOOR * tol, joint)
@@ -177,7 +183,7 @@ def widest(tol: float, p: Params) -> float:
 
 def needs_own(dist: np.ndarray, tol: float, p: Params, reach: float = 1.0) -> np.ndarray:
     """The faces (by their distance to the profile) whose answer depends on their own tolerance."""
-    if p.candidate_power <= 0:
+    if not candidate_side(p):
         return np.zeros(len(dist), dtype=bool)
     return (dist > CANDIDATE_FLOOR * tol) & (dist <= widest(tol, p) * max(reach, 1.0))
 

@@ -41,7 +41,7 @@ class Match:
     path: str
     host: str
     box: tuple[int, int, int, int]
-    score: float  # distance / this search's tolerance: a match has 1 or less
+    score: float  # distance / this face's tolerance in this search (face_tolerances): a match has 1 or less
     confidence: str
     precision: float | None  # measured on lfw-dev at this score (docs/search.md)
     face_px: int = 0  # width of the face in its photo

@@ -153,11 +153,11 @@ def test_candidate_tolerance_combines_the_search_and_the_face():
     assert scoring.candidate_tolerance(0.4, 0.5, p) == pytest.approx((0.4 * 0.5) ** 0.5)  # few look-alikes: wider
     assert scoring.candidate_tolerance(0.4, 0.1, p) == pytest.approx(scoring.CANDIDATE_FLOOR * 0.4)  # never below
     assert scoring.widest(0.4, p) == pytest.approx((0.4 * 0.5) ** 0.5)
-    off = scoring.Params(tolerance=0.5, candidate_power=0.0)
-    assert scoring.candidate_tolerance(0.4, 0.1, off) == 0.4 and scoring.widest(0.4, off) == 0.4
     dist = np.array([0.3, 0.37, 0.44, 0.46], np.float32)  # below the floor, in the band, beyond the widest
     assert list(scoring.needs_own(dist, 0.4, p)) == [False, True, True, False]
-    assert not scoring.needs_own(dist, 0.4, off).any()
+    for off in (scoring.Params(tolerance=0.5, candidate_power=0.0), scoring.Params(tolerance=0.5, lookalike_count=0)):
+        assert scoring.candidate_tolerance(0.4, 0.1, off) == 0.4 and scoring.widest(0.4, off) == 0.4
+        assert not scoring.needs_own(dist, 0.4, off).any()
 
 
 def test_a_stranger_from_a_crowd_needs_to_come_closer_than_a_face_with_few_lookalikes():
