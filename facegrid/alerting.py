@@ -4,10 +4,11 @@ A watch is what a search for the person would use right now (searching.settle):
 the profile vectors (the mean of the target photos and the first pass's surest
 matches, or each of them in mode min) and the tolerance the look-alike rule gave
 that profile in this collection. A stored face is a hit when it lies within that
-tolerance, as it would be a match of that search (which, between 0.9 times that tolerance
-and scoring.widest, also weighs the face's own look-alikes: searching.face_tolerances; a
-watch does not); its confidence is the search's word (scoring.confidence). `facegrid watch refresh` makes the profile
-and tolerance again from the same targets once the collection has grown.
+tolerance, as it would be a match of that search (which, between 0.9 times that
+tolerance and scoring.widest, also weighs the face's own look-alikes:
+searching.face_tolerances; a watch does not); its confidence is the search's word
+(scoring.confidence). `facegrid watch refresh` makes the profile and tolerance again from
+the same targets once the collection has grown.
 
 The check is one matrix product of the batch's faces against every watched
 profile (Watchlist.hits), so 1,000 watches cost a small part of a millisecond

@@ -50,8 +50,9 @@ class Vectors(Protocol):
 
 # Precision measured at each normalised score d / tolerance(q) on lfw-dev (6,403
 # photos, 443 searches) with the default settings (target mirror, model crowd, crowd factor,
-# candidate side): `scripts/evaluate.py --calibrate` prints this table. Upper edges of the score bins and the share of
-# right matches in each bin, pooled so that it never rises with the score.
+# candidate side): `scripts/evaluate.py --calibrate` prints this table. Upper edges of the
+# score bins and the share of right matches in each bin, pooled so that it never rises with
+# the score.
 CALIBRATION: tuple[tuple[float, float], ...] = (
     (0.75, 0.995),
     (0.8, 0.992),
@@ -165,7 +166,7 @@ def candidate_side(p: Params) -> bool:
 
 def candidate_tolerance(tol: float, own: np.ndarray | float, p: Params) -> np.ndarray | float:
     """A stored face's tolerance in a search of tolerance tol, where the face's own tolerance (its
-    look-alike rule as a one-photo search of this collection, crowding.own_tolerance) is `own`:
+    look-alike rule as a one-photo search of this collection, crowding.own_tolerances) is `own`:
     candidate_scale x tol^(1 - candidate_power) x own^candidate_power, at least CANDIDATE_FLOOR x tol.
     A stranger from a crowded region of face space has a small own tolerance and needs to come
     closer; a face with few look-alikes of its own may lie a little farther."""
@@ -179,6 +180,12 @@ def widest(tol: float, p: Params) -> float:
     """The largest tolerance a stored face can have in a search of tolerance tol (its own one is at
     most the plain tolerance)."""
     return float(max(tol, candidate_tolerance(tol, p.tolerance, p)))
+
+
+def farthest(tol: float, p: Params, reach: float = 1.0) -> float:
+    """How far from the profile a face can lie and still be returned (reach x its own tolerance in
+    the search, at most widest) or join the second pass (expand_score x tol)."""
+    return max(widest(tol, p) * max(reach, 1.0), tol * p.expand_score)
 
 
 def needs_own(dist: np.ndarray, tol: float, p: Params, reach: float = 1.0) -> np.ndarray:
@@ -199,13 +206,12 @@ def search_tolerance(dist: np.ndarray, vectors: Vectors, targets: np.ndarray, p:
 def radius(p: Params, reach: float = 1.0) -> float:
     """How far from the profile a stored face can still change a search's answer.
 
-    A match lies within reach x its own tolerance (candidate_tolerance, at most
-    widest) and an expansion face within expand_score x tolerance. The look-alike rule needs d_k only when it is below
-    tolerance / lookalike_ratio (beyond, the plain tolerance applies), and d_k is
-    set by the faces nearer than it. No face farther than the largest of these
+    A match or an expansion face lies within farthest() of the plain tolerance. The
+    look-alike rule needs d_k only when it is below tolerance / lookalike_ratio (beyond,
+    the plain tolerance applies), and d_k is set by the faces nearer than it. No face farther than the largest of these
     changes the answer; where look-alikes crowd the profile, far fewer do (settled).
     """
-    far = max(widest(p.tolerance, p) * max(reach, 1.0), p.tolerance * p.expand_score)
+    far = farthest(p.tolerance, p, reach)
     if p.lookalike_count > 0 and p.lookalike_ratio > 0:
         far = max(far, _plain_from(p))
     return far
@@ -226,7 +232,7 @@ def settled(
             tol = p.tolerance
         else:
             return None
-    return tol if max(widest(tol, p) * max(reach, 1.0), tol * p.expand_score) <= radius else None
+    return tol if farthest(tol, p, reach) <= radius else None
 
 
 def expanded(targets: np.ndarray, dist: np.ndarray, vectors: Vectors, tol: float, p: Params) -> np.ndarray:
