@@ -293,14 +293,16 @@ class FaceEngine:
         c = self.conf
         return c.upsample if not c.upsample_max_side or original_side <= c.upsample_max_side else 0
 
-    def detect(self, rgb: np.ndarray, original_side: int = 0) -> tuple[list[Box], bool]:
-        """Boxes in rgb's pixels; original_side is the photo's longest side (default: rgb's)."""
+    def detect(self, rgb: np.ndarray, original_side: int = 0, upsample: int | None = None) -> tuple[list[Box], bool]:
+        """Boxes in rgb's pixels; original_side is the photo's longest side (default: rgb's); upsample:
+        this many times instead of upsample_for's."""
         c = self.conf
         small, f = imaging.shrink(rgb, c.detect_max_side)
         clahe = c.clahe == "on" or (c.clahe == "auto" and imaging.needs_clahe(small))
         if clahe:
             small = imaging.apply_clahe(small)
-        upsample = self.upsample_for(original_side or max(rgb.shape[:2]))
+        if upsample is None:
+            upsample = self.upsample_for(original_side or max(rgb.shape[:2]))
         if c.model == "hog" and self.around and max(small.shape[:2]) > SCAN_WHOLE_SIDE:
             found = self.hog_around_candidates(small, upsample)
         else:
@@ -330,18 +332,24 @@ class FaceEngine:
         width = rgb.shape[1]
         return self.encode(np.ascontiguousarray(rgb[:, ::-1]), [(top, width - 1 - left, bottom, width - 1 - right)])[0]
 
-    def analyse(self, data: bytes, keepalive=lambda: None) -> Analysis:
+    def analyse(self, data: bytes, keepalive=lambda: None, upsample: int | None = None) -> Analysis:
+        """Decode, detect and encode one photo (upsample: as detect's)."""
         t0 = time.perf_counter()
         decoded = imaging.decode(data, self.work_side(), self.conf.max_pixels)
         t1 = time.perf_counter()
         keepalive()
         side = max(decoded.width, decoded.height)
-        boxes, clahe = self.detect(decoded.rgb, side)
+        boxes, clahe = self.detect(decoded.rgb, side, upsample)
         t2 = time.perf_counter()
         keepalive()
         encodings = self.encode(decoded.rgb, boxes)
         t3 = time.perf_counter()
         timings = {"decode_ms": (t1 - t0) * 1e3, "detect_ms": (t2 - t1) * 1e3, "encode_ms": (t3 - t2) * 1e3}
         return Analysis(
-            decoded, boxes, encodings, clahe, {k: round(v, 1) for k, v in timings.items()}, self.upsample_for(side)
+            decoded,
+            boxes,
+            encodings,
+            clahe,
+            {k: round(v, 1) for k, v in timings.items()},
+            self.upsample_for(side) if upsample is None else upsample,
         )

@@ -1,7 +1,6 @@
 """search.py's work: target photos -> profile -> ranked matches -> files.
 
-Target photos go through exactly the filter's pipeline (faces.FaceEngine), so
-a target is decoded, oriented, scaled and encoded as the stored photos were.
+The target photos and their faces are targets.py's.
 """
 
 from __future__ import annotations
@@ -17,19 +16,9 @@ import numpy as np
 from . import background, crowding, imaging, scoring, store, video
 from . import index as index_mod
 from .databases import Collection
-from .errors import ImageUnreadable, UsageError
-from .faces import FaceEngine
-from .walking import display_path, walk
+from .errors import UsageError
 
 log = logging.getLogger("facegrid.search")
-
-
-@dataclasses.dataclass
-class Target:
-    path: str
-    id: str
-    encoding: np.ndarray
-    crop: bytes
 
 
 @dataclasses.dataclass
@@ -87,26 +76,6 @@ class Found:
     tolerance: float
 
 
-def target_files(target: str) -> list[str]:
-    """The target photos: every photo in a folder (walked as the queuer walks), or one photo file."""
-    if os.path.isfile(target):
-        with open(target, "rb") as f:
-            head = f.read(64)
-        if imaging.sniff(head) is None:
-            raise UsageError(f"{target}: not a photo; pass a photo of the person, or a folder of them")
-        return [target]
-    if not os.path.isdir(target):
-        raise UsageError(
-            f"{target}: no such photo or folder; pass a photo of the person, or a folder of them, "
-            "as in search.py target/"
-        )
-    # the queuer's own walk: the same photos, links followed once and only inside the folder
-    files = sorted(walk([target], lambda path, why: log.warning("%s: %s", display_path(path), why)))
-    if not files:
-        raise UsageError(f"{target}: no photos (.jpg .png .webp .tif .bmp .heic) in it; add photos of the person")
-    return files
-
-
 def check_out(target: str, out: Path) -> None:
     """An output folder inside the target folder would hand the next search its own annotated
     copies as target photos: refused."""
@@ -124,66 +93,6 @@ def default_out(base: str, target: str) -> Path:
     """[search] out/<target folder name>, or /<photo name without extension> for one photo."""
     name = Path(target.rstrip("/")).resolve()
     return Path(base) / (name.stem if name.is_file() else name.name)
-
-
-def encode_targets(engine: FaceEngine, folder: str, mixed_distance: float = 0.0, mirror: bool = True) -> list[Target]:
-    """One encoding per target photo; photos with no face or several are named and left out.
-
-    With mirror, a target face's encoding is the mean of the photo's and its mirror
-    image's: measured on lfw-dev, it finds more of the person at the same precision
-    (docs/search.md). Stored faces are encoded from the photo alone, as face_recognition does.
-
-    Target photos that fall into more than one group at mixed_distance (0: no
-    check) show different people: the search is refused, naming the groups.
-    """
-    photos = ((display_path(path), Path(path).read_bytes()) for path in target_files(folder))
-    return encode_photos(engine, photos, folder, mixed_distance, mirror)
-
-
-def encode_photos(
-    engine: FaceEngine, photos, where: str, mixed_distance: float = 0.0, mirror: bool = True
-) -> list[Target]:
-    """encode_targets for (name, bytes) pairs from anywhere (a folder, a web form); `where` names
-    them in the refusals ("target/: no photo with exactly one face; ...")."""
-    targets = []
-    for name, data in photos:
-        target, why = encode_target(engine, name, data, mirror)
-        if target is None:
-            log.warning("%s: %s", name, why)
-            continue
-        targets.append(target)
-    if not targets:
-        raise UsageError(f"{where}: no photo with exactly one face; add a clear photo of the person")
-    if mixed_distance > 0:
-        check_one_person(where, targets, mixed_distance)
-    return targets
-
-
-def encode_target(engine: FaceEngine, path: str, data: bytes, mirror: bool = True) -> tuple[Target | None, str]:
-    """One target photo's Target, or None and why it is left out (unreadable, no face or several)."""
-    try:
-        a = engine.analyse(data)
-    except ImageUnreadable as exc:
-        return None, f"{exc}; left out of the profile"
-    if len(a.boxes) != 1:
-        what = "no face found" if not a.boxes else f"{len(a.boxes)} faces found"
-        return None, f"{what}; left out of the profile (use photos with exactly one face, or crop them)"
-    crop = imaging.jpeg(imaging.crop(a.decoded.rgb, a.boxes[0], engine.conf.crop_size), 85)
-    encoding = a.encodings[0]
-    if mirror:
-        encoding = (encoding + engine.encode_mirrored(a.decoded.rgb, a.boxes[0])) / 2
-    return Target(path, hashlib.sha256(data).hexdigest(), encoding, crop), ""
-
-
-def check_one_person(folder: str, targets: list[Target], distance: float) -> None:
-    found = scoring.groups(np.stack([t.encoding for t in targets]), distance)
-    if len(found) > 1:
-        listed = " | ".join(", ".join(Path(targets[i].path).name for i in g) for g in found)
-        raise UsageError(
-            f"{folder}: the target photos show {len(found)} different people ({listed}); "
-            "put each person's photos in a folder of their own and search for each "
-            f"(or raise --set search.mixed_distance={distance:g} if they are one person)"
-        )
 
 
 def find(
@@ -370,5 +279,7 @@ def open_store(db_paths: list[str]) -> Collection:
     return Collection(db_paths)
 
 
-# The writers of a search's answer live in report.py; these names stay for callers of searching.
+# The target photos' code lives in targets.py, the writers of a search's answer in report.py;
+# these names stay for callers of searching.
 from .report import as_json, print_table, write_outputs  # noqa: E402, F401
+from .targets import Target, check_one_person, encode_photos, encode_target, encode_targets, target_files  # noqa: E402, F401

@@ -45,6 +45,7 @@ import numpy as np
 
 from facegrid import cli, people, registry, scoring, searching, store
 from facegrid import settings as settings_mod
+from facegrid import targets as targets_mod
 from facegrid.errors import FacegridError, UsageError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the private grid, development code
@@ -200,19 +201,22 @@ def target_photos(lab: Labelled, paths: set[str]) -> dict[str, list[str]]:
 
 def encode_targets(lab: Labelled, people_photos: dict[str, list[str]], settings, work: Path) -> dict[str, np.ndarray]:
     """Target photo -> its encoding, made as search.py makes it (searching.encode_target: the filter's
-    pipeline, and the mirror image with [search] target_mirror); cached in work by settings and photos."""
+    pipeline, the main face of a photo with several, and the mirror image with [search] target_mirror),
+    with each person's targets kept as search.py keeps them (targets.agreeing); cached in work by
+    settings and photos."""
     from facegrid.faces import FaceEngine
 
     mirror = settings.search.target_mirror == "on"
     wanted = sorted({p for photos in people_photos.values() for p in photos[:2]})
-    key = zlib.crc32(("\n".join(wanted) + repr(settings.filter) + f"mirror={mirror}").encode())
+    rule = f"mirror={mirror} main={targets_mod.MAIN_FACE_AREA} retry={targets_mod.RETRY_SIDE}"
+    key = zlib.crc32(("\n".join(wanted) + repr(settings.filter) + rule + repr(settings.search.mixed_distance)).encode())
     cache = work / f"targets-{key:08x}.npz"
     if cache.exists():
         with np.load(cache) as z:
             return {p: z[p] for p in z.files}
     log(f"encoding {len(wanted)} target photos as search.py does (mirror {'on' if mirror else 'off'})")
     engine = FaceEngine(settings.filter)
-    out, took = {}, {True: [], False: []}
+    found, took = {}, {True: [], False: []}
     for n, rel in enumerate(wanted):
         data = (lab.folder / rel).read_bytes()
         for way in (mirror, not mirror) if n < TIMED_TARGETS else (mirror,):  # both ways, side by side
@@ -220,11 +224,23 @@ def encode_targets(lab: Labelled, people_photos: dict[str, list[str]], settings,
             target, _why = searching.encode_target(engine, rel, data, way)
             took[way].append(time.perf_counter() - t0)
             if target is not None and way == mirror:
-                out[rel] = target.encoding
+                found[rel] = target
     with_mirror, without = (1e3 * float(np.median(took[w][:TIMED_TARGETS])) for w in (True, False))
     log(
         f"a target photo took {with_mirror:.0f} ms with its mirror image, {without:.0f} ms without "
         f"(medians over {min(len(wanted), TIMED_TARGETS)} photos, each timed both ways)"
+    )
+    out, left_out = {}, 0
+    for photos in people_photos.values():
+        kept, dropped = targets_mod.agreeing(
+            [found[p] for p in photos[:2] if p in found], settings.search.mixed_distance
+        )
+        out.update({t.path: t.encoding for t in kept})
+        left_out += len(dropped)
+    picked = sum(t.picked for t in found.values())
+    log(
+        f"{len(found)} of {len(wanted)} target photos give a face ({picked} the main one of several, "
+        f"{left_out} of those left out as someone else)"
     )
     np.savez(cache, **out)
     return out

@@ -94,7 +94,7 @@ def test_search_names_target_files_without_exactly_one_face(grid, faces_dir, tmp
     assert proc.returncode == 2
     assert "group.jpg: 2 faces found" in proc.stderr
     assert "empty.png: file is empty" in proc.stderr
-    assert "no photo with exactly one face" in proc.stderr
+    assert "no photo with one clear face" in proc.stderr
     shutil.copy(faces_dir / "people" / "biden" / "biden.jpg", target / "biden.jpg")
     proc = run_script("search.py", target, "--db", grid["db"], "--out", tmp_path / "o", "--json")
     assert proc.returncode == 0, proc.stderr
