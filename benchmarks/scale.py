@@ -29,6 +29,7 @@ def sec_scale(ctx: Context) -> None:
     under the keys of the archive-scale issue.
     """
     from facegrid import index, people, scoring, searching
+    from facegrid import targets as targets_mod
 
     folder = ctx.tmp / "scale"
     (folder / "target").mkdir(parents=True, exist_ok=True)
@@ -45,7 +46,7 @@ def sec_scale(ctx: Context) -> None:
     t0 = time.perf_counter()
     index.build(db, db_path, store.generation(db))
     build_s = time.perf_counter() - t0
-    targets = searching.encode_targets(ctx.engine(), str(folder / "target"))
+    targets = targets_mod.encode_targets(ctx.engine(), str(folder / "target"))
     params, mode = ctx.settings.search.params(), ctx.settings.search.mode
     coll = searching.open_store([str(db_path)])
     searching.find(coll, targets, params, mode)  # warm the page cache
@@ -149,14 +150,15 @@ def vector_equals_exact(coll, planted_targets, real, params, mode) -> tuple[dict
     its own, and RANDOM_QUERIES stored faces picked at random. Also the exact scan's median time.
     """
     from facegrid import index, searching
+    from facegrid import targets as targets_mod
 
     rng = np.random.default_rng(17)
     idx = index.FaceIndex.joined([index.load(db, path) for path, db in coll])
     picked = np.sort(rng.choice(len(idx), min(len(idx), RANDOM_QUERIES), replace=False))
     queries = [("planted target", planted_targets)]
-    queries += [("real faces", [searching.Target(key, f"query-{key}", enc, b"")]) for key, enc in real.items()]
+    queries += [("real faces", [targets_mod.Target(key, f"query-{key}", enc, b"")]) for key, enc in real.items()]
     queries += [
-        ("random stored faces", [searching.Target(f"stored#{p}", f"stored-{p}", np.asarray(idx.vectors[p])[0], b"")])
+        ("random stored faces", [targets_mod.Target(f"stored#{p}", f"stored-{p}", np.asarray(idx.vectors[p])[0], b"")])
         for p in picked
     ]
     counts: dict[str, tuple[int, int]] = {}

@@ -23,6 +23,7 @@ from .workloads import labelled
 
 def sec_search(ctx: Context) -> None:
     from facegrid import crowding, index, searching
+    from facegrid import targets as targets_mod
 
     folder = ctx.tmp / "search"
     (folder / "target").mkdir(parents=True, exist_ok=True)
@@ -46,7 +47,7 @@ def sec_search(ctx: Context) -> None:
     rep = ctx.report
     total = n + len(planted)
     rep.add("search", f"index build, {total:,} faces", f"{med(builds):.1f} s")
-    targets = searching.encode_targets(ctx.engine(), str(folder / "target"))
+    targets = targets_mod.encode_targets(ctx.engine(), str(folder / "target"))
     params, mode = ctx.settings.search.params(), ctx.settings.search.mode
     coll = searching.open_store([str(db_path)])
     t0 = time.perf_counter()

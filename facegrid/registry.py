@@ -361,10 +361,10 @@ def person_of(coll, name_or_id: str) -> dict:
 
 def person_targets(coll, name_or_id: str):
     """(the person, the faces used, search targets): the PERSON_TARGETS faces of the person nearest its mean, each
-    a searching.Target keyed by its photo's id (so the person's own photos used are not returned, as a
+    a targets.Target keyed by its photo's id (so the person's own photos used are not returned, as a
     target folder's photos are not)."""
     from .errors import UsageError
-    from .searching import Target
+    from .targets import Target
 
     person = person_of(coll, name_or_id)
     db = coll.dbs[person["db"]]

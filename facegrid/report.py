@@ -22,7 +22,8 @@ from .textsafe import csv_cell, printable
 if TYPE_CHECKING:
     from .people import Person
     from .scoring import Params
-    from .searching import Found, Match, Target
+    from .searching import Found, Match
+    from .targets import Target
 
 log = logging.getLogger("facegrid.report")
 search_log = logging.getLogger("facegrid.search")  # what search.py writes is logged as the search's

@@ -17,6 +17,7 @@ from . import background, crowding, imaging, scoring, store, video
 from . import index as index_mod
 from .databases import Collection
 from .errors import UsageError
+from .targets import Target
 
 log = logging.getLogger("facegrid.search")
 
@@ -277,9 +278,3 @@ def _face_rows(db, rowids: list[int]) -> dict[int, dict]:
 def open_store(db_paths: list[str]) -> Collection:
     """Read-only: search never changes a database, and refuses one that is not facegrid's."""
     return Collection(db_paths)
-
-
-# The target photos' code lives in targets.py, the writers of a search's answer in report.py;
-# these names stay for callers of searching.
-from .report import as_json, print_table, write_outputs  # noqa: E402, F401
-from .targets import Target, check_one_person, encode_photos, encode_target, encode_targets, target_files  # noqa: E402, F401

@@ -200,7 +200,7 @@ def target_photos(lab: Labelled, paths: set[str]) -> dict[str, list[str]]:
 
 
 def encode_targets(lab: Labelled, people_photos: dict[str, list[str]], settings, work: Path) -> dict[str, np.ndarray]:
-    """Target photo -> its encoding, made as search.py makes it (searching.encode_target: the filter's
+    """Target photo -> its encoding, made as search.py makes it (targets.encode_target: the filter's
     pipeline, the main face of a photo with several, and the mirror image with [search] target_mirror),
     with each person's targets kept as search.py keeps them (targets.agreeing); cached in work by
     settings and photos."""
@@ -221,7 +221,7 @@ def encode_targets(lab: Labelled, people_photos: dict[str, list[str]], settings,
         data = (lab.folder / rel).read_bytes()
         for way in (mirror, not mirror) if n < TIMED_TARGETS else (mirror,):  # both ways, side by side
             t0 = time.perf_counter()
-            target, _why = searching.encode_target(engine, rel, data, way)
+            target, _why = targets_mod.encode_target(engine, rel, data, way)
             took[way].append(time.perf_counter() - t0)
             if target is not None and way == mirror:
                 found[rel] = target
@@ -257,7 +257,7 @@ def run_searches(db_path: Path, lab: Labelled, params: scoring.Params, mode: str
         relevant = {id_of[p] for p in photos[2:]}
         out.relevant += len(relevant)
         out.searches += 1
-        chosen = [searching.Target(p, id_of[p], targets[p], b"") for p in photos[:2] if p in targets]
+        chosen = [targets_mod.Target(p, id_of[p], targets[p], b"") for p in photos[:2] if p in targets]
         shown = []
         if chosen:
             found = searching.find(coll, chosen, params, mode, reach=REACH)

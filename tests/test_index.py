@@ -311,6 +311,7 @@ def test_the_short_codes_follow_append_update_delete_and_merge(tmp_path):
 def test_a_search_through_the_short_codes_equals_the_exact_scan(tmp_path, monkeypatch):
     """searching.find on a real database of 3,000 faces: same tolerance, same matches, same order."""
     from facegrid import crowding, databases, scoring, searching
+    from facegrid import targets as targets_mod
 
     layout = coded_layout()
     rng = np.random.default_rng(22)
@@ -334,7 +335,7 @@ def test_a_search_through_the_short_codes_equals_the_exact_scan(tmp_path, monkey
     asked, same_answer, matched = 0, 0, 0
     for i in range(0, 500, 10):
         for mode in ("mean", "min"):
-            targets = [searching.Target(f"t{j}", f"target-{i}-{j}", faces[i][j], b"") for j in range(2)]
+            targets = [targets_mod.Target(f"t{j}", f"target-{i}-{j}", faces[i][j], b"") for j in range(2)]
             answers = []
             for exact in (False, True):
                 got = searching.find(coll, targets, params, mode, options=index.SearchOptions(exact, 16))

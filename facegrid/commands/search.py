@@ -98,10 +98,11 @@ def main(argv=None) -> int:
 def _search(args, settings) -> int:
     """TARGET_DIR or --person: search for one person, write the copies and report, print the matches."""
     from facegrid import report, searching
+    from facegrid import targets as targets_mod
     from facegrid.faces import FaceEngine
 
     s = settings.search
-    files = [] if args.person else searching.target_files(args.target)  # usage errors before loading models
+    files = [] if args.person else targets_mod.target_files(args.target)  # usage errors before loading models
     out = Path(args.out) if args.out else None
     if not args.person:
         out = out or searching.default_out(s.out, args.target)
@@ -113,7 +114,7 @@ def _search(args, settings) -> int:
         person, files, targets = registry.person_targets(db, args.person)
         out = out or Path(s.out) / f"person-{person['id']:03d}"
     else:
-        targets = searching.encode_targets(
+        targets = targets_mod.encode_targets(
             FaceEngine(settings.filter), args.target, s.mixed_distance, s.target_mirror == "on"
         )
     assert out is not None

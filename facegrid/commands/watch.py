@@ -90,11 +90,11 @@ def _add(args, settings, db_path: str) -> int:
         faces, encodings = _person(db, db_path, args.person)
         ids, source = [f["image_id"] for f in faces], f"person {args.person}"
     else:
-        from facegrid import searching
+        from facegrid import targets as targets_mod
         from facegrid.faces import FaceEngine
 
-        searching.target_files(args.target)  # usage errors before loading models
-        targets = searching.encode_targets(FaceEngine(settings.filter), args.target, settings.search.mixed_distance)
+        targets_mod.target_files(args.target)  # usage errors before loading models
+        targets = targets_mod.encode_targets(FaceEngine(settings.filter), args.target, settings.search.mixed_distance)
         encodings = np.stack([t.encoding for t in targets])
         ids, source = [t.id for t in targets], f"folder {os.path.abspath(args.target)}"
     watch = alerting.make_watch(db_path, name, encodings, ids, settings, source, args.person)

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from .. import htmlkit, imaging, report, searching, store
+from .. import targets as targets_mod
 from ..databases import Collection
 from ..errors import UsageError
 from ..settings import Settings
@@ -43,7 +44,7 @@ class Result:
     id: str
     asked: str  # "2 uploaded photos", "face 1 of photo 0d4b9c1e..."
     found: searching.Found
-    targets: list[searching.Target]
+    targets: list[targets_mod.Target]
     data: dict  # report.as_data: exactly search.py --json
     sizes: dict[str, tuple[int, int]]  # photo id -> upright width, height (for the boxes)
     at: float = dataclasses.field(default_factory=time.time)
@@ -131,7 +132,7 @@ class Library:
         where = f"the {len(photos)} uploaded photo(s)"
         s = self.settings.search
         with self._search_lock:
-            targets = searching.encode_photos(self.engine(), photos, where, s.mixed_distance, s.target_mirror == "on")
+            targets = targets_mod.encode_photos(self.engine(), photos, where, s.mixed_distance, s.target_mirror == "on")
             return self._search(targets, where)
 
     def search_face(self, image_id: str, idx: int) -> Result:
@@ -142,11 +143,11 @@ class Library:
             raise UsageError(f"photo {image_id[:16]} has no stored face {idx}; open the photo again")
         encoding, crop = found
         path = (store.photo(db, image_id) or {}).get("path") or image_id
-        target = searching.Target(f"{path} (face {idx})", image_id, encoding, crop)
+        target = targets_mod.Target(f"{path} (face {idx})", image_id, encoding, crop)
         with self._search_lock:
             return self._search([target], f"face {idx} of {path}")
 
-    def _search(self, targets: list[searching.Target], asked: str) -> Result:
+    def _search(self, targets: list[targets_mod.Target], asked: str) -> Result:
         s = self.settings.search
         coll = self.coll()
         found = searching.find(coll, targets, s.params(), s.mode, s.limit)
