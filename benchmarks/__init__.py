@@ -38,6 +38,7 @@ SECTIONS: dict[str, str] = {
     "memory": "benchmarks.memory:sec_memory",
     "search": "benchmarks.search:sec_search",
     "cli": "benchmarks.search:sec_cli",
+    "targets": "benchmarks.targets:sec_targets",
     "tracks": "benchmarks.video:sec_tracks",
     "scale": "benchmarks.scale:sec_scale",
     "video": "benchmarks.video:sec_video",
