@@ -162,6 +162,8 @@ class Outcome:
     strong: list[np.ndarray] = dataclasses.field(default_factory=list)  # the match was called strong
     people: list[str] = dataclasses.field(default_factory=list)  # who each search was for
     wanted: list[int] = dataclasses.field(default_factory=list)  # each search's relevant photos
+    faceless: list[int] = dataclasses.field(default_factory=list)  # ... of them with no face found
+    untargeted: list[int] = dataclasses.field(default_factory=list)  # ... of a search with no target photo
     relevant: int = 0
     searches: int = 0
 
@@ -179,9 +181,21 @@ class Outcome:
             [self.strong[i] for i in keep],
             [self.people[i] for i in keep],
             [self.wanted[i] for i in keep],
+            [self.faceless[i] for i in keep],
+            [self.untargeted[i] for i in keep],
         )
         out.relevant, out.searches = sum(out.wanted), len(keep)
         return out
+
+    def misses(self) -> dict[str, int]:
+        """Why relevant photos were not matched: the search had no target photo, the filter found no
+        face in the photo, its score was just over 1 (up to 1.1), further out (up to REACH), or beyond."""
+        no_target, no_face = sum(self.untargeted), sum(self.faceless)
+        over = [s[r & (s > 1.0)] for s, r in zip(self.scores, self.right, strict=True)]
+        near = sum(int(np.sum(o <= 1.1)) for o in over)
+        far = sum(int(np.sum(o > 1.1)) for o in over)
+        beyond = self.at(1.0)[2] - no_target - no_face - near - far
+        return {"no_target": no_target, "no_face": no_face, "near": near, "far": far, "beyond": beyond}
 
     def strong_precision(self) -> tuple[float | None, int]:
         """Share of right matches among those called strong, and how many were."""
@@ -252,6 +266,7 @@ def run_searches(db_path: Path, lab: Labelled, params: scoring.Params, mode: str
     stored = gallery_rows(db)
     rel_of = {i: relpath(p, lab) for i, p in stored.items()}
     id_of = {r: i for i, r in rel_of.items() if r}
+    with_face = {r[0] for r in db.execute("SELECT DISTINCT image_id FROM faces")}
     out = Outcome()
     for person, photos in target_photos(lab, set(id_of)).items():
         relevant = {id_of[p] for p in photos[2:]}
@@ -267,6 +282,8 @@ def run_searches(db_path: Path, lab: Labelled, params: scoring.Params, mode: str
         out.strong.append(np.array([m.confidence == "strong" and m.score <= 1.0 for m in shown], dtype=bool))
         out.people.append(person)
         out.wanted.append(len(relevant))
+        out.untargeted.append(0 if chosen else len(relevant))
+        out.faceless.append(len(relevant - with_face) if chosen else 0)
     return out
 
 
@@ -533,7 +550,14 @@ def evaluate(args, folder: Path, settings) -> int:
                 "fn": pfn,
                 "strong_matches": called,
                 "strong_precision": None if sp is None else round(sp, 4),
+                "misses": part.misses(),
             }
+        m = o.misses()
+        print(
+            f"{'':>8} {'misses':>16}   {m['no_target']} no target photo, {m['no_face']} no face found, "
+            f"{m['near']} scored 1-1.1, {m['far']} 1.1-{REACH}, {m['beyond']} beyond",
+            flush=True,
+        )
         curves[f"{n} photos"] = o
         marks[f"default, {n}"] = (prec, rec)
         if n == n_all:

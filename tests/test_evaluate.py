@@ -59,6 +59,17 @@ def test_evaluation_counts_every_relevant_photo(lfw_slice):
     assert full["tp"] + full["fn"] == sum(n - 2 for n in per_person.values() if n >= 3)
     assert 0 < full["precision"] <= 1 and 0 < full["recall"] <= 1
     assert figures["sizes"]["100"]["searches"] < full["searches"]
+    # every miss has one reason, and "no face found" is never more than the database's faceless photos
+    for size in figures["sizes"].values():
+        for part in ("crowded", "rest", "all"):
+            assert sum(size[part]["misses"].values()) == size[part]["fn"], size[part]
+            assert min(size[part]["misses"].values()) >= 0, size[part]
+    faceless = {p for (p,) in con.execute("SELECT path FROM images WHERE id NOT IN (SELECT image_id FROM faces)")}
+    by_person: dict[str, list[str]] = {}
+    for path in sorted(stored):
+        by_person.setdefault(identity[path[path.index("photos/") :]], []).append(path)
+    relevant_faceless = sum(len(set(ps[2:]) & faceless) for ps in by_person.values() if len(ps) >= 3)
+    assert full["all"]["misses"]["no_face"] <= relevant_faceless
 
 
 def test_evaluation_reports_people_curve_and_calibration(lfw_slice):

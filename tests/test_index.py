@@ -479,3 +479,27 @@ def test_damaged_short_codes_make_the_index_built_again(tmp_path, caplog):
         assert "unreadable" in caplog.text and "short codes" in caplog.text
         caplog.clear()
         assert same(near_of(idx, q, 0.625), near_truth(path, q, 0.625))
+
+
+def test_the_collections_typical_crowd_does_not_depend_on_the_order_faces_arrived_in(tmp_path):
+    """The collector stores photos in the order the filters finish them; the median d_k that every search's
+    tolerance is measured against must come out the same for the same faces in another order."""
+    from facegrid import crowding, scoring
+
+    rng = np.random.default_rng(5)
+    photos = [
+        result(f"p{i}-{j}", [f]) for i, person in enumerate(people_faces(rng, 150, 4)) for j, f in enumerate(person)
+    ]
+    shuffled = [photos[i] for i in rng.permutation(len(photos))]
+    found = []
+    for name, order in (("a", photos), ("b", shuffled)):
+        path = tmp_path / f"{name}.db"
+        db = store.open_db(path)
+        store.store_results(db, order)
+        idx = index.load(db, path)
+        chosen = crowding.sample(idx, crowding.SAMPLES)
+        assert len(chosen) == crowding.SAMPLES == len(set(chosen.tolist()))
+        vectors = sorted(map(bytes, np.asarray(idx.vectors[chosen])))
+        found.append((vectors, crowding.typical(idx, scoring.Params())))
+    assert found[0][0] == found[1][0], "another order picked other faces"
+    assert found[0][1] == found[1][1] > 0
