@@ -4,7 +4,8 @@ Every stored face of a photo, and each video track's best face (one per
 appearance), is clustered into persons with dlib's Chinese whispers graph
 clustering over a graph that joins two faces when each would find the other
 with search.py's own rule (the tolerance, tightened among look-alikes; see
-facegrid/scoring.py) and they come from different photos. docs/search.md has
+facegrid/scoring.py) and they come from different photos; a face left alone
+then joins the person whose profile would find it. docs/search.md has
 the measured BCubed quality on lfw-dev. The output folder (written by report.write_people) gets:
 
   index.html         one row per person, largest first: face count, sample
@@ -26,6 +27,7 @@ made by facegrid/report.py (write_people).
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 import numpy as np
 
@@ -93,8 +95,9 @@ def load_faces(db) -> list[FaceRow]:
 def cluster_labels(encodings: list[np.ndarray], photos: list[str], params: scoring.Params) -> list[int]:
     """A cluster number per encoding: Chinese whispers over the look-alike graph.
 
-    Faces of one photo are never joined; should the clustering still put two
-    of them together, the one further from the person's mean starts its own.
+    A face the graph leaves alone joins the person whose profile finds it
+    (_join_lone_faces). Faces of one photo are never joined; should the clustering
+    still put two of them together, the one further from the person's mean starts its own.
     """
     import dlib
 
@@ -103,10 +106,48 @@ def cluster_labels(encodings: list[np.ndarray], photos: list[str], params: scori
         return [0] * n
     x = np.stack(encodings).astype(np.float32)
     photo_ids = np.unique(np.asarray(photos), return_inverse=True)[1]
-    edges = scoring.neighbour_graph(x, photo_ids, params)
+    table = scoring.neighbour_table(x, params)
+    edges = scoring.neighbour_graph(x, photo_ids, params, table=table)
     pairs = [(i, j, 1.0) for i, j in edges] + [(n - 1, n - 1, 1.0)]  # the last pair makes n labels
     labels = list(dlib.chinese_whispers(pairs))
+    labels = _join_lone_faces(_split_same_photo(labels, x, photo_ids), x, photo_ids, table)
     return _split_same_photo(labels, x, photo_ids)
+
+
+def _join_lone_faces(labels: list[int], x: np.ndarray, photo_ids: np.ndarray, t: scoring.Neighbours) -> list[int]:
+    """A face the graph left alone joins the person whose profile would find it in a search.
+
+    A person's profile is the mean of its faces, steadier than any one of them: a
+    face no single face of the person reaches (each pair must lie within both faces'
+    tolerance) may still lie within the tolerance a search for the person gives it.
+    That is search.py's own rule: the profile's look-alike tolerance, its look-alikes
+    (at least lookalike_spread from every face of the person) counted among the
+    nearest faces of the person's faces, combined with the lone face's own tolerance
+    (scoring.candidate_tolerance). The persons asked are those of the lone face's
+    scoring.NEIGHBOURS nearest faces from other photos; the best score at most 1 wins.
+    """
+    p, arr = t.params, np.asarray(labels)
+    size = Counter(labels)
+    asked: dict[int, list[int]] = {}
+    for i in (i for i, label in enumerate(labels) if size[label] == 1):
+        ok = (t.pos[i] >= 0) & (photo_ids[np.maximum(t.pos[i], 0)] != photo_ids[i])
+        for label in {labels[j] for j in t.pos[i][ok][: scoring.NEIGHBOURS]} - {labels[i]}:
+            if size[label] > 1:
+                asked.setdefault(label, []).append(i)
+    best: dict[int, tuple[float, int]] = {}
+    for label, lone in asked.items():
+        faces = np.flatnonzero(arr == label)
+        profile = x[faces].mean(axis=0)
+        near = np.unique(t.pos[faces])
+        near = near[near >= 0]
+        tol = scoring.profile_tolerance(x[faces], x[near], np.linalg.norm(x[near] - profile, axis=1), p)
+        for i in lone:
+            score = float(np.linalg.norm(x[i] - profile) / scoring.candidate_tolerance(tol, float(t.tol[i]), p))
+            if score <= 1.0 and score < best.get(i, (np.inf, 0))[0]:
+                best[i] = (score, label)
+    for i, (_, label) in best.items():
+        labels[i] = label
+    return labels
 
 
 def _split_same_photo(labels: list[int], x: np.ndarray, photo_ids: np.ndarray) -> list[int]:

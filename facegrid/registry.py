@@ -15,7 +15,9 @@ Chinese whispers go on over the new faces only: the faces already in a person
 keep it, each new face takes the person most of its edges lead to (a tie goes
 to the person there is), and new faces joined only among themselves make new
 persons, unless ATTACH_EDGES or more of the group's edges lead to a person there
-is (many new photos of one person would otherwise outvote its few). The tolerance
+is (many new photos of one person would otherwise outvote its few); a new face
+left alone joins the person whose profile finds it, as clustering at once does
+(registry_graph.join_lone). The tolerance
 uses the collection's typical d_k (the crowd factor) as the clustering does: the
 median of every face's at the first update, moved by each update's new faces. A
 person never holds two faces of one photo, and never a face a user rejected from it.
@@ -43,7 +45,7 @@ from .envelope import ENCODING_DIM
 from .registry_graph import ATTACH_EDGES as ATTACH_EDGES  # the graph's rules, still registry.NAME
 from .registry_graph import NEIGHBOURS as NEIGHBOURS
 from .registry_graph import ROUNDS as ROUNDS
-from .registry_graph import label_new_faces, lookalike_distances, median, tolerance_of
+from .registry_graph import Faces, label_new_faces, lookalike_distances, median, tolerance_of
 
 log = logging.getLogger("facegrid.registry")
 LISTED = 256  # as scoring.neighbour_graph's `listed`
@@ -124,8 +126,9 @@ def _step(db, changes: store.RegistryChanges, params: scoring.Params) -> Outcome
     rejected = [changes.rejects.get(int(r), set()) for r in n_rowids]
     gone = set(changes.removed)
     held = {(p, i) for p, i, r in store.photo_persons(db, sorted(set(n_photos))) if r not in gone}
-    photos = np.asarray(b_photos + n_photos)
-    labels = label_new_faces(dist, pos, photos, np.concatenate([b_tol, tol_new]), owners, rejected, n_photos, held)
+    faces = Faces(all_x, np.asarray(b_photos + n_photos), np.concatenate([b_tol, tol_new]), owners, rejected)
+    p = dataclasses.replace(params, typical=typical) if params.crowd_power > 0 else params
+    labels = label_new_faces(dist, pos, faces, n_photos, held, p)
     sizes = Counter(label for label in labels if label < 0)
     new_keys = sorted(sizes, key=lambda k: (-sizes[k], -k))
     out.joined = sum(1 for label in labels if label > 0)

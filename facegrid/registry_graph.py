@@ -21,16 +21,58 @@ ROUNDS = 30  # Chinese whispers rounds over the new faces at most (they stop whe
 ATTACH_EDGES = 2  # edges from a group of new faces to a person there is that make the group join it
 
 
-def label_new_faces(dist, pos, photos, tol_all, owners, rejected, n_photos, held: set) -> list[int]:
+@dataclasses.dataclass
+class Faces:
+    """An update's faces: the members' (positions 0..len(owners)-1), then the new ones."""
+
+    x: np.ndarray  # every encoding
+    photos: np.ndarray  # every face's photo
+    tol: np.ndarray  # every face's own tolerance
+    owners: np.ndarray  # each member's person
+    rejected: list[set]  # per new face, the persons a user rejected it from
+
+
+def label_new_faces(dist, pos, faces: Faces, n_photos, held: set, p: scoring.Params) -> list[int]:
     """A person (> 0) or a new person's key (< 0) per new face, from its nearest faces (dist, pos:
     positions among the members, then the new faces) and every face's tolerance: the Chinese
-    whispers, then the groups attached, then one face of a photo a person (held: (person, photo)
-    already in a person)."""
+    whispers, then the groups attached, then the faces left alone joined to the person whose
+    profile finds them (p: the rule with the collection's typical d_k), then one face of a photo a
+    person (held: (person, photo) already in a person)."""
+    owners, rejected = faces.owners, faces.rejected
     nb = len(owners)
     queries = np.arange(nb, nb + len(n_photos))
-    labels, edges = whispers(dist, pos, photos, queries, tol_all, owners, rejected)
+    labels, edges = whispers(dist, pos, faces.photos, queries, faces.tol, owners, rejected)
     labels = attach_groups(labels, edges, owners, rejected)
+    labels = join_lone(labels, dist, pos, faces, p)
     return one_face_a_photo(labels, n_photos, held, dist, pos)
+
+
+def join_lone(labels: list[int], dist, pos, faces: Faces, p: scoring.Params) -> list[int]:
+    """A new face left alone (a new person of its own) joins the person there is, of two faces or
+    more, whose profile would find it in a search: the rule of clustering at once
+    (people._join_lone_faces), the profile's look-alikes counted among this update's faces."""
+    nb, x = len(faces.owners), faces.x
+    size = Counter(labels)
+    asked: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        if label > 0 or size[label] > 1:
+            continue
+        ok = (pos[i] >= 0) & (pos[i] < nb) & (faces.photos[np.maximum(pos[i], 0)] != faces.photos[nb + i])
+        for person in {int(faces.owners[j]) for j in pos[i][ok][:NEIGHBOURS]} - faces.rejected[i]:
+            asked.setdefault(person, []).append(i)
+    best: dict[int, tuple[float, int]] = {}
+    for person, lone in asked.items():
+        members = np.flatnonzero(faces.owners == person)
+        if len(members) < 2:
+            continue
+        profile = x[members].mean(axis=0)
+        tol = scoring.profile_tolerance(x[members], x, np.linalg.norm(x - profile, axis=1), p)
+        for i in lone:
+            own = float(faces.tol[nb + i])
+            score = float(np.linalg.norm(x[nb + i] - profile) / scoring.candidate_tolerance(tol, own, p))
+            if score <= 1.0 and score < best.get(i, (np.inf, 0))[0]:
+                best[i] = (score, person)
+    return [best[i][1] if i in best else label for i, label in enumerate(labels)]
 
 
 def median(dks: np.ndarray) -> float:

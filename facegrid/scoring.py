@@ -301,29 +301,36 @@ def groups(encodings: np.ndarray, distance: float) -> list[list[int]]:
     return sorted(out.values(), key=lambda g: (-len(g), g[0]))
 
 
-def neighbour_graph(
-    vectors: np.ndarray,
-    photos: np.ndarray,
-    p: Params,
-    neighbours: int = 30,
-    listed: int = 256,
-    exact_limit: int | None = None,
-) -> list[tuple[int, int]]:
-    """Edges between faces that match each other under the search's own rule.
+def profile_tolerance(members: np.ndarray, near: Vectors, near_dist: np.ndarray, p: Params) -> float:
+    """The tolerance a search for a person gives: the look-alike rule with the person's faces
+    (members) as the target photos and their mean as the profile, its look-alikes counted among
+    `near` (the nearest faces known, near_dist their distances to the mean)."""
+    if p.lookalike_count <= 0:
+        return p.tolerance
+    dk = kth_distinct(near_dist, near, members, p.lookalike_count, p.lookalike_spread, first=len(near_dist))
+    return lookalike_tolerance(dk, p)
 
-    Face i and j are joined when j is among i's `neighbours` nearest faces from
-    other photos (or i among j's: two faces in one photo are never the same
-    person), and their distance is within both faces' own search tolerance: the
-    look-alike rule with the face itself as the target, its look-alikes counted
-    among its `listed` nearest faces (facegrid/neighbours.py; exact up to 50,000
-    faces, approximate beyond).
-    """
+
+NEIGHBOURS = 30  # the clustering graph joins a face to at most this many of its nearest faces
+
+
+@dataclasses.dataclass
+class Neighbours:
+    """Each face's nearest faces and its own search tolerance (neighbour_table)."""
+
+    dist: np.ndarray  # n x listed, nearest first (inf: none found)
+    pos: np.ndarray  # their rows (-1: none found)
+    tol: np.ndarray  # each face's own tolerance: the look-alike rule with the face as the target
+    params: Params  # the rule, with the typical d_k it was measured against
+
+
+def neighbour_table(vectors: np.ndarray, p: Params, listed: int = 256, exact_limit: int | None = None) -> Neighbours:
+    """Each face's `listed` nearest faces (facegrid/neighbours.py: exact up to 50,000 faces,
+    approximate beyond) and its own tolerance, its look-alikes counted among them."""
     from . import neighbours as nn
 
     x = np.asarray(vectors, dtype=np.float32)
     n = len(x)
-    if n < 2:
-        return []
     kw = {} if exact_limit is None else {"exact_limit": exact_limit}
     dist, pos = nn.nearest(x, min(listed, n), **kw)
     full = dist.shape[1] == n  # the lists hold every face: nothing lies beyond them
@@ -335,14 +342,37 @@ def neighbour_graph(
             dks[i] = kth_distinct(d, x[j], x[i], p.lookalike_count, p.lookalike_spread, first=len(d))
             if dks[i] == float("inf") and not full:  # not within the list: its end is a lower bound
                 dks[i] = float(d[-1])
-    if p.crowd_power > 0 and not p.typical:  # the collection's typical d_k: here, the median of every face's
+    if p.crowd_power > 0 and not p.typical and n:  # the collection's typical d_k: here, the median of every face's
         typical = float(np.median(dks))
         p = dataclasses.replace(p, typical=typical if np.isfinite(typical) else 0.0)
     tol = np.array([lookalike_tolerance(float(dk), p) for dk in dks], dtype=np.float32)
+    return Neighbours(dist, pos, tol, p)
+
+
+def neighbour_graph(
+    vectors: np.ndarray,
+    photos: np.ndarray,
+    p: Params,
+    neighbours: int = NEIGHBOURS,
+    listed: int = 256,
+    exact_limit: int | None = None,
+    table: Neighbours | None = None,
+) -> list[tuple[int, int]]:
+    """Edges between faces that match each other under the search's own rule.
+
+    Face i and j are joined when j is among i's `neighbours` nearest faces from
+    other photos (or i among j's: two faces in one photo are never the same
+    person), and their distance is within both faces' own search tolerance: the
+    look-alike rule with the face itself as the target, its look-alikes counted
+    among its `listed` nearest faces (neighbour_table, or `table` when made already).
+    """
+    if len(vectors) < 2:
+        return []
+    t = table or neighbour_table(vectors, p, listed, exact_limit)
     edges = set()
-    for i in range(n):
-        ok = (pos[i] >= 0) & (photos[np.maximum(pos[i], 0)] != photos[i])
-        for j, d in zip(pos[i][ok][:neighbours], dist[i][ok][:neighbours], strict=False):
-            if d <= tol[i] and d <= tol[j]:
+    for i in range(len(t.dist)):
+        ok = (t.pos[i] >= 0) & (photos[np.maximum(t.pos[i], 0)] != photos[i])
+        for j, d in zip(t.pos[i][ok][:neighbours], t.dist[i][ok][:neighbours], strict=False):
+            if d <= t.tol[i] and d <= t.tol[j]:
                 edges.add((min(i, int(j)), max(i, int(j))))
     return sorted(edges)

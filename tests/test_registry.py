@@ -233,3 +233,21 @@ def test_many_new_photos_of_a_person_join_it_not_a_new_person(db):
     step = registry.update(db, PARAMS)
     assert step.created == 0, step
     assert all(person_of(db, f"event-{i}") == person_of(db, f"one-{i % 10}") for i in range(1000))
+
+
+def test_a_new_face_no_member_reaches_joins_the_person_whose_profile_finds_it(db):
+    """As clustering at once does (tests/test_scoring.py): four photos of one person, pairwise 0.42
+    apart; a later face 0.45 from their mean but 0.54 from each of them joins that person, and one
+    0.55 from it makes a person of its own."""
+    unit = np.eye(DIM, dtype=np.float32)
+    c = 0.3 * unit[0]
+    p = scoring.Params(lookalike_count=0)
+    store.store_results(db, [result(f"p-{k}", [c + 0.3 * unit[k]]) for k in range(1, 5)])
+    first = registry.update(db, p)
+    assert first.created == 1
+    person = person_of(db, "p-1")
+    store.store_results(db, [result("near", [c + 0.45 * unit[5]]), result("far", [c + 0.55 * unit[6]])])
+    later = registry.update(db, p)
+    assert person_of(db, "near") == person
+    assert person_of(db, "far") not in (None, person)
+    assert later.joined == 1 and later.created == 1, later

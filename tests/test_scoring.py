@@ -180,3 +180,28 @@ def test_a_stranger_from_a_crowd_needs_to_come_closer_than_a_face_with_few_looka
         assert tol == pytest.approx(0.5)  # the profile itself has no crowd
         score = near.dist / searching.face_tolerances(idx, near, tol, p)
         assert {int(i) for i in near.positions[score <= 1.0]} == matched
+
+
+def test_a_face_no_single_face_reaches_joins_the_person_whose_profile_finds_it():
+    """Four photos of one person around c, pairwise 0.42 apart, all joined; a fifth 0.45 from c
+    but 0.54 from each of them has no edge, yet a search for the person (its mean, tolerance
+    0.5) finds it, so it joins. A stranger 0.55 from c stays alone."""
+    c = 0.3 * unit(0)
+    person = [c + 0.3 * unit(k) for k in range(1, 5)]
+    faces = np.stack([*person, c + 0.45 * unit(5), c + 0.55 * unit(6)]).astype(np.float32)
+    photos = [f"p{i}" for i in range(len(faces))]
+    p = scoring.Params(lookalike_count=0)
+    assert all(4 not in e for e in scoring.neighbour_graph(faces, np.arange(len(faces)), p))
+    labels = people.cluster_labels(list(faces), photos, p)
+    assert len(set(labels[:4])) == 1
+    assert labels[4] == labels[0]
+    assert labels[5] != labels[0]
+
+
+def test_the_lone_face_never_joins_a_person_holding_a_face_of_its_photo():
+    c = 0.3 * unit(0)
+    person = [c + 0.3 * unit(k) for k in range(1, 5)]
+    faces = np.stack([*person, c + 0.45 * unit(5)]).astype(np.float32)
+    photos = ["p0", "p1", "p2", "p3", "p0"]  # the lone face shares photo p0 with a face of the person
+    labels = people.cluster_labels(list(faces), photos, scoring.Params(lookalike_count=0))
+    assert labels[4] != labels[0]
