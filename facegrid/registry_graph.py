@@ -50,7 +50,8 @@ def label_new_faces(dist, pos, faces: Faces, n_photos, held: set, p: scoring.Par
 def join_lone(labels: list[int], dist, pos, faces: Faces, p: scoring.Params) -> list[int]:
     """A new face left alone (a new person of its own) joins the person there is, of two faces or
     more, whose profile would find it in a search: the rule of clustering at once
-    (people._join_lone_faces), the profile's look-alikes counted among this update's faces."""
+    (people._join_lone_faces), the profile's look-alikes counted among the person's faces and the
+    nearest faces of the lone faces that ask it."""
     nb, x = len(faces.owners), faces.x
     size = Counter(labels)
     asked: dict[int, list[int]] = {}
@@ -66,7 +67,9 @@ def join_lone(labels: list[int], dist, pos, faces: Faces, p: scoring.Params) -> 
         if len(members) < 2:
             continue
         profile = x[members].mean(axis=0)
-        tol = scoring.profile_tolerance(x[members], x, np.linalg.norm(x - profile, axis=1), p)
+        near = np.unique(np.concatenate([pos[lone].ravel(), members]))  # the faces known near the profile
+        near = near[near >= 0]
+        tol = scoring.profile_tolerance(x[members], x[near], np.linalg.norm(x[near] - profile, axis=1), p)
         for i in lone:
             own = float(faces.tol[nb + i])
             score = float(np.linalg.norm(x[nb + i] - profile) / scoring.candidate_tolerance(tol, own, p))
