@@ -137,14 +137,11 @@ def _join_lone_faces(labels: list[int], x: np.ndarray, photo_ids: np.ndarray, t:
     best: dict[int, tuple[float, int]] = {}
     for label, lone in asked.items():
         faces = np.flatnonzero(arr == label)
-        profile = x[faces].mean(axis=0)
         near = np.unique(t.pos[faces])
-        near = near[near >= 0]
-        tol = scoring.profile_tolerance(x[faces], x[near], np.linalg.norm(x[near] - profile, axis=1), p)
-        for i in lone:
-            score = float(np.linalg.norm(x[i] - profile) / scoring.candidate_tolerance(tol, float(t.tol[i]), p))
+        scores = scoring.profile_scores(x, faces, near[near >= 0], lone, t.tol[lone], p)
+        for i, score in zip(lone, scores, strict=True):
             if score <= 1.0 and score < best.get(i, (np.inf, 0))[0]:
-                best[i] = (score, label)
+                best[i] = (float(score), label)
     for i, (_, label) in best.items():
         labels[i] = label
     return labels

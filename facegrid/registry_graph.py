@@ -62,19 +62,19 @@ def join_lone(labels: list[int], dist, pos, faces: Faces, p: scoring.Params) -> 
         for person in {int(faces.owners[j]) for j in pos[i][ok][:NEIGHBOURS]} - faces.rejected[i]:
             asked.setdefault(person, []).append(i)
     best: dict[int, tuple[float, int]] = {}
+    members_of: dict[int, list[int]] = {person: [] for person in asked}
+    for j in np.flatnonzero(np.isin(faces.owners, list(asked))):
+        members_of[int(faces.owners[j])].append(int(j))
     for person, lone in asked.items():
-        members = np.flatnonzero(faces.owners == person)
+        members = np.asarray(members_of[person])
         if len(members) < 2:
             continue
-        profile = x[members].mean(axis=0)
         near = np.unique(np.concatenate([pos[lone].ravel(), members]))  # the faces known near the profile
-        near = near[near >= 0]
-        tol = scoring.profile_tolerance(x[members], x[near], np.linalg.norm(x[near] - profile, axis=1), p)
-        for i in lone:
-            own = float(faces.tol[nb + i])
-            score = float(np.linalg.norm(x[nb + i] - profile) / scoring.candidate_tolerance(tol, own, p))
+        rows = [nb + i for i in lone]
+        scores = scoring.profile_scores(x, members, near[near >= 0], rows, faces.tol[rows], p)
+        for i, score in zip(lone, scores, strict=True):
             if score <= 1.0 and score < best.get(i, (np.inf, 0))[0]:
-                best[i] = (score, person)
+                best[i] = (float(score), person)
     return [best[i][1] if i in best else label for i, label in enumerate(labels)]
 
 
