@@ -48,7 +48,7 @@ from .registry_graph import ROUNDS as ROUNDS
 from .registry_graph import Faces, label_new_faces, lookalike_distances, median, tolerance_of
 
 log = logging.getLogger("facegrid.registry")
-LISTED = 256  # as scoring.neighbour_graph's `listed`
+LISTED = scoring.LISTED  # a face's look-alikes counted among this many nearest, as clustering at once
 EXACT_LIMIT = neighbours.EXACT_LIMIT  # faces; beyond, the neighbour search probes cells
 NPROBE = neighbours.NPROBE  # cells probed a face, as neighbours.py
 TRAIN_SAMPLE = neighbours.TRAIN_SAMPLE

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import scoring
 
-NEIGHBOURS = 30  # as scoring.neighbour_graph's `neighbours` (tests/test_registry.py checks they agree)
+NEIGHBOURS = scoring.NEIGHBOURS  # a face's edges: as scoring.neighbour_graph's
 ROUNDS = 30  # Chinese whispers rounds over the new faces at most (they stop when no label changes)
 ATTACH_EDGES = 2  # edges from a group of new faces to a person there is that make the group join it
 
@@ -43,11 +43,11 @@ def label_new_faces(dist, pos, faces: Faces, n_photos, held: set, p: scoring.Par
     queries = np.arange(nb, nb + len(n_photos))
     labels, edges = whispers(dist, pos, faces.photos, queries, faces.tol, owners, rejected)
     labels = attach_groups(labels, edges, owners, rejected)
-    labels = join_lone(labels, dist, pos, faces, p)
+    labels = join_lone(labels, pos, faces, p)
     return one_face_a_photo(labels, n_photos, held, dist, pos)
 
 
-def join_lone(labels: list[int], dist, pos, faces: Faces, p: scoring.Params) -> list[int]:
+def join_lone(labels: list[int], pos, faces: Faces, p: scoring.Params) -> list[int]:
     """A new face left alone (a new person of its own) joins the person there is, of two faces or
     more, whose profile would find it in a search: the rule of clustering at once
     (people._join_lone_faces), the profile's look-alikes counted among the person's faces and the

@@ -320,6 +320,7 @@ def profile_scores(x: np.ndarray, members: np.ndarray, near: np.ndarray, lone, o
 
 
 NEIGHBOURS = 30  # the clustering graph joins a face to at most this many of its nearest faces
+LISTED = 256  # ... and counts its look-alikes among this many
 
 
 @dataclasses.dataclass
@@ -332,7 +333,7 @@ class Neighbours:
     params: Params  # the rule, with the typical d_k it was measured against
 
 
-def neighbour_table(vectors: np.ndarray, p: Params, listed: int = 256, exact_limit: int | None = None) -> Neighbours:
+def neighbour_table(vectors: np.ndarray, p: Params, listed: int = LISTED, exact_limit: int | None = None) -> Neighbours:
     """Each face's `listed` nearest faces (facegrid/neighbours.py: exact up to 50,000 faces,
     approximate beyond) and its own tolerance, its look-alikes counted among them."""
     from . import neighbours as nn
@@ -362,7 +363,7 @@ def neighbour_graph(
     photos: np.ndarray,
     p: Params,
     neighbours: int = NEIGHBOURS,
-    listed: int = 256,
+    listed: int = LISTED,
     exact_limit: int | None = None,
     table: Neighbours | None = None,
 ) -> list[tuple[int, int]]:
@@ -376,7 +377,7 @@ def neighbour_graph(
     """
     if len(vectors) < 2:
         return []
-    t = table or neighbour_table(vectors, p, listed, exact_limit)
+    t = table if table is not None else neighbour_table(vectors, p, listed, exact_limit)
     edges = set()
     for i in range(len(t.dist)):
         ok = (t.pos[i] >= 0) & (photos[np.maximum(t.pos[i], 0)] != photos[i])

@@ -8,7 +8,6 @@ collector stores them; the grid test of the same story is in tests/test_people.p
 from __future__ import annotations
 
 import hashlib
-import inspect
 
 import numpy as np
 import pytest
@@ -72,12 +71,6 @@ def first_collection(db, crowd: People) -> None:
     store_photos(db, crowd, photos)
     first = registry.update(db, PARAMS)
     assert first.first and first.created == 4, first
-
-
-def test_neighbour_rule_matches_the_clustering():
-    defaults = inspect.signature(scoring.neighbour_graph).parameters
-    assert defaults["neighbours"].default == registry.NEIGHBOURS
-    assert defaults["listed"].default == registry.LISTED
 
 
 def test_named_person_gains_new_photos_and_keeps_its_id_and_name(db):
