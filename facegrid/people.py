@@ -135,8 +135,11 @@ def _join_lone_faces(labels: list[int], x: np.ndarray, photo_ids: np.ndarray, t:
             if size[label] > 1:
                 asked.setdefault(label, []).append(i)
     best: dict[int, tuple[float, int]] = {}
-    for label, lone in asked.items():
-        faces = np.flatnonzero(arr == label)
+    order = np.argsort(arr, kind="stable")  # each person's faces, read once for all of them
+    starts = np.searchsorted(arr[order], list(asked), side="left")
+    ends = np.searchsorted(arr[order], list(asked), side="right")
+    for (label, lone), a, b in zip(asked.items(), starts, ends, strict=True):
+        faces = order[a:b]
         near = np.unique(t.pos[faces])
         scores = scoring.profile_scores(x, faces, near[near >= 0], lone, t.tol[lone], p)
         for i, score in zip(lone, scores, strict=True):
