@@ -126,28 +126,62 @@ def _join_lone_faces(labels: list[int], x: np.ndarray, photo_ids: np.ndarray, t:
     (scoring.candidate_tolerance). The persons asked are those of the lone face's
     scoring.NEIGHBOURS nearest faces from other photos; the best score at most 1 wins.
     """
-    p, arr = t.params, np.asarray(labels)
+    arr = np.asarray(labels)
     size = Counter(labels)
     asked: dict[int, list[int]] = {}
     for i in (i for i, label in enumerate(labels) if size[label] == 1):
         ok = (t.pos[i] >= 0) & (photo_ids[np.maximum(t.pos[i], 0)] != photo_ids[i])
-        for label in {labels[j] for j in t.pos[i][ok][: scoring.NEIGHBOURS]} - {labels[i]}:
+        for label in {labels[j] for j in t.pos[i][ok][: scoring.NEIGHBOURS]}:
             if size[label] > 1:
                 asked.setdefault(label, []).append(i)
-    best: dict[int, tuple[float, int]] = {}
     order = np.argsort(arr, kind="stable")  # each person's faces, read once for all of them
-    starts = np.searchsorted(arr[order], list(asked), side="left")
-    ends = np.searchsorted(arr[order], list(asked), side="right")
-    for (label, lone), a, b in zip(asked.items(), starts, ends, strict=True):
-        faces = order[a:b]
-        near = np.unique(t.pos[faces])
-        scores = scoring.profile_scores(x, faces, near[near >= 0], lone, t.tol[lone], p)
-        for i, score in zip(lone, scores, strict=True):
-            if score <= 1.0 and score < best.get(i, (np.inf, 0))[0]:
-                best[i] = (float(score), label)
-    for i, (_, label) in best.items():
+    keys, by_label = list(asked), arr[order]
+    ends = zip(np.searchsorted(by_label, keys), np.searchsorted(by_label, keys, "right"), strict=True)
+    members = {label: order[a:b] for label, (a, b) in zip(keys, ends, strict=True)}
+
+    def near_of(faces, lone):  # the faces known near the profile: the person's faces' own nearest
+        return np.unique(t.pos[faces])
+
+    joined = join_lone(x, t.tol, asked, members.__getitem__, near_of, t.params)
+    for i, label in joined.items():
         labels[i] = label
     return labels
+
+
+def profile_scores(x: np.ndarray, members: np.ndarray, near: np.ndarray, lone, own, p: scoring.Params) -> np.ndarray:
+    """The score of each face of x[lone] in a search for a person: its distance to the person's
+    profile (the mean of x[members]) over its tolerance there. That is the look-alike rule with the
+    person's faces as the target photos, their look-alikes counted among x[near] (the nearest faces
+    known), combined with the face's own tolerance (own) as candidate_tolerance combines them; inf
+    for every face when none lies within the widest tolerance there can be."""
+    profile = x[members].mean(axis=0)
+    d = np.linalg.norm(x[lone] - profile, axis=1)
+    if not np.any(d <= scoring.widest(p.tolerance, p)):  # no tolerance reaches that far: spare the count
+        return np.full(len(d), np.inf)
+    tol = p.tolerance
+    if p.lookalike_count > 0:
+        near_dist = np.linalg.norm(x[near] - profile, axis=1)
+        k, spread = p.lookalike_count, p.lookalike_spread
+        dk = scoring.kth_distinct(near_dist, x[near], x[members], k, spread, first=len(near))
+        tol = scoring.lookalike_tolerance(dk, p)
+    return d / scoring.candidate_tolerance(tol, np.asarray(own, dtype=np.float64), p)
+
+
+def join_lone(x: np.ndarray, own: np.ndarray, asked: dict, members_of, near_of, p: scoring.Params) -> dict[int, int]:
+    """Lone faces joined to persons: {row of x: person} for each face of asked (person -> rows of
+    the lone faces that ask it) whose best profile_scores, over the persons it asks that hold two
+    faces or more, is at most 1. members_of(person) gives the person's rows, near_of(members,
+    lone) the rows its look-alikes are counted among; own: every row's own tolerance."""
+    best: dict[int, tuple[float, int]] = {}
+    for person, lone in asked.items():
+        members = members_of(person)
+        if len(members) < 2:
+            continue
+        near = near_of(members, lone)
+        for row, score in zip(lone, profile_scores(x, members, near[near >= 0], lone, own[lone], p), strict=True):
+            if score <= 1.0 and score < best.get(row, (np.inf, 0))[0]:
+                best[row] = (float(score), person)
+    return {row: person for row, (_, person) in best.items()}
 
 
 def _split_same_photo(labels: list[int], x: np.ndarray, photo_ids: np.ndarray) -> list[int]:

@@ -14,7 +14,7 @@ from collections import Counter
 
 import numpy as np
 
-from . import scoring
+from . import people, scoring
 
 NEIGHBOURS = scoring.NEIGHBOURS  # a face's edges: as scoring.neighbour_graph's
 ROUNDS = 30  # Chinese whispers rounds over the new faces at most (they stop when no label changes)
@@ -60,22 +60,16 @@ def join_lone(labels: list[int], pos, faces: Faces, p: scoring.Params) -> list[i
             continue
         ok = (pos[i] >= 0) & (pos[i] < nb) & (faces.photos[np.maximum(pos[i], 0)] != faces.photos[nb + i])
         for person in {int(faces.owners[j]) for j in pos[i][ok][:NEIGHBOURS]} - faces.rejected[i]:
-            asked.setdefault(person, []).append(i)
-    best: dict[int, tuple[float, int]] = {}
+            asked.setdefault(person, []).append(nb + i)  # rows of x, as the members'
     members_of: dict[int, list[int]] = {person: [] for person in asked}
     for j in np.flatnonzero(np.isin(faces.owners, list(asked))):
         members_of[int(faces.owners[j])].append(int(j))
-    for person, lone in asked.items():
-        members = np.asarray(members_of[person])
-        if len(members) < 2:
-            continue
-        near = np.unique(np.concatenate([pos[lone].ravel(), members]))  # the faces known near the profile
-        rows = [nb + i for i in lone]
-        scores = scoring.profile_scores(x, members, near[near >= 0], rows, faces.tol[rows], p)
-        for i, score in zip(lone, scores, strict=True):
-            if score <= 1.0 and score < best.get(i, (np.inf, 0))[0]:
-                best[i] = (float(score), person)
-    return [best[i][1] if i in best else label for i, label in enumerate(labels)]
+
+    def near_of(members, lone):  # the faces known near the profile: its own and the lone faces' nearest
+        return np.unique(np.concatenate([pos[np.asarray(lone) - nb].ravel(), members]))
+
+    joined = people.join_lone(x, faces.tol, asked, lambda person: np.asarray(members_of[person], np.int64), near_of, p)
+    return [joined.get(nb + i, label) for i, label in enumerate(labels)]
 
 
 def median(dks: np.ndarray) -> float:

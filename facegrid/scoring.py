@@ -301,24 +301,6 @@ def groups(encodings: np.ndarray, distance: float) -> list[list[int]]:
     return sorted(out.values(), key=lambda g: (-len(g), g[0]))
 
 
-def profile_scores(x: np.ndarray, members: np.ndarray, near: np.ndarray, lone, own, p: Params) -> np.ndarray:
-    """The score of each face of x[lone] in a search for a person: its distance to the person's
-    profile (the mean of x[members]) over its tolerance there. That is the look-alike rule with the
-    person's faces as the target photos, their look-alikes counted among x[near] (the nearest faces
-    known), combined with the face's own tolerance (own) as candidate_tolerance combines them; inf
-    for every face when none lies within the widest tolerance there can be."""
-    profile = x[members].mean(axis=0)
-    d = np.linalg.norm(x[lone] - profile, axis=1)
-    if not np.any(d <= widest(p.tolerance, p)):  # no tolerance reaches that far: spare the count
-        return np.full(len(d), np.inf)
-    tol = p.tolerance
-    if p.lookalike_count > 0:
-        near_dist = np.linalg.norm(x[near] - profile, axis=1)
-        dk = kth_distinct(near_dist, x[near], x[members], p.lookalike_count, p.lookalike_spread, first=len(near))
-        tol = lookalike_tolerance(dk, p)
-    return d / candidate_tolerance(tol, np.asarray(own, dtype=np.float64), p)
-
-
 NEIGHBOURS = 30  # the clustering graph joins a face to at most this many of its nearest faces
 LISTED = 256  # ... and counts its look-alikes among this many
 
