@@ -3,6 +3,7 @@ answer as the exact scan does."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 
@@ -50,11 +51,15 @@ def sec_scale(ctx: Context) -> None:
     params, mode = ctx.settings.search.params(), ctx.settings.search.mode
     coll = searching.open_store([str(db_path)])
     searching.find(coll, targets, params, mode)  # warm the page cache
-    warm = []
+    warm, once = [], []
+    one_round = dataclasses.replace(params, expand_rounds=1)  # one second pass only, side by side
     for _ in range(max(5, ctx.sizes.repeats)):
         t0 = time.perf_counter()
         matches = searching.find(coll, targets, params, mode).matches
         warm.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        searching.find(coll, targets, one_round, mode)
+        once.append(time.perf_counter() - t0)
     found = sum(m.host == "planted" for m in matches)
     counts, exact_s = vector_equals_exact(coll, targets, real, params, mode)
     same, asked = sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())
@@ -91,7 +96,16 @@ def sec_scale(ctx: Context) -> None:
     rep.add("scale", "synthetic faces", how)
     rep.add("scale", "index build", f"{build_s:.1f} s")
     rep.add(
-        "scale", "warm query (look-alike rule, two passes)", f"{med(warm) * 1e3:.0f} ms", "<= 150 ms", med(warm) <= 0.15
+        "scale",
+        "warm query (look-alike rule, passes while the surest matches grow)",
+        f"{med(warm) * 1e3:.0f} ms",
+        "<= 150 ms",
+        med(warm) <= 0.15,
+    )
+    rep.add(
+        "scale",
+        "warm query with one second pass only (expand_rounds 1), same run",
+        f"{med(once) * 1e3:.0f} ms (the further passes cost {med(warm) / max(med(once), 1e-9):.2f}x)",
     )
     rep.add("scale", "search.py target/ from the shell, index ready", f"{wall:.2f} s", "<= 3 s", wall <= 3)
     rep.add("scale", "search.py peak RSS", f"{rss / MB:.0f} MB", "<= 3072 MB", rss <= 3072 * MB)

@@ -263,10 +263,15 @@ def cache_dir(coll: Collection) -> Path | None:
 
 def settle(idx: index_mod.FaceIndex, encodings: np.ndarray, params: scoring.Params, mode: str, reach: float = 1.0):
     """A search's rule for these target encodings: (the faces near its profile, its tolerance, the
-    targets it ends with). A first pass, then a second from the targets and its surest matches."""
+    targets it ends with). A first pass, then again from the targets and the surest matches of the pass
+    before, while those grow in number (at most expand_rounds more passes)."""
     near, tol = _near(idx, encodings, params, mode, reach)
-    wider = scoring.expanded(encodings, near.dist, near.rows, tol, params)
-    if len(wider) > len(encodings):
+    wider = encodings
+    for _ in range(params.expand_rounds):
+        more = scoring.expanded(encodings, near.dist, near.rows, tol, params)
+        if len(more) <= len(wider):
+            break
+        wider = more
         near, tol = _near(idx, wider, params, mode, reach)
     return near, tol, wider
 

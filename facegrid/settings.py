@@ -134,6 +134,7 @@ class Search:
     expand_score: float = setting(
         0.95, lambda v: 0.0 < v <= 1.0, "more than 0, at most 1 (0.95 is the measured default)"
     )
+    expand_rounds: int = setting(2, between(1, 10), "1 (one second pass) to 10 (2 is the measured default)")
     background: int = setting(1500, between(0, 100_000), "0 (off) to 100000 (1500 is the measured default)")
     candidate_power: float = setting(0.4, between(0, 1), "0 (off) to 1 (0.4 is the measured default)")
     candidate_scale: float = setting(0.985, lambda v: 0.5 <= v <= 1.5, "0.5 to 1.5 (0.985 is the measured default)")
@@ -153,6 +154,7 @@ class Search:
             lookalike_ratio=self.lookalike_ratio,
             expand_count=self.expand_count,
             expand_score=self.expand_score,
+            expand_rounds=self.expand_rounds,
             background=self.background,
             crowd_power=self.crowd_power,
             candidate_power=self.candidate_power,

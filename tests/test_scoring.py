@@ -205,3 +205,20 @@ def test_the_lone_face_never_joins_a_person_holding_a_face_of_its_photo():
     photos = ["p0", "p1", "p2", "p3", "p0"]  # the lone face shares photo p0 with a face of the person
     labels = people.cluster_labels(list(faces), photos, scoring.Params(lookalike_count=0))
     assert labels[4] != labels[0]
+
+
+def test_the_search_runs_again_while_its_surest_matches_grow():
+    """Photos of one person along a line, each step a little further from the target photo:
+    the first pass finds A (0.45), the second (from the target and A) finds B, and only a third
+    (from the target, A and B) reaches C, 0.625 from the second pass's profile."""
+    from facegrid import searching
+
+    target = np.zeros(DIM, np.float32)
+    faces = np.stack([0.45 * unit(0), 0.68 * unit(0), 0.85 * unit(0), 0.9 * unit(1)]).astype(np.float32)
+    idx = FaceIndex.from_arrays(faces, np.einsum("ij,ij->i", faces, faces), np.arange(len(faces)))
+    found = {}
+    for rounds in (1, 2):
+        p = scoring.Params(lookalike_count=0, background=0, candidate_power=0.0, expand_rounds=rounds)
+        near, tol, wider = searching.settle(idx, target[None], p, "mean")
+        found[rounds] = {int(i) for i in near.positions[near.dist <= tol]}
+    assert found == {1: {0, 1}, 2: {0, 1, 2}}
